@@ -1,0 +1,88 @@
+"""The connector surface every vendor module implements: push, test the connection, erase."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from ennu.models import SyncStatus
+
+if TYPE_CHECKING:
+    from ennu.settings import Settings
+
+
+@dataclass(frozen=True)
+class Record:
+    """One mapped record for one destination object.
+
+    `fields` holds only the destination fields that the mapping names; `record_key` is the host-side
+    identity ("user:42"), never personal data, and is what the sync log stores.
+    """
+
+    record_key: str
+    event_id: str | None
+    user_id: int | None
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record at one destination. `error` is a code or reason, never a value."""
+
+    record_key: str
+    status: SyncStatus
+    remote_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    integration: str
+    ok: bool
+    detail: str
+    latency_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who to erase: the host user id and the keys destinations know them by."""
+
+    user_id: int
+    email: str | None = None
+    phone: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Connector(ABC):
+    """A destination. Subclasses set `name`, `consent_category`, `batch_sizes` and implement the surface."""
+
+    name: ClassVar[str]
+    consent_category: ClassVar[str]  # "crm", "marketing", "communication", "analytics", "clinical", ...
+    batch_sizes: ClassVar[dict[str, int]]  # destination object -> records per request
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        """A connector configured from settings and secrets (or the sandbox when none are set)."""
+
+    @abstractmethod
+    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Send one batch (at most `batch_sizes[object_name]` records) and return one outcome per record.
+
+        `upsert_key` is the destination field that identifies a record at the vendor (e.g. `email`).
+
+        Raises `connectors.http.RetryableError` when the whole batch should be retried later.
+        """
+
+    @abstractmethod
+    def test_connection(self) -> ConnectionCheck:
+        """A cheap authenticated read."""
+
+    @abstractmethod
+    def erase(self, person: Person) -> Outcome:
+        """Erase or anonymise the person at the vendor (right to deletion)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections."""

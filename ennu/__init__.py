@@ -1,0 +1,1 @@
+"""ENNU integration hub core: settings, database models and the host app's event model."""

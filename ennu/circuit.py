@@ -1,0 +1,102 @@
+"""A circuit breaker per integration, kept in the database so every process and worker sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from ennu.db import session_scope
+from ennu.models import IntegrationState, utcnow
+from ennu.settings import get_settings
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    integration: str
+    open: bool
+    consecutive_failures: int
+    opened_until: datetime | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+
+    @property
+    def label(self) -> str:
+        if self.open:
+            return "open"
+        threshold = get_settings().circuit_failure_threshold
+        return "half-open" if self.consecutive_failures >= threshold else "closed"
+
+
+def circuit_state(integration: str, now: datetime | None = None) -> CircuitState:
+    now = now or utcnow()
+    with session_scope() as session:
+        row = session.get(IntegrationState, integration)
+        if row is None:
+            return CircuitState(integration, False, 0, None, None, None, None)
+        opened_until = _aware(row.opened_until)
+        return CircuitState(
+            integration,
+            opened_until is not None and opened_until > now,
+            row.consecutive_failures,
+            opened_until,
+            _aware(row.last_success_at),
+            _aware(row.last_error_at),
+            row.last_error,
+        )
+
+
+def allows_calls(integration: str) -> bool:
+    """False while the circuit is open; after the open period one batch may probe (half-open)."""
+    return not circuit_state(integration).open
+
+
+def _state_row(integration: str) -> IntegrationState:
+    return IntegrationState(integration=integration, consecutive_failures=0)
+
+
+def record_success(integration: str) -> None:
+    with session_scope() as session:
+        row = session.execute(
+            select(IntegrationState).where(IntegrationState.integration == integration).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            row = _state_row(integration)
+            session.add(row)
+        row.consecutive_failures = 0
+        row.opened_until = None
+        row.last_success_at = utcnow()
+
+
+def record_failure(integration: str, reason: str) -> bool:
+    """Count one failed call; returns True when this failure opened (or re-opened) the circuit."""
+    settings = get_settings()
+    with session_scope() as session:
+        row = session.execute(
+            select(IntegrationState).where(IntegrationState.integration == integration).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            row = _state_row(integration)
+            session.add(row)
+        row.consecutive_failures = (row.consecutive_failures or 0) + 1
+        row.last_error_at = utcnow()
+        row.last_error = reason[:500]
+        if row.consecutive_failures >= settings.circuit_failure_threshold:
+            row.opened_until = utcnow() + timedelta(seconds=settings.circuit_open_seconds)
+            return True
+        return False
+
+
+def reset_circuit(integration: str) -> None:
+    with session_scope() as session:
+        row = session.get(IntegrationState, integration)
+        if row is not None:
+            row.consecutive_failures = 0
+            row.opened_until = None

@@ -1,0 +1,74 @@
+"""The host app's event: its pydantic model and the one registry of event types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One kind of host-app event and the flow that carries it."""
+
+    name: str  # e.g. "assessment.completed"
+    flow_name: str  # e.g. "assessment-completed"
+    resource_kind: str | None  # what `resource` points at: "assessment", "biomarker", "health_goal"
+
+    @property
+    def prefect_event(self) -> str:
+        return f"ennu.{self.name}"
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    t.name: t
+    for t in (
+        EventType("user.registered", "user-registered", None),
+        EventType("user.login", "user-login", None),
+        EventType("assessment.completed", "assessment-completed", "assessment"),
+        EventType("biomarker.updated", "biomarker-updated", "biomarker"),
+        EventType("health_goal.created", "health-goal-created", "health_goal"),
+        EventType("health_goal.completed", "health-goal-completed", "health_goal"),
+        EventType("user.deletion_requested", "erase-user", None),
+    )
+}
+
+MAX_PAYLOAD_KEYS = 50
+
+
+class HostEvent(BaseModel):
+    """An event as the host app sends it. Validation errors never echo the submitted values."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    type: str
+    occurred_at: datetime
+    subject: int = Field(gt=0, description="The host app's user id the event is about.")
+    resource: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in EVENT_TYPES:
+            raise ValueError(f"unknown event type; expected one of {sorted(EVENT_TYPES)}")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @field_validator("payload")
+    @classmethod
+    def _small_payload(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > MAX_PAYLOAD_KEYS:
+            raise ValueError(f"payload has more than {MAX_PAYLOAD_KEYS} keys")
+        return value
+
+    @property
+    def event_type(self) -> EventType:
+        return EVENT_TYPES[self.type]

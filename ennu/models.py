@@ -1,0 +1,237 @@
+"""SQLAlchemy 2 models: the host app's source tables and the hub's own tables."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+# --------------------------------------------------------------------------- host app tables
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(20))
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    communication_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+    assessments: Mapped[list[Assessment]] = relationship(back_populates="user")
+
+
+class AssessmentType(enum.StrEnum):
+    WEIGHT_LOSS = "weight_loss"
+    HORMONE = "hormone"
+    SLEEP = "sleep"
+    SKIN = "skin"
+    TESTOSTERONE = "testosterone"
+    MENOPAUSE = "menopause"
+    HEALTH_OPTIMIZATION = "health_optimization"
+
+
+class Assessment(Base):
+    __tablename__ = "assessments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(40), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="completed", index=True)
+    started_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column(index=True)
+    overall_score: Mapped[float | None] = mapped_column(Float)
+
+    user: Mapped[User] = relationship(back_populates="assessments")
+    scores: Mapped[list[AssessmentScore]] = relationship(back_populates="assessment")
+
+
+class AssessmentScore(Base):
+    """One category score (0-10) of an assessment, e.g. `energy` or `sleep_quality`."""
+
+    __tablename__ = "assessment_scores"
+    __table_args__ = (UniqueConstraint("assessment_id", "category"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessments.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(60))
+    score: Mapped[float] = mapped_column(Float)
+
+    assessment: Mapped[Assessment] = relationship(back_populates="scores")
+
+
+class Biomarker(Base):
+    __tablename__ = "biomarkers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(60), index=True)
+    loinc_code: Mapped[str | None] = mapped_column(String(20), index=True)
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(30))
+    reference_low: Mapped[float | None] = mapped_column(Float)
+    reference_high: Mapped[float | None] = mapped_column(Float)
+    observed_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+
+class HealthGoal(Base):
+    __tablename__ = "health_goals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(60), index=True)
+    target: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    completed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Consent(Base):
+    """A person's explicit grant or refusal for one integration; overrides the user's category flags."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("user_id", "integration"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    integration: Mapped[str] = mapped_column(String(40), index=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --------------------------------------------------------------------------- hub tables
+
+
+class EventStatus(enum.StrEnum):
+    PENDING = "pending"
+    DEFERRED = "deferred"
+    DONE = "done"
+
+
+class OutboxEvent(Base):
+    """A host-app event, durable before anything is sent anywhere."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (Index("ix_event_outbox_status_type", "status", "type"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(60), index=True)
+    subject: Mapped[int | None] = mapped_column(Integer, index=True)
+    resource: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=EventStatus.PENDING, index=True)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SyncStatus(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"  # our validation refused it: never sent
+    FAILED = "failed"  # the vendor refused it permanently
+    DEFERRED = "deferred"  # not delivered yet (circuit open, retries exhausted): the drain picks it up
+    SKIPPED = "skipped"  # not routed to this destination (no consent, filtered out)
+    ERASED = "erased"  # the person was erased or anonymised at the destination
+
+
+FINAL_STATUSES = frozenset(
+    {
+        SyncStatus.CREATED,
+        SyncStatus.UPDATED,
+        SyncStatus.UNCHANGED,
+        SyncStatus.REJECTED,
+        SyncStatus.FAILED,
+        SyncStatus.SKIPPED,
+        SyncStatus.ERASED,
+    }
+)
+
+
+class SyncLog(Base):
+    """One outcome of one record at one destination. Holds ids and codes, never personal data."""
+
+    __tablename__ = "sync_log"
+    __table_args__ = (
+        Index("ix_sync_log_destination_record", "connector", "object", "record_key", "id"),
+        Index("ix_sync_log_connector_time", "connector", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    connector: Mapped[str] = mapped_column(String(40))
+    object: Mapped[str] = mapped_column(String(60))
+    record_key: Mapped[str] = mapped_column(String(120))
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    remote_id: Mapped[str | None] = mapped_column(String(120))
+    error: Mapped[str | None] = mapped_column(Text)
+    payload_hash: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookReceipt(Base):
+    """An inbound vendor webhook, stored once per vendor event id."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (UniqueConstraint("integration", "vendor_event_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    integration: Mapped[str] = mapped_column(String(40), index=True)
+    vendor_event_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str | None] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column()
+
+
+class IntegrationState(Base):
+    """Circuit-breaker and health state of one integration, shared by every process."""
+
+    __tablename__ = "integration_state"
+
+    integration: Mapped[str] = mapped_column(String(40), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_until: Mapped[datetime | None] = mapped_column()
+    last_success_at: Mapped[datetime | None] = mapped_column()
+    last_error_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)

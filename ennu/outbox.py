@@ -1,0 +1,55 @@
+"""Ingestion: an event becomes a durable outbox row first, then the Prefect event that triggers its flow."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from prefect.events import emit_event
+from sqlalchemy.exc import IntegrityError
+
+from ennu.db import session_scope
+from ennu.events import HostEvent
+from ennu.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    event_id: str
+    created: bool  # False when the id was already in the outbox (a redelivery)
+    status: str
+
+
+def prefect_event_for(event_id: str, event_type: str) -> None:
+    """Announce an outbox event to Prefect: ids only, the flow reads the rest from the database."""
+    emit_event(
+        event=f"ennu.{event_type}",
+        resource={"prefect.resource.id": f"ennu.event.{event_id}", "ennu.event-type": event_type},
+        payload={"event_id": event_id},
+    )
+
+
+def ingest(event: HostEvent, *, emit: bool = True) -> Ingested:
+    """Store the event once (same id twice → one row) and, if it is new, emit `ennu.<type>`."""
+    row = OutboxEvent(
+        id=event.id,
+        type=event.type,
+        subject=event.subject,
+        resource=event.resource,
+        payload=event.payload,
+        occurred_at=event.occurred_at,
+    )
+    try:
+        with session_scope() as session:
+            session.add(row)
+    except IntegrityError:
+        with session_scope() as session:
+            existing = session.get(OutboxEvent, event.id)
+            status = existing.status if existing is not None else "unknown"
+        logger.info("event %s already in the outbox", event.id)
+        return Ingested(event.id, False, status)
+    if emit:
+        prefect_event_for(event.id, event.type)
+    return Ingested(event.id, True, row.status)

@@ -1,0 +1,61 @@
+"""Process settings read from the environment (and `.env`), with embedded local defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".ennu"
+
+
+class Settings(BaseSettings):
+    """Everything a flow, the intake API or the sandbox needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
+
+    database_url: str = Field(
+        default=f"sqlite:///{STATE_DIR / 'ennu.db'}",
+        alias="DATABASE_URL",
+        description="SQLAlchemy URL of the host + hub database; SQLite file by default.",
+    )
+    mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings", alias="ENNU_MAPPINGS_DIR")
+    sandbox_url: str = Field(default="http://127.0.0.1:8765", alias="ENNU_SANDBOX_URL")
+    intake_token: SecretStr = Field(default=SecretStr("dev-intake-token"), alias="ENNU_INTAKE_TOKEN")
+
+    # Vendor credentials are not settings: `ennu.secrets.read_secret` reads them from the environment
+    # or from Prefect Secret blocks (HUBSPOT_ACCESS_TOKEN, MAILCHIMP_API_KEY, ...).
+
+    # HubSpot
+    hubspot_base_url: str | None = Field(default=None, alias="HUBSPOT_BASE_URL")
+    hubspot_requests_per_hour: int = Field(default=100, alias="HUBSPOT_REQUESTS_PER_HOUR")
+
+    # Mailchimp
+    mailchimp_base_url: str | None = Field(default=None, alias="MAILCHIMP_BASE_URL")
+    mailchimp_list_id: str = Field(default="sandbox-list", alias="MAILCHIMP_LIST_ID")
+    mailchimp_requests_per_hour: int = Field(default=500, alias="MAILCHIMP_REQUESTS_PER_HOUR")
+
+    # Shared push behaviour
+    http_timeout_seconds: float = Field(default=10.0, alias="ENNU_HTTP_TIMEOUT_SECONDS")
+    circuit_failure_threshold: int = Field(default=5, alias="ENNU_CIRCUIT_FAILURE_THRESHOLD")
+    circuit_open_seconds: int = Field(default=300, alias="ENNU_CIRCUIT_OPEN_SECONDS")
+    push_retries: int = Field(default=4, alias="ENNU_PUSH_RETRIES")
+    push_retry_base_seconds: float = Field(default=2.0, alias="ENNU_PUSH_RETRY_BASE_SECONDS")
+    max_retry_after_seconds: float = Field(default=120.0, alias="ENNU_MAX_RETRY_AFTER_SECONDS")
+    drain_batch_size: int = Field(default=50, alias="ENNU_DRAIN_BATCH_SIZE")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; `reload_settings()` after changing the environment."""
+    return Settings()
+
+
+def reload_settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()

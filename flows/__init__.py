@@ -1,0 +1,1 @@
+"""Prefect flows: one per event type, plus the maintenance flows."""

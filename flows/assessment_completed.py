@@ -1,0 +1,18 @@
+"""`assessment-completed`: a completed health assessment carried to the CRM and e-mail marketing."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
+
+
+@flow(name="assessment-completed", task_runner=PUSH_RUNNER, log_prints=False)
+def assessment_completed(event_ids: list[str], force: bool = False) -> SummaryTable:
+    """Process these outbox events (ids only: personal data never becomes a flow parameter).
+
+    Args:
+        event_ids: outbox event ids of type `assessment.completed`.
+        force: send even records whose content the destination already has.
+    """
+    return run_event_pipeline("assessment.completed", event_ids, force=force)

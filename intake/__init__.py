@@ -1,0 +1,1 @@
+"""The intake API: the host app's events in, integration status and vendor webhooks (FastAPI)."""

@@ -1,0 +1,32 @@
+"""`python -m mappings.lint [DIR]`: check every mapping file and the routing table; file, line and reason."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mappings.loader import lint_mappings, mapping_files
+from mappings.routing import RoutingError, load_routing
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(args[0]) if args else Path(__file__).resolve().parent
+    problems = [str(e) for e in lint_mappings(root)]
+    routing = root / "routing.yaml"
+    if routing.exists():
+        try:
+            load_routing(routing)
+        except RoutingError as exc:
+            problems.append(str(exc))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {root}", file=sys.stderr)
+        return 1
+    print(f"{len(mapping_files(root))} mapping files OK")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Run the test suite: set-up, then pytest against SQLite, PostgreSQL, the Prefect harness and the sandbox.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export PREFECT_SERVER_ANALYTICS_ENABLED=false GX_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+exec .venv/bin/python -m pytest "$@"

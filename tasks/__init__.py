@@ -1,0 +1,1 @@
+"""Pipeline stages as Prefect tasks: extract, route, map, validate, push, record."""

@@ -1,0 +1,199 @@
+"""Push: send valid records to a connector in vendor-sized batches, idempotently, behind the breaker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from sqlalchemy import select
+
+from connectors.base import Connector, Outcome, Record
+from connectors.http import PermanentError, RetryableError
+from connectors.registry import build_connector
+from ennu import circuit
+from ennu.db import session_scope
+from ennu.models import SyncLog, SyncStatus
+from ennu.settings import Settings, get_settings
+from tasks.extract import chunks
+
+META_COLUMNS = ("_record_key", "_event_id", "_user_id")
+DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
+AUTH_STATUSES = frozenset({401, 403})
+
+_connectors: dict[tuple[str, int], Connector] = {}
+_connectors_lock = threading.Lock()
+
+
+def connector_for(name: str, settings: Settings | None = None) -> Connector:
+    """One connector (one pooled HTTP session) per integration per process and settings."""
+    settings = settings or get_settings()
+    key = (name, id(settings))
+    with _connectors_lock:
+        if key not in _connectors:
+            _connectors[key] = build_connector(name, settings)
+        return _connectors[key]
+
+
+def payload_hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (not isinstance(value, list | dict | str) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalars → plain Python for JSON bodies
+        return value.item()
+    return value
+
+
+def to_records(mapped: pd.DataFrame) -> list[Record]:
+    """One `Record` per mapped row; only the mapping's destination fields go into `fields`."""
+    destination = [c for c in mapped.columns if c not in META_COLUMNS]
+    rows = mapped.to_dict("records")  # building wire bodies needs one dict per record
+    return [
+        Record(
+            record_key=str(row["_record_key"]),
+            event_id=None if _clean(row["_event_id"]) is None else str(row["_event_id"]),
+            user_id=None if _clean(row["_user_id"]) is None else int(row["_user_id"]),
+            fields={name: _clean(row[name]) for name in destination},
+        )
+        for row in rows
+    ]
+
+
+def last_delivered_hashes(
+    connector: str, object_name: str, record_keys: Sequence[str]
+) -> dict[str, str | None]:
+    """The payload hash of the latest delivered version of each record at this destination."""
+    found: dict[str, str | None] = {}
+    with session_scope() as session:
+        for part in chunks(sorted(set(record_keys))):
+            rows = session.execute(
+                select(SyncLog.record_key, SyncLog.payload_hash)
+                .where(
+                    SyncLog.connector == connector,
+                    SyncLog.object == object_name,
+                    SyncLog.record_key.in_(part),
+                    SyncLog.status.in_([s.value for s in DELIVERED]),
+                )
+                .order_by(SyncLog.id)
+            ).all()
+            found.update({key: digest for key, digest in rows})  # later rows win
+    return found
+
+
+@dataclass
+class PushPlan:
+    """What to send, in batches, and what needs no request at all."""
+
+    batches: list[list[Record]] = field(default_factory=list)
+    settled: list[Outcome] = field(default_factory=list)  # unchanged or duplicate, decided without HTTP
+    hashes: dict[str, str] = field(default_factory=dict)  # record key -> payload hash
+
+
+def plan_push(
+    connector: str,
+    object_name: str,
+    upsert_key: str,
+    records: Sequence[Record],
+    batch_size: int,
+    *,
+    force: bool = False,
+) -> PushPlan:
+    """Deduplicate, skip what the destination already has, and cut vendor-sized batches.
+
+    Several rows of one record (two events of one person in one run) send the last; two records that
+    share a destination key (two people with one e-mail) cannot both be upserted: the later is rejected.
+    """
+    plan = PushPlan()
+    latest = {r.record_key: r for r in records}
+    by_destination_key: dict[str, Record] = {}
+    for record in latest.values():
+        key = str(record.fields.get(upsert_key)).strip().lower()
+        if key in by_destination_key:
+            plan.settled.append(
+                Outcome(
+                    record.record_key, SyncStatus.REJECTED, error=f"another record has the same {upsert_key}"
+                )
+            )
+            continue
+        by_destination_key[key] = record
+    unique = list(by_destination_key.values())
+    plan.hashes = {r.record_key: payload_hash(r.fields) for r in unique}
+    delivered = {} if force else last_delivered_hashes(connector, object_name, [r.record_key for r in unique])
+    to_send = []
+    for record in unique:
+        if delivered.get(record.record_key) == plan.hashes[record.record_key]:
+            plan.settled.append(Outcome(record.record_key, SyncStatus.UNCHANGED))
+        else:
+            to_send.append(record)
+    plan.batches = [list(part) for part in chunks(to_send, batch_size)]
+    return plan
+
+
+def retry_when_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only vendor-side trouble, never a permanent refusal; honour the vendor's Retry-After."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # the result could not be read: don't guess
+        return False
+    if not isinstance(exc, RetryableError):
+        return False
+    if not circuit.allows_calls(exc.integration):
+        return False  # the breaker opened: defer to the drain instead of hammering
+    if exc.retry_after:
+        time.sleep(min(exc.retry_after, get_settings().max_retry_after_seconds))
+    return True
+
+
+def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outcome]:
+    return [Outcome(r.record_key, status, error=error) for r in records]
+
+
+@task(
+    name="push",
+    cache_policy=NONE,
+    retries=4,
+    retry_delay_seconds=[2, 4, 8, 16],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_when_retryable,
+)
+def push_batch(
+    connector_name: str, object_name: str, upsert_key: str, records: list[Record]
+) -> list[Outcome]:
+    """Send one batch; a retryable failure raises so that Prefect retries the task."""
+    logger = get_run_logger()
+    if not circuit.allows_calls(connector_name):
+        logger.warning("%s: circuit open, %d records deferred", connector_name, len(records))
+        return _all(records, SyncStatus.DEFERRED, "circuit open")
+    connector = connector_for(connector_name)
+    try:
+        outcomes = connector.push(object_name, upsert_key, records)
+    except RetryableError as exc:
+        if circuit.record_failure(connector_name, exc.reason):
+            logger.error("%s: circuit opened after repeated failures (%s)", connector_name, exc.reason)
+        raise
+    except PermanentError as exc:
+        if exc.status in AUTH_STATUSES:
+            circuit.record_failure(connector_name, exc.reason)
+            logger.error(
+                "%s: credentials refused (%s); %d records deferred", connector_name, exc.reason, len(records)
+            )
+            return _all(records, SyncStatus.DEFERRED, exc.reason)
+        circuit.record_success(connector_name)
+        logger.error("%s: batch refused (%s)", connector_name, exc.reason)
+        return _all(records, SyncStatus.FAILED, exc.reason)
+    circuit.record_success(connector_name)
+    counts = pd.Series([o.status.value for o in outcomes]).value_counts().to_dict()
+    logger.info("%s/%s: %d records pushed: %s", connector_name, object_name, len(records), counts)
+    return outcomes

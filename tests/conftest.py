@@ -1,0 +1,119 @@
+"""Shared test set-up: one Prefect harness, one sandbox on loopback, SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+# Before anything imports Prefect or Great Expectations: no telemetry, no result persistence.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ["PREFECT_LOGGING_LOG_PRINTS"] = "false"
+os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
+os.environ["ENNU_SECRET_BLOCKS"] = "false"
+# Fast retries and generous rates in tests; the rate-limit test sets its own.
+os.environ["ENNU_PUSH_RETRY_BASE_SECONDS"] = "0.2"
+os.environ["ENNU_MAX_RETRY_AFTER_SECONDS"] = "5"
+os.environ["HUBSPOT_REQUESTS_PER_HOUR"] = "3600000"
+os.environ["MAILCHIMP_REQUESTS_PER_HOUR"] = "3600000"
+for credential in ("HUBSPOT_ACCESS_TOKEN", "MAILCHIMP_API_KEY", "HUBSPOT_BASE_URL", "MAILCHIMP_BASE_URL"):
+    os.environ.pop(credential, None)
+
+from ennu.db import dispose_engines, get_engine, migrate  # noqa: E402
+from ennu.models import Base  # noqa: E402
+from ennu.settings import reload_settings  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("ENNU_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One Prefect test harness (a real server on SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    from sandbox.server import start_sandbox
+
+    with start_sandbox() as running:
+        os.environ["ENNU_SANDBOX_URL"] = running.url
+        reload_settings()
+        yield running.url
+
+
+@pytest.fixture()
+def sandbox(sandbox_url: str):  # type: ignore[no-untyped-def]
+    from sandbox.client import SandboxClient
+
+    client = SandboxClient(sandbox_url)
+    client.reset()
+    return client
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """A database of our own on the CI PostgreSQL, dropped at the end."""
+    name = f"ennu_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    migrate(url)
+    yield url
+    dispose_engines()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("db") / "ennu.db"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    return url
+
+
+def _empty_tables(url: str) -> None:
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        tables = list(reversed(Base.metadata.sorted_tables))
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"
+            )
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test that takes this runs once on SQLite and once on PostgreSQL, on empty tables."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    _empty_tables(url)
+    os.environ["DATABASE_URL"] = url
+    reload_settings()
+    yield url
+    os.environ.pop("DATABASE_URL", None)
+    reload_settings()
+
+
+@pytest.fixture()
+def sqlite_database(sqlite_url: str) -> Iterator[str]:
+    """SQLite only, for tests whose subject is not the database."""
+    _empty_tables(sqlite_url)
+    os.environ["DATABASE_URL"] = sqlite_url
+    reload_settings()
+    yield sqlite_url
+    os.environ.pop("DATABASE_URL", None)
+    reload_settings()

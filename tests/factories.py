@@ -1,0 +1,81 @@
+"""Small builders of host records and outbox events for tests (synthetic data only)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime
+
+from ennu.db import session_scope
+from ennu.events import HostEvent
+from ennu.models import Assessment, AssessmentScore, Consent, User
+from ennu.outbox import ingest
+
+_ids = itertools.count(1)
+
+
+def add_person(
+    *,
+    email: str | None = None,
+    phone: str | None = "(555) 010-1234",
+    marketing: bool = True,
+    communication: bool = True,
+    first_name: str = "Ada",
+) -> int:
+    n = next(_ids)
+    with session_scope() as session:
+        user = User(
+            first_name=first_name,
+            last_name=f"Tester{n}",
+            email=email or f"ada.tester{n}@example.com",
+            phone=phone,
+            date_of_birth=date(1980, 1, 1 + n % 28),
+            sex="female",
+            timezone="America/Chicago",
+            marketing_consent=marketing,
+            communication_consent=communication,
+        )
+        session.add(user)
+        session.flush()
+        return user.id
+
+
+def add_assessment(user_id: int, *, overall: float = 7.4, kind: str = "sleep") -> int:
+    with session_scope() as session:
+        assessment = Assessment(
+            user_id=user_id,
+            type=kind,
+            status="completed",
+            started_at=datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
+            completed_at=datetime(2026, 11, 1, 9, 20, tzinfo=UTC),
+            overall_score=overall,
+        )
+        session.add(assessment)
+        session.flush()
+        for category, score in (("sleep_quality", 6.5), ("energy", 8.0)):
+            session.add(AssessmentScore(assessment_id=assessment.id, category=category, score=score))
+        return assessment.id
+
+
+def refuse(user_id: int, integration: str) -> None:
+    with session_scope() as session:
+        session.add(Consent(user_id=user_id, integration=integration, granted=False))
+
+
+def completed_event(user_id: int, assessment_id: int, *, event_id: str | None = None) -> str:
+    event = HostEvent(
+        id=event_id or f"evt-{user_id}-{assessment_id}",
+        type="assessment.completed",
+        occurred_at=datetime(2026, 11, 1, 9, 21, tzinfo=UTC),
+        subject=user_id,
+        resource=str(assessment_id),
+        payload={},
+    )
+    return ingest(event, emit=False).event_id
+
+
+def person_with_assessment(**kwargs: object) -> tuple[int, int, str]:
+    """A person, their completed assessment and its outbox event id."""
+    overall = kwargs.pop("overall", 7.4)
+    user_id = add_person(**kwargs)  # type: ignore[arg-type]
+    assessment_id = add_assessment(user_id, overall=float(overall))  # type: ignore[arg-type]
+    return user_id, assessment_id, completed_event(user_id, assessment_id)

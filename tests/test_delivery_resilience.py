@@ -1,0 +1,104 @@
+"""Vendor trouble: 5xx for a while, 429 with Retry-After, an open circuit; nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ennu import circuit
+from ennu.db import session_scope
+from ennu.models import OutboxEvent, SyncLog
+from flows.assessment_completed import assessment_completed
+from flows.drain import drain
+from tests.factories import person_with_assessment
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def statuses(connector: str) -> list[str]:
+    with session_scope() as session:
+        return list(
+            session.execute(
+                select(SyncLog.status).where(SyncLog.connector == connector).order_by(SyncLog.id)
+            ).scalars()
+        )
+
+
+def test_503_for_a_while_then_recovery_delivers_every_record_once(database: str, sandbox: Any) -> None:
+    event_ids = [person_with_assessment()[2] for _ in range(5)]
+    sandbox.fail("hubspot", mode="status", status=503, count=2)
+
+    assessment_completed(event_ids=event_ids)
+
+    hubspot_answers = [r["status"] for r in sandbox.requests("hubspot")]
+    assert hubspot_answers == [503, 503, 200]
+    assert len(sandbox.objects("hubspot", "contacts")) == 5
+    assert statuses("hubspot") == ["created"] * 5
+
+
+def test_retry_after_of_a_429_is_honoured(sqlite_database: str, sandbox: Any) -> None:
+    event_ids = [person_with_assessment()[2] for _ in range(150)]  # two HubSpot batches
+    sandbox.set_rate("hubspot", per_second=1, retry_after=2)
+
+    assessment_completed(event_ids=event_ids)
+
+    log = sandbox.requests("hubspot")
+    limited = [r for r in log if r["status"] == 429]
+    assert limited, "the second concurrent batch should have met the rate limit"
+    first_429 = datetime.fromisoformat(limited[0]["at"])
+    later_successes = [
+        datetime.fromisoformat(r["at"])
+        for r in log
+        if r["status"] == 200 and datetime.fromisoformat(r["at"]) > first_429
+    ]
+    assert later_successes and (later_successes[0] - first_429).total_seconds() >= 2
+    assert len(sandbox.objects("hubspot", "contacts")) == 150
+
+
+def test_outage_beyond_retries_defers_then_the_drain_delivers_once(
+    database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENNU_PUSH_RETRIES", "1")
+    monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "2")
+    from ennu.settings import reload_settings
+
+    reload_settings()
+    event_ids = [person_with_assessment()[2] for _ in range(3)]
+    sandbox.fail("hubspot", mode="status", status=503)
+
+    assessment_completed(event_ids=event_ids)
+
+    assert statuses("hubspot") == ["deferred"] * 3
+    assert statuses("mailchimp") == ["created"] * 3
+    assert circuit.circuit_state("hubspot").open
+    with session_scope() as session:
+        assert {e.status for e in session.execute(select(OutboxEvent)).scalars()} == {"deferred"}
+
+    sandbox.heal("hubspot")
+    circuit.reset_circuit("hubspot")
+    drain(min_age_seconds=0)
+
+    assert len(sandbox.objects("hubspot", "contacts")) == 3
+    assert statuses("hubspot") == ["deferred"] * 3 + ["created"] * 3
+    assert statuses("mailchimp") == ["created"] * 3 + ["unchanged"] * 3
+    with session_scope() as session:
+        assert {e.status for e in session.execute(select(OutboxEvent)).scalars()} == {"done"}
+
+
+def test_open_circuit_defers_without_calling_the_vendor(
+    sqlite_database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "1")
+    from ennu.settings import reload_settings
+
+    reload_settings()
+    circuit.record_failure("hubspot", "http 503")
+    event_id = person_with_assessment()[2]
+
+    assessment_completed(event_ids=[event_id])
+
+    assert sandbox.requests("hubspot") == []
+    assert statuses("hubspot") == ["deferred"]

@@ -1,0 +1,73 @@
+"""The served deployment runs when the intake API announces an event (the path of `make up`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+from prefect.settings import PREFECT_API_URL
+
+from intake.app import create_app
+from tests.factories import add_assessment, add_person
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+DEPLOYMENT = "assessment-completed/default"
+
+
+@pytest.fixture()
+def served(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "DATABASE_URL": sqlite_database,
+        "ENNU_SANDBOX_URL": sandbox_url,
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env)
+    try:
+        deadline = time.monotonic() + 90
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    client.read_deployment_by_name(DEPLOYMENT)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise
+                    time.sleep(0.5)
+        time.sleep(2)  # the trigger's automation is created right after the deployment
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_posted_event_starts_a_run_that_delivers_the_contact(served: None, sandbox: Any) -> None:
+    user_id = add_person()
+    assessment_id = add_assessment(user_id)
+    with TestClient(create_app()) as api:
+        response = api.post(
+            "/events",
+            headers={"Authorization": "Bearer dev-intake-token"},
+            json={"id": "trigger-1", "type": "assessment.completed", "occurred_at": "2026-11-29T10:00:00Z",
+                  "subject": user_id, "resource": str(assessment_id)},
+        )
+    assert response.status_code == 202
+
+    deadline = time.monotonic() + 120
+    while not sandbox.objects("hubspot", "contacts") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(sandbox.objects("hubspot", "contacts")) == 1
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
+    assert [run.parameters for run in runs] == [{"event_ids": ["trigger-1"]}]
