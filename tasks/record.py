@@ -52,8 +52,8 @@ def write_sync_log(entries: Sequence[SyncEntry], flow_run_id: str | None) -> Non
     attempts: dict[str, int] = {}
     with session_scope() as session:
         for part in chunks(event_ids):
-            rows = session.execute(select(OutboxEvent.id, OutboxEvent.attempts).where(OutboxEvent.id.in_(part)))
-            attempts.update({event_id: count for event_id, count in rows})
+            query = select(OutboxEvent.id, OutboxEvent.attempts).where(OutboxEvent.id.in_(part))
+            attempts.update({event_id: count for event_id, count in session.execute(query)})
         now = utcnow()
         rows = [
             {

@@ -20,8 +20,17 @@ def contact(n: int, email: str | None = None) -> Record:
 
 def member(n: int, email: str | None = None) -> Record:
     email = email or f"person{n}@example.com"
-    return Record(f"user:{n}", f"evt-{n}", n, {"email_address": email, "status_if_new": "subscribed",
-                                               "merge_fields.FNAME": "Ada", "tags": "assessment:sleep"})
+    return Record(
+        f"user:{n}",
+        f"evt-{n}",
+        n,
+        {
+            "email_address": email,
+            "status_if_new": "subscribed",
+            "merge_fields.FNAME": "Ada",
+            "tags": "assessment:sleep",
+        },
+    )
 
 
 @pytest.fixture()
@@ -56,15 +65,17 @@ def test_mailchimp_batch_subscribes_with_merge_fields(mailchimp: MailchimpConnec
     assert mailchimp.push("members", "email_address", [member(1)])[0].status == SyncStatus.UPDATED
 
 
-def test_connection_tests_use_an_authenticated_read(hubspot: HubSpotConnector, mailchimp: MailchimpConnector,
-                                                    sandbox: Any) -> None:
+def test_connection_tests_use_an_authenticated_read(
+    hubspot: HubSpotConnector, mailchimp: MailchimpConnector, sandbox: Any
+) -> None:
     assert hubspot.test_connection().ok
     assert mailchimp.test_connection().ok
     assert [r["path"] for r in sandbox.requests("hubspot")] == ["/hubspot/account-info/v3/details"]
 
 
-def test_erase_removes_the_person_and_is_repeatable(hubspot: HubSpotConnector, mailchimp: MailchimpConnector,
-                                                    sandbox: Any) -> None:
+def test_erase_removes_the_person_and_is_repeatable(
+    hubspot: HubSpotConnector, mailchimp: MailchimpConnector, sandbox: Any
+) -> None:
     hubspot.push("contacts", "email", [contact(1)])
     mailchimp.push("members", "email_address", [member(1)])
     person = Person(user_id=1, email="Person1@example.com")
@@ -79,4 +90,6 @@ def test_mailchimp_wire_helpers() -> None:
     assert subscriber_hash(" Jane.Doe@Example.com ") == "0cba00ca3da1b283a57287bcceb17e35"
     assert vendor_base_url("0123456789abcdef-us21") == "https://us21.api.mailchimp.com/3.0"
     assert nest({"merge_fields.FNAME": "A", "merge_fields.LNAME": None, "tags": "t"}) == {
-        "merge_fields": {"FNAME": "A"}, "tags": "t"}
+        "merge_fields": {"FNAME": "A"},
+        "tags": "t",
+    }

@@ -13,8 +13,13 @@ from connectors.hubspot import POLICY, SANDBOX_TOKEN
 
 
 def hubspot(sandbox_url: str, timeout: float = 5.0, token: str = SANDBOX_TOKEN) -> VendorHttp:
-    return VendorHttp("hubspot", f"{sandbox_url}/hubspot", headers={"Authorization": f"Bearer {token}"},
-                      timeout=timeout, policy=POLICY)
+    return VendorHttp(
+        "hubspot",
+        f"{sandbox_url}/hubspot",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=timeout,
+        policy=POLICY,
+    )
 
 
 def test_5xx_is_retryable(sandbox: Any, sandbox_url: str) -> None:
@@ -51,10 +56,12 @@ def test_wrong_credentials_are_permanent_with_the_vendor_code(sandbox: Any, sand
 
 
 def test_multi_status_is_handed_to_the_connector(sandbox: Any, sandbox_url: str) -> None:
-    body = {"inputs": [
-        {"id": "ok@example.com", "idProperty": "email", "properties": {"email": "ok@example.com"}},
-        {"id": "broken", "idProperty": "email", "properties": {"email": "broken"}},
-    ]}
+    body = {
+        "inputs": [
+            {"id": "ok@example.com", "idProperty": "email", "properties": {"email": "ok@example.com"}},
+            {"id": "broken", "idProperty": "email", "properties": {"email": "broken"}},
+        ]
+    }
     response = hubspot(sandbox_url).request("POST", "/crm/v3/objects/contacts/batch/upsert", json=body)
     assert response.status_code == 207
 

@@ -93,7 +93,9 @@ def test_body_over_the_limit_is_413_declared_or_chunked(client: TestClient) -> N
 
 def test_deeply_nested_json_is_refused_not_a_server_error(client: TestClient) -> None:
     nested = "[" * 5000 + "]" * 5000
-    body = '{"id": "evt-3", "type": "assessment.completed", "occurred_at": "2026-11-29T10:00:00Z", ' \
-           f'"subject": 1, "payload": {{"x": {nested}}}}}'
+    body = (
+        '{"id": "evt-3", "type": "assessment.completed", "occurred_at": "2026-11-29T10:00:00Z", '
+        f'"subject": 1, "payload": {{"x": {nested}}}}}'
+    )
     response = client.post("/events", content=body, headers={**TOKEN, "Content-Type": "application/json"})
     assert 400 <= response.status_code < 500

@@ -57,8 +57,13 @@ def test_posted_event_starts_a_run_that_delivers_the_contact(served: None, sandb
         response = api.post(
             "/events",
             headers={"Authorization": "Bearer dev-intake-token"},
-            json={"id": "trigger-1", "type": "assessment.completed", "occurred_at": "2026-11-29T10:00:00Z",
-                  "subject": user_id, "resource": str(assessment_id)},
+            json={
+                "id": "trigger-1",
+                "type": "assessment.completed",
+                "occurred_at": "2026-11-29T10:00:00Z",
+                "subject": user_id,
+                "resource": str(assessment_id),
+            },
         )
     assert response.status_code == 202
 
@@ -68,6 +73,7 @@ def test_posted_event_starts_a_run_that_delivers_the_contact(served: None, sandb
     assert len(sandbox.objects("hubspot", "contacts")) == 1
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(DEPLOYMENT)
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
+        )
     assert [run.parameters for run in runs] == [{"event_ids": ["trigger-1"]}]
