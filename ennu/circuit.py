@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from ennu.db import session_scope
-from ennu.models import IntegrationState, utcnow
+from ennu.models import IntegrationState, as_utc, utcnow
 from ennu.settings import get_settings
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -41,14 +36,14 @@ def circuit_state(integration: str, now: datetime | None = None) -> CircuitState
         row = session.get(IntegrationState, integration)
         if row is None:
             return CircuitState(integration, False, 0, None, None, None, None)
-        opened_until = _aware(row.opened_until)
+        opened_until = as_utc(row.opened_until)
         return CircuitState(
             integration,
             opened_until is not None and opened_until > now,
             row.consecutive_failures,
             opened_until,
-            _aware(row.last_success_at),
-            _aware(row.last_error_at),
+            as_utc(row.last_success_at),
+            as_utc(row.last_error_at),
             row.last_error,
         )
 

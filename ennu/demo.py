@@ -9,14 +9,13 @@ import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Boolean, Column, Connection, Date, DateTime, Float, Table, func, insert, select, text
 
 from ennu.db import get_engine, migrate
 from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, User
@@ -24,6 +23,7 @@ from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthG
 log = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
+Values = Array | list[Any]  # one generated column
 
 # --------------------------------------------------------------------------- public reference data
 
@@ -132,6 +132,8 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+_NA = -(2**62)  # a missing timestamp in a column of epoch seconds
+_EPOCH_DAY = np.datetime64("1970-01-01", "D")
 _DOB_FIRST = np.datetime64("1945-01-01", "D")
 _DOB_DAYS = int((np.datetime64("2005-12-31", "D") - _DOB_FIRST).astype(int)) + 1
 
@@ -200,6 +202,7 @@ _TYPE_WEIGHTS = np.array(
     ]
 )
 _TYPE_CUM = np.cumsum(_TYPE_WEIGHTS / _TYPE_WEIGHTS.sum(axis=1, keepdims=True), axis=1)
+_TYPE_NAMES = np.array(ASSESSMENT_TYPES, dtype=object)
 _N_CATEGORIES = np.array([len(ASSESSMENT_CATEGORIES[t]) for t in ASSESSMENT_TYPES])
 _CATEGORY_TABLE = np.array(
     [list(ASSESSMENT_CATEGORIES[t]) + [""] * (int(_N_CATEGORIES.max()) - len(ASSESSMENT_CATEGORIES[t]))
@@ -336,12 +339,9 @@ class _NextIds:
 
 @dataclass
 class _Rows:
-    """The rows of one block, per table, ready for executemany."""
+    """One block's rows, per table, column by column (timestamps as epoch seconds, dates as days)."""
 
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def count(self, table: str) -> int:
-        return len(self.tables.get(table, []))
+    tables: dict[str, dict[str, Values]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- vector helpers
@@ -377,22 +377,88 @@ def _round(values: Array, decimals: int) -> Array:
     return np.rint(values * scale) / scale
 
 
-def _utc(seconds: Array) -> list[datetime]:
-    """Epoch seconds -> aware UTC datetimes."""
-    return list(pd.to_datetime(seconds, unit="s", utc=True).to_pydatetime())
+def _iso(seconds: Array) -> list[str]:
+    """Epoch seconds -> 'YYYY-MM-DDTHH:MM:SS' (UTC)."""
+    return list(np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s").tolist())
 
 
-def _utc_or_none(seconds: Array, present: Array) -> list[datetime | None]:
-    stamps = _utc(seconds)
-    return [s if keep else None for s, keep in zip(stamps, present.tolist(), strict=True)]
+def _column_kind(column: Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, DateTime):
+        return "timestamp"
+    if isinstance(kind, Date):
+        return "date"
+    if isinstance(kind, Boolean):
+        return "boolean"
+    if isinstance(kind, Float):
+        return "float"
+    return "plain"
 
 
-def _dates(days_since_epoch: Array) -> list[date]:
-    return list(days_since_epoch.astype("datetime64[D]").tolist())
+def _db_values(values: Values, kind: str, dialect: str) -> list[Any]:
+    """One generated column as the values the driver takes.
+
+    Timestamps (epoch seconds, `_NA` for none) become SQLAlchemy's own SQLite text format, PostgreSQL
+    timestamptz text, or aware datetimes for any other database; dates (days since 1970) alike.
+    """
+    if kind == "timestamp":
+        seconds = np.asarray(values, dtype=np.int64)
+        missing = seconds == _NA
+        text = _iso(np.where(missing, 0, seconds))
+        out: list[Any]
+        if dialect == "sqlite":
+            out = [f"{t[:10]} {t[11:]}.000000" for t in text]
+        elif dialect == "postgresql":
+            out = [f"{t}+00" for t in text]
+        else:
+            out = [datetime.fromisoformat(t).replace(tzinfo=UTC) for t in text]
+        if missing.any():
+            out = [None if m else v for v, m in zip(out, missing.tolist(), strict=True)]
+        return out
+    if kind == "date":
+        days = np.asarray(values, dtype=np.int64).astype("datetime64[D]")
+        if dialect in ("sqlite", "postgresql"):
+            return list(np.datetime_as_string(days).tolist())
+        return list(days.tolist())  # datetime.date
+    if kind == "float":
+        floats = np.asarray(values, dtype=float)
+        listed = floats.tolist()
+        return [None if v != v else v for v in listed] if np.isnan(floats).any() else listed
+    if kind == "boolean":
+        return list(np.asarray(values, dtype=bool).tolist())
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
-def _floats_or_none(values: Array) -> list[float | None]:
-    return [None if v != v else v for v in values.tolist()]  # NaN -> None
+def _write(conn: Connection, table: Table, columns: Mapping[str, Values]) -> int:
+    """Insert one block's rows of one table: SQLite executemany, PostgreSQL COPY, else Core insert()."""
+    dialect = conn.dialect.name
+    names = list(columns)
+    values = [_db_values(columns[c], _column_kind(table.c[c]), dialect) for c in names]
+    count = len(values[0])
+    if not count:
+        return 0
+    rows = zip(*values, strict=True)
+    # table and column names come from the models, never from input
+    quote = conn.dialect.identifier_preparer
+    target = f"{quote.format_table(table)} ({', '.join(quote.quote(c) for c in names)})"
+    if dialect == "sqlite":
+        placeholders = ", ".join("?" * len(names))
+        conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({placeholders})", list(rows))  # noqa: S608
+    elif dialect == "postgresql" and _PG_COPY:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif dialect == "postgresql":
+        placeholders = ", ".join(["%s"] * len(names))
+        conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({placeholders})", list(rows))  # noqa: S608
+    else:
+        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+    return count
+
+
+_PG_COPY = True
 
 
 # --------------------------------------------------------------------------- one block of people
@@ -479,29 +545,20 @@ def _people(
     marketing = rng.random(n) < 0.70
     communication = rng.random(n) < 0.60
 
-    created_at = _utc(created)
-    updated_at = _utc(updated)
-    rows.tables["users"] = [
-        {
-            "id": i,
-            "first_name": f,
-            "last_name": ln,
-            "email": e,
-            "phone": p,
-            "date_of_birth": d,
-            "sex": s,
-            "timezone": z,
-            "marketing_consent": m,
-            "communication_consent": c,
-            "created_at": ca,
-            "updated_at": ua,
-        }
-        for i, f, ln, e, p, d, s, z, m, c, ca, ua in zip(
-            user_ids.tolist(), first.tolist(), last.tolist(), emails, phones, dob.tolist(),
-            _SEXES[sex].tolist(), _ZONE_NAMES[zone].tolist(), marketing.tolist(), communication.tolist(),
-            created_at, updated_at, strict=True,
-        )
-    ]
+    rows.tables["users"] = {
+        "id": user_ids,
+        "first_name": first,
+        "last_name": last,
+        "email": emails,
+        "phone": phones,
+        "date_of_birth": (dob - _EPOCH_DAY).astype(np.int64),
+        "sex": _SEXES[sex],
+        "timezone": _ZONE_NAMES[zone],
+        "marketing_consent": marketing,
+        "communication_consent": communication,
+        "created_at": created,
+        "updated_at": updated,
+    }
     activity_start = np.maximum(created, now - _YEAR)
     return _People(user_ids, sex, feminine, group, created, activity_start)
 
@@ -568,24 +625,21 @@ def _assessments(
     overall[done] = overall_done
 
     assessment_ids = np.arange(ids.assessments, ids.assessments + m)
-    rows.tables["assessments"] = [
-        {"id": i, "user_id": u, "type": t, "status": s, "started_at": sa, "completed_at": ca,
-         "overall_score": o}
-        for i, u, t, s, sa, ca, o in zip(
-            assessment_ids.tolist(), person.ids[owner].tolist(),
-            np.array(ASSESSMENT_TYPES, dtype=object)[kind].tolist(),
-            np.where(completed, "completed", "in_progress").tolist(), _utc(started),
-            _utc_or_none(moment, completed), _floats_or_none(overall), strict=True,
-        )
-    ]
-    score_ids = np.arange(ids.assessment_scores, ids.assessment_scores + len(of))
-    rows.tables["assessment_scores"] = [
-        {"id": i, "assessment_id": a, "category": c, "score": s}
-        for i, a, c, s in zip(
-            score_ids.tolist(), assessment_ids[done][of].tolist(), category.tolist(), score.tolist(),
-            strict=True,
-        )
-    ]
+    rows.tables["assessments"] = {
+        "id": assessment_ids,
+        "user_id": person.ids[owner],
+        "type": _TYPE_NAMES[kind],
+        "status": np.where(completed, "completed", "in_progress").astype(object),
+        "started_at": started,
+        "completed_at": np.where(completed, moment, _NA),
+        "overall_score": overall,
+    }
+    rows.tables["assessment_scores"] = {
+        "id": np.arange(ids.assessment_scores, ids.assessment_scores + len(of)),
+        "assessment_id": assessment_ids[done][of],
+        "category": category,
+        "score": score,
+    }
     ids.assessments += m
     ids.assessment_scores += len(of)
 
@@ -673,17 +727,18 @@ def _biomarkers(
     observed = drawn[owner]
     reported = np.minimum(observed + rng.integers(2 * 3600, 72 * 3600, r), now)
 
-    biomarker_ids = np.arange(ids.biomarkers, ids.biomarkers + r)
-    rows.tables["biomarkers"] = [
-        {"id": i, "user_id": u, "name": nm, "loinc_code": lc, "value": v, "unit": un,
-         "reference_low": lo, "reference_high": hi, "observed_at": oa, "updated_at": ua}
-        for i, u, nm, lc, v, un, lo, hi, oa, ua in zip(
-            biomarker_ids.tolist(), person.ids[owner].tolist(), names.tolist(), loinc.tolist(),
-            value.tolist(), unit.tolist(), _floats_or_none(low), _floats_or_none(high), _utc(observed),
-            _utc(reported),
-            strict=True,
-        )
-    ]
+    rows.tables["biomarkers"] = {
+        "id": np.arange(ids.biomarkers, ids.biomarkers + r),
+        "user_id": person.ids[owner],
+        "name": names,
+        "loinc_code": loinc,
+        "value": value,
+        "unit": unit,
+        "reference_low": low,
+        "reference_high": high,
+        "observed_at": observed,
+        "updated_at": reported,
+    }
     ids.biomarkers += r
 
 
@@ -719,16 +774,19 @@ def _goals(rng: np.random.Generator, ids: _NextIds, person: _People, now: int, r
     completed_at = _between(rng, created, np.full(g, now))
     amount = rng.integers(0, 1_000_000, g)
     due_month = (due_days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12).tolist()
-    goal_ids = np.arange(ids.health_goals, ids.health_goals + g)
-    rows.tables["health_goals"] = [
-        {"id": i, "user_id": u, "kind": GOAL_KINDS[k], "target": _goal_target(k, a, _MONTHS[mo]),
-         "status": "completed" if c else "active", "created_at": ca, "due_date": dd, "completed_at": co}
-        for i, u, k, a, mo, c, ca, dd, co in zip(
-            goal_ids.tolist(), person.ids[owner].tolist(), kinds.tolist(), amount.tolist(), due_month,
-            completed.tolist(), _utc(created), _dates(due_days), _utc_or_none(completed_at, completed),
-            strict=True,
-        )
-    ]
+    rows.tables["health_goals"] = {
+        "id": np.arange(ids.health_goals, ids.health_goals + g),
+        "user_id": person.ids[owner],
+        "kind": np.array(GOAL_KINDS, dtype=object)[kinds],
+        "target": [
+            _goal_target(k, a, _MONTHS[mo])
+            for k, a, mo in zip(kinds.tolist(), amount.tolist(), due_month, strict=True)
+        ],
+        "status": np.where(completed, "completed", "active").astype(object),
+        "created_at": created,
+        "due_date": due_days,
+        "completed_at": np.where(completed, completed_at, _NA),
+    }
     ids.health_goals += g
 
 
@@ -741,14 +799,13 @@ def _consents(rng: np.random.Generator, ids: _NextIds, person: _People, now: int
     c = len(owner)
     granted = rng.random(c) < 0.15
     updated = _between(rng, person.created[owner], np.full(c, now))
-    consent_ids = np.arange(ids.consents, ids.consents + c)
-    rows.tables["consents"] = [
-        {"id": i, "user_id": u, "integration": CONSENT_INTEGRATIONS[k], "granted": gr, "updated_at": ua}
-        for i, u, k, gr, ua in zip(
-            consent_ids.tolist(), person.ids[owner].tolist(), integration.tolist(), granted.tolist(),
-            _utc(updated), strict=True,
-        )
-    ]
+    rows.tables["consents"] = {
+        "id": np.arange(ids.consents, ids.consents + c),
+        "user_id": person.ids[owner],
+        "integration": np.array(CONSENT_INTEGRATIONS, dtype=object)[integration],
+        "granted": granted,
+        "updated_at": updated,
+    }
     ids.consents += c
 
 
@@ -834,10 +891,8 @@ def generate_demo(
                 rng = np.random.default_rng([seed, ids.users])
                 rows = _block(rng, ids, min(_BLOCK, people - block_start), now_s, invalid_fraction)
                 for name, table in tables.items():  # parents first
-                    batch = rows.tables.get(name)
-                    if batch:
-                        conn.execute(insert(table), batch)
-                        counts[name] += len(batch)
+                    if name in rows.tables:
+                        counts[name] += _write(conn, table, rows.tables[name])
             _sync_sequences(conn)
 
     summary = DemoSummary(

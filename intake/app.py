@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from ennu.events import HostEvent
 from ennu.outbox import ingest
+from intake import integrations, webhooks
 from intake.auth import require_host_app
 from intake.limits import BodySizeLimit
 
@@ -31,6 +32,8 @@ def _reasons(exc: RequestValidationError) -> list[dict[str, Any]]:
 def create_app() -> FastAPI:
     app = FastAPI(title="ENNU Integrations intake", version="0.1.0")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.include_router(integrations.router)
+    app.include_router(webhooks.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

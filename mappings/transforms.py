@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
@@ -236,7 +237,8 @@ def round_1(value: Any, params: Params | None) -> Any:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(number) else round(number, digits)
+    # numpy's rounding (round half to even on the scaled value) is the definition, as in the vectorised form
+    return None if math.isnan(number) else float(np.round(number, digits))
 
 
 def _md5(text: str) -> str:

@@ -41,7 +41,7 @@ def test_503_for_a_while_then_recovery_delivers_every_record_once(database: str,
 
 def test_retry_after_of_a_429_is_honoured(sqlite_database: str, sandbox: Any) -> None:
     event_ids = [person_with_assessment()[2] for _ in range(150)]  # two HubSpot batches
-    sandbox.set_rate("hubspot", per_second=1, retry_after=2)
+    sandbox.set_rate("hubspot", per_second=0.2, retry_after=2)
 
     assessment_completed(event_ids=event_ids)
 

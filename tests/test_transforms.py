@@ -44,10 +44,8 @@ def same(a: Any, b: Any) -> bool:
         return a is None and b is None
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=0, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))
-    return (
-        (bool(a == b)
-        and type(a) is type(b))
-        or (isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a == b)
+    return (bool(a == b) and type(a) is type(b)) or (
+        isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a == b
     )
 
 

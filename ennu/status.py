@@ -1,0 +1,110 @@
+"""Per-integration health from the sync log, the outbox and the circuit breaker (counts and codes only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ennu.circuit import circuit_state
+from ennu.db import session_scope
+from ennu.models import EventStatus, OutboxEvent, SyncLog, SyncStatus, as_utc, utcnow
+from ennu.settings import get_settings
+
+ERRORS = (SyncStatus.FAILED.value, SyncStatus.REJECTED.value)
+DELIVERED = (SyncStatus.CREATED.value, SyncStatus.UPDATED.value, SyncStatus.UNCHANGED.value)
+
+
+@dataclass(frozen=True)
+class IntegrationStatus:
+    integration: str
+    enabled: bool
+    last_success: datetime | None
+    last_error: datetime | None
+    last_error_reason: str | None
+    circuit: str
+    pending: int
+    counts_24h: dict[str, int]
+    error_rate_24h: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pending_events_by_type() -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(OutboxEvent.type, func.count())
+            .where(OutboxEvent.status.in_([EventStatus.PENDING.value, EventStatus.DEFERRED.value]))
+            .group_by(OutboxEvent.type)
+        ).all()
+    return {event_type: int(n) for event_type, n in rows}
+
+
+def integration_status(
+    integration: str,
+    enabled: bool,
+    routed_types: list[str],
+    now: datetime | None = None,
+    pending_by_type: dict[str, int] | None = None,
+) -> IntegrationStatus:
+    now = now or utcnow()
+    since = now - timedelta(hours=24)
+    with session_scope() as session:
+        counts = {
+            status: int(n)
+            for status, n in session.execute(
+                select(SyncLog.status, func.count())
+                .where(SyncLog.connector == integration, SyncLog.created_at >= since)
+                .group_by(SyncLog.status)
+            )
+        }
+        last_success = session.execute(
+            select(func.max(SyncLog.created_at)).where(
+                SyncLog.connector == integration, SyncLog.status.in_(DELIVERED)
+            )
+        ).scalar_one()
+        last_error_row = session.execute(
+            select(SyncLog.created_at, SyncLog.error)
+            .where(SyncLog.connector == integration, SyncLog.status.in_([*ERRORS, SyncStatus.DEFERRED.value]))
+            .order_by(SyncLog.id.desc())
+            .limit(1)
+        ).first()
+    circuit = circuit_state(integration, now)
+    pending_by_type = pending_events_by_type() if pending_by_type is None else pending_by_type
+    attempted = sum(counts.values()) - counts.get(SyncStatus.SKIPPED.value, 0)
+    errors = sum(counts.get(s, 0) for s in ERRORS)
+    last_error_at = as_utc(last_error_row[0]) if last_error_row else None
+    reason = last_error_row[1] if last_error_row else None
+    if circuit.last_error_at is not None and (last_error_at is None or circuit.last_error_at > last_error_at):
+        last_error_at, reason = circuit.last_error_at, circuit.last_error
+    return IntegrationStatus(
+        integration=integration,
+        enabled=enabled,
+        last_success=as_utc(last_success),
+        last_error=as_utc(last_error_at),
+        last_error_reason=reason,
+        circuit=circuit.label,
+        pending=sum(pending_by_type.get(t, 0) for t in routed_types),
+        counts_24h=counts,
+        error_rate_24h=round(errors / attempted, 4) if attempted else None,
+    )
+
+
+def all_statuses() -> list[IntegrationStatus]:
+    """Every integration of the routing table, with the event types routed to it."""
+    from mappings.routing import routing_table
+
+    table = routing_table(get_settings().mappings_dir)
+    pending = pending_events_by_type()
+    statuses = []
+    for name, config in sorted(table.integrations.items()):
+        routed = [
+            event_type
+            for event_type in table.routes
+            if any(s.connector == name for s in table.routes_for(event_type))
+        ]
+        statuses.append(integration_status(name, config.enabled, routed, pending_by_type=pending))
+    return statuses

@@ -1,0 +1,172 @@
+"""`/integrations`: status, connection tests, sync runs and what was sent, for viewers and operators."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from connectors.http import ConnectorError
+from connectors.registry import CONNECTORS, build_connector
+from ennu import circuit
+from ennu.db import session_scope
+from ennu.events import EVENT_TYPES
+from ennu.models import SyncLog
+from ennu.status import all_statuses
+from intake.auth import require_operator, require_viewer
+
+router = APIRouter(prefix="/integrations", tags=["integrations"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid bearer token."},
+    403: {"description": "The token's role may not do this."},
+}
+
+
+class StatusOut(BaseModel):
+    integration: str
+    enabled: bool
+    last_success: datetime | None
+    last_error: datetime | None
+    last_error_reason: str | None
+    circuit: str
+    pending: int
+    counts_24h: dict[str, int]
+    error_rate_24h: float | None
+
+
+class ConnectionTestOut(BaseModel):
+    integration: str
+    ok: bool
+    detail: str
+    latency_ms: int | None
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    event_type: str = Field(default="assessment.completed", description="which kind of record to send")
+    integrations: list[str] | None = Field(default=None, description="only these destinations (default: all)")
+    user_ids: list[int] | None = Field(default=None, max_length=10_000, description="only these people")
+
+
+class SyncStarted(BaseModel):
+    flow_run_id: str
+    ui_url: str
+
+
+class SyncLogRow(BaseModel):
+    id: int
+    event_id: str | None
+    object: str
+    record_key: str
+    user_id: int | None
+    status: str
+    remote_id: str | None
+    error: str | None
+    attempt: int
+    flow_run_id: str | None
+    created_at: datetime
+
+
+class SyncLogPage(BaseModel):
+    integration: str
+    total: int
+    page: int
+    page_size: int
+    rows: list[SyncLogRow]
+
+
+def known(integration: str) -> str:
+    if integration not in CONNECTORS:
+        raise HTTPException(404, f"unknown integration; known: {', '.join(sorted(CONNECTORS))}")
+    return integration
+
+
+@router.get(
+    "/status", response_model=list[StatusOut], responses=ERRORS, dependencies=[Depends(require_viewer)]
+)
+def status() -> list[dict[str, Any]]:
+    """Per integration: enabled, last success and error, circuit state, pending events, 24 h counts."""
+    return [s.as_dict() for s in all_statuses()]
+
+
+@router.post(
+    "/test/{integration}",
+    response_model=ConnectionTestOut,
+    dependencies=[Depends(require_operator)],
+    responses={**ERRORS, 404: {"description": "Unknown integration."}},
+)
+def test_connection(integration: str) -> ConnectionTestOut:
+    """Run the integration's connection test now (a cheap authenticated read)."""
+    connector = build_connector(known(integration), rate_limited=False)
+    started = time.monotonic()
+    try:
+        check = connector.test_connection()
+    except ConnectorError as exc:
+        circuit.record_failure(integration, exc.reason)
+        return ConnectionTestOut(
+            integration=integration,
+            ok=False,
+            detail=exc.reason,
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )
+    finally:
+        connector.close()
+    circuit.record_success(integration)
+    return ConnectionTestOut(
+        integration=integration, ok=check.ok, detail=check.detail, latency_ms=check.latency_ms
+    )
+
+
+@router.get(
+    "/data/{integration}",
+    response_model=SyncLogPage,
+    dependencies=[Depends(require_viewer)],
+    responses={**ERRORS, 404: {"description": "Unknown integration."}},
+)
+def data(
+    integration: str,
+    user_id: int | None = Query(default=None, gt=0),
+    record_key: str | None = Query(default=None, max_length=120, pattern=r"^[a-z_]+:\d+$"),
+    page: int = Query(default=1, ge=1, le=100_000),
+    page_size: int = Query(default=50, ge=1, le=500),
+) -> SyncLogPage:
+    """What the hub sent and what came back, newest first, for a person or a record."""
+    query = select(SyncLog).where(SyncLog.connector == known(integration))
+    if user_id is not None:
+        query = query.where(SyncLog.user_id == user_id)
+    if record_key is not None:
+        query = query.where(SyncLog.record_key == record_key)
+    with session_scope() as session:
+        total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = session.execute(
+            query.order_by(SyncLog.id.desc()).offset((page - 1) * page_size).limit(page_size)
+        ).scalars()
+        out = [SyncLogRow.model_validate(row, from_attributes=True) for row in rows]
+    return SyncLogPage(integration=integration, total=total, page=page, page_size=page_size, rows=out)
+
+
+@router.post(
+    "/sync",
+    response_model=SyncStarted,
+    status_code=202,
+    dependencies=[Depends(require_operator)],
+    responses={**ERRORS, 422: {"description": "Unknown event type or integration."}},
+)
+def sync(request: SyncRequest) -> SyncStarted:
+    """Start a bulk (or per-person) sync as a run of the `bulk-sync` deployment."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_UI_URL
+
+    if request.event_type not in EVENT_TYPES:
+        raise HTTPException(422, "unknown event type")
+    for name in request.integrations or []:
+        if name not in CONNECTORS:
+            raise HTTPException(422, "unknown integration")
+    run: Any = run_deployment("bulk-sync/on-demand", parameters=request.model_dump(), timeout=0)
+    ui = PREFECT_UI_URL.value() or ""
+    return SyncStarted(flow_run_id=str(run.id), ui_url=f"{ui}/runs/flow-run/{run.id}")

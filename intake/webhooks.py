@@ -1,0 +1,225 @@
+"""`POST /webhooks/{integration}`: verify the vendor's signature, store the receipt once, answer fast.
+
+The work happens later: each new receipt becomes the Prefect event `ennu.webhook.<integration>` that the
+`webhook-received` flow handles, so the vendor's call returns before any of it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prefect.events import emit_event
+from sqlalchemy.exc import IntegrityError
+
+from ennu.db import session_scope
+from ennu.models import WebhookReceipt
+from ennu.secrets import read_secret
+from intake.signatures import (
+    SignatureError,
+    verify_hubspot_legacy,
+    verify_hubspot_v3,
+    verify_mandrill,
+    verify_stripe,
+    verify_twilio,
+    verify_url_secret,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+SECRET_NAMES = {
+    "stripe": "STRIPE_WEBHOOK_SECRETS",
+    "hubspot": "HUBSPOT_CLIENT_SECRETS",
+    "mailchimp": "MAILCHIMP_WEBHOOK_SECRETS",
+    "mailchimp-transactional": "MANDRILL_WEBHOOK_KEYS",
+    "twilio": "TWILIO_AUTH_TOKENS",
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Accepted (or a redelivery, acknowledged and not processed twice)."},
+    401: {"description": "Missing, wrong or stale signature."},
+    404: {"description": "No webhook for this integration."},
+    422: {"description": "The body is not what this vendor sends."},
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    vendor_event_id: str
+    kind: str
+    payload: dict[str, Any]
+
+
+def secrets_for(integration: str) -> list[str]:
+    secret = read_secret(SECRET_NAMES[integration])
+    values = secret.get_secret_value().split(",") if secret is not None else []
+    if not values:
+        # Unconfigured: nothing can verify, so nothing is accepted.
+        raise HTTPException(401, "webhook secret not configured")
+    return [v.strip() for v in values if v.strip()]
+
+
+def public_url(request: Request) -> str:
+    """The URL the vendor signed: configured (behind a proxy) or as received."""
+    base = read_secret("ENNU_PUBLIC_BASE_URL", use_blocks=False)
+    if base is not None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return base.get_secret_value().rstrip("/") + request.url.path + query
+    return str(request.url)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise HTTPException(422, "body is not JSON") from None
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+async def stripe(request: Request, body: bytes) -> list[Delivery]:
+    verify_stripe(body, request.headers.get("stripe-signature"), secrets_for("stripe"))
+    event = _json(body)
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise HTTPException(422, "not a Stripe event")
+    return [Delivery(event["id"], str(event.get("type", "")), event)]
+
+
+async def hubspot(request: Request, body: bytes) -> list[Delivery]:
+    secrets = secrets_for("hubspot")
+    url = public_url(request)
+    if request.headers.get("x-hubspot-signature-v3"):
+        verify_hubspot_v3(
+            request.method,
+            url,
+            body,
+            request.headers.get("x-hubspot-signature-v3"),
+            request.headers.get("x-hubspot-request-timestamp"),
+            secrets,
+        )
+    else:
+        verify_hubspot_legacy(
+            request.headers.get("x-hubspot-signature-version", "v1"),
+            request.method,
+            url,
+            body,
+            request.headers.get("x-hubspot-signature"),
+            secrets,
+        )
+    events = _json(body)
+    if not isinstance(events, list) or not all(isinstance(e, dict) and "eventId" in e for e in events):
+        raise HTTPException(422, "not a list of HubSpot events")
+    return [Delivery(str(e["eventId"]), str(e.get("subscriptionType", "")), e) for e in events]
+
+
+async def mailchimp(request: Request, body: bytes) -> list[Delivery]:
+    verify_url_secret(request.query_params.get("secret"), secrets_for("mailchimp"))
+    fields = dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
+    kind = fields.get("type", "")
+    if not kind:
+        raise HTTPException(422, "not a Mailchimp audience webhook")
+    member = fields.get("data[id]") or fields.get("data[email]", "")
+    return [Delivery(_digest(kind, fields.get("fired_at", ""), member), kind, fields)]
+
+
+async def mailchimp_transactional(request: Request, body: bytes) -> list[Delivery]:
+    pairs = parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
+    verify_mandrill(
+        public_url(request),
+        pairs,
+        request.headers.get("x-mandrill-signature"),
+        secrets_for("mailchimp-transactional"),
+    )
+    events = _json(dict(pairs).get("mandrill_events", "").encode())
+    if not isinstance(events, list):
+        raise HTTPException(422, "mandrill_events is not a list")
+    return [
+        Delivery(str(e.get("_id") or _digest(json.dumps(e, sort_keys=True))), str(e.get("event", "")), e)
+        for e in events
+        if isinstance(e, dict)
+    ]
+
+
+async def twilio(request: Request, body: bytes) -> list[Delivery]:
+    pairs = parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
+    verify_twilio(
+        public_url(request), pairs, request.headers.get("x-twilio-signature"), secrets_for("twilio")
+    )
+    fields = dict(pairs)
+    sid = fields.get("MessageSid") or fields.get("SmsSid") or fields.get("CallSid")
+    if not sid:
+        raise HTTPException(422, "not a Twilio callback")
+    kind = (
+        fields.get("MessageStatus") or fields.get("CallStatus") or ("inbound" if fields.get("Body") else "")
+    )
+    return [Delivery(f"{sid}:{kind}", kind, fields)]
+
+
+VERIFIERS = {
+    "stripe": stripe,
+    "hubspot": hubspot,
+    "mailchimp": mailchimp,
+    "mailchimp-transactional": mailchimp_transactional,
+    "twilio": twilio,
+}
+
+
+def store(integration: str, delivery: Delivery) -> int | None:
+    """The new receipt's id, or None when this vendor event id was already received."""
+    try:
+        with session_scope() as session:
+            receipt = WebhookReceipt(
+                integration=integration,
+                vendor_event_id=delivery.vendor_event_id,
+                kind=delivery.kind[:100],
+                payload=delivery.payload,
+            )
+            session.add(receipt)
+            session.flush()
+            return receipt.id
+    except IntegrityError:
+        return None
+
+
+@router.get("/mailchimp", responses=RESPONSES)
+def mailchimp_validation(secret: str | None = None) -> Response:
+    """Mailchimp checks a webhook URL with a GET before it sends anything."""
+    try:
+        verify_url_secret(secret, secrets_for("mailchimp"))
+    except SignatureError:
+        raise HTTPException(401, "unknown webhook secret") from None
+    return Response(status_code=200)
+
+
+@router.post("/{integration}", responses=RESPONSES)
+async def receive(integration: str, request: Request) -> JSONResponse:
+    """Verify, store once per vendor event id, announce, answer."""
+    verifier = VERIFIERS.get(integration)
+    if verifier is None:
+        raise HTTPException(404, "no webhook for this integration")
+    body = await request.body()
+    try:
+        deliveries = await verifier(request, body)
+    except SignatureError as exc:
+        logger.warning("%s webhook refused: %s", integration, exc)
+        raise HTTPException(401, "signature refused") from None
+    new = [(d, receipt_id) for d in deliveries if (receipt_id := store(integration, d)) is not None]
+    for delivery, receipt_id in new:
+        emit_event(
+            event=f"ennu.webhook.{integration}",
+            resource={
+                "prefect.resource.id": f"ennu.webhook-receipt.{receipt_id}",
+                "ennu.integration": integration,
+            },
+            payload={"receipt_id": receipt_id, "kind": delivery.kind},
+        )
+    return JSONResponse(
+        {"received": len(deliveries), "new": len(new), "duplicates": len(deliveries) - len(new)}
+    )
