@@ -35,6 +35,7 @@ class Outcome:
     status: SyncStatus
     remote_id: str | None = None
     error: str | None = None
+    duration_ms: int | None = None  # of the request that carried it, set by the push stage
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Boolean, Column, Connection, Date, DateTime, Float, Table, func, insert, select, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Float,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+)
 
 from ennu.db import get_engine, migrate
 from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, User
@@ -46,6 +59,11 @@ class BiomarkerSpec:
     critical_low: float | None = None
     critical_high: float | None = None
 
+    @property
+    def loinc(self) -> str:
+        """The LOINC code (alias of `loinc_code`)."""
+        return self.loinc_code
+
 
 BIOMARKER_CATALOGUE: tuple[BiomarkerSpec, ...] = (
     BiomarkerSpec("glucose", "2345-7", "mg/dL", 70, 99, "Glucose", critical_low=40, critical_high=400),
@@ -67,10 +85,12 @@ BIOMARKER_CATALOGUE: tuple[BiomarkerSpec, ...] = (
     BiomarkerSpec("ast", "1920-8", "U/L", 10, 40, "Aspartate aminotransferase (AST)"),
     BiomarkerSpec("body_weight", "29463-7", "kg", None, None, "Body weight"),
     BiomarkerSpec("bmi", "39156-5", "kg/m2", 18.5, 24.9, "Body mass index"),
-    BiomarkerSpec("blood_pressure_systolic", "8480-6", "mm[Hg]", 90, 120, "Systolic blood pressure",
-                  critical_high=180),
-    BiomarkerSpec("blood_pressure_diastolic", "8462-4", "mm[Hg]", 60, 80, "Diastolic blood pressure",
-                  critical_high=120),
+    BiomarkerSpec(
+        "blood_pressure_systolic", "8480-6", "mm[Hg]", 90, 120, "Systolic blood pressure", critical_high=180
+    ),
+    BiomarkerSpec(
+        "blood_pressure_diastolic", "8462-4", "mm[Hg]", 60, 80, "Diastolic blood pressure", critical_high=120
+    ),
 )
 BIOMARKERS_BY_NAME: Mapping[str, BiomarkerSpec] = MappingProxyType({b.name: b for b in BIOMARKER_CATALOGUE})
 
@@ -83,7 +103,7 @@ MOLAR_CONVERSIONS: Mapping[str, float] = MappingProxyType(
 MOLAR_UNIT = "mmol/L"
 
 # A host biomarker name without a LOINC entry (loinc_code None): the FHIR stage must reject it.
-UNKNOWN_BIOMARKER = BiomarkerSpec("omega3_index", "", "%", 8.0, None, "Omega-3 index")
+UNKNOWN_BIOMARKER = "omega3_index"  # unit %, reference low 8
 
 ASSESSMENT_TYPES: tuple[str, ...] = (
     "weight_loss",
@@ -117,8 +137,9 @@ GOAL_KINDS: tuple[str, ...] = (
 )
 CONSENT_INTEGRATIONS: tuple[str, ...] = ("mailchimp", "hubspot", "twilio", "salesforce", "stripe")
 EXAMPLE_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")  # RFC 2606
+# the host app's tables, parents first
 HOST_TABLES: tuple[Table, ...] = tuple(
-    m.__table__ for m in (User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)  # type: ignore[misc]
+    cast(Table, m.__table__) for m in (User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
 )
 
 # --------------------------------------------------------------------------- private generation tables
@@ -132,6 +153,7 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+_BULK_MIN_PEOPLE = 20_000
 _NA = -(2**62)  # a missing timestamp in a column of epoch seconds
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
 _DOB_FIRST = np.datetime64("1945-01-01", "D")
@@ -205,8 +227,10 @@ _TYPE_CUM = np.cumsum(_TYPE_WEIGHTS / _TYPE_WEIGHTS.sum(axis=1, keepdims=True), 
 _TYPE_NAMES = np.array(ASSESSMENT_TYPES, dtype=object)
 _N_CATEGORIES = np.array([len(ASSESSMENT_CATEGORIES[t]) for t in ASSESSMENT_TYPES])
 _CATEGORY_TABLE = np.array(
-    [list(ASSESSMENT_CATEGORIES[t]) + [""] * (int(_N_CATEGORIES.max()) - len(ASSESSMENT_CATEGORIES[t]))
-     for t in ASSESSMENT_TYPES],
+    [
+        list(ASSESSMENT_CATEGORIES[t]) + [""] * (int(_N_CATEGORIES.max()) - len(ASSESSMENT_CATEGORIES[t]))
+        for t in ASSESSMENT_TYPES
+    ],
     dtype=object,
 )
 
@@ -275,9 +299,7 @@ _SLOT_WEIGHTS = {  # how often a marker is on a person's panel, by sex (female, 
     "blood_pressure_systolic": (2.5, 2.5, 2.5),
 }
 _SLOT_LOG_WEIGHTS = np.log(
-    np.array(
-        [_SLOT_WEIGHTS.get(BIOMARKER_CATALOGUE[i].name, (1.0, 1.0, 1.0)) for i in _SLOTS], dtype=float
-    ).T
+    np.array([_SLOT_WEIGHTS.get(BIOMARKER_CATALOGUE[i].name, (1.0, 1.0, 1.0)) for i in _SLOTS], dtype=float).T
 )
 _CATALOGUE_NAMES = np.array([b.name for b in BIOMARKER_CATALOGUE], dtype=object)
 _CATALOGUE_LOINC = np.array([b.loinc_code for b in BIOMARKER_CATALOGUE], dtype=object)
@@ -395,20 +417,21 @@ def _column_kind(column: Column[Any]) -> str:
     return "plain"
 
 
-def _db_values(values: Values, kind: str, dialect: str) -> list[Any]:
-    """One generated column as the values the driver takes.
+def _db_values(values: Values, kind: str, style: str) -> list[Any]:
+    """One generated column as the values a driver takes.
 
-    Timestamps (epoch seconds, `_NA` for none) become SQLAlchemy's own SQLite text format, PostgreSQL
-    timestamptz text, or aware datetimes for any other database; dates (days since 1970) alike.
+    Timestamps (epoch seconds, `_NA` for none) become SQLAlchemy's own SQLite text format (style
+    "sqlite"), PostgreSQL timestamptz text ("postgresql") or aware UTC datetimes ("python"); dates (days
+    since 1970) ISO text or `date`; NaN floats None.
     """
     if kind == "timestamp":
         seconds = np.asarray(values, dtype=np.int64)
         missing = seconds == _NA
         text = _iso(np.where(missing, 0, seconds))
         out: list[Any]
-        if dialect == "sqlite":
+        if style == "sqlite":
             out = [f"{t[:10]} {t[11:]}.000000" for t in text]
-        elif dialect == "postgresql":
+        elif style == "postgresql":
             out = [f"{t}+00" for t in text]
         else:
             out = [datetime.fromisoformat(t).replace(tzinfo=UTC) for t in text]
@@ -417,9 +440,9 @@ def _db_values(values: Values, kind: str, dialect: str) -> list[Any]:
         return out
     if kind == "date":
         days = np.asarray(values, dtype=np.int64).astype("datetime64[D]")
-        if dialect in ("sqlite", "postgresql"):
-            return list(np.datetime_as_string(days).tolist())
-        return list(days.tolist())  # datetime.date
+        if style == "python":
+            return list(days.tolist())  # datetime.date
+        return list(np.datetime_as_string(days).tolist())
     if kind == "float":
         floats = np.asarray(values, dtype=float)
         listed = floats.tolist()
@@ -429,11 +452,27 @@ def _db_values(values: Values, kind: str, dialect: str) -> list[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
+# How rows are written: None picks by database (SQLite "executemany" of ready-made text values,
+# PostgreSQL "copy", anything else "core"). Measured for 100,000 people on a 2-core box: Core insert()
+# spends more time building and processing parameters than the database spends inserting; psycopg's
+# executemany (pipelined) took 2.2 times as long as COPY. Tests set it to compare the paths.
+_WRITE_METHOD: str | None = None
+_VALUE_STYLE = {
+    "executemany": "sqlite",
+    "pg-executemany": "postgresql",
+    "copy": "postgresql",
+    "core": "python",
+}
+
+
 def _write(conn: Connection, table: Table, columns: Mapping[str, Values]) -> int:
-    """Insert one block's rows of one table: SQLite executemany, PostgreSQL COPY, else Core insert()."""
+    """Insert one block's rows of one table."""
     dialect = conn.dialect.name
+    method = _WRITE_METHOD or {"sqlite": "executemany", "postgresql": "copy"}.get(dialect, "core")
+    if method == "executemany" and dialect == "postgresql":
+        method = "pg-executemany"
     names = list(columns)
-    values = [_db_values(columns[c], _column_kind(table.c[c]), dialect) for c in names]
+    values = [_db_values(columns[c], _column_kind(table.c[c]), _VALUE_STYLE[method]) for c in names]
     count = len(values[0])
     if not count:
         return 0
@@ -441,24 +480,19 @@ def _write(conn: Connection, table: Table, columns: Mapping[str, Values]) -> int
     # table and column names come from the models, never from input
     quote = conn.dialect.identifier_preparer
     target = f"{quote.format_table(table)} ({', '.join(quote.quote(c) for c in names)})"
-    if dialect == "sqlite":
-        placeholders = ", ".join("?" * len(names))
-        conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({placeholders})", list(rows))  # noqa: S608
-    elif dialect == "postgresql" and _PG_COPY:
+    if method == "copy":
         driver = conn.connection.driver_connection
         assert driver is not None
         with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-    elif dialect == "postgresql":
-        placeholders = ", ".join(["%s"] * len(names))
+    elif method in ("executemany", "pg-executemany"):
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        placeholders = ", ".join([marker] * len(names))
         conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({placeholders})", list(rows))  # noqa: S608
     else:
         conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
     return count
-
-
-_PG_COPY = True
 
 
 # --------------------------------------------------------------------------- one block of people
@@ -511,6 +545,7 @@ def _people(
     domain = _pick(rng, (0.7, 0.2, 0.1), n)
     capitalised = rng.random(n) < 0.03
     defect = rng.random(n)
+    defect[user_ids == 1] = 1.0  # person 1 of a fresh database is the README's clean example
     bad_email = defect < invalid_fraction
     bad_phone = (defect >= invalid_fraction) & (defect < 2 * invalid_fraction)
     no_phone = (defect >= 2 * invalid_fraction) & (defect < 2 * invalid_fraction + 0.05)
@@ -518,8 +553,15 @@ def _people(
     emails = [
         _email(f, ln, int(i), int(s), EXAMPLE_DOMAINS[int(d)], bool(c), int(w) if b else -1)
         for f, ln, i, s, d, c, b, w in zip(
-            first_slug.tolist(), last_slug.tolist(), user_ids.tolist(), style.tolist(), domain.tolist(),
-            capitalised.tolist(), bad_email.tolist(), flaw.tolist(), strict=True,
+            first_slug.tolist(),
+            last_slug.tolist(),
+            user_ids.tolist(),
+            style.tolist(),
+            domain.tolist(),
+            capitalised.tolist(),
+            bad_email.tolist(),
+            flaw.tolist(),
+            strict=True,
         )
     ]
 
@@ -530,8 +572,13 @@ def _people(
     phones = [
         None if nothing else _phone(int(a), int(ln), int(s), int(w) if bad else -1)
         for a, ln, s, bad, w, nothing in zip(
-            area.tolist(), line.tolist(), phone_style.tolist(), bad_phone.tolist(), flaw.tolist(),
-            no_phone.tolist(), strict=True,
+            area.tolist(),
+            line.tolist(),
+            phone_style.tolist(),
+            bad_phone.tolist(),
+            flaw.tolist(),
+            no_phone.tolist(),
+            strict=True,
         )
     ]
 
@@ -542,8 +589,8 @@ def _people(
 
     created = now - rng.integers(0, 3 * _YEAR, n)
     updated = _between(rng, created, np.full(n, now))
-    marketing = rng.random(n) < 0.70
-    communication = rng.random(n) < 0.60
+    marketing = (rng.random(n) < 0.70) | (user_ids == 1)
+    communication = (rng.random(n) < 0.60) | (user_ids == 1)
 
     rows.tables["users"] = {
         "id": user_ids,
@@ -566,8 +613,13 @@ def _people(
 def _email(first: str, last: str, n: int, style: int, domain: str, capitalised: bool, flaw: int) -> str:
     if capitalised:
         first, last = first.capitalize(), last.capitalize()
-    local = (f"{first}.{last}{n}", f"{first}{last}{n}", f"{first[0]}{last}{n}", f"{first}_{last}{n}",
-             f"{first}{n}")[style]
+    local = (
+        f"{first}.{last}{n}",
+        f"{first}{last}{n}",
+        f"{first[0]}{last}{n}",
+        f"{first}_{last}{n}",
+        f"{first}{n}",
+    )[style]
     if flaw == 0:
         return f"{local}{domain}"  # no @
     if flaw == 1:
@@ -713,13 +765,13 @@ def _biomarkers(
         unit[hit] = MOLAR_UNIT
 
     # a host biomarker without a LOINC code: 1 in 1000 at the default 3 %
-    unknown = rng.random(r) < invalid_fraction / 30
+    unknown = (rng.random(r) < invalid_fraction / 30) & (marker != _SYSTOLIC) & (marker != _DIASTOLIC)
     if unknown.any():
-        names[unknown] = UNKNOWN_BIOMARKER.name
+        names[unknown] = UNKNOWN_BIOMARKER
         loinc[unknown] = None
-        unit[unknown] = UNKNOWN_BIOMARKER.unit
+        unit[unknown] = "%"
         value[unknown] = _round(rng.normal(6.0, 1.5, int(unknown.sum())).clip(2.0, 14.0), 1)
-        low[unknown] = UNKNOWN_BIOMARKER.reference_low
+        low[unknown] = 8.0
         high[unknown] = np.nan
 
     # one blood draw (and vitals) per person; results reported within three days
@@ -821,8 +873,10 @@ def _wipe_host_tables(conn: Connection) -> None:
 
 
 def _next_ids(conn: Connection) -> _NextIds:
-    start = {t.name: int(conn.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar_one()) + 1
-             for t in HOST_TABLES}
+    start = {
+        t.name: int(conn.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar_one()) + 1
+        for t in HOST_TABLES
+    }
     return _NextIds(**start)
 
 
@@ -840,6 +894,68 @@ def _sync_sequences(conn: Connection) -> None:
         )
 
 
+def _drop_secondary_structures(conn: Connection) -> list[str]:
+    """Drop the host tables' secondary indexes (and, on PostgreSQL, their foreign keys) for a bulk load.
+
+    Returns the statements that put them back, exactly as the database itself reports them, indexes first.
+    Primary keys and unique constraints stay. Both databases have transactional DDL: the caller runs the
+    drop, the load and the rebuild in one transaction, so a failure leaves the schema as it was.
+    """
+    names = [t.name for t in HOST_TABLES]
+    quote = conn.dialect.identifier_preparer.quote
+    indexes: list[str] = []
+    foreign_keys: list[str] = []
+    if conn.dialect.name == "postgresql":
+        for name, definition in conn.execute(
+            text(
+                "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                "WHERE t.relname = ANY(:names) AND t.relnamespace = to_regnamespace(current_schema()) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+            ),
+            {"names": names},
+        ).all():
+            conn.exec_driver_sql(f"DROP INDEX {quote(name)}")
+            indexes.append(definition)
+        for name, table, definition in conn.execute(
+            text(
+                "SELECT c.conname, t.relname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_class t ON t.oid = c.conrelid WHERE c.contype = 'f' AND t.relname = ANY(:names) "
+                "AND t.relnamespace = to_regnamespace(current_schema())"
+            ),
+            {"names": names},
+        ).all():
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+            foreign_keys.append(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")
+    elif conn.dialect.name == "sqlite":
+        for name, definition in conn.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master "
+                "WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN :names"
+            ).bindparams(bindparam("names", expanding=True)),
+            {"names": names},
+        ).all():
+            conn.exec_driver_sql(f"DROP INDEX {quote(name)}")
+            indexes.append(definition)
+    return indexes + foreign_keys
+
+
+def _load_block(
+    conn: Connection,
+    ids: _NextIds,
+    n: int,
+    seed: int,
+    now: int,
+    invalid_fraction: float,
+    counts: dict[str, int],
+) -> None:
+    # one RNG stream per block of people, keyed by the seed and the block's first user id
+    rows = _block(np.random.default_rng([seed, ids.users]), ids, n, now, invalid_fraction)
+    for table in HOST_TABLES:  # parents first
+        if table.name in rows.tables:
+            counts[table.name] += _write(conn, table, rows.tables[table.name])
+
+
 def generate_demo(
     url: str | None = None,
     people: int = 1000,
@@ -849,6 +965,7 @@ def generate_demo(
     *,
     replace: bool = False,
     now: datetime | None = None,
+    bulk: bool | None = None,
 ) -> DemoSummary:
     """Write `people` synthetic people (and their assessments, biomarkers, goals, consents) to the database.
 
@@ -860,7 +977,12 @@ def generate_demo(
       3 %, 1 in 500 completed assessments has an out-of-range overall score and 1 in 1000 biomarker results
       has no LOINC code. With 0, no such defect is generated (out-of-reference and mmol/L results remain:
       they are valid data).
-    - `chunk_size` people (rounded up to whole blocks of 1,000) are written per transaction.
+    - `chunk_size` people (rounded up to whole blocks of 1,000) are generated and written at a time, one
+      transaction each; memory does not grow with `people`.
+    - Bulk load: when the host tables are empty (a fresh database, or `replace=True`) and `bulk` is True,
+      or None and `people` >= 20,000, everything is written in one transaction with the host tables'
+      secondary indexes (and PostgreSQL foreign keys) dropped and rebuilt at the end: about twice as fast.
+      Other sessions wait for the host tables until it commits.
     """
     if people < 0:
         raise ValueError("people must be >= 0")
@@ -875,25 +997,31 @@ def generate_demo(
 
     migrate(url)
     engine = get_engine(url)
-    tables = {t.name: t for t in HOST_TABLES}
-    counts = dict.fromkeys(tables, 0)
+    counts = {t.name: 0 for t in HOST_TABLES}
+    blocks = [(start, min(_BLOCK, people - start)) for start in range(0, people, _BLOCK)]
     with engine.begin() as conn:
         if replace:
             _wipe_host_tables(conn)
         ids = _next_ids(conn)
-    first_user = ids.users
-
-    per_chunk = -(-chunk_size // _BLOCK) * _BLOCK  # whole blocks per transaction
-    for chunk_start in range(0, people, per_chunk):
-        with engine.begin() as conn:
-            for block_start in range(chunk_start, min(people, chunk_start + per_chunk), _BLOCK):
-                # one RNG stream per block of 1,000 people, keyed by the seed and the block's first user id
-                rng = np.random.default_rng([seed, ids.users])
-                rows = _block(rng, ids, min(_BLOCK, people - block_start), now_s, invalid_fraction)
-                for name, table in tables.items():  # parents first
-                    if name in rows.tables:
-                        counts[name] += _write(conn, table, rows.tables[name])
+        first_user = ids.users
+        empty = all(v == 1 for v in asdict(ids).values())
+        use_bulk = bool(blocks) and empty and (people >= _BULK_MIN_PEOPLE if bulk is None else bulk)
+        if use_bulk:
+            rebuild = _drop_secondary_structures(conn)
+            for _start, n in blocks:
+                _load_block(conn, ids, n, seed, now_s, invalid_fraction, counts)
+            for statement in rebuild:
+                conn.exec_driver_sql(statement)
             _sync_sequences(conn)
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("ANALYZE " + ", ".join(t.name for t in HOST_TABLES))
+    if not use_bulk:
+        per_chunk = max(1, -(-chunk_size // _BLOCK))  # whole blocks per transaction
+        for first in range(0, len(blocks), per_chunk):
+            with engine.begin() as conn:
+                for _start, n in blocks[first : first + per_chunk]:
+                    _load_block(conn, ids, n, seed, now_s, invalid_fraction, counts)
+                _sync_sequences(conn)
 
     summary = DemoSummary(
         users=counts["users"],

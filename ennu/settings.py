@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     max_retry_after_seconds: float = Field(default=120.0, alias="ENNU_MAX_RETRY_AFTER_SECONDS")
     drain_batch_size: int = Field(default=50, alias="ENNU_DRAIN_BATCH_SIZE")
 
+    # Retention of the hub's own tables (Prefect's runs, logs and events are vacuumed by Prefect itself)
+    retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
+    retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")
+    retention_outbox_days: int = Field(default=90, alias="ENNU_RETENTION_OUTBOX_DAYS")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

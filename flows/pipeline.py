@@ -87,6 +87,7 @@ def delivered_entries(
                 outcome.remote_id,
                 outcome.error,
                 hashes.get(rec.record_key),
+                outcome.duration_ms,
             )
         )
     return entries
@@ -108,7 +109,9 @@ def collect(futures: list[tuple[list[Record], PrefectFuture[list[Outcome]]]]) ->
     return outcomes
 
 
-def run_event_pipeline(event_type: str, event_ids: list[str], *, force: bool = False) -> SummaryTable:
+def run_event_pipeline(
+    event_type: str, event_ids: list[str], *, force: bool = False, only: list[str] | None = None
+) -> SummaryTable:
     """Carry a batch of events of one type to every routed destination and record each outcome."""
     settings = get_settings()
     push = push_batch.with_options(
@@ -119,6 +122,8 @@ def run_event_pipeline(event_type: str, event_ids: list[str], *, force: bool = F
     entries = unusable_event_entries(extracted)
     pending: list[tuple[Route, list[Record], dict[str, str], list[Outcome], Any]] = []
     for r in route(event_type, extracted.frame):
+        if only is not None and r.connector not in only:
+            continue
         entries += withheld_entries(r)
         checked = validate(r.mapping, map_records(r.mapping, r.frame))
         entries += rejected_entries(r, checked)

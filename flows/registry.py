@@ -7,7 +7,19 @@ from typing import Any
 from prefect import Flow
 
 from flows.assessment_completed import assessment_completed
+from flows.biomarker_updated import biomarker_updated
+from flows.erase_user import erase_user
+from flows.health_goal_completed import health_goal_completed
+from flows.health_goal_created import health_goal_created
+from flows.user_login import user_login
+from flows.user_registered import user_registered
 
 EVENT_FLOWS: dict[str, Flow[..., Any]] = {
+    "user.registered": user_registered,
+    "user.login": user_login,
     "assessment.completed": assessment_completed,
+    "biomarker.updated": biomarker_updated,
+    "health_goal.created": health_goal_created,
+    "health_goal.completed": health_goal_completed,
+    "user.deletion_requested": erase_user,
 }

@@ -16,9 +16,17 @@ def main(argv: list[str] | None = None) -> int:
     routing = root / "routing.yaml"
     if routing.exists():
         try:
-            load_routing(routing)
+            table = load_routing(routing)
         except RoutingError as exc:
             problems.append(str(exc))
+        else:
+            present = {(p.parent.name, p.stem) for p in mapping_files(root)}
+            problems += [
+                f"{routing}: routes.{event_type}: no mapping file {event_type}/{spec.mapping_name}.yaml"
+                for event_type, specs in table.routes.items()
+                for spec in specs
+                if (event_type, spec.mapping_name) not in present
+            ]
     for problem in problems:
         print(problem)
     if problems:

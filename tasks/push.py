@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -177,6 +177,7 @@ def push_batch(
         logger.warning("%s: circuit open, %d records deferred", connector_name, len(records))
         return _all(records, SyncStatus.DEFERRED, "circuit open")
     connector = connector_for(connector_name)
+    started = time.monotonic()
     try:
         outcomes = connector.push(object_name, upsert_key, records)
     except RetryableError as exc:
@@ -194,6 +195,8 @@ def push_batch(
         logger.error("%s: batch refused (%s)", connector_name, exc.reason)
         return _all(records, SyncStatus.FAILED, exc.reason)
     circuit.record_success(connector_name)
+    elapsed = int((time.monotonic() - started) * 1000)
+    outcomes = [replace(o, duration_ms=elapsed) for o in outcomes]
     counts = pd.Series([o.status.value for o in outcomes]).value_counts().to_dict()
     logger.info("%s/%s: %d records pushed: %s", connector_name, object_name, len(records), counts)
     return outcomes

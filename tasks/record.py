@@ -16,7 +16,7 @@ from ennu.db import session_scope
 from ennu.models import EventStatus, OutboxEvent, SyncLog, SyncStatus, utcnow
 from tasks.extract import chunks
 
-SUMMARY_COLUMNS = ("created", "updated", "unchanged", "rejected", "failed", "deferred", "skipped")
+SUMMARY_COLUMNS = ("created", "updated", "unchanged", "rejected", "failed", "deferred", "skipped", "erased")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class SyncEntry:
     remote_id: str | None = None
     error: str | None = None
     payload_hash: str | None = None
+    duration_ms: int | None = None
 
 
 def current_flow_run_id() -> str | None:
@@ -70,6 +71,7 @@ def write_sync_log(entries: Sequence[SyncEntry], flow_run_id: str | None) -> Non
                 else None,
                 "attempt": attempts.get(e.event_id or "", 0) + 1,
                 "flow_run_id": flow_run_id,
+                "duration_ms": e.duration_ms,
                 "created_at": now,
             }
             for e in entries

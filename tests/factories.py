@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from ennu.db import session_scope
 from ennu.events import HostEvent
-from ennu.models import Assessment, AssessmentScore, Consent, User
+from ennu.models import Assessment, AssessmentScore, Consent, HealthGoal, User
 from ennu.outbox import ingest
 
 _ids = itertools.count(1)
@@ -79,3 +79,31 @@ def person_with_assessment(**kwargs: object) -> tuple[int, int, str]:
     user_id = add_person(**kwargs)  # type: ignore[arg-type]
     assessment_id = add_assessment(user_id, overall=float(overall))  # type: ignore[arg-type]
     return user_id, assessment_id, completed_event(user_id, assessment_id)
+
+
+def add_goal(user_id: int, *, kind: str = "lose_weight", status: str = "active") -> int:
+    with session_scope() as session:
+        goal = HealthGoal(
+            user_id=user_id,
+            kind=kind,
+            target="Lose 5 kg by June",
+            status=status,
+            due_date=date(2027, 6, 1),
+            completed_at=datetime(2026, 11, 2, tzinfo=UTC) if status == "completed" else None,
+        )
+        session.add(goal)
+        session.flush()
+        return goal.id
+
+
+def add_event(
+    event_type: str, user_id: int, resource: int | None = None, *, event_id: str | None = None
+) -> str:
+    event = HostEvent(
+        id=event_id or f"evt-{event_type}-{user_id}-{resource or 0}",
+        type=event_type,
+        occurred_at=datetime(2026, 11, 3, 8, 0, tzinfo=UTC),
+        subject=user_id,
+        resource=None if resource is None else str(resource),
+    )
+    return ingest(event, emit=False).event_id

@@ -1,0 +1,91 @@
+"""`bulk-sync`: every record of a kind (or of some people) to one or more destinations, on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from sqlalchemy import func, insert, literal, select
+
+from ennu.db import session_scope
+from ennu.events import EVENT_TYPES
+from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User
+from flows.pipeline import run_event_pipeline
+from tasks.record import current_flow_run_id
+
+CHUNK = 500
+
+
+def resources(event_type: str, user_ids: list[int] | None) -> Any:
+    """(user id, resource id) of every record this event type would carry; latest assessment per person."""
+    kind = EVENT_TYPES[event_type].resource_kind
+    query: Any
+    if kind is None:
+        query = select(User.id, literal(None))
+        column = User.id
+    elif kind == "assessment":
+        latest = (
+            select(func.max(Assessment.id).label("id"))
+            .where(Assessment.status == "completed")
+            .group_by(Assessment.user_id)
+            .subquery()
+        )
+        query = select(Assessment.user_id, Assessment.id).where(Assessment.id.in_(select(latest.c.id)))
+        column = Assessment.user_id
+    elif kind == "biomarker":
+        query, column = select(Biomarker.user_id, Biomarker.id), Biomarker.user_id
+    else:
+        status = "completed" if event_type == "health_goal.completed" else "active"
+        query = select(HealthGoal.user_id, HealthGoal.id).where(HealthGoal.status == status)
+        column = HealthGoal.user_id
+    if user_ids:
+        query = query.where(column.in_(user_ids))
+    return query.order_by(column)
+
+
+def synthetic_events(event_type: str, user_ids: list[int] | None, run_id: str) -> Iterator[list[str]]:
+    """Outbox events for the bulk run, written and yielded a chunk at a time (memory stays flat)."""
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        rows = session.execute(resources(event_type, user_ids).execution_options(yield_per=CHUNK))
+        for part in rows.partitions(CHUNK):
+            events = [
+                {
+                    "id": f"bulk-{run_id[:8]}-{user_id}-{resource or 0}",
+                    "type": event_type,
+                    "subject": user_id,
+                    "resource": None if resource is None else str(resource),
+                    "payload": {"origin": "bulk-sync"},
+                    "status": EventStatus.PENDING.value,
+                    "occurred_at": now,
+                    "received_at": now,
+                    "attempts": 0,
+                }
+                for user_id, resource in part
+            ]
+            with session_scope() as writer:
+                writer.execute(insert(OutboxEvent), events)
+            yield [e["id"] for e in events]
+
+
+@flow(name="bulk-sync", log_prints=False)
+def bulk_sync(
+    event_type: str = "assessment.completed",
+    integrations: list[str] | None = None,
+    user_ids: list[int] | None = None,
+) -> dict[str, int]:
+    """Send every record of `event_type` (or those of `user_ids`) to `integrations` (default: all routed).
+
+    Records the destination already has unchanged cost no request.
+    """
+    if event_type not in EVENT_TYPES or event_type == "user.deletion_requested":
+        raise ValueError("bulk-sync takes an event type that carries records")
+    run_id = (current_flow_run_id() or "local").replace("-", "")
+    sent = 0
+    for ids in synthetic_events(event_type, user_ids, run_id):
+        run_event_pipeline(event_type, ids, only=integrations)
+        sent += len(ids)
+    get_run_logger().info("bulk-sync of %s: %d records", event_type, sent)
+    return {"records": sent}

@@ -1,0 +1,52 @@
+"""`cleanup`: retention of the hub's own tables; Prefect's runs, logs and events are left to its vacuum."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+from sqlalchemy import delete, select
+
+from ennu.db import session_scope
+from ennu.models import EventStatus, OutboxEvent, SyncLog, WebhookReceipt, utcnow
+from ennu.settings import get_settings
+
+BATCH = 5000
+
+
+def delete_older(
+    model: type[SyncLog] | type[WebhookReceipt] | type[OutboxEvent], column: str, days: int, *extra: object
+) -> int:
+    """Delete rows older than `days` in batches, so no transaction holds the table for long."""
+    cutoff = utcnow() - timedelta(days=days)
+    total = 0
+    key = model.id
+    while True:
+        with session_scope() as session:
+            ids = list(
+                session.execute(
+                    select(key).where(getattr(model, column) < cutoff, *extra).limit(BATCH)  # type: ignore[arg-type]
+                ).scalars()
+            )
+            if not ids:
+                return total
+            session.execute(delete(model).where(key.in_(ids)))
+            total += len(ids)
+
+
+@flow(name="cleanup", log_prints=False)
+def cleanup() -> dict[str, int]:
+    """Delete sync-log rows, webhook receipts and settled outbox events past their retention period."""
+    settings = get_settings()
+    removed = {
+        "sync_log": delete_older(SyncLog, "created_at", settings.retention_sync_log_days),
+        "webhook_receipts": delete_older(WebhookReceipt, "received_at", settings.retention_receipts_days),
+        "event_outbox": delete_older(
+            OutboxEvent,
+            "received_at",
+            settings.retention_outbox_days,
+            OutboxEvent.status == EventStatus.DONE.value,
+        ),
+    }
+    get_run_logger().info("retention removed %s", removed)
+    return removed

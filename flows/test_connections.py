@@ -1,0 +1,47 @@
+"""`test-connections`: a cheap authenticated read at every enabled integration, hourly."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.events import emit_event
+
+from connectors.http import ConnectorError
+from connectors.registry import CONNECTORS, build_connector
+from ennu import circuit
+from ennu.settings import get_settings
+from mappings.routing import routing_table
+
+
+@flow(name="test-connections", log_prints=False)
+def test_connections() -> list[dict[str, str | int | bool | None]]:
+    """Check each integration; failures count toward its circuit, and an opened circuit raises an alert."""
+    logger = get_run_logger()
+    table = routing_table(get_settings().mappings_dir)
+    rows: list[dict[str, str | int | bool | None]] = []
+    for name, config in sorted(table.integrations.items()):
+        if not config.enabled or name not in CONNECTORS:
+            continue
+        connector = build_connector(name, rate_limited=False)
+        try:
+            check = connector.test_connection()
+            circuit.record_success(name)
+            rows.append(
+                {"integration": name, "ok": True, "detail": check.detail, "latency_ms": check.latency_ms}
+            )
+        except ConnectorError as exc:
+            opened = circuit.record_failure(name, exc.reason)
+            rows.append({"integration": name, "ok": False, "detail": exc.reason, "latency_ms": None})
+            logger.error(
+                "%s: connection test failed (%s)%s", name, exc.reason, "; circuit opened" if opened else ""
+            )
+            if opened:
+                emit_event(
+                    event="ennu.integration.circuit-opened",
+                    resource={"prefect.resource.id": f"ennu.integration.{name}"},
+                    payload={"reason": exc.reason},
+                )
+        finally:
+            connector.close()
+    create_table_artifact(key="connection-tests", table=rows, description="Connection test per integration")
+    return rows

@@ -1,0 +1,18 @@
+"""`user-registered`: A person registered: their CRM contact and audience member are created."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
+
+
+@flow(name="user-registered", task_runner=PUSH_RUNNER, log_prints=False)
+def user_registered(event_ids: list[str], force: bool = False) -> SummaryTable:
+    """Process these outbox events of type `user.registered` (ids only, never personal data).
+
+    Args:
+        event_ids: outbox event ids.
+        force: send even records whose content the destination already has.
+    """
+    return run_event_pipeline("user.registered", event_ids, force=force)

@@ -1,0 +1,127 @@
+"""Every event type's flow end to end (called directly; `test_trigger.py` covers the triggers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ennu.db import session_scope
+from ennu.models import OutboxEvent, SyncLog, User
+from flows.bulk_sync import bulk_sync
+from flows.drain import drain
+from flows.erase_user import erase_user
+from flows.health_goal_completed import health_goal_completed
+from flows.health_goal_created import health_goal_created
+from flows.user_login import user_login
+from flows.user_registered import user_registered
+from tests.factories import add_assessment, add_event, add_goal, add_person
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def sync(**where: Any) -> list[tuple[str, str]]:
+    with session_scope() as session:
+        query = select(SyncLog).order_by(SyncLog.id)
+        for column, value in where.items():
+            query = query.where(getattr(SyncLog, column) == value)
+        return [(r.connector, r.status) for r in session.execute(query).scalars()]
+
+
+def test_registration_creates_contact_and_member(sqlite_database: str, sandbox: Any) -> None:
+    user_id = add_person(email="new.person@example.com")
+    user_registered(event_ids=[add_event("user.registered", user_id)])
+    contact = sandbox.objects("hubspot", "contacts")[0]["properties"]
+    assert contact["email"] == "new.person@example.com" and contact["lifecyclestage"] == "lead"
+    assert sandbox.objects("mailchimp", "members")[0]["tags"] == ["ennu:registered"]
+
+
+def test_logins_on_one_day_cost_one_request(sqlite_database: str, sandbox: Any) -> None:
+    user_id = add_person()
+    user_login(event_ids=[add_event("user.login", user_id, event_id="login-1")])
+    user_login(event_ids=[add_event("user.login", user_id, event_id="login-2")])
+    assert sync(connector="hubspot") == [("hubspot", "created"), ("hubspot", "unchanged")]
+    assert len(sandbox.requests("hubspot")) == 1
+    assert "ennu_last_login_date" in sandbox.objects("hubspot", "contacts")[0]["properties"]
+
+
+def test_goal_created_opens_a_deal_and_completed_wins_it(database: str, sandbox: Any) -> None:
+    user_id = add_person()
+    goal_id = add_goal(user_id)
+    health_goal_created(event_ids=[add_event("health_goal.created", user_id, goal_id)])
+    deal = sandbox.objects("hubspot", "deals")[0]
+    assert deal["properties"]["dealstage"] == "appointmentscheduled"
+    assert sandbox.objects("mailchimp", "members")[0]["tags"] == ["goal:lose-weight"]
+
+    health_goal_completed(event_ids=[add_event("health_goal.completed", user_id, goal_id)])
+    deals = sandbox.objects("hubspot", "deals")
+    assert len(deals) == 1 and deals[0]["properties"]["dealstage"] == "closedwon"
+    assert sync(connector="hubspot") == [("hubspot", "created"), ("hubspot", "updated")]
+
+
+def test_event_for_a_missing_record_is_rejected_with_a_reason_and_settled(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    user_id = add_person()
+    event_id = add_event("health_goal.created", user_id, 99999)
+    health_goal_created(event_ids=[event_id])
+    with session_scope() as session:
+        row = session.execute(select(SyncLog)).scalar_one()
+        assert (row.connector, row.status, row.error) == (
+            "hub",
+            "rejected",
+            "health_goal not found for the event's subject",
+        )
+        assert session.get(OutboxEvent, event_id).status == "done"  # type: ignore[union-attr]
+
+
+def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
+    database: str, sandbox: Any
+) -> None:
+    user_id = add_person(email="forget.me@example.com")
+    user_registered(event_ids=[add_event("user.registered", user_id)])
+    assert sandbox.objects("hubspot", "contacts") and sandbox.objects("mailchimp", "members")
+
+    summary = erase_user(event_ids=[add_event("user.deletion_requested", user_id)])
+
+    assert sandbox.objects("hubspot", "contacts") == []
+    assert sandbox.objects("mailchimp", "members") == []
+    assert {row["destination"]: row["erased"] for row in summary} == {
+        "hubspot/person": 1,
+        "mailchimp/person": 1,
+    }
+    with session_scope() as session:
+        history = list(session.execute(select(SyncLog).where(SyncLog.user_id == user_id)).scalars())
+    assert all(r.remote_id is None for r in history if r.status != "erased")
+    assert "forget.me" not in str([(r.error, r.record_key) for r in history])
+
+
+def test_drain_runs_every_waiting_type_through_its_flow(sqlite_database: str, sandbox: Any) -> None:
+    user_id = add_person()
+    assessment_id = add_assessment(user_id)
+    events = [
+        add_event("user.registered", user_id),
+        add_event("assessment.completed", user_id, assessment_id),
+        add_event("user.login", user_id),
+    ]
+    processed = drain(min_age_seconds=0)
+    assert processed == {"user.registered": 1, "assessment.completed": 1, "user.login": 1}
+    with session_scope() as session:
+        assert {session.get(OutboxEvent, e).status for e in events} == {"done"}  # type: ignore[union-attr]
+
+
+def test_bulk_sync_sends_everyone_once_and_then_nothing(sqlite_database: str, sandbox: Any) -> None:
+    people = [add_person() for _ in range(7)]
+    for user_id in people:
+        add_assessment(user_id)
+        add_assessment(user_id, overall=8.8)  # the latest one is sent
+    assert bulk_sync(event_type="assessment.completed", integrations=["hubspot"]) == {"records": 7}
+    contacts = sandbox.objects("hubspot", "contacts")
+    assert len(contacts) == 7 and {c["properties"]["ennu_overall_score"] for c in contacts} == {8.8}
+    assert sandbox.objects("mailchimp", "members") == []
+    requests_before = len(sandbox.requests("hubspot"))
+    bulk_sync(event_type="assessment.completed", integrations=["hubspot"], user_ids=people[:2])
+    assert len(sandbox.requests("hubspot")) == requests_before  # unchanged: nothing sent
+    with session_scope() as session:
+        assert session.get(User, people[0]) is not None
