@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ennu.db import session_scope
 from ennu.models import IntegrationState, as_utc, utcnow
@@ -53,18 +55,26 @@ def allows_calls(integration: str) -> bool:
     return not circuit_state(integration).open
 
 
-def _state_row(integration: str) -> IntegrationState:
-    return IntegrationState(integration=integration, consecutive_failures=0)
+def _ensure_row(integration: str) -> None:
+    """Create the integration's row once; concurrent first calls race harmlessly on the primary key."""
+    try:
+        with session_scope() as session:
+            if session.get(IntegrationState, integration) is None:
+                session.add(IntegrationState(integration=integration, consecutive_failures=0))
+    except IntegrityError:
+        pass  # another worker created it first
+
+
+def _locked_row(session: Session, integration: str) -> IntegrationState:
+    return session.execute(
+        select(IntegrationState).where(IntegrationState.integration == integration).with_for_update()
+    ).scalar_one()
 
 
 def record_success(integration: str) -> None:
+    _ensure_row(integration)
     with session_scope() as session:
-        row = session.execute(
-            select(IntegrationState).where(IntegrationState.integration == integration).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            row = _state_row(integration)
-            session.add(row)
+        row = _locked_row(session, integration)
         row.consecutive_failures = 0
         row.opened_until = None
         row.last_success_at = utcnow()
@@ -73,13 +83,9 @@ def record_success(integration: str) -> None:
 def record_failure(integration: str, reason: str) -> bool:
     """Count one failed call; returns True when this failure opened (or re-opened) the circuit."""
     settings = get_settings()
+    _ensure_row(integration)
     with session_scope() as session:
-        row = session.execute(
-            select(IntegrationState).where(IntegrationState.integration == integration).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            row = _state_row(integration)
-            session.add(row)
+        row = _locked_row(session, integration)
         row.consecutive_failures = (row.consecutive_failures or 0) + 1
         row.last_error_at = utcnow()
         row.last_error = reason[:500]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+from prefect import Task
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -110,7 +112,12 @@ def collect(futures: list[tuple[list[Record], PrefectFuture[list[Outcome]]]]) ->
 
 
 def run_event_pipeline(
-    event_type: str, event_ids: list[str], *, force: bool = False, only: list[str] | None = None
+    event_type: str,
+    event_ids: list[str],
+    *,
+    force: bool = False,
+    only: list[str] | None = None,
+    side_stage: Task[[pd.DataFrame], list[SyncEntry]] | None = None,
 ) -> SummaryTable:
     """Carry a batch of events of one type to every routed destination and record each outcome."""
     settings = get_settings()
@@ -120,6 +127,7 @@ def run_event_pipeline(
     )
     extracted = extract(event_type, event_ids)
     entries = unusable_event_entries(extracted)
+    side = side_stage.submit(extracted.frame) if side_stage is not None else None
     pending: list[tuple[Route, list[Record], dict[str, str], list[Outcome], Any]] = []
     for r in route(event_type, extracted.frame):
         if only is not None and r.connector not in only:
@@ -144,6 +152,9 @@ def run_event_pipeline(
     for r, records, hashes, settled, futures in pending:
         outcomes = {o.record_key: o for o in settled} | collect(futures)
         entries += delivered_entries(r, records, outcomes, hashes)
+    if side is not None:
+        result: Any = side.result(raise_on_failure=False)
+        entries += result if isinstance(result, list) else []
     known = extracted.event_ids + [
         e for e, why in extracted.missing.items() if why != "event not in the outbox"
     ]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from ennu.events import HostEvent
 from ennu.outbox import ingest
-from intake import integrations, webhooks
+from intake import integrations, webhooks, zapier
 from intake.auth import require_host_app
 from intake.limits import BodySizeLimit
 
@@ -34,6 +34,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(integrations.router)
     app.include_router(webhooks.router)
+    app.include_router(zapier.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

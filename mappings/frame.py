@@ -5,44 +5,67 @@ from __future__ import annotations
 import pandas as pd
 
 from mappings.schema import FieldSpec, Mapping
-from mappings.transforms import MULTI_SOURCE, TRANSFORMS
+from mappings.transforms import TRANSFORMS, MultiSourceTransform, Transform, blanks_to_none, nulls_to_none
 
 META_COLUMNS = ("_record_key", "_event_id", "_user_id")
 
 
 class MissingSourceColumns(KeyError):
-    pass
+    """The source frame lacks columns the mapping reads; the message names the mapping and the columns."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def field_values(spec: FieldSpec, source: pd.DataFrame) -> pd.Series:
+    """One destination column: the literal, or the source column(s) through the field's transforms."""
     if spec.source is None:
         return pd.Series([spec.value] * len(source), index=source.index, dtype=object)
     steps = list(spec.transforms)
-    if isinstance(spec.source, tuple):
-        concat, _, _ = MULTI_SOURCE[steps[0].name]
-        values = concat(source[list(spec.source)], steps[0].params)
+    values: pd.Series
+    if len(spec.source) > 1:
+        joiner = TRANSFORMS[steps[0].name]
+        assert isinstance(joiner, MultiSourceTransform)  # the schema puts it first
+        values = joiner.vectorised(source[list(spec.source)], steps[0].params)
         steps = steps[1:]
     else:
-        values = source[spec.source]
+        values = source[spec.source[0]]
     for step in steps:
-        values = TRANSFORMS[step.name].vectorised(values, step.params)
-    out = values.astype(object)
-    out = out.where(out.notna(), None)
-    return out.mask(out.eq(""), None)
+        transform = TRANSFORMS[step.name]
+        assert isinstance(transform, Transform)  # the schema allows a multi-source one only first
+        values = transform.vectorised(values, step.params)
+    return blanks_to_none(values)
+
+
+def _ids(ids: pd.Series) -> pd.Series:
+    """Ids as Python values, nulls None; an integer id stays an int when nulls made its column float."""
+    if pd.api.types.is_float_dtype(ids.dtype):
+        ids = ids.astype("Int64")
+    return nulls_to_none(ids)
 
 
 def apply_mapping(mapping: Mapping, source: pd.DataFrame) -> pd.DataFrame:
-    """The destination frame: meta columns, then one column per mapped field, and nothing else."""
-    needed = mapping.source_columns | {f"{mapping.record}.id", "event.id", "user.id"}
+    """The destination frame: meta columns, then one column per mapped field, and nothing else.
+
+    Args:
+        mapping: the connector's mapping for the frame's event type.
+        source: the extracted frame, one row per record, columns named by source path.
+
+    Returns:
+        A frame with `source`'s index, object columns `_record_key` ("user:42"), `_event_id`, `_user_id`
+        and the mapping's destination fields in mapping order; nulls and empty strings are None.
+    """
+    record_id = f"{mapping.record}.id"
+    needed = mapping.source_columns | {record_id, "event.id", "user.id"}
     missing = sorted(needed - set(source.columns))
     if missing:
-        raise MissingSourceColumns(
-            f"mapping {mapping.event_type}/{mapping.connector}: source columns missing: {', '.join(missing)}"
-        )
+        raise MissingSourceColumns(f"mapping {mapping.name}: source columns missing: {', '.join(missing)}")
+    record_ids = _ids(source[record_id])
+    record_key = (mapping.record + ":" + record_ids.astype(str)).astype(object)
     columns: dict[str, pd.Series] = {
-        "_record_key": mapping.record + ":" + source[f"{mapping.record}.id"].astype("Int64").astype(str),
-        "_event_id": source["event.id"].astype(object),
-        "_user_id": source["user.id"].astype(object),
+        "_record_key": record_key.where(record_ids.notna(), None),
+        "_event_id": nulls_to_none(source["event.id"]),
+        "_user_id": _ids(source["user.id"]),
     }
     for name, spec in mapping.fields.items():
         columns[name] = field_values(spec, source)

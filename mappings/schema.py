@@ -1,137 +1,246 @@
-"""The one schema of mapping files (`mappings/<event type>/<connector>.yaml`): configuration with a type."""
+"""The one schema of mapping files (`mappings/<event type>/<connector>.yaml`): configuration with a type.
+
+Adding a constraint is one annotated field of `Constraints`: its type, its checks, and the Great
+Expectations expectation it becomes (`Expect`). Adding a transform is one entry in `TRANSFORMS`.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from mappings.transforms import MULTI_SOURCE, TRANSFORMS, Params
+from mappings.transforms import TRANSFORMS, MultiSourceTransform, Params
 
 SOURCE_KINDS = ("event", "user", "assessment", "biomarker", "health_goal")
-RECORD_KINDS = ("user", "assessment", "biomarker", "health_goal")
-SOURCE_PATH = re.compile(r"^(event|user|assessment|biomarker|health_goal)\.[a-z0-9_]+(\.[a-z0-9_]+)?$")
-FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$")
+RecordKind = Literal["user", "assessment", "biomarker", "health_goal"]  # what one destination record is
+RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)
+# the kinds whose columns have one more level: assessment.scores.<category>
+NESTED_SOURCES = {"assessment": ("scores",)}
+_NAME = r"[a-z][a-z0-9_]*"
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+# \Z rather than $: GX matches with re.search, and $ would let a trailing newline through.
+EMAIL = (
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\Z"
+)
+E164 = r"^\+[1-9][0-9]{7,14}\Z"  # E.164; [0-9] because \d also matches other scripts' digits
+
+Scalar = str | int | float | bool
+
+
+# --------------------------------------------------------------------------- constraints
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The Great Expectations expectation a constraint becomes, with its arguments from the declared value."""
+
+    expectation: str  # class name in great_expectations.expectations
+    arguments: Callable[[Any], dict[str, Any]] = lambda _: {}
+
+
+def _ordered(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    if value is not None and value[0] > value[1]:
+        raise ValueError("min is greater than max")
+    return value
+
+
+def _non_empty(value: tuple[Scalar, ...] | None) -> tuple[Scalar, ...] | None:
+    if value is not None and not value:
+        raise ValueError("enum needs at least one value")
+    return value
 
 
 class Constraints(BaseModel):
-    """What a destination value must satisfy; each becomes one Great Expectations expectation."""
+    """What a destination value must satisfy; each declared constraint becomes one expectation.
+
+    A boolean constraint is in force when true, any other when set. Nulls fail only `required`.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    required: bool = False
-    email: bool = False
-    phone: bool = False
-    range: tuple[float, float] | None = None
-    enum: tuple[Any, ...] | None = None
-    max_length: int | None = Field(default=None, gt=0)
+    required: Annotated[bool, Expect("ExpectColumnValuesToNotBeNull")] = False
+    email: Annotated[bool, Expect("ExpectColumnValuesToMatchRegex", lambda _: {"regex": EMAIL})] = False
+    phone: Annotated[bool, Expect("ExpectColumnValuesToMatchRegex", lambda _: {"regex": E164})] = False
+    range: Annotated[
+        tuple[float, float] | None,
+        AfterValidator(_ordered),
+        Expect("ExpectColumnValuesToBeBetween", lambda r: {"min_value": r[0], "max_value": r[1]}),
+    ] = None
+    enum: Annotated[
+        tuple[Scalar, ...] | None,
+        AfterValidator(_non_empty),
+        Expect("ExpectColumnValuesToBeInSet", lambda values: {"value_set": list(values)}),
+    ] = None
+    max_length: Annotated[
+        int | None, Field(gt=0), Expect("ExpectColumnValueLengthsToBeBetween", lambda n: {"max_value": n})
+    ] = None
 
-    @field_validator("range")
-    @classmethod
-    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and value[0] > value[1]:
-            raise ValueError("range: min is greater than max")
-        return value
+    def expectations(self) -> list[tuple[str, dict[str, Any]]]:
+        """(expectation class name, arguments) for every constraint in force, in declaration order."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or value is False:
+                continue
+            for expect in (m for m in info.metadata if isinstance(m, Expect)):
+                out.append((expect.expectation, expect.arguments(value)))
+        return out
 
-    @field_validator("enum")
-    @classmethod
-    def _non_empty(cls, value: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-        if value is not None and not value:
-            raise ValueError("enum: needs at least one value")
-        return value
+
+# --------------------------------------------------------------------------- transforms
+
+
+def _one_line(error: ValidationError) -> str:
+    """A params model's errors as one line, without the input values."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+    return "; ".join(parts)
 
 
 class TransformStep(BaseModel):
-    """A transform by name with its validated parameters."""
+    """A transform by name with its validated parameters; written `lower` or `{round: {digits: 1}}`.
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    A transform with a single parameter also takes it bare: `{round: 1}`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     params: Params | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, raw: Any) -> Any:
+        if isinstance(raw, TransformStep) or (isinstance(raw, dict) and set(raw) == {"name", "params"}):
+            return raw  # already parsed (a copy or a round trip)
+        if isinstance(raw, str):
+            name, given = raw, None
+        elif isinstance(raw, dict) and len(raw) == 1:
+            name, given = next(iter(raw.items()))
+        else:
+            raise ValueError("a transform is a name or a one-key mapping {name: params}")
+        transform = TRANSFORMS.get(str(name))
+        if transform is None:
+            raise ValueError(f"unknown transform {name!r}; known: {', '.join(sorted(TRANSFORMS))}")
+        model = transform.params
+        if model is None:
+            if given is not None:
+                raise ValueError(f"transform {name!r} takes no parameters")
+            return {"name": name, "params": None}
+        if given is None:
+            given = {}
+        elif not isinstance(given, dict):
+            fields = list(model.model_fields)
+            if len(fields) != 1:
+                raise ValueError(f"transform {name!r} takes a mapping of parameters: {', '.join(fields)}")
+            given = {fields[0]: given}
+        try:
+            return {"name": name, "params": model.model_validate(given)}
+        except ValidationError as exc:
+            raise ValueError(f"transform {name!r}: {_one_line(exc)}") from None
 
-def parse_step(raw: Any) -> TransformStep:
-    """`lower` or `{round: {digits: 1}}` (a bare value is accepted for single-parameter transforms)."""
-    if isinstance(raw, str):
-        name, given = raw, None
-    elif isinstance(raw, dict) and len(raw) == 1:
-        name, given = next(iter(raw.items()))
-    else:
-        raise ValueError("a transform is a name or a one-key mapping {name: params}")
-    if name in TRANSFORMS:
-        params_model = TRANSFORMS[name].params
-        required = TRANSFORMS[name].params_required
-    elif name in MULTI_SOURCE:
-        params_model, required = MULTI_SOURCE[name][2], False
-    else:
-        known = sorted([*TRANSFORMS, *MULTI_SOURCE])
-        raise ValueError(f"unknown transform {name!r}; known: {', '.join(known)}")
-    if params_model is None:
-        if given is not None:
-            raise ValueError(f"transform {name!r} takes no parameters")
-        return TransformStep(name=name)
-    if given is None:
-        if required:
-            raise ValueError(f"transform {name!r} needs parameters")
-        return TransformStep(name=name, params=params_model())
-    if not isinstance(given, dict):
-        fields = list(params_model.model_fields)
-        if len(fields) != 1:
-            raise ValueError(f"transform {name!r} takes a mapping of parameters: {', '.join(fields)}")
-        given = {fields[0]: given}
-    return TransformStep(name=name, params=params_model.model_validate(given))
+    @property
+    def multi_source(self) -> bool:
+        return isinstance(TRANSFORMS[self.name], MultiSourceTransform)
+
+
+# --------------------------------------------------------------------------- fields and the mapping
+
+
+def _source_path(path: str) -> str:
+    kind, _, column = path.partition(".")
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"source {path!r}: kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    nested = "|".join(re.escape(n) for n in NESTED_SOURCES.get(kind, ()))
+    pattern = rf"(?:{nested})\.{_NAME}|{_NAME}" if nested else _NAME
+    if not re.fullmatch(pattern, column):
+        nested_shapes = [f"{kind}.{n}.<name>" for n in NESTED_SOURCES.get(kind, ())]
+        shape = " or ".join([f"{kind}.<column>", *nested_shapes])
+        raise ValueError(f"source {path!r} is not {shape} (lower-case letters, digits and _)")
+    return path
+
+
+def _field_name(name: str) -> str:
+    if not FIELD_NAME.match(name):
+        raise ValueError(f"field name {name!r}: letters, digits and _, with parts separated by '.'")
+    return name
+
+
+SourcePath = Annotated[str, AfterValidator(_source_path)]
+FieldName = Annotated[str, AfterValidator(_field_name)]
 
 
 class FieldSpec(BaseModel):
-    """One destination field: from a source path (or several, concatenated) or a literal value."""
+    """One destination field: from a source path (or several, joined by `concat`) or a literal value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str | None = None
-    source: str | tuple[str, ...] | None = None
+    source: tuple[SourcePath, ...] | None = None  # `source: user.email` is read as a one-item tuple
     value: Any = None
     transforms: tuple[TransformStep, ...] = ()
     constraints: Constraints = Constraints()
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_or_several(cls, raw: Any) -> Any:
+        if raw is None or isinstance(raw, str):
+            return raw if raw is None else (raw,)
+        if not isinstance(raw, list | tuple) or not raw or not all(isinstance(p, str) for p in raw):
+            raise ValueError("source is a path like user.email or a non-empty list of paths")
+        return raw
+
     @field_validator("transforms", mode="before")
     @classmethod
-    def _steps(cls, raw: Any) -> tuple[TransformStep, ...]:
-        if raw is None:
-            return ()
-        if not isinstance(raw, list):
-            raise ValueError("transforms is a list")
-        return tuple(step if isinstance(step, TransformStep) else parse_step(step) for step in raw)
+    def _none_is_empty(cls, raw: Any) -> Any:
+        return () if raw is None else raw
 
-    @field_validator("source")
+    @field_validator("value")
     @classmethod
-    def _paths(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
-        for path in [value] if isinstance(value, str) else list(value or ()):
-            if not SOURCE_PATH.match(path):
-                raise ValueError(
-                    f"source {path!r} is not <kind>.<column> with kind one of {', '.join(SOURCE_KINDS)}"
-                )
-        return value
+    def _literal(cls, value: Any) -> Any:
+        scalar = (str, int, float, bool)
+        if value is None or isinstance(value, scalar):
+            return value
+        if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+            return tuple(value)
+        raise ValueError("a literal value is a string, number, boolean or a list of them")
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldSpec:
         if (self.source is None) == (self.value is None):
             raise ValueError("a field has exactly one of source or value")
-        several = isinstance(self.source, tuple)
-        first_is_concat = bool(self.transforms) and self.transforms[0].name in MULTI_SOURCE
-        if several and not first_is_concat:
+        if self.value is not None and self.transforms:
+            raise ValueError("a literal value takes no transforms")
+        several = self.source is not None and len(self.source) > 1
+        first_joins = bool(self.transforms) and self.transforms[0].multi_source
+        if several and not first_joins:
             raise ValueError("several sources need concat as the first transform")
-        if not several and any(t.name in MULTI_SOURCE for t in self.transforms):
-            raise ValueError("concat needs a list of sources")
-        if any(t.name in MULTI_SOURCE for t in self.transforms[1:]):
+        if first_joins and not several:
+            raise ValueError(f"{self.transforms[0].name} needs a list of several sources")
+        if any(step.multi_source for step in self.transforms[1:]):
             raise ValueError("concat can only be the first transform")
         return self
 
     @property
     def sources(self) -> tuple[str, ...]:
-        if self.source is None:
-            return ()
-        return (self.source,) if isinstance(self.source, str) else self.source
+        return self.source or ()
 
 
 class Mapping(BaseModel):
@@ -142,37 +251,28 @@ class Mapping(BaseModel):
     description: str | None = None
     connector: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     object: str = Field(min_length=1)
-    record: str
-    upsert_key: str
-    fields: dict[str, FieldSpec] = Field(min_length=1)
-    event_type: str = ""  # set from the directory by the loader
+    record: RecordKind
+    fields: dict[FieldName, FieldSpec] = Field(min_length=1)
+    upsert_key: str  # declared after `fields` so that its check can see them
+    event_type: str = ""  # set from the directory by the loader, never written in the file
 
-    @field_validator("record")
+    @field_validator("upsert_key")
     @classmethod
-    def _record_kind(cls, value: str) -> str:
-        if value not in RECORD_KINDS:
-            raise ValueError(f"record must be one of {', '.join(RECORD_KINDS)}")
+    def _upsert_key_required(cls, value: str, info: ValidationInfo) -> str:
+        fields: dict[str, FieldSpec] | None = info.data.get("fields")
+        if fields is None:
+            return value  # the fields themselves are wrong and reported
+        if value not in fields:
+            raise ValueError(f"upsert_key {value!r} is not one of the fields")
+        if not fields[value].constraints.required:
+            raise ValueError(f"upsert_key {value!r} must be declared required")
         return value
-
-    @field_validator("fields")
-    @classmethod
-    def _field_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
-        for name in value:
-            if not FIELD_NAME.match(name) or name.startswith("_"):
-                raise ValueError(
-                    f"field name {name!r} must be a destination name (letters, digits, _ and one .)"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _upsert_key_required(self) -> Mapping:
-        spec = self.fields.get(self.upsert_key)
-        if spec is None:
-            raise ValueError(f"upsert_key {self.upsert_key!r} is not one of the fields")
-        if not spec.constraints.required:
-            raise ValueError(f"upsert_key {self.upsert_key!r} must be declared required")
-        return self
 
     @property
     def source_columns(self) -> set[str]:
+        """Every source column the mapping reads."""
         return {path for spec in self.fields.values() for path in spec.sources}
+
+    @property
+    def name(self) -> str:
+        return f"{self.event_type}/{self.connector}"

@@ -1,4 +1,9 @@
-"""The registry of named transforms: each a vectorised function over a Series and its per-value definition."""
+"""The registry of named transforms: each a vectorised function over a Series and its per-value definition.
+
+Adding a transform is one entry in `TRANSFORMS`: its name, the vectorised function the pipeline runs, the
+per-value function that defines what it means (the property tests hold the two equal), and the pydantic
+model of its parameters (or None). Every transform passes nulls through as None, never as "nan" or "None".
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,37 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# The pure-Python string storage keeps `.str` operations identical to Python's own str methods (the
+# per-value definitions); pyarrow storage differs on some Unicode case mappings and whitespace.
+TEXT = pd.StringDtype(storage="python")
+EPOCH = date(1970, 1, 1)
+MS_PER_DAY = 86_400_000
 
 
 class Params(BaseModel):
+    """Base of every transform's parameters: unknown keys are mistakes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class E164Params(Params):
-    default_country_code: str = "1"
+    model_config = ConfigDict(coerce_numbers_to_str=True)  # `default_country_code: 1` means "1"
+
+    default_country_code: str = Field(default="1", pattern=r"^[1-9][0-9]{0,2}$")
+
+
+MapKey = str | int | float | bool
 
 
 class ValueMapParams(Params):
-    map: dict[str, Any]
+    map: dict[MapKey, Any] = Field(min_length=1)
     default: Any = None
 
 
@@ -37,277 +55,290 @@ class DefaultParams(Params):
 
 
 class RoundParams(Params):
-    digits: int = 0
+    digits: int = Field(default=0, ge=0, le=15)
+
+
+P = TypeVar("P", bound=Params | None)
+
+
+@dataclass(frozen=True)
+class Transform(Generic[P]):
+    """A transform of one column: the vectorised function and the per-value rule it must equal."""
+
+    name: str
+    vectorised: Callable[[pd.Series, P], pd.Series]
+    per_value: Callable[[Any, P], Any]
+    params: type[Params] | None = None
+
+
+@dataclass(frozen=True)
+class MultiSourceTransform(Generic[P]):
+    """A transform that reduces several source columns to one; it must be a field's first transform."""
+
+    name: str
+    vectorised: Callable[[pd.DataFrame, P], pd.Series]
+    per_value: Callable[[list[Any], P], Any]
+    params: type[Params] | None = None
+
+
+# --------------------------------------------------------------------------- nulls and text
 
 
 def is_null(value: Any) -> bool:
+    """None, NaN, NaT and pandas NA (a list or mapping value is never null)."""
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return value is pd.NaT or (not isinstance(value, str | list | dict | tuple) and bool(pd.isna(value)))
+    if isinstance(value, str | list | dict | tuple):
+        return False
+    return bool(pd.isna(value))
 
 
-def _nulls_to_none(series: pd.Series) -> pd.Series:
+def is_blank(value: Any) -> bool:
+    """Null, or the empty string."""
+    return is_null(value) or (isinstance(value, str) and value == "")
+
+
+def nulls_to_none(series: pd.Series) -> pd.Series:
+    """An object Series in which every null is None."""
     out = series.astype(object)
     return out.where(out.notna(), None)
 
 
-def _strings(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """Apply a string operation to the non-null values; empty results become None."""
-    out = _nulls_to_none(series)
-    mask = out.notna()
-    if mask.any():
-        out.loc[mask] = fn(out.loc[mask].astype(str)).to_numpy(dtype=object)
+def blanks_to_none(series: pd.Series) -> pd.Series:
+    """An object Series in which every null and every empty string is None."""
+    out = nulls_to_none(series)
     return out.mask(out.eq(""), None)
 
 
-# --------------------------------------------------------------------------- trim, lower, upper
+def _on_text(series: pd.Series, operation: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Apply a string operation to the values as text; blanks in and out are None."""
+    out = blanks_to_none(series)
+    present = out.notna()
+    if present.any():
+        out.loc[present] = operation(out.loc[present].astype(TEXT)).to_numpy(dtype=object)
+    return out.mask(out.eq(""), None)
 
 
-def trim_v(series: pd.Series, _: Params | None) -> pd.Series:
-    return _strings(series, lambda s: s.str.strip())
+def _text_1(value: Any, operation: Callable[[str], str]) -> Any:
+    return None if is_blank(value) else (operation(str(value)) or None)
 
 
-def trim_1(value: Any, _: Params | None) -> Any:
-    return None if is_null(value) or str(value).strip() == "" else str(value).strip()
+# --------------------------------------------------------------------------- trim, lower, upper, md5
 
 
-def lower_v(series: pd.Series, _: Params | None) -> pd.Series:
-    return _strings(series, lambda s: s.str.lower())
+def trim_v(series: pd.Series, _: None) -> pd.Series:
+    return _on_text(series, lambda s: s.str.strip())
 
 
-def lower_1(value: Any, _: Params | None) -> Any:
-    return None if is_null(value) or str(value) == "" else str(value).lower()
+def trim_1(value: Any, _: None) -> Any:
+    return _text_1(value, str.strip)
 
 
-def upper_v(series: pd.Series, _: Params | None) -> pd.Series:
-    return _strings(series, lambda s: s.str.upper())
+def lower_v(series: pd.Series, _: None) -> pd.Series:
+    return _on_text(series, lambda s: s.str.lower())
 
 
-def upper_1(value: Any, _: Params | None) -> Any:
-    return None if is_null(value) or str(value) == "" else str(value).upper()
+def lower_1(value: Any, _: None) -> Any:
+    return _text_1(value, str.lower)
 
 
-# --------------------------------------------------------------------------- E.164 phone
-
-_NOT_DIGIT = re.compile(r"\D")
-
-
-def e164_v(series: pd.Series, params: Params | None) -> pd.Series:
-    cc = params.default_country_code if isinstance(params, E164Params) else "1"
-
-    def convert(s: pd.Series) -> pd.Series:
-        stripped = s.str.strip()
-        plus = stripped.str.startswith("+")
-        digits = stripped.str.replace(r"\D", "", regex=True)
-        n = digits.str.len()
-        national = "+" + cc + digits
-        with_cc = "+" + digits
-        result = digits.where(digits != "", stripped)
-        result = result.mask(~plus & (n == 10), national)
-        result = result.mask(~plus & (n == 10 + len(cc)) & digits.str.startswith(cc), with_cc)
-        result = result.mask(plus & n.between(8, 15), with_cc)
-        return result
-
-    return _strings(series, convert)
+def upper_v(series: pd.Series, _: None) -> pd.Series:
+    return _on_text(series, lambda s: s.str.upper())
 
 
-def e164_1(value: Any, params: Params | None) -> Any:
-    cc = params.default_country_code if isinstance(params, E164Params) else "1"
-    if is_null(value):
-        return None
-    stripped = str(value).strip()
-    if stripped == "":
-        return None
-    digits = _NOT_DIGIT.sub("", stripped)
-    if stripped.startswith("+") and 8 <= len(digits) <= 15:
-        return "+" + digits
-    if not stripped.startswith("+") and len(digits) == 10:
-        return "+" + cc + digits
-    if not stripped.startswith("+") and len(digits) == 10 + len(cc) and digits.startswith(cc):
-        return "+" + digits
-    return digits if digits else stripped
-
-
-# --------------------------------------------------------------------------- dates
-
-
-def _as_utc_timestamps(series: pd.Series) -> pd.Series:
-    out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
-    mask = series.notna()
-    if mask.any():
-        values = series.loc[mask]
-        parsed = pd.to_datetime(values.map(_normalise_date), utc=True, errors="coerce", format="ISO8601")
-        out.loc[mask] = parsed
-    return out
-
-
-def _normalise_date(value: Any) -> Any:
-    # a plain date is that calendar day; a naive datetime is taken as UTC
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return value
-
-
-def _one_timestamp(value: Any) -> pd.Timestamp | None:
-    if is_null(value):
-        return None
-    try:
-        ts = pd.to_datetime(_normalise_date(value), utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        return None
-    return None if pd.isna(ts) else ts
-
-
-def iso_date_v(series: pd.Series, _: Params | None) -> pd.Series:
-    stamps = _as_utc_timestamps(series)
-    return _nulls_to_none(stamps.dt.strftime("%Y-%m-%d"))
-
-
-def iso_date_1(value: Any, _: Params | None) -> Any:
-    ts = _one_timestamp(value)
-    return None if ts is None else ts.strftime("%Y-%m-%d")
-
-
-def epoch_ms_date_v(series: pd.Series, _: Params | None) -> pd.Series:
-    stamps = _as_utc_timestamps(series).dt.floor("D")
-    epoch = pd.Timestamp("1970-01-01", tz="UTC")
-    ms = (stamps - epoch) // pd.Timedelta(milliseconds=1)
-    return _nulls_to_none(ms.astype("Int64"))
-
-
-def epoch_ms_date_1(value: Any, _: Params | None) -> Any:
-    ts = _one_timestamp(value)
-    if ts is None:
-        return None
-    midnight = ts.floor("D")
-    return int((midnight - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(milliseconds=1))
-
-
-# --------------------------------------------------------------------------- value map, default, round, md5
-
-
-def value_map_v(series: pd.Series, params: Params | None) -> pd.Series:
-    assert isinstance(params, ValueMapParams)
-    out = _nulls_to_none(series)
-    keys = out.map(lambda v: None if v is None else str(v))
-    mapped = keys.map(params.map)
-    known = keys.isin(list(params.map))
-    result = out.where(~known, mapped)
-    if params.default is not None:
-        result = result.where(known | out.isna(), params.default)
-    return _nulls_to_none(result)
-
-
-def value_map_1(value: Any, params: Params | None) -> Any:
-    assert isinstance(params, ValueMapParams)
-    if is_null(value):
-        return None
-    key = str(value)
-    if key in params.map:
-        return params.map[key]
-    return params.default if params.default is not None else value
-
-
-def default_v(series: pd.Series, params: Params | None) -> pd.Series:
-    assert isinstance(params, DefaultParams)
-    out = _nulls_to_none(series)
-    return out.where(out.notna(), params.value)
-
-
-def default_1(value: Any, params: Params | None) -> Any:
-    assert isinstance(params, DefaultParams)
-    return params.value if is_null(value) else value
-
-
-def round_v(series: pd.Series, params: Params | None) -> pd.Series:
-    digits = params.digits if isinstance(params, RoundParams) else 0
-    numbers = pd.to_numeric(series, errors="coerce").round(digits)
-    return _nulls_to_none(numbers)
-
-
-def round_1(value: Any, params: Params | None) -> Any:
-    digits = params.digits if isinstance(params, RoundParams) else 0
-    if is_null(value):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    # numpy's rounding (round half to even on the scaled value) is the definition, as in the vectorised form
-    return None if math.isnan(number) else float(np.round(number, digits))
+def upper_1(value: Any, _: None) -> Any:
+    return _text_1(value, str.upper)
 
 
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def md5_v(series: pd.Series, _: Params | None) -> pd.Series:
-    out = _nulls_to_none(series)
-    mask = out.notna()
-    # hashlib has no vectorised form; one call per value is the operation itself
-    out.loc[mask] = out.loc[mask].astype(str).map(_md5)
+def md5_v(series: pd.Series, _: None) -> pd.Series:
+    # hashlib has no vectorised form in pandas or numpy: one C call per value is the operation itself
+    return _on_text(series, lambda s: s.map(_md5))
+
+
+def md5_1(value: Any, _: None) -> Any:
+    return _text_1(value, _md5)
+
+
+# --------------------------------------------------------------------------- E.164 phone
+
+
+def e164_v(series: pd.Series, params: E164Params) -> pd.Series:
+    cc = params.default_country_code
+
+    def convert(raw: pd.Series) -> pd.Series:
+        text = raw.str.strip()
+        plus = text.str.startswith("+").to_numpy(dtype=bool)
+        # ASCII digits only: \d would also keep other scripts' digits
+        digits = text.str.replace(r"[^0-9]", "", regex=True)
+        n = digits.str.len().to_numpy()
+        with_cc = digits.str.startswith(cc).to_numpy(dtype=bool)
+        international = ("+" + digits).to_numpy(dtype=object)
+        chosen = np.select(
+            [plus & (n >= 8) & (n <= 15), ~plus & (n == 10), ~plus & (n == 10 + len(cc)) & with_cc],
+            [international, ("+" + cc + digits).to_numpy(dtype=object), international],
+            # cleaned but invalid, for the phone constraint to reject
+            default=digits.where(n > 0, text).to_numpy(dtype=object),
+        )
+        return pd.Series(chosen, index=raw.index, dtype=object)
+
+    return _on_text(series, convert)
+
+
+def e164_1(value: Any, params: E164Params) -> Any:
+    if is_blank(value):
+        return None
+    cc = params.default_country_code
+    text = str(value).strip()
+    digits = "".join(c for c in text if "0" <= c <= "9")
+    if text.startswith("+") and 8 <= len(digits) <= 15:
+        return "+" + digits
+    if not text.startswith("+") and len(digits) == 10:
+        return "+" + cc + digits
+    if not text.startswith("+") and len(digits) == 10 + len(cc) and digits.startswith(cc):
+        return "+" + digits
+    return (digits or text) or None
+
+
+# --------------------------------------------------------------------------- dates
+# A value is read as a date through its ISO text (dates, datetimes and Timestamps print as ISO 8601); the
+# text must start with a whole calendar date, so numbers, partial dates ("2024") and free text are no date.
+# A naive datetime is taken as UTC; an aware one is converted to UTC before its date is taken.
+
+CALENDAR_DATE = r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}"
+
+
+def _utc_stamps(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return pd.to_datetime(series, utc=True)
+    values = series.astype(object)
+    out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
+    present = values.loc[values.notna()]
+    if present.empty:
+        return out
+    if pd.api.types.infer_dtype(present, skipna=True) in ("date", "datetime", "datetime64"):
+        # dates and datetimes only: parsed as they are, which equals parsing their ISO text, only faster
+        stamps = pd.to_datetime(present, utc=True, errors="coerce", format="ISO8601")
+        out.loc[present.index] = stamps.where(stamps.dt.year >= 1000)
+        return out
+    text = present.astype(TEXT)
+    text = text.loc[text.str.match(CALENDAR_DATE)]
+    out.loc[text.index] = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
     return out
 
 
-def md5_1(value: Any, _: Params | None) -> Any:
-    return None if is_null(value) else _md5(str(value))
+def _utc_date(value: Any) -> date | None:
+    if is_null(value):
+        return None
+    text = str(value)
+    if not re.match(CALENDAR_DATE, text):
+        return None
+    stamp = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    return None if pd.isna(stamp) else date(stamp.year, stamp.month, stamp.day)
+
+
+def iso_date_v(series: pd.Series, _: None) -> pd.Series:
+    return nulls_to_none(_utc_stamps(series).dt.strftime("%Y-%m-%d"))
+
+
+def iso_date_1(value: Any, _: None) -> Any:
+    day = _utc_date(value)
+    return None if day is None else day.isoformat()
+
+
+def epoch_ms_date_v(series: pd.Series, _: None) -> pd.Series:
+    days = _utc_stamps(series).dt.floor("D")
+    ms = (days - pd.Timestamp(EPOCH, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    return nulls_to_none(ms.astype("Int64"))
+
+
+def epoch_ms_date_1(value: Any, _: None) -> Any:
+    day = _utc_date(value)
+    return None if day is None else (day - EPOCH).days * MS_PER_DAY
+
+
+# --------------------------------------------------------------------------- value map, default, round
+
+
+def value_map_v(series: pd.Series, params: ValueMapParams) -> pd.Series:
+    out = blanks_to_none(series)
+    known = out.isin(list(params.map))
+    result = out.where(~known, out.map(params.map))
+    if params.default is not None:
+        result = result.where(known | out.isna(), params.default)
+    return nulls_to_none(result)
+
+
+def value_map_1(value: Any, params: ValueMapParams) -> Any:
+    if is_blank(value):
+        return None
+    if value in params.map:
+        return params.map[value]
+    return value if params.default is None else params.default
+
+
+def default_v(series: pd.Series, params: DefaultParams) -> pd.Series:
+    out = blanks_to_none(series)
+    return out.where(out.notna(), params.value)
+
+
+def default_1(value: Any, params: DefaultParams) -> Any:
+    return params.value if is_blank(value) else value
+
+
+def round_v(series: pd.Series, params: RoundParams) -> pd.Series:
+    numbers = pd.to_numeric(series.astype(object), errors="coerce").astype(float)
+    return nulls_to_none(numbers.round(params.digits))
+
+
+def round_1(value: Any, params: RoundParams) -> Any:
+    if is_null(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    # numpy's rounding (half to even on the scaled value) is the definition, as in the vectorised form
+    return None if math.isnan(number) else float(np.round(number, params.digits))
 
 
 # --------------------------------------------------------------------------- concat (several sources)
 
 
-def concat_frame(frame: pd.DataFrame, params: Params | None) -> pd.Series:
-    sep = params.separator if isinstance(params, ConcatParams) else " "
-    result: pd.Series | None = None
-    for column in frame.columns:
-        part = _nulls_to_none(frame[column])
-        part = part.where(part.isna(), part.astype(str))
+def concat_v(frame: pd.DataFrame, params: ConcatParams) -> pd.Series:
+    result = pd.Series(None, index=frame.index, dtype=object)
+    for column in frame.columns:  # a loop over the few source columns, not over rows
+        part = blanks_to_none(frame[column])
+        present = part.notna()
+        if present.any():
+            part.loc[present] = part.loc[present].astype(TEXT).to_numpy(dtype=object)
         part = part.mask(part.eq(""), None)
-        if result is None:
-            result = part
-            continue
         both = result.notna() & part.notna()
-        joined = result.where(~both, result.astype(str) + sep + part.astype(str))
-        result = joined.where(joined.notna(), part)
-    assert result is not None
-    return _nulls_to_none(result)
+        joined = result.where(~both, result.astype(TEXT) + params.separator + part.astype(TEXT))
+        result = nulls_to_none(joined.where(joined.notna(), part))
+    return result
 
 
-def concat_1(values: list[Any], params: Params | None) -> Any:
-    sep = params.separator if isinstance(params, ConcatParams) else " "
-    text = sep.join(str(v) for v in values if not is_null(v) and str(v) != "")
-    return text or None
+def concat_1(values: list[Any], params: ConcatParams) -> Any:
+    return params.separator.join(str(v) for v in values if not is_blank(v) and str(v) != "") or None
 
 
-@dataclass(frozen=True)
-class Transform:
-    """A named transform: the vectorised function the pipeline uses and the per-value rule it must equal."""
-
-    name: str
-    vectorised: Callable[[pd.Series, Params | None], pd.Series]
-    per_value: Callable[[Any, Params | None], Any]
-    params: type[Params] | None = None
-    params_required: bool = False
-
-
-TRANSFORMS: dict[str, Transform] = {
+TRANSFORMS: dict[str, Transform[Any] | MultiSourceTransform[Any]] = {
     t.name: t
     for t in (
         Transform("trim", trim_v, trim_1),
         Transform("lower", lower_v, lower_1),
         Transform("upper", upper_v, upper_1),
+        Transform("md5", md5_v, md5_1),
         Transform("e164_phone", e164_v, e164_1, E164Params),
         Transform("iso_date", iso_date_v, iso_date_1),
         Transform("epoch_ms_date", epoch_ms_date_v, epoch_ms_date_1),
-        Transform("value_map", value_map_v, value_map_1, ValueMapParams, params_required=True),
-        Transform("default", default_v, default_1, DefaultParams, params_required=True),
+        Transform("value_map", value_map_v, value_map_1, ValueMapParams),
+        Transform("default", default_v, default_1, DefaultParams),
         Transform("round", round_v, round_1, RoundParams),
-        Transform("md5", md5_v, md5_1),
+        MultiSourceTransform("concat", concat_v, concat_1, ConcatParams),
     )
 }
-# concat reduces several source columns to one and so must come first when a field has several sources.
-MULTI_SOURCE = {"concat": (concat_frame, concat_1, ConcatParams)}

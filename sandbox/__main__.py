@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 
 import uvicorn
 
-from sandbox.server import server_config
+from sandbox.config import SandboxConfig
+from sandbox.server import is_loopback, uvicorn_config
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def rate(text: str) -> tuple[str, float]:
+    vendor, _, per_second = text.partition("=")
+    try:
+        return vendor, float(per_second)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VENDOR=REQUESTS_PER_SECOND, got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--allow-remote", action="store_true", help="serve on a non-loopback address")
-    args = parser.parse_args()
-    if not args.allow_remote and not ipaddress.ip_address(args.host).is_loopback:
-        parser.error("the sandbox serves on loopback only (use --allow-remote to override)")
-    uvicorn.Server(server_config(args.host, args.port, None)).run()
+    parser.add_argument(
+        "--rate",
+        type=rate,
+        action="append",
+        default=[],
+        metavar="VENDOR=PER_SECOND",
+        help="start with this rate limit (e.g. hubspot=10); repeatable",
+    )
+    args = parser.parse_args(argv)
+    if not args.allow_remote and not is_loopback(args.host):
+        parser.error(f"the sandbox serves on loopback only, not {args.host} (--allow-remote to override)")
+    config = SandboxConfig(rates=dict(args.rate))
+    print(f"sandbox: http://{args.host}:{args.port} (control API under /_sandbox)", flush=True)
+    uvicorn.Server(uvicorn_config(config, args.host, args.port, foreground=True)).run()
 
 
 if __name__ == "__main__":

@@ -1,50 +1,111 @@
-"""The sandbox app: every vendor stand-in under its prefix, behind the gate, plus the control API."""
+"""The sandbox app: each vendor stand-in under its prefix, behind the gate, plus the control API."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from sandbox import control, hubspot, mailchimp
+from sandbox import control, fhir, ga4, hubspot, mailchimp, salesforce, slack, stripe, teams, twilio, zapier
 from sandbox.config import SandboxConfig
 from sandbox.gate import VendorGate
-from sandbox.state import RateLimit, SandboxState
+from sandbox.state import SandboxState
+from sandbox.vendor import Vendor, VendorError
 
-# prefix -> (router module); the first path segment names the vendor in logs and control calls
-VENDOR_PREFIXES = {"hubspot": "/hubspot", "mailchimp": "/mailchimp/3.0"}
+# vendor name (used by the control API: /_sandbox/{name}/...) -> (mount prefix, stand-in module).
+# Adding a vendor is writing sandbox/<vendor>.py (see sandbox.vendor for what it provides) and one line here.
+VENDORS: dict[str, tuple[str, ModuleType]] = {
+    "hubspot": ("/hubspot", hubspot),
+    "mailchimp": ("/mailchimp/3.0", mailchimp),
+    "stripe": ("/stripe", stripe),
+    "twilio": ("/twilio", twilio),
+    "salesforce": ("/salesforce", salesforce),
+    "ga4": ("/ga4", ga4),
+    "zapier": ("/zapier", zapier),
+    "slack": ("/slack", slack),
+    "teams": ("/teams", teams),
+    "fhir": ("/fhir", fhir),
+}
 
 
-def create_app(config: SandboxConfig | None = None, state: SandboxState | None = None) -> ASGIApp:
-    """The vendors' FastAPI app wrapped in the gate.
+class SandboxApp(FastAPI):
+    """FastAPI with the vendor gate outermost, where it still holds the server's own `send`.
 
-    The gate sits outside FastAPI so that it holds the server's own `send`, and with it the connection
-    it must be able to drop.
+    `sandbox` is the state every stand-in and the control API share; `vendors` the registered stand-ins.
     """
-    config = config or SandboxConfig()
-    state = state or SandboxState()
-    app = FastAPI(title="ENNU vendor sandbox", version="0.1.0")
-    app.state.sandbox = state
-    app.include_router(control.build_router(state))
-    app.include_router(
-        hubspot.build_router(state, config), prefix=VENDOR_PREFIXES["hubspot"], tags=["hubspot"]
-    )
-    app.include_router(
-        mailchimp.build_router(state, config), prefix=VENDOR_PREFIXES["mailchimp"], tags=["mailchimp"]
-    )
 
-    @app.exception_handler(hubspot.Unauthorised)
-    async def _hubspot_401(_: Request, __: Exception) -> JSONResponse:
-        return hubspot.unauthorised_response()
+    def __init__(self, config: SandboxConfig, vendors: list[Vendor]) -> None:
+        super().__init__(
+            title="ENNU vendor sandbox",
+            version="0.1.0",
+            docs_url="/_sandbox/docs",
+            redoc_url=None,
+            openapi_url="/_sandbox/openapi.json",
+        )
+        self.config = config
+        self.vendors = vendors
+        self.sandbox = SandboxState(config.rates, config.retry_after, config.kept_bodies)
 
-    @app.exception_handler(mailchimp.Unauthorised)
-    async def _mailchimp_401(_: Request, __: Exception) -> JSONResponse:
-        return mailchimp.unauthorised_response()
+    def vendor_for(self, path: str) -> Vendor | None:
+        return next((v for v in self.vendors if v.serves(path)), None)
 
-    if config.default_rate_per_second:
-        for vendor in VENDOR_PREFIXES:
-            state.vendor(vendor).rate = RateLimit(config.default_rate_per_second)
+    def build_middleware_stack(self) -> ASGIApp:
+        return VendorGate(
+            super().build_middleware_stack(), self.sandbox, self.vendors, self.config.max_body_bytes
+        )
 
-    return VendorGate(
-        app, state=state, vendors={"hubspot": hubspot.error_body, "mailchimp": mailchimp.error_body}
-    )
+
+def create_app(config: SandboxConfig | None = None) -> SandboxApp:
+    """`/hubspot/...`, `/mailchimp/3.0/...` (the vendors' real paths after the prefix) and `/_sandbox/...`."""
+    vendors = [Vendor(name, prefix, module) for name, (prefix, module) in VENDORS.items()]
+    app = SandboxApp(config or SandboxConfig(), vendors)
+    app.include_router(control.build_router(app.sandbox, [v.name for v in vendors]))
+    for vendor in vendors:
+        router = vendor.module.build_router(app.sandbox, app.config)
+        app.include_router(router, prefix=vendor.prefix, tags=[vendor.name])
+        unauthorised = getattr(vendor.module, "Unauthorised", None)
+        if unauthorised is not None:
+            app.add_exception_handler(unauthorised, unauthorised_handler(vendor.module))
+
+    async def vendor_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, VendorError)
+        return exc.response
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Unknown paths and methods under a vendor's prefix answer in that vendor's error shape."""
+        assert isinstance(exc, HTTPException)
+        vendor = app.vendor_for(request.url.path)
+        if vendor is not None and exc.status_code in (404, 405):
+            return vendor.error(exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        """Validation errors name the field and the problem, never the value sent (it may be personal)."""
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
+        vendor = app.vendor_for(request.url.path)
+        if vendor is not None:
+            return vendor.error(400)
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    app.add_exception_handler(VendorError, vendor_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    return app
+
+
+def unauthorised_handler(module: ModuleType) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A stand-in's own 401 (or 403) for its `Unauthorised` exception."""
+
+    async def handle(_: Request, __: Exception) -> Response:
+        response: Response = module.unauthorised_response()
+        return response
+
+    return handle

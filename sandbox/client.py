@@ -1,59 +1,91 @@
-"""A small client of the sandbox's control API, for tests, the demo and the benchmark."""
+"""A typed client of the sandbox's control API, for tests, the demo and the benchmark."""
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 import requests
 
+from sandbox.faults import FaultMode
+
 
 class SandboxClient:
+    """Talks to `{base_url}/_sandbox`; raises requests.HTTPError when the sandbox refuses a call."""
+
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
         self.timeout = timeout
+        self.session = requests.Session()
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
+    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> Any:
         response = self.session.request(
             method, f"{self.base_url}/_sandbox{path}", json=json, timeout=self.timeout
         )
         response.raise_for_status()
         return response.json()
 
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/health")
+        return result
+
     def reset(self) -> None:
+        """Forget every request, body and object; heal faults; limits back to the configured ones."""
         self._call("POST", "/reset")
 
     def requests(self, vendor: str) -> list[dict[str, Any]]:
-        """Every vendor-API request received: method, path, query, status, at."""
+        """The vendor-API requests received, oldest first: method, path, query, status, at, fault."""
         result: list[dict[str, Any]] = self._call("GET", f"/{vendor}/requests")
         return result
 
     def request_count(self, vendor: str, path_contains: str | None = None) -> int:
         return sum(1 for r in self.requests(vendor) if path_contains is None or path_contains in r["path"])
 
+    def bodies(self, vendor: str) -> list[dict[str, Any]]:
+        """The request bodies kept in memory (the newest, up to the configured number): method, path, body."""
+        result: list[dict[str, Any]] = self._call("GET", f"/{vendor}/bodies")
+        return result
+
     def objects(self, vendor: str, kind: str) -> list[dict[str, Any]]:
+        """What the stand-in stores, e.g. ("hubspot", "contacts") or ("mailchimp", "members")."""
         result: list[dict[str, Any]] = self._call("GET", f"/{vendor}/objects/{kind}")
         return result
 
     def fail(
         self,
         vendor: str,
-        mode: str,
+        mode: FaultMode,
         status: int = 503,
         seconds: float | None = None,
         count: int | None = None,
         delay: float | None = None,
     ) -> None:
-        """Misbehave (status, timeout, slow or reset) for `seconds`, for `count` requests, or until healed."""
-        self._call(
-            "POST",
-            f"/{vendor}/faults",
-            {"mode": mode, "status": status, "seconds": seconds, "count": count, "delay": delay},
-        )
+        """Misbehave for `seconds`, for the next `count` requests, or until `heal`.
+
+        status: answer `status` in the vendor's error shape; timeout: wait `delay` (30 s) or until the
+        client leaves, then drop the connection unanswered; slow: wait `delay` (1 s), then answer normally;
+        reset: drop the connection (TCP RST) without an answer.
+        """
+        body = {"mode": mode, "status": status, "seconds": seconds, "count": count, "delay": delay}
+        self._call("POST", f"/{vendor}/faults", body)
 
     def heal(self, vendor: str) -> None:
         self._call("DELETE", f"/{vendor}/faults")
 
-    def set_rate(self, vendor: str, per_second: float | None, retry_after: int = 1) -> None:
-        """Answer 429 with Retry-After above `per_second` requests; None lifts the limit."""
-        self._call("POST", f"/{vendor}/rate", {"per_second": per_second, "retry_after": retry_after})
+    def set_rate(
+        self, vendor: str, per_second: float | None, retry_after: int = 1, concurrent: int | None = None
+    ) -> None:
+        """Above `per_second` requests (or `concurrent` at once) answer the vendor's 429; None lifts it."""
+        body = {"per_second": per_second, "retry_after": retry_after, "concurrent": concurrent}
+        self._call("POST", f"/{vendor}/rate", body)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> SandboxClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

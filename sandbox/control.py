@@ -1,76 +1,93 @@
-"""The sandbox's own API (`/_sandbox`): inspect what arrived, inject faults and rate limits, reset."""
+"""The sandbox's own API under /_sandbox: see what arrived, inject faults and limits, reset."""
 
 from __future__ import annotations
 
-import time
-from typing import Any, Literal
+import copy
+from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.state import Fault, RateLimit, SandboxState
+from sandbox.faults import Fault, FaultMode, RateLimit
+from sandbox.state import SandboxState, VendorState
 
 
 class FaultRequest(BaseModel):
-    mode: Literal["status", "timeout", "slow", "reset"]
+    """`POST /_sandbox/{vendor}/faults`: misbehave for `seconds`, for `count` requests, or until healed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: FaultMode
     status: int = Field(default=503, ge=400, le=599)
     seconds: float | None = Field(default=None, gt=0)
     count: int | None = Field(default=None, gt=0)
-    delay: float | None = Field(default=None, ge=0)
+    delay: float | None = Field(default=None, ge=0)  # timeout: 30 s by default; slow: 1 s
 
 
 class RateRequest(BaseModel):
+    """`POST /_sandbox/{vendor}/rate`: requests a second, simultaneous requests (null: unlimited)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     per_second: float | None = Field(default=None, gt=0)
     retry_after: int = Field(default=1, ge=0)
+    concurrent: int | None = Field(default=None, gt=0)
 
 
-def build_router(state: SandboxState) -> APIRouter:
+def build_router(state: SandboxState, vendors: list[str]) -> APIRouter:
+    """Control calls are never logged as vendor requests, never faulted and never rate limited."""
     router = APIRouter(prefix="/_sandbox", tags=["sandbox control"])
 
+    def vendor_state(vendor: str) -> VendorState:
+        if vendor not in vendors:
+            raise HTTPException(404, f"no stand-in named {vendor!r}; known: {', '.join(vendors)}")
+        return state.vendor(vendor)
+
     @router.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "vendors": vendors}
 
     @router.post("/reset")
-    def reset() -> dict[str, str]:
+    async def reset() -> dict[str, str]:
         state.reset()
         return {"status": "reset"}
 
     @router.get("/{vendor}/requests")
-    def requests_received(vendor: str) -> list[dict[str, Any]]:
+    async def requests_received(vendor: str) -> list[dict[str, Any]]:
+        received = vendor_state(vendor)
         with state.lock:
-            return list(state.vendor(vendor).requests)
+            return [dict(entry) for entry in received.requests]
+
+    @router.get("/{vendor}/bodies")
+    async def bodies_received(vendor: str) -> list[dict[str, Any]]:
+        received = vendor_state(vendor)
+        with state.lock:
+            return copy.deepcopy(list(received.bodies))
 
     @router.get("/{vendor}/objects/{kind}")
-    def objects(vendor: str, kind: str) -> list[dict[str, Any]]:
-        with state.lock:
-            return [dict(o) for o in state.vendor(vendor).kind(kind).values()]
+    async def objects(vendor: str, kind: str) -> list[dict[str, Any]]:
+        return vendor_state(vendor).snapshot(kind)
 
     @router.post("/{vendor}/faults")
-    def fail(vendor: str, fault: FaultRequest) -> dict[str, str]:
-        default_delay = 30.0 if fault.mode == "timeout" else 1.0
+    async def fail(vendor: str, fault: FaultRequest) -> dict[str, str]:
+        target = vendor_state(vendor)
         with state.lock:
-            state.vendor(vendor).fault = Fault(
-                mode=fault.mode,
-                status=fault.status,
-                until=time.monotonic() + fault.seconds if fault.seconds else None,
-                remaining=fault.count,
-                delay=fault.delay if fault.delay is not None else default_delay,
-            )
-        return {"status": "failing"}
+            target.fault = Fault.create(fault.mode, fault.status, fault.seconds, fault.count, fault.delay)
+        return {"status": "failing", "mode": fault.mode}
 
     @router.delete("/{vendor}/faults")
-    def heal(vendor: str) -> dict[str, str]:
+    async def heal(vendor: str) -> dict[str, str]:
+        target = vendor_state(vendor)
         with state.lock:
-            state.vendor(vendor).fault = None
+            target.fault = None
         return {"status": "healthy"}
 
     @router.post("/{vendor}/rate")
-    def rate(vendor: str, limit: RateRequest) -> dict[str, str]:
+    async def rate(vendor: str, limit: RateRequest) -> dict[str, str]:
+        target = vendor_state(vendor)
         with state.lock:
-            state.vendor(vendor).rate = (
-                RateLimit(limit.per_second, limit.retry_after) if limit.per_second is not None else None
-            )
+            target.rate = RateLimit(limit.per_second, limit.retry_after) if limit.per_second else None
+            target.max_concurrent = limit.concurrent
         return {"status": "set"}
 
     return router

@@ -1,95 +1,167 @@
-"""The ASGI layer in front of every vendor: request log, injected faults and the 429 rate limit."""
+"""The ASGI layer in front of the stand-ins: logs each vendor request and applies faults and limits first."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import struct
-from collections.abc import Callable
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.state import SandboxState
+from sandbox.faults import Fault, client_left_within, drop_connection
+from sandbox.state import SandboxState, VendorState
+from sandbox.vendor import Vendor
 
-# vendor prefix -> function(status, retry_after) -> (body, content type, extra headers)
-ErrorBody = Callable[[int, int | None], tuple[dict[str, Any], str, dict[str, str]]]
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the configured cap."""
 
 
-def _reset_connection(send: Send) -> bool:
-    """Drop the TCP connection with a RST and no HTTP answer (uvicorn's cycle holds the transport)."""
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if transport is None:
-        return False
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-    return True
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body (None if the client left first); BodyTooLarge above `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the already-read body to the app, then passes on to the server's."""
+    delivered = False
+
+    async def replayed() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+def parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
 
 
 class VendorGate:
-    """Logs vendor requests and applies what the control API asked for, before the vendor handler."""
+    """Wraps the whole app, so it holds the server's own `send` (and with it the connection to drop).
 
-    def __init__(self, app: ASGIApp, state: SandboxState, vendors: dict[str, ErrorBody]) -> None:
+    For a request under a vendor's prefix, in order: read and keep the body; meet the vendor's fault, if
+    any; the concurrent-connection limit and the requests-per-second limit (429 in the vendor's shape);
+    then the stand-in itself. Every vendor request is logged once, before its answer leaves, so a client
+    that reads the log right after an answer finds it there. Control calls are not logged.
+    """
+
+    def __init__(self, app: ASGIApp, state: SandboxState, vendors: list[Vendor], max_body_bytes: int) -> None:
         self.app = app
         self.state = state
         self.vendors = vendors
+        self.max_body_bytes = max_body_bytes
 
-    def vendor_of(self, path: str) -> str | None:
-        first = path.strip("/").split("/", 1)[0]
-        return first if first in self.vendors else None
+    def vendor_for(self, path: str) -> Vendor | None:
+        return next((v for v in self.vendors if v.serves(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        vendor = self.vendor_of(path)
+        vendor = self.vendor_for(scope["path"]) if scope["type"] == "http" else None
         if vendor is None:
             await self.app(scope, receive, send)
             return
-        method: str = scope["method"]
-        query = scope.get("query_string", b"").decode()
+        store = self.state.vendor(vendor.name)
+        if not self.state.enter(vendor.name):
+            await self.answer(scope, send, store, vendor.error(vendor.rate_limit_status(), 1), "concurrency")
+            return
+        try:
+            await self.handle(scope, receive, send, vendor, store)
+        finally:
+            self.state.leave(vendor.name)
 
-        fault = self.state.take_fault(vendor)
-        if fault is not None:
-            if fault.mode == "reset" and _reset_connection(send):
-                self.state.log_request(vendor, method, path, query, 0)
-                return
-            if fault.mode in ("timeout", "slow"):
-                await asyncio.sleep(fault.delay)
-            if fault.mode == "status":
-                self.state.log_request(vendor, method, path, query, fault.status)
-                await self.answer(send, vendor, fault.status, None)
-                return
-        limit = self.state.admit(vendor)
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, vendor: Vendor, store: VendorState
+    ) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        try:
+            body = await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await self.answer(scope, send, store, vendor.error(413))
+            return
+        if body is None:
+            store.log_request(method, path, query_of(scope), 0, "client-disconnected")
+            return
+        if body:
+            store.keep_body(method, path, parsed(body))
+
+        fault = store.take_fault()
+        if fault is not None and await self.misbehave(fault, scope, receive, send, vendor, store):
+            return
+        limit = store.admit()
         if limit is not None:
-            self.state.log_request(vendor, method, path, query, 429)
-            await self.answer(send, vendor, 429, limit.retry_after)
+            response = vendor.error(vendor.rate_limit_status(), limit.retry_after)
+            await self.answer(scope, send, store, response, "rate")
             return
 
-        status_box: list[int] = []
+        logged = False
 
         async def logging_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_box.append(int(message["status"]))
+            nonlocal logged
+            if message["type"] == "http.response.start" and not logged:
+                logged = True
+                store.log_request(method, path, query_of(scope), int(message["status"]), fault_name(fault))
             await send(message)
 
         try:
-            await self.app(scope, receive, logging_send)
+            await self.app(scope, replaying(body, receive), logging_send)
         finally:
-            self.state.log_request(vendor, method, path, query, status_box[0] if status_box else 500)
+            if not logged:
+                store.log_request(method, path, query_of(scope), 500, fault_name(fault))
 
-    async def answer(self, send: Send, vendor: str, status: int, retry_after: int | None) -> None:
-        body, content_type, headers = self.vendors[vendor](status, retry_after)
-        raw = json.dumps(body).encode()
-        header_list = [(b"content-type", content_type.encode()), (b"content-length", str(len(raw)).encode())]
-        if retry_after is not None:
-            header_list.append((b"retry-after", str(retry_after).encode()))
-        header_list += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": header_list})
-        await send({"type": "http.response.body", "body": raw})
+    async def misbehave(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send, vendor: Vendor, store: VendorState
+    ) -> bool:
+        """Apply a fault; True when it answered (or dropped) the request, False to carry on normally.
+
+        `receive` is the server's own, past the body: it only has a disconnect left to tell.
+        """
+        if fault.mode == "status":
+            await self.answer(scope, send, store, vendor.error(fault.status), "status")
+            return True
+        if fault.mode == "slow":
+            await asyncio.sleep(fault.delay)  # slow, not deaf: handled even if the client gave up meanwhile
+            return False
+        if fault.mode == "timeout":  # hang until the client gives up (or `delay` passes), then hang up
+            await client_left_within(receive, fault.delay)
+        store.log_request(scope["method"], scope["path"], query_of(scope), 0, fault.mode)
+        await drop_connection(send)
+        return True
+
+    async def answer(
+        self, scope: Scope, send: Send, store: VendorState, response: Response, fault: str | None = None
+    ) -> None:
+        store.log_request(scope["method"], scope["path"], query_of(scope), response.status_code, fault)
+
+        async def no_body() -> Message:
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_body, send)
+
+
+def query_of(scope: Scope) -> str:
+    raw: bytes = scope.get("query_string", b"")
+    return raw.decode("latin-1")
+
+
+def fault_name(fault: Fault | None) -> str | None:
+    return fault.mode if fault is not None else None

@@ -1,192 +1,239 @@
-"""HubSpot CRM stand-in: contacts batch upsert (100), read, GDPR delete, account details; bearer auth."""
+"""HubSpot CRM stand-in: batch upsert (100 inputs), read, GDPR delete, account details; bearer auth."""
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from sandbox.config import SandboxConfig
-from sandbox.state import SandboxState
+from sandbox.emails import looks_like_email
+from sandbox.state import SandboxState, VendorState
+from sandbox.vendor import ErrorBody, VendorError, iso_now, json_body
 
 BATCH_LIMIT = 100
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Properties HubSpot returns on a read that names none, and the ones it always adds.
+DEFAULT_READ_PROPERTIES = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
+ALWAYS_READ_PROPERTIES = ("createdate", "hs_object_id", "lastmodifieddate")
+CATEGORIES = {
+    400: "VALIDATION_ERROR",
+    401: "INVALID_AUTHENTICATION",
+    403: "MISSING_SCOPES",
+    404: "OBJECT_NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "VALIDATION_ERROR",
+}
+ACCOUNT = {
+    "portalId": 62515,
+    "accountType": "STANDARD",
+    "timeZone": "US/Eastern",
+    "companyCurrency": "USD",
+    "additionalCurrencies": [],
+    "utcOffset": "-05:00",
+    "utcOffsetMilliseconds": -18000000,
+    "uiDomain": "app.hubspot.com",
+    "dataHostingLocation": "na1",
+}
 
 
-def error_body(status: int, retry_after: int | None) -> tuple[dict[str, Any], str, dict[str, str]]:
-    """HubSpot's error shapes for injected failures and rate limiting."""
-    correlation = str(uuid.uuid4())
+MESSAGES = {
+    400: "Invalid input.",
+    401: "Authentication credentials not found.",
+    404: "resource not found",
+    405: "Method not allowed.",
+    413: "The request body is too large.",
+}
+RATE_LIMIT_HEADERS = {
+    "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+    "X-HubSpot-RateLimit-Max": "100",
+    "X-HubSpot-RateLimit-Remaining": "0",
+    "X-HubSpot-RateLimit-Secondly": "10",
+    "X-HubSpot-RateLimit-Secondly-Remaining": "0",
+}
+
+
+def error_json(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """HubSpot's error body: status, message, correlationId, category."""
+    category = CATEGORIES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    return {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+        **extra,
+    }
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_json(status, message, **extra), status_code=status)
+
+
+def error_body(status: int, retry_after: int | None) -> ErrorBody:
+    """Injected failures, unknown paths and the secondly limit's 429 (with X-HubSpot-RateLimit-*)."""
     if status == 429:
-        return (
-            {
-                "status": "error",
-                "message": "You have reached your secondly limit.",
-                "errorType": "RATE_LIMIT",
-                "correlationId": correlation,
-                "policyName": "SECONDLY",
-            },
-            "application/json",
-            {
-                "X-HubSpot-RateLimit-Max": "100",
-                "X-HubSpot-RateLimit-Remaining": "0",
-                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
-            },
-        )
-    return (
-        {
+        body = {
             "status": "error",
-            "message": "internal error" if status >= 500 else "request failed",
-            "correlationId": correlation,
-            "category": "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR",
-        },
-        "application/json",
-        {},
-    )
-
-
-def _error(status: int, category: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        status_code=status,
-        content={
-            "status": "error",
-            "message": message,
+            "message": "You have reached your secondly limit.",
+            "errorType": "RATE_LIMIT",
             "correlationId": str(uuid.uuid4()),
-            "category": category,
-        },
+            "policyName": "SECONDLY",
+        }
+        return body, "application/json", dict(RATE_LIMIT_HEADERS)
+    message = MESSAGES.get(
+        status, "internal error" if status >= 500 else "The request could not be completed."
     )
+    return error_json(status, message), "application/json", {}
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def as_property_value(value: Any) -> str:
+    """HubSpot keeps every property value as a string ("" clears one)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def input_error(message: str, key: str) -> dict[str, Any]:
+    return {"status": "error", "category": "VALIDATION_ERROR", "message": message, "context": {"ids": [key]}}
+
+
+def invalid_input(object_type: str, item: Any) -> dict[str, Any] | None:
+    """The errors[] entry for one batch input HubSpot would refuse, or None when it is acceptable."""
+    key = str(item.get("id", "")) if isinstance(item, dict) else ""
+    if not isinstance(item, dict) or not key or not item.get("idProperty"):
+        return input_error("Each input needs an id and an idProperty.", key)
+    if not isinstance(item.get("properties", {}), dict):
+        return input_error("properties must be an object of property names to values.", key)
+    if object_type != "contacts":
+        return None
+    if item["idProperty"] != "email":
+        return input_error("idProperty must be a unique-value property of contacts (email).", key)
+    email = (item.get("properties") or {}).get("email", key)
+    if not looks_like_email(key) or not looks_like_email(email):
+        return input_error("Property values were not valid: email (INVALID_EMAIL).", key)
+    if str(email).lower() != key.lower():
+        return input_error("The email property does not match the id of the input.", key)
+    return None
+
+
+def upsert_one(store: VendorState, object_type: str, item: dict[str, Any]) -> dict[str, Any]:
+    """Create or update the object keyed by the input's id value; its batch result."""
+    key = str(item["id"]).lower() if object_type == "contacts" else str(item["id"])
+    properties = {k: as_property_value(v) for k, v in (item.get("properties") or {}).items()}
+    if object_type == "contacts":
+        properties["email"] = key
+    now = iso_now()
+    objects = store.kind(object_type)
+    existing = objects.get(key)
+    new = existing is None
+    if existing is None:
+        object_id = store.new_id()
+        existing = {
+            "id": object_id,
+            "properties": {"hs_object_id": object_id, "createdate": now},
+            "createdAt": now,
+            "archived": False,
+        }
+        objects[key] = existing
+    existing["properties"].update(properties, lastmodifieddate=now)
+    existing["updatedAt"] = now
+    return {**existing, "properties": dict(existing["properties"]), "new": new}
+
+
+def readable(found: dict[str, Any], wanted: str | None) -> dict[str, Any]:
+    """The object as a read returns it: the named properties (or the defaults) only."""
+    names = [p for p in wanted.split(",") if p] if wanted else list(DEFAULT_READ_PROPERTIES)
+    names += [p for p in ALWAYS_READ_PROPERTIES if p not in names]
+    properties = {name: found["properties"].get(name) for name in names}
+    return {**found, "properties": properties}
 
 
 def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
     def authorised(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        if header != f"Bearer {config.hubspot_token}":
-            raise Unauthorised
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not token:
+            raise VendorError(
+                error(
+                    401,
+                    "Authentication credentials not found. This API supports OAuth 2.0 authentication and "
+                    "you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+                )
+            )
+        if scheme.lower() != "bearer" or token.strip() != config.hubspot_token:
+            raise VendorError(error(401, "The access token provided is invalid or has been revoked."))
+
+    def bad_json() -> JSONResponse:
+        return error(400, "Invalid input JSON: the request body is not valid JSON.")
 
     router = APIRouter(dependencies=[Depends(authorised)])
-    vendor = state.vendor
 
     @router.post("/crm/v3/objects/{object_type}/batch/upsert")
     async def batch_upsert(object_type: str, request: Request) -> Response:
-        body = await request.json()
+        body = await json_body(request, bad_json)
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list) or not inputs:
-            return _error(400, "VALIDATION_ERROR", "inputs is required")
+            return error(400, "Invalid input: inputs must be a non-empty list.")
         if len(inputs) > BATCH_LIMIT:
-            return _error(400, "VALIDATION_ERROR", f"Batch input must not exceed {BATCH_LIMIT} inputs")
-        ids = [str(i.get("id", "")).lower() for i in inputs if isinstance(i, dict)]
-        if len(set(ids)) != len(ids):
-            return _error(400, "VALIDATION_ERROR", "Duplicate IDs found in batch input")
+            return error(400, f"Batch input must contain at most {BATCH_LIMIT} inputs.")
+        keys = [str(i.get("id", "")).lower() for i in inputs if isinstance(i, dict)]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            return error(
+                400, "Duplicate IDs found in batch input. IDs must be unique.", context={"ids": duplicates}
+            )
+        started = iso_now()
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         with state.lock:
-            store = vendor("hubspot").kind(object_type)
+            store = state.vendor("hubspot")
             for item in inputs:
-                if not isinstance(item, dict):
-                    return _error(400, "VALIDATION_ERROR", "each input is an object")
-                id_property = item.get("idProperty")
-                key = str(item.get("id", ""))
-                properties = dict(item.get("properties") or {})
-                if not id_property or not key:
-                    errors.append(_input_error("id and idProperty are required", key))
-                    continue
-                if object_type == "contacts":
-                    if id_property != "email":
-                        errors.append(_input_error("idProperty must be a unique-value property", key))
-                        continue
-                    properties.setdefault("email", key)
-                    if (
-                        not EMAIL.match(str(properties["email"]))
-                        or str(properties["email"]).lower() != key.lower()
-                    ):
-                        errors.append(_input_error("Property values were not valid: email", key))
-                        continue
-                    properties["email"] = str(properties["email"]).lower()
-                existing = store.get(key.lower())
-                now = _now()
-                if existing is None:
-                    object_id = vendor("hubspot").new_id()
-                    existing = {"id": object_id, "properties": {}, "createdAt": now, "archived": False}
-                    store[key.lower()] = existing
-                    new = True
+                problem = invalid_input(object_type, item)
+                if problem is not None:
+                    errors.append(problem)
                 else:
-                    new = False
-                existing["properties"].update({k: v for k, v in properties.items()})
-                existing["properties"]["hs_object_id"] = existing["id"]
-                existing["updatedAt"] = now
-                results.append({**existing, "properties": dict(existing["properties"]), "new": new})
-        payload: dict[str, Any] = {
-            "status": "COMPLETE",
-            "results": results,
-            "startedAt": _now(),
-            "completedAt": _now(),
-        }
+                    results.append(upsert_one(store, object_type, item))
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
         if errors:
-            payload.update(errors=errors, numErrors=len(errors))
-            return JSONResponse(status_code=207, content=payload)
-        return JSONResponse(status_code=200, content=payload)
+            answer.update(errors=errors, numErrors=len(errors))
+        answer["completedAt"] = iso_now()
+        return JSONResponse(answer, status_code=207 if errors else 200)
 
     @router.get("/crm/v3/objects/{object_type}/{object_id}")
-    async def read_object(object_type: str, object_id: str, idProperty: str | None = None) -> Response:
+    async def read(
+        object_type: str, object_id: str, idProperty: str | None = None, properties: str | None = None
+    ) -> Response:
         with state.lock:
-            store = vendor("hubspot").kind(object_type)
+            objects = state.vendor("hubspot").kind(object_type)
             if idProperty:
-                found = store.get(object_id.lower())
+                found = objects.get(object_id.lower() if object_type == "contacts" else object_id)
             else:
-                found = next((o for o in store.values() if o["id"] == object_id), None)
-        if found is None:
-            return _error(404, "OBJECT_NOT_FOUND", "resource not found")
-        return JSONResponse(found)
+                found = next((o for o in objects.values() if o["id"] == object_id), None)
+            if found is None:
+                return error(404, "resource not found")
+            return JSONResponse(readable(found, properties))
 
     @router.post("/crm/v3/objects/contacts/gdpr-delete")
     async def gdpr_delete(request: Request) -> Response:
-        body = await request.json()
-        key = str(body.get("objectId", "")).lower()
+        body = await json_body(request, bad_json)
+        if not isinstance(body, dict) or not body.get("objectId"):
+            return error(400, "Invalid input: objectId is required.")
+        object_id = str(body["objectId"])
         with state.lock:
-            store = vendor("hubspot").kind("contacts")
+            contacts = state.vendor("hubspot").kind("contacts")
             if body.get("idProperty") == "email":
-                removed = store.pop(key, None)
+                key: str | None = object_id.lower()
             else:
-                match = next((k for k, o in store.items() if o["id"] == key), None)
-                removed = store.pop(match, None) if match else None
-        if removed is None:
-            return _error(404, "OBJECT_NOT_FOUND", "resource not found")
+                key = next((k for k, o in contacts.items() if o["id"] == object_id), None)
+            if key is None or contacts.pop(key, None) is None:
+                return error(404, "resource not found")
         return Response(status_code=204)
 
     @router.get("/account-info/v3/details")
     async def account_details() -> dict[str, Any]:
-        return {
-            "portalId": 62515,
-            "accountType": "STANDARD",
-            "timeZone": "US/Eastern",
-            "companyCurrency": "USD",
-            "utcOffset": "-05:00",
-            "utcOffsetMilliseconds": -18000000,
-            "uiDomain": "app.hubspot.com",
-            "dataHostingLocation": "na1",
-        }
+        return ACCOUNT
 
     return router
-
-
-def _input_error(message: str, key: str) -> dict[str, Any]:
-    return {"status": "error", "category": "VALIDATION_ERROR", "message": message, "context": {"ids": [key]}}
-
-
-class Unauthorised(Exception):
-    """Raised by the auth dependency; the app turns it into HubSpot's 401."""
-
-
-def unauthorised_response() -> JSONResponse:
-    return _error(
-        401,
-        "INVALID_AUTHENTICATION",
-        "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
-    )

@@ -1,7 +1,8 @@
-"""Run the sandbox with uvicorn, in the foreground or in a background thread (tests, benchmark)."""
+"""Serve the sandbox with uvicorn: in a background thread (tests, benchmark) or in the foreground."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -13,53 +14,82 @@ from sandbox.app import create_app
 from sandbox.config import SandboxConfig
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-class RunningSandbox:
-    """A sandbox serving from a daemon thread; `url` is its base URL."""
+def uvicorn_config(
+    config: SandboxConfig | None, host: str = "127.0.0.1", port: int = 0, *, foreground: bool = False
+) -> uvicorn.Config:
+    """No access log: paths carry subscriber hashes and ids, and the sandbox logs nothing about people.
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str) -> None:
-        self.server = server
-        self.thread = thread
-        self.url = url
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> RunningSandbox:
-        return self
-
-    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
-
-
-def server_config(host: str, port: int, config: SandboxConfig | None) -> uvicorn.Config:
-    # No access log: paths carry subscriber hashes, and logs here should carry nothing about people.
+    In a background thread uvicorn must not reconfigure the host process's logging (log_config=None).
+    """
     return uvicorn.Config(
         create_app(config),
         host=host,
         port=port,
         access_log=False,
         log_level="warning",
+        log_config=uvicorn.config.LOGGING_CONFIG if foreground else None,
+        lifespan="off",
         timeout_graceful_shutdown=1,
     )
 
 
+class RunningSandbox:
+    """A sandbox serving from a daemon thread; `url` is its base URL (`{url}/hubspot`, ...)."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str) -> None:
+        self.server = server
+        self.thread = thread
+        self.url = url
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    def __enter__(self) -> RunningSandbox:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 def start_sandbox(
-    host: str = "127.0.0.1", port: int = 0, config: SandboxConfig | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: SandboxConfig | None = None,
+    *,
+    allow_remote: bool = False,
+    startup_timeout: float = 15.0,
 ) -> RunningSandbox:
-    port = port or free_port(host)
-    server = uvicorn.Server(server_config(host, port, config))
-    thread = threading.Thread(target=server.run, name="sandbox", daemon=True)
+    """Serve the sandbox from a background thread; port 0 takes a free port (bound here, so no race)."""
+    if not allow_remote and not is_loopback(host):
+        raise ValueError(f"the sandbox serves on loopback only, not {host!r} (allow_remote=True to override)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    bound_port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn_config(config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sandbox", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + startup_timeout
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            sock.close()
             raise RuntimeError("the sandbox did not start")
-        time.sleep(0.02)
-    return RunningSandbox(server, thread, f"http://{host}:{port}")
+        time.sleep(0.01)
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    return RunningSandbox(server, thread, f"http://{shown}:{bound_port}")

@@ -1,113 +1,123 @@
-"""What the sandbox received and how it is told to misbehave, per vendor, behind one lock."""
+"""What each vendor stand-in received and holds, and how it is told to misbehave, behind one lock."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-FaultMode = Literal["status", "timeout", "slow", "reset"]
+from sandbox.faults import Fault, RateLimit
 
-
-@dataclass
-class Fault:
-    mode: FaultMode
-    status: int = 503
-    until: float | None = None  # monotonic deadline
-    remaining: int | None = None  # requests left
-    delay: float = 30.0
-
-    def active(self, now: float) -> bool:
-        if self.until is not None and now >= self.until:
-            return False
-        return self.remaining is None or self.remaining > 0
+__all__ = ["Fault", "RateLimit", "SandboxState", "VendorState"]
 
 
-@dataclass
-class RateLimit:
-    """A token bucket: `per_second` refill, capacity max(1, per_second)."""
-
-    per_second: float
-    retry_after: int = 1
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = max(1.0, self.per_second)
-
-    def take(self, now: float) -> bool:
-        capacity = max(1.0, self.per_second)
-        self.tokens = min(capacity, self.tokens + (now - self.last) * self.per_second)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-@dataclass
 class VendorState:
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> key -> object
-    fault: Fault | None = None
-    rate: RateLimit | None = None
-    next_id: int = 1001
+    """One vendor's request log, kept bodies, stored objects (kind -> key -> object), fault and limits.
+
+    The request log holds method, path, query, status, time and the fault met, never a body: bodies are
+    kept apart, in memory only, for tests to inspect through the control API. Mutate under `lock`.
+    """
+
+    def __init__(self, lock: threading.RLock, kept_bodies: int = 1000, rate: RateLimit | None = None) -> None:
+        self.lock = lock
+        self.requests: list[dict[str, Any]] = []
+        self.bodies: deque[dict[str, Any]] = deque(maxlen=kept_bodies)
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.fault: Fault | None = None
+        self.rate = rate
+        self.max_concurrent: int | None = None
+        self.next_id = 1001
 
     def kind(self, name: str) -> dict[str, Any]:
+        """The stored objects of one kind (contacts, members, ...) by key; callers hold the lock."""
         return self.objects.setdefault(name, {})
 
     def new_id(self) -> str:
-        self.next_id += 1
-        return str(self.next_id)
-
-
-class SandboxState:
-    """Every vendor's state; handlers and the control API share it."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.vendors: dict[str, VendorState] = {}
-
-    def vendor(self, name: str) -> VendorState:
+        """A fresh numeric id, as a string (HubSpot-style object ids)."""
         with self.lock:
-            return self.vendors.setdefault(name, VendorState())
+            self.next_id += 1
+            return str(self.next_id)
 
-    def reset(self) -> None:
+    def snapshot(self, kind: str) -> list[dict[str, Any]]:
         with self.lock:
-            self.vendors.clear()
+            return copy.deepcopy(list(self.objects.get(kind, {}).values()))
 
-    def log_request(self, vendor: str, method: str, path: str, query: str, status: int) -> None:
+    def log_request(self, method: str, path: str, query: str, status: int, fault: str | None = None) -> None:
         entry = {
             "method": method,
             "path": path,
             "query": query,
             "status": status,
             "at": datetime.now(UTC).isoformat(),
+            "fault": fault,
         }
         with self.lock:
-            self.vendor(vendor).requests.append(entry)
+            self.requests.append(entry)
 
-    def take_fault(self, vendor: str) -> Fault | None:
-        """The fault to apply to this request, if any (consuming one of a counted fault)."""
-        now = time.monotonic()
+    def keep_body(self, method: str, path: str, body: Any) -> None:
         with self.lock:
-            state = self.vendor(vendor)
-            fault = state.fault
+            self.bodies.append({"method": method, "path": path, "body": body})
+
+    def take_fault(self) -> Fault | None:
+        """The fault this request meets, if any, counting it against a fault limited to N requests."""
+        with self.lock:
+            fault = self.fault
             if fault is None:
                 return None
-            if not fault.active(now):
-                state.fault = None
+            if fault.expired(time.monotonic()):
+                self.fault = None
                 return None
-            if fault.remaining is not None:
-                fault.remaining -= 1
+            fault.consume()
             return fault
 
-    def admit(self, vendor: str) -> RateLimit | None:
-        """None when the request may go on; the limit it broke otherwise."""
+    def admit(self) -> RateLimit | None:
+        """None when the request is within the rate; otherwise the limit it exceeded."""
         with self.lock:
-            rate = self.vendor(vendor).rate
-            if rate is None or rate.take(time.monotonic()):
+            if self.rate is None or self.rate.admit(time.monotonic()):
                 return None
-            return rate
+            return self.rate
+
+
+class SandboxState:
+    """Every vendor's state under one re-entrant lock, shared by the stand-ins and the control API."""
+
+    def __init__(
+        self, rates: dict[str, float | None] | None = None, retry_after: int = 1, kept_bodies: int = 1000
+    ) -> None:
+        self.lock = threading.RLock()
+        self.rates = dict(rates or {})
+        self.retry_after = retry_after
+        self.kept_bodies = kept_bodies
+        self.vendors: dict[str, VendorState] = {}
+        self._in_flight: dict[str, int] = {}  # survives reset(): requests under way still count down
+
+    def vendor(self, name: str) -> VendorState:
+        with self.lock:
+            state = self.vendors.get(name)
+            if state is None:
+                per_second = self.rates.get(name)
+                rate = RateLimit(per_second, self.retry_after) if per_second else None
+                state = self.vendors[name] = VendorState(self.lock, self.kept_bodies, rate)
+            return state
+
+    def reset(self) -> None:
+        """Forget everything received and stored; faults healed; limits back to the configured ones."""
+        with self.lock:
+            self.vendors.clear()
+
+    def enter(self, name: str) -> bool:
+        """Count a request in flight; False (not counted) when the vendor's concurrency limit is reached."""
+        with self.lock:
+            limit = self.vendor(name).max_concurrent
+            in_flight = self._in_flight.get(name, 0)
+            if limit is not None and in_flight >= limit:
+                return False
+            self._in_flight[name] = in_flight + 1
+            return True
+
+    def leave(self, name: str) -> None:
+        with self.lock:
+            self._in_flight[name] -= 1

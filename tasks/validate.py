@@ -5,23 +5,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from mappings import Mapping
+from mappings.frame import META_COLUMNS
+from mappings.schema import Constraints
 
-if TYPE_CHECKING:
-    import great_expectations as gx
+# Before GX is first imported anywhere through this module: the machine is offline.
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"  # noqa: E501
-PHONE_PATTERN = r"^\+[1-9]\d{7,14}$"
-ROW = "_row"
+ROW = "_row"  # positional row id handed to GX: the only thing kept from its results
 
 
 @dataclass(frozen=True)
@@ -31,89 +30,102 @@ class Rejection:
     record_key: str
     event_id: str | None
     user_id: int | None
-    failed: tuple[str, ...]
+    failed: tuple[str, ...]  # "email: expect_column_values_to_match_regex"
 
 
 @dataclass
 class ValidationResult:
+    """The rows that met every constraint (same columns) and one rejection per row that did not."""
+
     valid: pd.DataFrame = field(repr=False)
     rejected: list[Rejection]
 
     def __repr__(self) -> str:
         return f"ValidationResult(valid={len(self.valid)} rows, rejected={len(self.rejected)})"
 
+    __str__ = __repr__
 
-def expectations_for(mapping: Mapping) -> list[Any]:
-    """One expectation per declared constraint of every field."""
-    import great_expectations as gx
 
-    e = gx.expectations
-    out: list[Any] = []
+def _quiet_gx() -> None:
+    """GX's log lines and warnings can quote data: keep none of them."""
+    logging.getLogger("great_expectations").setLevel(logging.CRITICAL)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
+
+
+SuiteKey = tuple[tuple[str, Constraints], ...]
+
+
+def _suite_key(mapping: Mapping) -> SuiteKey:
+    """A suite depends only on the fields' constraints: equal constraints share it."""
+    return tuple((name, spec.constraints) for name, spec in mapping.fields.items())
+
+
+def expectations_for(mapping: Mapping) -> list[tuple[str, str, dict[str, Any]]]:
+    """(column, expectation class name, arguments) for every declared constraint of every field.
+
+    A row with no record id cannot be sent or recorded, so `_record_key` must never be null.
+    """
+    out: list[tuple[str, str, dict[str, Any]]] = [("_record_key", "ExpectColumnValuesToNotBeNull", {})]
     for name, spec in mapping.fields.items():
-        c = spec.constraints
-        if c.required:
-            out.append(e.ExpectColumnValuesToNotBeNull(column=name))
-        if c.email:
-            out.append(e.ExpectColumnValuesToMatchRegex(column=name, regex=EMAIL_PATTERN))
-        if c.phone:
-            out.append(e.ExpectColumnValuesToMatchRegex(column=name, regex=PHONE_PATTERN))
-        if c.range is not None:
-            out.append(
-                e.ExpectColumnValuesToBeBetween(column=name, min_value=c.range[0], max_value=c.range[1])
-            )
-        if c.enum is not None:
-            out.append(e.ExpectColumnValuesToBeInSet(column=name, value_set=list(c.enum)))
-        if c.max_length is not None:
-            out.append(e.ExpectColumnValueLengthsToBeBetween(column=name, max_value=c.max_length))
+        out.extend(
+            (name, expectation, arguments) for expectation, arguments in spec.constraints.expectations()
+        )
     return out
 
 
-def quiet_gx_logging() -> None:
-    """GX's own log lines can quote data; keep only its errors."""
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("great_expectations."):
-            logging.getLogger(name).setLevel(logging.ERROR)
+def _raised(info: dict[str, Any] | None) -> bool:
+    """Whether GX could not run an expectation (its info is flat, or keyed by metric when a metric failed)."""
+    if not info:
+        return False
+    if info.get("raised_exception"):
+        return True
+    return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
 
 
 class _ThreadValidator:
-    """Great Expectations contexts are not thread-safe: each thread builds and keeps its own."""
+    """GX contexts are not thread-safe: each thread builds and keeps its own context and suites."""
 
     def __init__(self) -> None:
         self.local = threading.local()
 
-    def context(self) -> gx.data_context.AbstractDataContext:
-        ctx = getattr(self.local, "context", None)
-        if ctx is None:
+    def _batch_definition(self) -> Any:
+        definition = getattr(self.local, "batch_definition", None)
+        if definition is None:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            quiet_gx_logging()
-            ctx = gx.get_context(mode="ephemeral")
-            quiet_gx_logging()
-            ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-            source = ctx.data_sources.add_pandas("frames")
-            asset = source.add_dataframe_asset("mapped")
-            self.local.context = ctx
-            self.local.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+            _quiet_gx()
+            context = gx.get_context(mode="ephemeral")
+            _quiet_gx()  # GX creates some of its loggers on first use
+            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            asset = context.data_sources.add_pandas("mapped_frames").add_dataframe_asset("mapped")
+            definition = asset.add_batch_definition_whole_dataframe("whole")
+            self.local.context = context  # the batch definition reaches it; kept for clarity and lifetime
+            self.local.batch_definition = definition
             self.local.suites = {}
-        return ctx
+        return definition
 
-    def validate(self, mapping: Mapping, frame: pd.DataFrame) -> dict[str, set[int]]:
-        """Failed expectation label → positional rows that failed it."""
-        import great_expectations as gx
-
-        self.context()
-        key = (mapping.event_type, mapping.connector, mapping.object, id(mapping))
+    def _suite(self, mapping: Mapping) -> Any:
+        key = _suite_key(mapping)
         suite = self.local.suites.get(key)
         if suite is None:
-            suite = gx.ExpectationSuite(
-                name=f"{mapping.event_type}-{mapping.connector}-{len(self.local.suites)}"
-            )
-            for expectation in expectations_for(mapping):
-                suite.add_expectation(expectation)
+            import great_expectations as gx
+
+            suite = gx.ExpectationSuite(name=f"{mapping.name}.{len(self.local.suites)}")
+            for column, expectation_type, arguments in expectations_for(mapping):
+                expectation_class = getattr(gx.expectations, expectation_type)
+                suite.add_expectation(expectation_class(column=column, **arguments))
             self.local.suites[key] = suite
-        batch = self.local.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        return suite
+
+    def failed_rows(self, mapping: Mapping, frame: pd.DataFrame) -> dict[str, set[int]]:
+        """Failed expectation label ("field: expectation_type") → the `_row` ids that failed it."""
+        definition = self._batch_definition()
+        suite = self._suite(mapping)
+        batch = definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(
             suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
         )
@@ -124,12 +136,12 @@ class _ThreadValidator:
             config = item.expectation_config
             column = config.kwargs.get("column") if config is not None else None
             label = f"{column}: {config.type if config is not None else 'expectation'}"
-            # Keep only the row ids: the result also carries the failing values.
-            rows = {int(entry[ROW]) for entry in item.result.get("unexpected_index_list") or []}
-            if not rows and item.exception_info and item.exception_info.get("raised_exception"):
+            # Each entry also carries the failing value: only the row id leaves this loop.
+            rows = {int(entry[ROW]) for entry in item.result.get("unexpected_index_list") or ()}
+            if not rows and _raised(item.exception_info):
                 rows = set(range(len(frame)))  # the expectation could not run: reject rather than pass
             failures[label] = rows
-        del result
+        del result, batch
         return failures
 
 
@@ -137,41 +149,47 @@ _validator = _ThreadValidator()
 
 
 def validate_mapped(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
-    """Split a mapped frame into rows that meet every constraint and rejections naming what failed."""
-    if frame.empty or not any(
-        spec.constraints != type(spec.constraints)() for spec in mapping.fields.values()
-    ):
+    """Split a mapped frame into the rows meeting every declared constraint and rejections naming what failed.
+
+    Args:
+        mapping: the mapping that produced `frame`; its constraints are the expectations.
+        frame: the output of `apply_mapping` (meta columns and destination fields).
+
+    Returns:
+        The valid rows (same index and columns) and one `Rejection` per other row, with ids and the
+        failed expectations only.
+    """
+    if frame.empty:
         return ValidationResult(frame, [])
     positional = frame.reset_index(drop=True)
     checked = positional.assign(**{ROW: range(len(positional))})
-    failures = _validator.validate(mapping, checked)
-    failed_by_row: dict[int, list[str]] = {}
+    failures = _validator.failed_rows(mapping, checked)
+    labels_by_row: dict[int, list[str]] = {}
     for label, rows in failures.items():
         for row in rows:
-            failed_by_row.setdefault(row, []).append(label)
-    meta = positional[["_record_key", "_event_id", "_user_id"]].to_dict("index")
+            labels_by_row.setdefault(row, []).append(label)
+    if not labels_by_row:
+        return ValidationResult(frame, [])
+    bad = sorted(labels_by_row)
+    meta = positional.iloc[bad][list(META_COLUMNS)].to_numpy(dtype=object)
     rejected = [
         Rejection(
-            record_key=str(meta[row]["_record_key"]),
-            event_id=None if meta[row]["_event_id"] is None else str(meta[row]["_event_id"]),
-            user_id=None if meta[row]["_user_id"] is None else int(meta[row]["_user_id"]),
-            failed=tuple(sorted(labels)),
+            record_key="" if record_key is None else str(record_key),
+            event_id=None if event_id is None else str(event_id),
+            user_id=None if user_id is None else int(user_id),
+            failed=tuple(sorted(labels_by_row[row])),
         )
-        for row, labels in sorted(failed_by_row.items())
+        for row, (record_key, event_id, user_id) in zip(bad, meta, strict=True)
     ]
-    keep = ~pd.Series(range(len(positional))).isin(list(failed_by_row)).to_numpy()
+    keep = ~positional.index.isin(bad)
     return ValidationResult(frame.loc[keep], rejected)
 
 
 @task(name="validate", cache_policy=NONE)
 def validate(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
-    """Great Expectations suite from the mapping's constraints; only counts are logged."""
+    """The validation stage as a Prefect task; logs counts only."""
     result = validate_mapped(mapping, frame)
     get_run_logger().info(
-        "%s/%s: %d valid, %d rejected",
-        mapping.connector,
-        mapping.object,
-        len(result.valid),
-        len(result.rejected),
+        "validate %s: %d valid, %d rejected", mapping.name, len(result.valid), len(result.rejected)
     )
     return result

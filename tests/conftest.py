@@ -20,10 +20,14 @@ os.environ["ENNU_SECRET_BLOCKS"] = "false"
 # Fast retries and generous rates in tests; the rate-limit test sets its own.
 os.environ["ENNU_PUSH_RETRY_BASE_SECONDS"] = "0.2"
 os.environ["ENNU_MAX_RETRY_AFTER_SECONDS"] = "5"
-os.environ["HUBSPOT_REQUESTS_PER_HOUR"] = "3600000"
-os.environ["MAILCHIMP_REQUESTS_PER_HOUR"] = "3600000"
-for credential in ("HUBSPOT_ACCESS_TOKEN", "MAILCHIMP_API_KEY", "HUBSPOT_BASE_URL", "MAILCHIMP_BASE_URL"):
-    os.environ.pop(credential, None)
+VENDORS = ("HUBSPOT", "MAILCHIMP", "STRIPE", "TWILIO", "SALESFORCE", "GA4", "EPIC", "SLACK", "TEAMS",
+           "ZAPIER")
+# Tests talk to the sandbox only: no vendor credential or base URL from the machine may leak in.
+for name in list(os.environ):
+    if name.split("_", 1)[0] in VENDORS:
+        os.environ.pop(name)
+for vendor in VENDORS:
+    os.environ[f"{vendor}_REQUESTS_PER_HOUR"] = "3600000"
 
 from ennu.db import dispose_engines, get_engine, migrate  # noqa: E402
 from ennu.models import Base  # noqa: E402

@@ -59,9 +59,9 @@ def test_events_reach_hubspot_and_mailchimp_with_mapped_fields_only(database: st
     members = sandbox.objects("mailchimp", "members")
     assert len(members) == 3
     assert {m["merge_fields"]["FNAME"] for m in members} == {"Ada"}
-    created = {(r.connector, r.status) for r in sync_rows()}
-    assert created == {("hubspot", "created"), ("mailchimp", "created")}
-    assert len(sync_rows()) == 6
+    crm_and_marketing = [r for r in sync_rows() if r.connector in ("hubspot", "mailchimp")]
+    assert {(r.connector, r.status) for r in crm_and_marketing} == {("hubspot", "created"), ("mailchimp", "created")}
+    assert len(crm_and_marketing) == 6
     assert all(r.flow_run_id for r in sync_rows())
     assert all(outbox_status(e) == "done" for e in event_ids)
     by_destination = {row["destination"]: row for row in summary}

@@ -340,6 +340,10 @@ def test_bulk_load_writes_the_same_rows_and_restores_the_schema(url: str) -> Non
     assert digest(url) == expected
     assert schema_of(url) == schema
 
+    appended = generate_demo(url, people=300, seed=31, now=NOW, bulk=True)  # forced on a non-empty table
+    assert (appended.first_user_id, count(url, table("users"))) == (1501, 1800)
+    assert schema_of(url) == schema
+
 
 def test_fast_paths_write_what_core_insert_writes(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite executemany of ready-made text, PostgreSQL COPY: the same rows as Core insert() writes."""

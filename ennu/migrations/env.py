@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import connectors.zapier_store  # noqa: F401 - registers its table on Base
 from ennu.db import get_engine
 from ennu.models import Base
 

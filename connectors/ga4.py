@@ -1,0 +1,243 @@
+"""Google Analytics 4: events by the Measurement Protocol, 25 a request, one client id a request."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.endpoint import NotConfigured, resolve_endpoint
+from connectors.http import ErrorPolicy, VendorHttp
+from connectors.rate_limit import RateLimit
+from ennu.models import SyncStatus
+from ennu.settings import Settings
+
+VENDOR_BASE_URL = "https://www.google-analytics.com"
+SANDBOX_API_SECRET = "sandbox-ga4-secret"  # noqa: S105 - the sandbox's published dummy secret
+SANDBOX_MEASUREMENT_ID = "G-SANDBOX01"
+DEFAULT_REQUESTS_PER_HOUR = 36000
+# The Measurement Protocol's published limits.
+MAX_EVENTS_PER_REQUEST = 25
+MAX_PARAMS_PER_EVENT = 25
+MAX_NAME_LENGTH = 40
+MAX_PARAM_VALUE_LENGTH = 100
+MAX_USER_ID_LENGTH = 256
+MAX_BODY_BYTES = 130_000  # "less than 130 kB"
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RESERVED_PREFIXES = ("google_", "ga_", "firebase_", "gtag.")
+RESERVED_EVENT_NAMES = frozenset(
+    {
+        "ad_activeview", "ad_click", "ad_exposure", "ad_query", "ad_reward", "adunit_exposure",
+        "app_background", "app_clear_data", "app_exception", "app_install", "app_remove",
+        "app_store_refund", "app_store_subscription_cancel", "app_store_subscription_convert",
+        "app_store_subscription_renew", "app_update", "app_upgrade", "dynamic_link_app_open",
+        "dynamic_link_app_update", "dynamic_link_first_open", "error", "first_open", "first_visit",
+        "in_app_purchase", "notification_dismiss", "notification_foreground", "notification_open",
+        "notification_receive", "notification_send", "os_update", "screen_view", "session_start",
+        "user_engagement",
+    }
+)  # fmt: skip
+PARAMS_PREFIX = "params."
+ERASE_NOT_SUPPORTED = "GA4 user deletion needs the Admin API: not configured"
+# The collect endpoint answers 2xx even for events it drops; only 429/5xx/timeouts mean anything.
+POLICY = ErrorPolicy()
+
+
+@dataclass(frozen=True)
+class Ga4Event:
+    """One record as a Measurement Protocol event, with the request-level ids it must travel with."""
+
+    record_key: str
+    client_id: str
+    user_id: str | None
+    timestamp_micros: int | None
+    event: dict[str, Any]
+
+
+def wire_problem(fields: Mapping[str, Any]) -> str | None:
+    """The validation code GA4 would give this record's event (it would drop it silently), or None."""
+    client_id, name = fields.get("client_id"), fields.get("name")
+    if client_id is None or str(client_id) == "" or name is None:
+        return "VALUE_REQUIRED"
+    user_id = fields.get("user_id")
+    if user_id is not None and len(str(user_id)) > MAX_USER_ID_LENGTH:
+        return "VALUE_INVALID"
+    if not _valid_name(str(name)):
+        return "NAME_INVALID"
+    if str(name) in RESERVED_EVENT_NAMES or str(name).startswith(RESERVED_PREFIXES):
+        return "NAME_RESERVED"
+    params = event_params(fields)
+    if len(params) > MAX_PARAMS_PER_EVENT:
+        return "EXCEEDED_MAX_ENTITIES"
+    for key, value in params.items():
+        if not _valid_name(key):
+            return "NAME_INVALID"
+        if key.startswith(RESERVED_PREFIXES):
+            return "NAME_RESERVED"
+        if isinstance(value, str) and len(value) > MAX_PARAM_VALUE_LENGTH:
+            return "VALUE_INVALID"
+        if not isinstance(value, str | int | float | bool):
+            return "VALUE_INVALID"
+    return None
+
+
+def _valid_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and bool(NAME.match(name))
+
+
+def event_params(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`params.<name>` fields, nulls left out (GA4 has no null parameter)."""
+    return {
+        name[len(PARAMS_PREFIX) :]: value
+        for name, value in fields.items()
+        if name.startswith(PARAMS_PREFIX) and value is not None
+    }
+
+
+def as_event(record: Record) -> Ga4Event:
+    fields = record.fields
+    params = event_params(fields)
+    if record.event_id is not None:
+        params.setdefault("event_id", record.event_id)  # for de-duplication downstream
+    user_id = fields.get("user_id")
+    micros = fields.get("timestamp_micros")
+    return Ga4Event(
+        record.record_key,
+        str(fields["client_id"]),
+        None if user_id is None else str(user_id),
+        None if micros is None else int(micros),
+        {"name": str(fields["name"]), "params": params},
+    )
+
+
+def request_bodies(
+    events: Sequence[Ga4Event], max_bytes: int = MAX_BODY_BYTES
+) -> list[tuple[dict[str, Any], list[str]]]:
+    """(body, record keys) per request: events of one client and user together, ≤25 and <130 kB each.
+
+    25 valid events stay under 100 kB, so the size check is a guard (e.g. for `items` arrays).
+    """
+    groups: dict[tuple[str, str | None, int | None], list[Ga4Event]] = {}
+    for event in events:  # dicts keep first-seen order: requests go out in the records' order
+        groups.setdefault((event.client_id, event.user_id, event.timestamp_micros), []).append(event)
+    bodies: list[tuple[dict[str, Any], list[str]]] = []
+    for (client_id, user_id, micros), members in groups.items():
+        head: dict[str, Any] = {"client_id": client_id}
+        if user_id is not None:
+            head["user_id"] = user_id
+        if micros is not None:
+            head["timestamp_micros"] = micros
+        current: list[Ga4Event] = []
+        for event in members:
+            candidate = [*current, event]
+            too_big = _size({**head, "events": [e.event for e in candidate]}) >= max_bytes
+            if current and (len(candidate) > MAX_EVENTS_PER_REQUEST or too_big):
+                bodies.append(
+                    ({**head, "events": [e.event for e in current]}, [e.record_key for e in current])
+                )
+                current = [event]
+            else:
+                current = candidate
+        if current:
+            bodies.append(({**head, "events": [e.event for e in current]}, [e.record_key for e in current]))
+    return bodies
+
+
+def _size(body: Mapping[str, Any]) -> int:
+    return len(json.dumps(body).encode())  # what requests sends for json=
+
+
+class Ga4Connector(Connector):
+    """Analytics events; ids are pseudonymous by mapping (never an e-mail or a name)."""
+
+    name: ClassVar[str] = "ga4"
+    consent_category: ClassVar[str] = "analytics"
+    batch_sizes: ClassVar[dict[str, int]] = {"events": MAX_EVENTS_PER_REQUEST}
+
+    def __init__(self, http: VendorHttp, measurement_id: str, api_secret: str) -> None:
+        self.http = http
+        self.measurement_id = measurement_id
+        self._api_secret = api_secret
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        endpoint = resolve_endpoint(
+            cls.name,
+            credential_env="GA4_API_SECRET",
+            vendor_base_url=VENDOR_BASE_URL,
+            configured_base_url=os.environ.get("GA4_BASE_URL") or None,
+            sandbox_path="ga4",
+            sandbox_secret=SANDBOX_API_SECRET,
+        )
+        measurement_id = os.environ.get("GA4_MEASUREMENT_ID") or (
+            SANDBOX_MEASUREMENT_ID if endpoint.sandbox else ""
+        )
+        if not measurement_id:
+            raise NotConfigured("ga4: GA4_API_SECRET is set but GA4_MEASUREMENT_ID is not")
+        per_hour = int(os.environ.get("GA4_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
+        http = VendorHttp(
+            cls.name,
+            endpoint.base_url,
+            timeout=settings.http_timeout_seconds,
+            policy=POLICY,
+            rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
+        )
+        return cls(http, measurement_id, endpoint.secret.get_secret_value())
+
+    @property
+    def _query(self) -> dict[str, str]:
+        return {"measurement_id": self.measurement_id, "api_secret": self._api_secret}
+
+    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Send the events; each request carries the events of one `client_id` (whatever `upsert_key` is)."""
+        if object_name != "events":
+            raise ValueError(f"ga4: unsupported object {object_name!r}")
+        outcomes: dict[str, Outcome] = {}
+        sendable: list[Ga4Event] = []
+        for record in records:
+            problem = wire_problem(record.fields)
+            if problem is not None:
+                outcomes[record.record_key] = Outcome(record.record_key, SyncStatus.FAILED, error=problem)
+            else:
+                sendable.append(as_event(record))
+        event_ids = {e.record_key: e.event["params"].get("event_id") for e in sendable}
+        for body, keys in request_bodies(sendable):
+            self.http.request("POST", "/mp/collect", params=self._query, json=body)
+            for key in keys:
+                remote = event_ids.get(key)
+                outcomes[key] = Outcome(
+                    key, SyncStatus.CREATED, remote_id=None if remote is None else str(remote)
+                )
+        return [outcomes[r.record_key] for r in records]
+
+    def validate(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The validation server's messages for one request body (empty when GA4 would accept it)."""
+        response = self.http.request("POST", "/debug/mp/collect", params=self._query, json=dict(body))
+        answer: dict[str, Any] = response.json() if response.content else {}
+        messages: list[dict[str, Any]] = answer.get("validationMessages") or []
+        return messages
+
+    def test_connection(self) -> ConnectionCheck:
+        """A sample event to the validation server (it checks the payload, not the secret)."""
+        started = time.monotonic()
+        sample = {
+            "client_id": "ennu-connection-test",
+            "events": [{"name": "ennu_connection_test", "params": {"engagement_time_msec": 1}}],
+        }
+        messages = self.validate(sample)
+        latency = int((time.monotonic() - started) * 1000)
+        if messages:
+            codes = sorted({str(m.get("validationCode")) for m in messages})
+            return ConnectionCheck(self.name, False, f"validation: {', '.join(codes)}", latency)
+        return ConnectionCheck(self.name, True, "sample event validated", latency)
+
+    def erase(self, person: Person) -> Outcome:
+        return Outcome(f"user:{person.user_id}", SyncStatus.SKIPPED, error=ERASE_NOT_SUPPORTED)
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,399 @@
+"""Salesforce: Contacts, Leads, Accounts and Opportunities by sObject Collections upsert (200), OAuth 2.0."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import quote, urlsplit
+
+import jwt
+import requests
+from pydantic import SecretStr
+
+from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.endpoint import NotConfigured, resolve_endpoint
+from connectors.http import ErrorPolicy, PermanentError, VendorHttp
+from connectors.rate_limit import RateLimit
+from ennu.models import SyncStatus
+from ennu.secrets import read_secret
+from ennu.settings import Settings
+
+VENDOR_LOGIN_URL = "https://login.salesforce.com"
+SANDBOX_CONSUMER_KEY = "sandbox-sf-key"
+SANDBOX_CLIENT_SECRET = "sandbox-sf-secret"  # noqa: S105 - the sandbox's published dummy secret
+DEFAULT_API_VERSION = "62.0"
+DEFAULT_EXTERNAL_ID_FIELD = (
+    "ENNU_User_Id__c"  # the name mappings use; SALESFORCE_EXTERNAL_ID_FIELD renames it
+)
+GOAL_EXTERNAL_ID_FIELD = "ENNU_Goal_Id__c"
+DEFAULT_REQUESTS_PER_HOUR = 4000
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_LIFETIME_SECONDS = 180  # Salesforce refuses assertions that expire more than 3 minutes ahead
+COLLECTION_LIMIT = 200
+ERASABLE_OBJECTS = ("Contact", "Lead")
+API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+# The API's daily limit answers 403 REQUEST_LIMIT_EXCEEDED: try later, not a refusal of the records.
+POLICY = ErrorPolicy(retryable_codes=frozenset({"REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE"}))
+# The token endpoint answers OAuth errors ({"error": "invalid_grant"}) that the connector reads itself.
+TOKEN_POLICY = ErrorPolicy()
+
+
+@dataclass(frozen=True)
+class ClientCredentialsGrant:
+    """OAuth 2.0 client credentials: the connected app's key and secret, Basic auth to the My Domain URL."""
+
+    consumer_key: str
+    client_secret: SecretStr
+
+    def token_request(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(form fields, headers) of the token request."""
+        pair = f"{self.consumer_key}:{self.client_secret.get_secret_value()}".encode()
+        return {"grant_type": "client_credentials"}, {
+            "Authorization": f"Basic {base64.b64encode(pair).decode()}"
+        }
+
+
+@dataclass(frozen=True)
+class JwtBearerGrant:
+    """OAuth 2.0 JWT bearer flow: an RS256 assertion for `username`, signed with the connected app's key."""
+
+    consumer_key: str
+    username: str
+    private_key: SecretStr  # PEM
+    audience: str  # https://login.salesforce.com or https://test.salesforce.com (see jwt_audience)
+
+    def assertion(self, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims: dict[str, Any] = {
+            "iss": self.consumer_key,
+            "sub": self.username,
+            "aud": self.audience,
+            "exp": issued + JWT_LIFETIME_SECONDS,
+        }
+        return jwt.encode(claims, self.private_key.get_secret_value(), algorithm="RS256")
+
+    def token_request(self) -> tuple[dict[str, str], dict[str, str]]:
+        return {"grant_type": JWT_BEARER_GRANT, "assertion": self.assertion()}, {}
+
+
+Grant = ClientCredentialsGrant | JwtBearerGrant
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: SecretStr
+    instance_url: str
+
+
+def parse_limit_info(header: str | None) -> tuple[int, int] | None:
+    """`api-usage=18/15000` → (18, 15000)."""
+    match = LIMIT_INFO.search(header or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def soql_datetime(when: datetime) -> str:
+    """A SOQL dateTime literal in UTC, floored to the second (a later read may repeat, never skip)."""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def jwt_audience(login_url: str) -> str:
+    """The JWT `aud`: login.salesforce.com, or test.salesforce.com for sandbox orgs, even behind My Domain.
+
+    Any other host (an Experience Cloud site, a stand-in) is its own audience.
+    """
+    host = (urlsplit(login_url).hostname or "").lower()
+    if host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com"):
+        return "https://test.salesforce.com"
+    if host == "salesforce.com" or host.endswith(".salesforce.com"):
+        return VENDOR_LOGIN_URL
+    return login_url.rstrip("/")
+
+
+def _api_name(name: str) -> str:
+    """Object and field names go into paths and SOQL: only API names, never anything else."""
+    if not API_NAME.match(name):
+        raise ValueError(f"salesforce: {name!r} is not an API name")
+    return name
+
+
+class SalesforceConnector(Connector):
+    """CRM objects upserted by an external-id field; the token is fetched lazily and refreshed once on 401."""
+
+    name: ClassVar[str] = "salesforce"
+    consent_category: ClassVar[str] = "crm"
+    batch_sizes: ClassVar[dict[str, int]] = {
+        "Contact": COLLECTION_LIMIT,
+        "Lead": COLLECTION_LIMIT,
+        "Account": COLLECTION_LIMIT,
+        "Opportunity": COLLECTION_LIMIT,
+    }
+
+    def __init__(
+        self,
+        http: VendorHttp,
+        auth_http: VendorHttp,
+        grant: Grant,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        external_id_field: str = DEFAULT_EXTERNAL_ID_FIELD,
+        query_batch_size: int | None = None,
+    ) -> None:
+        self.http = http
+        self.auth_http = auth_http
+        self.grant = grant
+        self.api_version = api_version
+        self.external_id_field = _api_name(external_id_field)
+        self.query_batch_size = query_batch_size
+        self.api_usage: tuple[int, int] | None = None  # the last Sforce-Limit-Info: (used, daily limit)
+        self._token: AccessToken | None = None
+        self._token_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        endpoint = resolve_endpoint(
+            cls.name,
+            credential_env="SALESFORCE_CONSUMER_KEY",
+            vendor_base_url=VENDOR_LOGIN_URL,
+            configured_base_url=os.environ.get("SALESFORCE_LOGIN_URL") or None,
+            sandbox_path="salesforce",
+            sandbox_secret=SANDBOX_CONSUMER_KEY,
+        )
+        login_url = endpoint.base_url.rstrip("/")
+        consumer_key = endpoint.secret.get_secret_value()
+        grant: Grant
+        if endpoint.sandbox:
+            grant = ClientCredentialsGrant(consumer_key, SecretStr(SANDBOX_CLIENT_SECRET))
+        else:
+            grant = _configured_grant(consumer_key, login_url)
+        per_hour = int(os.environ.get("SALESFORCE_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
+        batch_size = os.environ.get("SALESFORCE_QUERY_BATCH_SIZE")
+        http = VendorHttp(
+            cls.name,
+            login_url,  # replaced by the instance URL of the first token
+            timeout=settings.http_timeout_seconds,
+            policy=POLICY,
+            rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
+        )
+        auth_http = VendorHttp(
+            cls.name, login_url, timeout=settings.http_timeout_seconds, policy=TOKEN_POLICY, pool_size=2
+        )
+        return cls(
+            http,
+            auth_http,
+            grant,
+            api_version=os.environ.get("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION,
+            external_id_field=os.environ.get("SALESFORCE_EXTERNAL_ID_FIELD") or DEFAULT_EXTERNAL_ID_FIELD,
+            query_batch_size=int(batch_size) if batch_size else None,
+        )
+
+    # ------------------------------------------------------------------ session
+
+    def _fetch_token(self) -> AccessToken:
+        data, headers = self.grant.token_request()
+        response = self.auth_http.request(
+            "POST", "/services/oauth2/token", data=data, headers=headers, allow_statuses=frozenset({400, 401})
+        )
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:  # an HTML error page from a proxy or a wrong login URL
+            body = {}
+        if response.status_code >= 400:
+            # Any refusal of the credentials is an auth failure (401), so the push stage defers the
+            # records instead of failing them; the OAuth error code (invalid_grant, ...) is kept.
+            raise PermanentError(self.name, 401, f"token {body.get('error') or response.status_code}")
+        if not body.get("access_token") or not body.get("instance_url"):
+            raise PermanentError(self.name, 401, "token response without access_token or instance_url")
+        token = AccessToken(SecretStr(str(body["access_token"])), str(body["instance_url"]).rstrip("/"))
+        self.http.base_url = f"{token.instance_url}/services/data/v{self.api_version}"
+        return token
+
+    def _session(self, stale: AccessToken | None = None) -> AccessToken:
+        """The cached token; a new one when there is none or when `stale` (refused by the API) is current."""
+        with self._token_lock:
+            if self._token is None or (stale is not None and self._token is stale):
+                self._token = self._fetch_token()
+            return self._token
+
+    def _send(self, token: AccessToken, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token.value.get_secret_value()}", **kwargs.pop("headers", {})}
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        usage = parse_limit_info(response.headers.get("Sforce-Limit-Info"))
+        if usage is not None:
+            self.api_usage = usage
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One API request; an expired session (401 INVALID_SESSION_ID) is refreshed and retried once."""
+        token = self._session()
+        try:
+            return self._send(token, method, path, **kwargs)
+        except PermanentError as exc:
+            if exc.status != 401 or exc.code != "INVALID_SESSION_ID":
+                raise
+        return self._send(self._session(stale=token), method, path, **kwargs)
+
+    def _field(self, name: str) -> str:
+        """Mappings say ENNU_User_Id__c; an org may call its external-id field otherwise."""
+        return self.external_id_field if name == DEFAULT_EXTERNAL_ID_FIELD else _api_name(name)
+
+    def _sobject(self, object_name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The record body: nulls left out (never clear what staff typed), dotted names as relationships."""
+        body: dict[str, Any] = {"attributes": {"type": object_name}}
+        for name, value in fields.items():
+            if value is None:
+                continue
+            head, _, tail = self._field(name).partition(".")
+            if tail:
+                body.setdefault(head, {})[tail] = value
+            else:
+                body[head] = value
+        return body
+
+    # ------------------------------------------------------------------ the surface
+
+    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Upsert ≤200 records of one sObject by its external-id field; one result per record, in order."""
+        if object_name not in self.batch_sizes:
+            raise ValueError(f"salesforce: unsupported object {object_name!r}")
+        if len(records) > COLLECTION_LIMIT:
+            raise ValueError(f"salesforce: at most {COLLECTION_LIMIT} records a request")
+        if not records:
+            return []
+        id_field = self._field(upsert_key)
+        body = {
+            "allOrNone": False,
+            "records": [self._sobject(object_name, _with_text_key(r.fields, upsert_key)) for r in records],
+        }
+        response = self._call("PATCH", f"/composite/sobjects/{_api_name(object_name)}/{id_field}", json=body)
+        results: list[dict[str, Any]] = response.json()
+        outcomes = [_outcome(record, result) for record, result in zip(records, results, strict=False)]
+        outcomes += [
+            Outcome(r.record_key, SyncStatus.FAILED, error="no result from salesforce")
+            for r in records[len(outcomes) :]
+        ]
+        return outcomes
+
+    def upsert_one(self, object_name: str, upsert_key: str, record: Record) -> Outcome:
+        """Upsert one record with the sObject Rows by External ID resource (PATCH .../{field}/{value})."""
+        id_field = self._field(upsert_key)
+        value = record.fields.get(upsert_key)
+        if value is None:
+            return Outcome(record.record_key, SyncStatus.FAILED, error=f"no {upsert_key}")
+        fields = {k: v for k, v in record.fields.items() if k != upsert_key}
+        body = self._sobject(object_name, fields)
+        del body["attributes"]
+        response = self._call(
+            "PATCH",
+            f"/sobjects/{_api_name(object_name)}/{id_field}/{quote(str(value), safe='')}",
+            json=body,
+            allow_statuses=frozenset({400}),
+        )
+        if response.status_code == 204:  # API 45.0 and earlier: an update has no body
+            return Outcome(record.record_key, SyncStatus.UPDATED)
+        if response.status_code == 300:
+            return Outcome(record.record_key, SyncStatus.FAILED, error="MULTIPLE_CHOICES")
+        answer: Any = response.json()
+        if response.status_code == 400:
+            errors = answer if isinstance(answer, list) else []
+            code = next((str(e.get("errorCode")) for e in errors if isinstance(e, dict)), "http 400")
+            return Outcome(record.record_key, SyncStatus.FAILED, error=code)
+        created = response.status_code == 201 or bool(answer.get("created"))
+        status = SyncStatus.CREATED if created else SyncStatus.UPDATED
+        return Outcome(record.record_key, status, remote_id=answer.get("id"))
+
+    def fetch_changed(
+        self, object_name: str, since: datetime, fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of `object_name` modified after `since` (SystemModstamp), every page followed."""
+        names = list(fields) if fields else ["Id", self.external_id_field, "SystemModstamp"]
+        # Every name passed _api_name and the date is formatted by us: nothing else reaches the SOQL.
+        columns = ", ".join(self._field(n) for n in names)
+        where = f"SystemModstamp > {soql_datetime(since)}"
+        soql = f"SELECT {columns} FROM {_api_name(object_name)} WHERE {where} ORDER BY SystemModstamp"  # noqa: S608
+        headers = (
+            {"Sforce-Query-Options": f"batchSize={self.query_batch_size}"} if self.query_batch_size else {}
+        )
+        page: dict[str, Any] = self._call("GET", "/query", params={"q": soql}, headers=headers).json()
+        records: list[dict[str, Any]] = []
+        while True:
+            records += [{k: v for k, v in r.items() if k != "attributes"} for r in page.get("records", [])]
+            next_url = page.get("nextRecordsUrl")
+            if page.get("done", True) or not next_url:
+                return records
+            token = self._session()
+            page = self._call("GET", f"{token.instance_url}{next_url}", headers=headers).json()
+
+    def test_connection(self) -> ConnectionCheck:
+        started = time.monotonic()
+        limits: dict[str, Any] = self._call("GET", "/limits").json()
+        daily = limits.get("DailyApiRequests") or {}
+        detail = f"daily API requests remaining {daily.get('Remaining', '?')}/{daily.get('Max', '?')}"
+        return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
+
+    def erase(self, person: Person) -> Outcome:
+        """Delete the Contact and Lead with the person's external id (they go to the Recycle Bin)."""
+        key = f"user:{person.user_id}"
+        deleted: list[str] = []
+        for object_name in ERASABLE_OBJECTS:
+            response = self._call(
+                "DELETE",
+                f"/sobjects/{object_name}/{self.external_id_field}/{person.user_id}",
+                allow_statuses=frozenset({404}),
+            )
+            if response.status_code != 404:
+                deleted.append(object_name)
+        if not deleted:
+            return Outcome(key, SyncStatus.UNCHANGED, error="not found")
+        return Outcome(key, SyncStatus.ERASED, remote_id=",".join(deleted))
+
+    def close(self) -> None:
+        self.http.close()
+        self.auth_http.close()
+
+
+def _with_text_key(fields: Mapping[str, Any], upsert_key: str) -> dict[str, Any]:
+    """External-id fields are text: 42 is sent as "42", as the single-record URL would carry it."""
+    out = dict(fields)
+    if out.get(upsert_key) is not None:
+        out[upsert_key] = str(out[upsert_key])
+    return out
+
+
+def _outcome(record: Record, result: Mapping[str, Any]) -> Outcome:
+    if result.get("success"):
+        status = SyncStatus.CREATED if result.get("created") else SyncStatus.UPDATED
+        return Outcome(record.record_key, status, remote_id=result.get("id"))
+    errors = result.get("errors") or [{}]
+    # statusCode only: Salesforce's messages can quote the refused value.
+    return Outcome(record.record_key, SyncStatus.FAILED, error=str(errors[0].get("statusCode") or "error"))
+
+
+def _configured_grant(consumer_key: str, login_url: str) -> Grant:
+    """JWT bearer when a private key is configured, else client credentials; NotConfigured without either."""
+    private_key = read_secret("SALESFORCE_PRIVATE_KEY")
+    key_file = os.environ.get("SALESFORCE_PRIVATE_KEY_FILE")
+    if private_key is None and key_file:
+        private_key = SecretStr(Path(key_file).read_text())
+    if private_key is not None:
+        username = os.environ.get("SALESFORCE_USERNAME")
+        if not username:
+            raise NotConfigured("salesforce: the JWT bearer flow needs SALESFORCE_USERNAME")
+        audience = os.environ.get("SALESFORCE_JWT_AUDIENCE") or jwt_audience(login_url)
+        return JwtBearerGrant(consumer_key, username, private_key, audience)
+    client_secret = read_secret("SALESFORCE_CLIENT_SECRET")
+    if client_secret is not None:
+        return ClientCredentialsGrant(consumer_key, client_secret)
+    raise NotConfigured(
+        "salesforce: SALESFORCE_CONSUMER_KEY is set but neither SALESFORCE_PRIVATE_KEY(_FILE) "
+        "nor SALESFORCE_CLIENT_SECRET"
+    )

@@ -1,0 +1,92 @@
+"""Microsoft Teams: notices through a Workflows (Power Automate) webhook as an Adaptive Card."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Self
+
+from connectors.base import ConnectionCheck
+from connectors.endpoint import resolve_endpoint
+from connectors.http import VendorHttp
+from connectors.notices import NoticeConnector
+from connectors.rate_limit import RateLimit
+from ennu.settings import Settings
+
+SANDBOX_FLOW = "workflows/sandbox-flow/triggers/manual/paths/invoke"
+
+
+def adaptive_card(title: str, text: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Workflows webhook message: one Adaptive Card 1.2 attachment."""
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True},
+        {"type": "TextBlock", "text": text, "wrap": True},
+    ]
+    if facts:
+        body.append(
+            {"type": "FactSet", "facts": [{"title": str(k), "value": str(v)} for k, v in facts.items()]}
+        )
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.2",
+                    "body": body,
+                },
+            }
+        ],
+    }
+
+
+def message_card(title: str, text: str) -> dict[str, Any]:
+    """The legacy Office 365 connector MessageCard, for clinics that still have one."""
+    return {
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": title[:80],
+        "title": title,
+        "text": text,
+    }
+
+
+class TeamsConnector(NoticeConnector):
+    name: ClassVar[str] = "teams"
+    consent_category: ClassVar[str] = "notifications"
+    batch_sizes: ClassVar[dict[str, int]] = {"messages": 1}
+
+    def __init__(self, http: VendorHttp, legacy: bool = False) -> None:
+        super().__init__(http)
+        self.legacy = legacy
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        endpoint = resolve_endpoint(
+            cls.name,
+            credential_env="TEAMS_WEBHOOK_URL",
+            vendor_base_url="https://prod.westus.logic.azure.com",
+            configured_base_url=None,
+            sandbox_path=f"teams/{SANDBOX_FLOW}",
+            sandbox_secret="",
+        )
+        url = endpoint.secret.get_secret_value() if not endpoint.sandbox else endpoint.base_url
+        legacy = "webhook.office.com" in url or "outlook.office.com" in url
+        http = VendorHttp(
+            cls.name,
+            url,
+            timeout=settings.http_timeout_seconds,
+            rate_limit=RateLimit(cls.name, 3600) if rate_limited else None,
+        )
+        return cls(http, legacy)
+
+    def send(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+        body = message_card(title, text) if self.legacy else adaptive_card(title, text, facts)
+        self.http.request("POST", "", json=body)
+
+    def test_connection(self) -> ConnectionCheck:
+        started = time.monotonic()
+        self.send("ENNU connection test", "The ENNU integration hub can reach this channel.")
+        return ConnectionCheck(self.name, True, "card accepted", int((time.monotonic() - started) * 1000))

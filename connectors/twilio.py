@@ -1,0 +1,220 @@
+"""Twilio: SMS and voice reminders, one request each, only within the recipient's daytime hours."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+
+from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.endpoint import NotConfigured, resolve_endpoint
+from connectors.http import ErrorPolicy, VendorHttp
+from connectors.rate_limit import RateLimit
+from ennu.models import SyncStatus
+from ennu.secrets import read_secret
+from ennu.settings import Settings
+
+VENDOR_BASE_URL = "https://api.twilio.com"
+API_VERSION = "2010-04-01"
+SANDBOX_ACCOUNT_SID = "AC00000000000000000000000000000000"
+SANDBOX_AUTH_TOKEN = "sandbox-twilio-token"  # noqa: S105 - the sandbox's published dummy token
+SANDBOX_FROM_NUMBER = "+15005550006"  # Twilio's magic "valid sender" number of test credentials
+# 20429: too many concurrent requests (sent with a 429, but the code says it whatever the status).
+POLICY = ErrorPolicy(retryable_codes=frozenset({"20429"}))
+# 400 is a refusal of one message (21211 invalid number, 21610 unsubscribed, 21614 not a mobile, ...).
+PER_RECORD_STATUSES = frozenset({400})
+RESOURCES = {"messages": "Messages.json", "calls": "Calls.json"}
+# Fields the mapping gives the connector for its own use; they never leave the system.
+LOCAL_FIELDS = frozenset({"timezone"})
+SPOKEN_FIELD = "Say"  # calls: the text of the reminder, sent as TwiML
+SEND_FROM_HOUR = 8
+SEND_UNTIL_HOUR = 21
+DEFAULT_TIMEZONE = "America/New_York"
+DEFAULT_REQUESTS_PER_HOUR = 3_600  # one message a second: a US long code's throughput
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def within_sending_hours(
+    now: datetime, timezone: str | None, default_timezone: str = DEFAULT_TIMEZONE
+) -> bool:
+    """True between 08:00 and 21:00 in the person's IANA time zone (the default one when unknown)."""
+    try:
+        zone = ZoneInfo(timezone or default_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(default_timezone)
+    return SEND_FROM_HOUR <= now.astimezone(zone).hour < SEND_UNTIL_HOUR
+
+
+def spoken_twiml(text: str) -> str:
+    """`<Response><Say>text</Say></Response>`, the text XML-escaped."""
+    return f"<Response><Say>{escape(text)}</Say></Response>"
+
+
+def with_query(url: str, extra: dict[str, str]) -> str:
+    """The URL with `extra` added to its query string."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(extra.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class TwilioConnector(Connector):
+    """Messages and calls; Twilio keeps no idempotency key, so the returned SID is kept as the remote id."""
+
+    name: ClassVar[str] = "twilio"
+    consent_category: ClassVar[str] = "communication"
+    batch_sizes: ClassVar[dict[str, int]] = {"messages": 1, "calls": 1}
+
+    def __init__(
+        self,
+        http: VendorHttp,
+        account_sid: str,
+        *,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        status_callback_url: str | None = None,
+        default_timezone: str = DEFAULT_TIMEZONE,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.http = http
+        self.account_sid = account_sid
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.status_callback_url = status_callback_url
+        self.default_timezone = default_timezone
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        # An API key (SK...:secret) is preferred to the account's auth token when both are configured.
+        api_key_sid = read_secret("TWILIO_API_KEY_SID")
+        use_api_key = api_key_sid is not None and read_secret("TWILIO_API_KEY_SECRET") is not None
+        endpoint = resolve_endpoint(
+            cls.name,
+            credential_env="TWILIO_API_KEY_SECRET" if use_api_key else "TWILIO_AUTH_TOKEN",
+            vendor_base_url=VENDOR_BASE_URL,
+            configured_base_url=os.environ.get("TWILIO_BASE_URL") or None,
+            sandbox_path="twilio",
+            sandbox_secret=SANDBOX_AUTH_TOKEN,
+        )
+        configured_sid = read_secret("TWILIO_ACCOUNT_SID")
+        if endpoint.sandbox:
+            account_sid = SANDBOX_ACCOUNT_SID
+            username = SANDBOX_ACCOUNT_SID
+        else:
+            if configured_sid is None:
+                raise NotConfigured("twilio: credentials configured without TWILIO_ACCOUNT_SID")
+            account_sid = configured_sid.get_secret_value()
+            username = api_key_sid.get_secret_value() if use_api_key and api_key_sid else account_sid
+        from_number = os.environ.get("TWILIO_FROM_NUMBER") or (
+            SANDBOX_FROM_NUMBER if endpoint.sandbox else None
+        )
+        http = VendorHttp(
+            cls.name,
+            endpoint.base_url,
+            auth=(username, endpoint.secret.get_secret_value()),
+            timeout=settings.http_timeout_seconds,
+            policy=POLICY,
+            rate_limit=(
+                RateLimit(cls.name, _env_int("TWILIO_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
+                if rate_limited
+                else None
+            ),
+        )
+        return cls(
+            http,
+            account_sid,
+            from_number=from_number,
+            messaging_service_sid=os.environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
+            status_callback_url=os.environ.get("TWILIO_STATUS_CALLBACK_URL") or None,
+            default_timezone=os.environ.get("TWILIO_DEFAULT_TIMEZONE") or DEFAULT_TIMEZONE,
+        )
+
+    @property
+    def account_path(self) -> str:
+        return f"/{API_VERSION}/Accounts/{self.account_sid}"
+
+    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        if object_name not in RESOURCES:
+            raise ValueError(f"twilio: unsupported object {object_name!r}")
+        now = self.clock()
+        outcomes: list[Outcome] = []
+        for record in records:
+            if not within_sending_hours(now, record.fields.get("timezone"), self.default_timezone):
+                # Not sent now; the drain offers it again later.
+                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error="quiet hours"))
+                continue
+            form = self.form(object_name, record)
+            if form is None:
+                outcomes.append(
+                    Outcome(record.record_key, SyncStatus.FAILED, error="no caller number configured")
+                )
+                continue
+            response = self.http.request(
+                "POST",
+                f"{self.account_path}/{RESOURCES[object_name]}",
+                data=form,
+                allow_statuses=PER_RECORD_STATUSES,
+            )
+            outcomes.append(self.outcome(record, response))
+        return outcomes
+
+    def form(self, object_name: str, record: Record) -> dict[str, str] | None:
+        """The request's form fields; None when a call has no caller number to come from."""
+        form = {
+            name: str(value)
+            for name, value in record.fields.items()
+            if value is not None and name not in LOCAL_FIELDS
+        }
+        if object_name == "calls":
+            if not self.from_number:
+                return None
+            spoken = form.pop(SPOKEN_FIELD, None)
+            if spoken is not None:
+                form["Twiml"] = spoken_twiml(spoken)
+            form.setdefault("From", self.from_number)
+        elif self.messaging_service_sid:
+            form.setdefault("MessagingServiceSid", self.messaging_service_sid)
+        elif self.from_number:
+            form.setdefault("From", self.from_number)
+        if self.status_callback_url:
+            # Twilio signs the full callback URL, query included: the event id comes back with every status.
+            form["StatusCallback"] = with_query(
+                self.status_callback_url,
+                {"event_id": record.event_id or "", "record_key": record.record_key},
+            )
+        return form
+
+    @staticmethod
+    def outcome(record: Record, response: requests.Response) -> Outcome:
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code >= 400:
+            return Outcome(
+                record.record_key, SyncStatus.FAILED, error=str(body.get("code") or response.status_code)
+            )
+        return Outcome(record.record_key, SyncStatus.CREATED, remote_id=str(body.get("sid")))
+
+    def test_connection(self) -> ConnectionCheck:
+        started = time.monotonic()
+        self.http.request("GET", f"{self.account_path}.json")
+        return ConnectionCheck(self.name, True, "account read", int((time.monotonic() - started) * 1000))
+
+    def erase(self, person: Person) -> Outcome:
+        # Messages and calls are logs Twilio keeps (and redacts on request); nothing here is a person record.
+        return Outcome(f"user:{person.user_id}", SyncStatus.UNCHANGED, error="no person record at Twilio")
+
+    def close(self) -> None:
+        self.http.close()

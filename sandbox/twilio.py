@@ -1,0 +1,275 @@
+"""Twilio stand-in: Messages and Calls (2010-04-01), account read; basic auth, forms, Twilio error codes."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import uuid
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+from xml.etree import ElementTree
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from sandbox.config import SandboxConfig
+from sandbox.state import SandboxState, VendorState
+
+API_VERSION = "2010-04-01"
+SANDBOX_ACCOUNT_SID = "AC00000000000000000000000000000000"
+SANDBOX_AUTH_TOKEN = "sandbox-twilio-token"  # noqa: S105 - a published dummy
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+FORM = "application/x-www-form-urlencoded"
+# Twilio's magic recipient numbers for test credentials, each answered with its documented error.
+MAGIC_INVALID = "+15005550001"  # 21211
+MAGIC_UNSUBSCRIBED = "+15005550004"  # 21610
+MAGIC_NOT_MOBILE = "+15005550009"  # 21614
+UNSUBSCRIBED_ENV = "ENNU_SANDBOX_TWILIO_UNSUBSCRIBED"
+MAX_BODY = 1600
+GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GENERIC_MESSAGES = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "The requested resource was not found",
+    429: "Too Many Requests",
+    500: "An internal server error has occurred",
+    503: "Service unavailable",
+}
+
+
+def twilio_error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content=_error_content(status, code, message))
+
+
+def _error_content(status: int, code: int, message: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def error_body(status: int, retry_after: int | None) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """Twilio's `{code, message, more_info, status}` for injected failures and rate limiting (20429 etc.)."""
+    code = 20000 + status
+    return _error_content(status, code, GENERIC_MESSAGES.get(status, "Error")), "application/json", {}
+
+
+class Unauthorised(Exception):
+    """Raised by the auth dependency; the app turns it into Twilio's 20003."""
+
+
+def unauthorised_response() -> JSONResponse:
+    response = twilio_error(401, 20003, "Authenticate")
+    response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    return response
+
+
+def unsubscribed_numbers(config: SandboxConfig) -> frozenset[str]:
+    """Recipients who replied STOP: Twilio's magic number, the config's list and the environment's."""
+    configured = getattr(config, "twilio_unsubscribed_numbers", None) or ()
+    from_env = [n.strip() for n in os.environ.get(UNSUBSCRIBED_ENV, "").split(",") if n.strip()]
+    return frozenset({MAGIC_UNSUBSCRIBED, *configured, *from_env})
+
+
+def _now() -> str:
+    return format_datetime(datetime.now(UTC))
+
+
+def _segments(body: str) -> int:
+    single, part = (160, 153) if set(body) <= GSM7 else (70, 67)
+    return 1 if len(body) <= single else math.ceil(len(body) / part)
+
+
+def _valid_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _public(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "received_form"}
+
+
+def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
+    account_sid = str(getattr(config, "twilio_account_sid", SANDBOX_ACCOUNT_SID))
+    auth_token = str(getattr(config, "twilio_auth_token", SANDBOX_AUTH_TOKEN))
+    unsubscribed = unsubscribed_numbers(config)
+
+    def authorised(request: Request) -> None:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            user, password = "", ""
+        if scheme.lower() != "basic" or user != account_sid or password != auth_token:
+            raise Unauthorised
+
+    router = APIRouter(dependencies=[Depends(authorised)])
+
+    def twilio() -> VendorState:
+        return state.vendor("twilio")
+
+    def not_found(path: str) -> JSONResponse:
+        return twilio_error(404, 20404, f"The requested resource {path} was not found")
+
+    async def form_of(request: Request) -> dict[str, str]:
+        # Twilio reads form fields only; a JSON body reaches it as no parameters at all.
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
+            return {}
+        return dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+
+    def recipient_problem(to: str | None, *, sms: bool) -> JSONResponse | None:
+        if not to:
+            return twilio_error(400, 21604 if sms else 21201, "A 'To' phone number is required.")
+        if not E164.match(to) or to == MAGIC_INVALID:
+            return twilio_error(400, 21211, "Invalid 'To' Phone Number")
+        if sms and to == MAGIC_NOT_MOBILE:
+            return twilio_error(400, 21614, "'To' number is not a valid mobile number")
+        return None
+
+    def callback_problem(form: dict[str, str]) -> JSONResponse | None:
+        callback = form.get("StatusCallback")
+        if callback and not _valid_url(callback):
+            return twilio_error(400, 21609, "Invalid StatusCallback")
+        return None
+
+    @router.get("/2010-04-01/Accounts/{sid}.json")
+    async def account(sid: str, request: Request) -> Response:
+        if sid != account_sid:
+            return not_found(request.url.path)
+        return JSONResponse(
+            {
+                "sid": account_sid,
+                "friendly_name": "ENNU sandbox",
+                "status": "active",
+                "type": "Full",
+                "owner_account_sid": account_sid,
+                "date_created": _now(),
+                "date_updated": _now(),
+                "uri": f"/{API_VERSION}/Accounts/{account_sid}.json",
+            }
+        )
+
+    @router.post("/2010-04-01/Accounts/{sid}/Messages.json")
+    async def create_message(sid: str, request: Request) -> Response:
+        if sid != account_sid:
+            return not_found(request.url.path)
+        form = await form_of(request)
+        to, sender, service = form.get("To"), form.get("From"), form.get("MessagingServiceSid")
+        body = form.get("Body", "")
+        problem = recipient_problem(to, sms=True)
+        if problem is not None:
+            return problem
+        if not sender and not service:
+            return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if sender and not E164.match(sender):
+            return twilio_error(400, 21212, "Invalid 'From' Phone Number")
+        if not body and not form.get("MediaUrl"):
+            return twilio_error(400, 21602, "Message body is required.")
+        if len(body) > MAX_BODY:
+            return twilio_error(
+                400, 21617, f"The concatenated message body exceeds the {MAX_BODY} character limit."
+            )
+        if to in unsubscribed:
+            return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
+        problem = callback_problem(form)
+        if problem is not None:
+            return problem
+        message_sid = "SM" + uuid.uuid4().hex
+        now = _now()
+        message = {
+            "sid": message_sid,
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": now,
+            "date_updated": now,
+            "date_sent": None,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender,
+            "messaging_service_sid": service,
+            "num_media": "0",
+            "num_segments": str(_segments(body)),
+            "price": None,
+            "price_unit": "USD",
+            # With a messaging service Twilio first accepts the message, then picks a sender and queues it.
+            "status": "queued" if sender else "accepted",
+            "to": to,
+            "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}.json",
+            "subresource_uris": {
+                "media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}/Media.json"
+            },
+            "received_form": form,
+        }
+        with state.lock:
+            twilio().kind("messages")[message_sid] = message
+        return JSONResponse(_public(message), status_code=201)
+
+    @router.get("/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json")
+    async def read_message(sid: str, message_sid: str, request: Request) -> Response:
+        with state.lock:
+            message = twilio().kind("messages").get(message_sid) if sid == account_sid else None
+        if message is None:
+            return not_found(request.url.path)
+        return JSONResponse(_public(message))
+
+    @router.post("/2010-04-01/Accounts/{sid}/Calls.json")
+    async def create_call(sid: str, request: Request) -> Response:
+        if sid != account_sid:
+            return not_found(request.url.path)
+        form = await form_of(request)
+        to, sender = form.get("To"), form.get("From")
+        problem = recipient_problem(to, sms=False)
+        if problem is not None:
+            return problem
+        if not sender:
+            return twilio_error(400, 21213, "No 'From' number is specified")
+        if not E164.match(sender):
+            return twilio_error(400, 21212, "Invalid 'From' Phone Number")
+        twiml, url = form.get("Twiml"), form.get("Url")
+        if not twiml and not url and not form.get("ApplicationSid"):
+            return twilio_error(400, 21205, "Url parameter is required.")
+        if twiml:
+            try:
+                root = ElementTree.fromstring(twiml)  # noqa: S314 - our own test traffic on loopback
+            except ElementTree.ParseError:
+                root = None
+            if root is None or root.tag != "Response":
+                return twilio_error(400, 12100, "Document parse failure")
+        problem = callback_problem(form)
+        if problem is not None:
+            return problem
+        call_sid = "CA" + uuid.uuid4().hex
+        now = _now()
+        call = {
+            "sid": call_sid,
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "from": sender,
+            "to": to,
+            "status": "queued",
+            "start_time": None,
+            "end_time": None,
+            "duration": None,
+            "price": None,
+            "uri": f"/{API_VERSION}/Accounts/{account_sid}/Calls/{call_sid}.json",
+            "received_form": form,
+        }
+        with state.lock:
+            twilio().kind("calls")[call_sid] = call
+        return JSONResponse(_public(call), status_code=201)
+
+    return router

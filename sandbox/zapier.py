@@ -1,0 +1,57 @@
+"""Zapier catch-hook stand-in: each POST to a hook answers 200 success and is kept; a hook can be gone."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from sandbox.config import SandboxConfig
+from sandbox.state import SandboxState
+
+VENDOR = "zapier"
+
+
+def error_body(status: int, retry_after: int | None) -> tuple[dict[str, Any], str, dict[str, str]]:
+    return {"status": "error", "message": "Something went wrong. Please try again."}, "application/json", {}
+
+
+def _payload(raw: bytes, content_type: str) -> Any:
+    """Catch hooks take JSON, form fields or anything else (kept as text)."""
+    text = raw.decode("utf-8", errors="replace")
+    if "json" in content_type or text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    if "x-www-form-urlencoded" in content_type:
+        return dict(parse_qsl(text))
+    return text
+
+
+def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/hooks/{hook_id}")
+    async def catch_hook(hook_id: str, request: Request) -> JSONResponse:
+        payload = _payload(await request.body(), request.headers.get("content-type", ""))
+        with state.lock:
+            vendor = state.vendor(VENDOR)
+            if hook_id in vendor.kind("gone"):
+                return JSONResponse({"status": "error", "message": "This hook is no longer active."}, 410)
+            attempt = str(uuid.uuid4())
+            vendor.kind("payloads")[attempt] = {"hook_id": hook_id, "payload": payload}
+        return JSONResponse({"attempt": attempt, "id": attempt, "request_id": attempt, "status": "success"})
+
+    @router.post("/_sandbox/hooks/{hook_id}/gone")
+    async def make_gone(hook_id: str) -> dict[str, str]:
+        """Sandbox control, not Zapier's: the hook answers 410 from now on (its Zap was turned off)."""
+        with state.lock:
+            state.vendor(VENDOR).kind("gone")[hook_id] = {"hook_id": hook_id}
+        return {"status": "gone", "hook_id": hook_id}
+
+    return router

@@ -1,0 +1,315 @@
+"""Contract: our Stripe and Twilio requests match what the official SDKs send for the same operations."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import stripe
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.rest import Client as TwilioClient
+
+from connectors.base import Person, Record
+from connectors.stripe import StripeConnector, idempotency_key
+from connectors.twilio import TwilioConnector, spoken_twiml
+from ennu.models import SyncStatus
+from ennu.settings import get_settings
+
+STRIPE_KEY = "sk_test_contract"
+ACCOUNT_SID = "AC" + "1" * 32
+AUTH_TOKEN = "contract-token"
+FROM_NUMBER = "+15005550006"
+CALLBACK = "https://hub.example.org/webhooks/twilio"
+CUSTOMER = {
+    "id": "cus_contract1",
+    "object": "customer",
+    "email": "ada@example.com",
+    "created": 1700000000,
+    "metadata": {"ennu_user_id": "42"},
+}
+EMPTY_LIST = {"object": "list", "url": "/v1/customers", "has_more": False, "data": []}
+TWILIO_MESSAGE = {"sid": "SM" + "a" * 32, "account_sid": ACCOUNT_SID, "status": "queued"}
+TWILIO_CALL = {"sid": "CA" + "b" * 32, "account_sid": ACCOUNT_SID, "status": "queued"}
+NOON_IN_NEW_YORK = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Captured:
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    @property
+    def form(self) -> list[tuple[str, str]]:
+        return sorted(parse_qsl(self.body.decode(), keep_blank_values=True))
+
+
+@dataclass
+class CapturingEndpoint:
+    """An HTTP endpoint on loopback that records every request and answers canned vendor responses."""
+
+    url: str = ""
+    requests: list[Captured] = field(default_factory=list)
+    answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+
+    def answer(self, method: str, path: str, status: int, body: dict[str, Any]) -> None:
+        self.answers[(method, path)] = (status, body)
+
+    def take(self) -> list[Captured]:
+        taken, self.requests = self.requests, []
+        return taken
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[CapturingEndpoint]:
+    capture = CapturingEndpoint()
+
+    class Handler(BaseHTTPRequestHandler):
+        def handle_one(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            capture.requests.append(
+                Captured(
+                    self.command,
+                    parts.path,
+                    sorted(parse_qsl(parts.query, keep_blank_values=True)),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
+            )
+            status, body = capture.answers.get((self.command, parts.path), (404, {"error": "no answer"}))
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_GET = do_POST = do_DELETE = handle_one
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    capture.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield capture
+    server.shutdown()
+    server.server_close()
+
+
+def assert_same_request(ours: Captured, sdk: Captured, *headers: str) -> None:
+    """Method, path, query, form body and the named headers agree (SDK telemetry headers aside)."""
+    assert (ours.method, ours.path, ours.query) == (sdk.method, sdk.path, sdk.query)
+    assert ours.form == sdk.form
+    for name in headers:
+        assert ours.headers.get(name) == sdk.headers.get(name), name
+
+
+# ----------------------------------------------------------------------------------------- Stripe
+
+
+@pytest.fixture()
+def stripe_pair(
+    endpoint: CapturingEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[StripeConnector, stripe.StripeClient]]:
+    monkeypatch.setenv("STRIPE_API_KEY", STRIPE_KEY)
+    monkeypatch.setenv("STRIPE_BASE_URL", f"{endpoint.url}/v1")
+    monkeypatch.setenv("STRIPE_API_VERSION", stripe.api_version)
+    connector = StripeConnector.from_settings(get_settings(), rate_limited=False)
+    sdk = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": endpoint.url}, max_network_retries=0)
+    yield connector, sdk
+    connector.close()
+
+
+def person_record(event: str = "evt-1") -> Record:
+    fields = {
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "phone": "+14155550100",
+        "metadata.ennu_user_id": 42,
+    }
+    return Record("user:42", event, 42, fields)
+
+
+SDK_CUSTOMER_PARAMS: dict[str, Any] = {
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "phone": "+14155550100",
+    "metadata": {"ennu_user_id": "42"},
+}
+STRIPE_HEADERS = ("authorization", "content-type", "idempotency-key", "stripe-version")
+
+
+def test_stripe_customer_create_matches_the_sdk(
+    endpoint: CapturingEndpoint, stripe_pair: tuple[StripeConnector, stripe.StripeClient]
+) -> None:
+    connector, sdk = stripe_pair
+    endpoint.answer("GET", "/v1/customers", 200, EMPTY_LIST)
+    endpoint.answer("POST", "/v1/customers", 200, CUSTOMER)
+
+    [outcome] = connector.push("customers", "email", [person_record()])
+    assert outcome.status == SyncStatus.CREATED and outcome.remote_id == CUSTOMER["id"]
+    our_lookup, our_create = endpoint.take()
+
+    sdk.v1.customers.list(params={"email": "ada@example.com", "limit": 100})
+    key = idempotency_key("evt-1", "user:42", "create")
+    sdk.v1.customers.create(params=SDK_CUSTOMER_PARAMS, options={"idempotency_key": key})  # type: ignore[arg-type]
+    sdk_lookup, sdk_create = endpoint.take()
+
+    assert_same_request(our_lookup, sdk_lookup, "authorization", "stripe-version")
+    assert_same_request(our_create, sdk_create, *STRIPE_HEADERS)
+    assert our_create.headers["authorization"] == f"Bearer {STRIPE_KEY}"
+    assert our_create.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert our_create.headers["idempotency-key"] == key
+    assert ("metadata[ennu_user_id]", "42") in our_create.form
+
+
+def test_stripe_customer_update_matches_the_sdk(
+    endpoint: CapturingEndpoint, stripe_pair: tuple[StripeConnector, stripe.StripeClient]
+) -> None:
+    connector, sdk = stripe_pair
+    endpoint.answer("GET", "/v1/customers", 200, {**EMPTY_LIST, "data": [CUSTOMER]})
+    endpoint.answer("POST", f"/v1/customers/{CUSTOMER['id']}", 200, CUSTOMER)
+
+    [outcome] = connector.push("customers", "email", [person_record("evt-2")])
+    assert outcome.status == SyncStatus.UPDATED and outcome.remote_id == CUSTOMER["id"]
+    _, our_update = endpoint.take()
+    assert our_update.headers.get("idempotency-key")
+
+    sdk.v1.customers.update(
+        str(CUSTOMER["id"]),
+        params=SDK_CUSTOMER_PARAMS,  # type: ignore[arg-type]
+        options={"idempotency_key": our_update.headers["idempotency-key"]},
+    )
+    [sdk_update] = endpoint.take()
+    assert_same_request(our_update, sdk_update, *STRIPE_HEADERS)
+
+
+def test_stripe_erasure_reads_and_deletes_as_the_sdk_does(
+    endpoint: CapturingEndpoint, stripe_pair: tuple[StripeConnector, stripe.StripeClient]
+) -> None:
+    connector, sdk = stripe_pair
+    endpoint.answer("GET", "/v1/customers", 200, {**EMPTY_LIST, "data": [CUSTOMER]})
+    endpoint.answer("GET", "/v1/subscriptions", 200, {**EMPTY_LIST, "url": "/v1/subscriptions"})
+    endpoint.answer("DELETE", f"/v1/customers/{CUSTOMER['id']}", 200, {"id": CUSTOMER["id"], "deleted": True})
+
+    assert connector.erase(Person(user_id=42, email="ada@example.com")).status == SyncStatus.ERASED
+    _, our_subscriptions, our_delete = endpoint.take()
+
+    sdk.v1.subscriptions.list(params={"customer": str(CUSTOMER["id"]), "status": "all", "limit": 100})
+    sdk.v1.customers.delete(str(CUSTOMER["id"]))
+    sdk_subscriptions, sdk_delete = endpoint.take()
+    assert_same_request(our_subscriptions, sdk_subscriptions, "authorization", "stripe-version")
+    assert_same_request(our_delete, sdk_delete, "authorization", "stripe-version")
+
+
+# ----------------------------------------------------------------------------------------- Twilio
+
+
+class LoopbackTwilioHttpClient(TwilioHttpClient):
+    """The SDK's own HTTP client, sent to the capturing endpoint instead of api.twilio.com."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
+        return super().request(method, url.replace("https://api.twilio.com", self.base_url), *args, **kwargs)
+
+
+@pytest.fixture()
+def twilio_pair(
+    endpoint: CapturingEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TwilioConnector, TwilioClient]]:
+    for name in ("TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET", "TWILIO_MESSAGING_SERVICE_SID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    monkeypatch.setenv("TWILIO_BASE_URL", endpoint.url)
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", FROM_NUMBER)
+    monkeypatch.setenv("TWILIO_STATUS_CALLBACK_URL", CALLBACK)
+    connector = TwilioConnector.from_settings(get_settings(), rate_limited=False)
+    connector.clock = lambda: NOON_IN_NEW_YORK
+    sdk = TwilioClient(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        account_sid=ACCOUNT_SID,
+        http_client=LoopbackTwilioHttpClient(endpoint.url),
+        environment={},
+    )
+    yield connector, sdk
+    connector.close()
+
+
+TWILIO_HEADERS = ("authorization", "content-type")
+
+
+def test_twilio_message_create_matches_the_sdk(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    endpoint.answer("POST", path, 201, TWILIO_MESSAGE)
+    text = "ENNU: congratulations on completing your health goal! Reply STOP to opt out."
+    record = Record(
+        "health_goal:5", "evt-5", 5, {"To": "+14155550101", "Body": text, "timezone": "America/New_York"}
+    )
+
+    [outcome] = connector.push("messages", "To", [record])
+    assert outcome.status == SyncStatus.CREATED and outcome.remote_id == TWILIO_MESSAGE["sid"]
+    [ours] = endpoint.take()
+
+    callback = dict(ours.form)["StatusCallback"]
+    assert callback == f"{CALLBACK}?event_id=evt-5&record_key=health_goal%3A5"
+    sdk.messages.create(to="+14155550101", from_=FROM_NUMBER, body=text, status_callback=callback)
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, *TWILIO_HEADERS)
+    assert ours.headers["authorization"].startswith("Basic ")
+
+
+def test_twilio_voice_reminder_matches_the_sdk(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    endpoint.answer("POST", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json", 201, TWILIO_CALL)
+    record = Record(
+        "health_goal:6",
+        "evt-6",
+        6,
+        {"To": "+14155550102", "Say": "Your ENNU reminder & more", "timezone": "America/New_York"},
+    )
+    assert connector.push("calls", "To", [record])[0].remote_id == TWILIO_CALL["sid"]
+    [ours] = endpoint.take()
+
+    sdk.calls.create(
+        to="+14155550102",
+        from_=FROM_NUMBER,
+        twiml=spoken_twiml("Your ENNU reminder & more"),
+        status_callback=dict(ours.form)["StatusCallback"],
+    )
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, *TWILIO_HEADERS)
+
+
+def test_twilio_connection_test_reads_the_account_as_the_sdk_does(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    endpoint.answer("GET", f"/2010-04-01/Accounts/{ACCOUNT_SID}.json", 200, {"sid": ACCOUNT_SID})
+    assert connector.test_connection().ok
+    [ours] = endpoint.take()
+    sdk.api.v2010.accounts(ACCOUNT_SID).fetch()
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, "authorization")

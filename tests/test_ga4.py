@@ -1,0 +1,250 @@
+"""GA4 Measurement Protocol connector: one client a request, 25 events a request, the published limits."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from connectors.base import Person, Record
+from connectors.ga4 import (
+    ERASE_NOT_SUPPORTED,
+    MAX_BODY_BYTES,
+    Ga4Connector,
+    as_event,
+    request_bodies,
+    wire_problem,
+)
+from connectors.http import RetryableError
+from ennu.models import SyncStatus
+from ennu.settings import get_settings
+from mappings import Mapping, apply_mapping, load_all_mappings
+from mappings.loader import check_file
+from tasks.validate import validate_mapped
+
+REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+MY_MAPPINGS = (
+    "user.registered/salesforce.yaml",
+    "health_goal.created/salesforce.yaml",
+    "assessment.completed/ga4.yaml",
+    "assessment.completed/zapier.yaml",
+)
+# The Measurement Protocol's published limits, restated here rather than imported from the connector.
+EVENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+
+
+TOO_MANY_PARAMS: dict[str, Any] = {f"params.p{i}": i for i in range(25)}  # with event_id: 26
+
+
+def ga4_mapping() -> Mapping:
+    return load_all_mappings(REPO_MAPPINGS)[("assessment.completed", "ga4")]
+
+
+def event(n: int, client: str = "c1", **fields: Any) -> Record:
+    values: dict[str, Any] = {
+        "client_id": client,
+        "user_id": f"u-{client}",
+        "name": "assessment_completed",
+        "params.event_id": f"evt-{n}",
+        "params.assessment_type": "sleep",
+    }
+    values.update(fields)
+    return Record(f"assessment:{n}", f"evt-{n}", 1, values)
+
+
+def source(n: int, event_ids: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event.id": event_ids or [f"evt-{i}" for i in range(n)],
+            "user.id": [i % 3 + 1 for i in range(n)],
+            "user.email": ["leaky.canary@example.com"] * n,
+            "user.first_name": ["Canary"] * n,
+            "assessment.id": list(range(100, 100 + n)),
+            "assessment.type": ["sleep", "hormone", "skin"][:1] * n,
+            "assessment.overall_score": [7.5] * n,
+        }
+    )
+
+
+def records_of(mapped: pd.DataFrame, mapping: Mapping) -> list[Record]:
+    return [
+        Record(
+            row["_record_key"], row["_event_id"], int(row["_user_id"]), {f: row[f] for f in mapping.fields}
+        )
+        for row in mapped.to_dict("records")
+    ]
+
+
+@pytest.fixture()
+def ga4(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ga4Connector]:
+    for name in ("GA4_API_SECRET", "GA4_MEASUREMENT_ID", "GA4_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    connector = Ga4Connector.from_settings(get_settings(), rate_limited=False)
+    yield connector
+    connector.close()
+
+
+def collect_bodies(sandbox: Any) -> list[dict[str, Any]]:
+    return [b["body"] for b in sandbox.bodies("ga4") if b["path"] == "/ga4/mp/collect"]
+
+
+def test_a_hundred_events_of_one_client_go_in_four_requests(ga4: Ga4Connector, sandbox: Any) -> None:
+    records = [event(n) for n in range(100)]
+
+    outcomes = ga4.push("events", "client_id", records)
+
+    assert [o.status for o in outcomes] == [SyncStatus.CREATED] * 100
+    assert outcomes[3].remote_id == "evt-3"
+    bodies = collect_bodies(sandbox)
+    assert [len(b["events"]) for b in bodies] == [25, 25, 25, 25]
+    assert {b["client_id"] for b in bodies} == {"c1"}
+    assert len(sandbox.objects("ga4", "events")) == 100
+    assert sandbox.objects("ga4", "dropped") == []
+    assert all("measurement_id=G-SANDBOX01" in r["query"] for r in sandbox.requests("ga4"))
+
+
+def test_each_request_carries_one_client(ga4: Ga4Connector, sandbox: Any) -> None:
+    records = [event(n, client="a" if n % 2 else "b") for n in range(25)]
+
+    ga4.push("events", "client_id", records)
+
+    bodies = collect_bodies(sandbox)
+    assert sorted((b["client_id"], len(b["events"])) for b in bodies) == [("a", 12), ("b", 13)]
+    assert {b["user_id"] for b in bodies} == {"u-a", "u-b"}
+
+
+def test_events_ga4_would_drop_are_failed_not_sent(ga4: Ga4Connector, sandbox: Any) -> None:
+    records = [
+        event(1),
+        event(2, name="assessment-completed"),
+        event(3, **{"params.note": "x" * 101}),
+        event(4, name="session_start"),
+        event(5, client_id=None),
+        event(6, **TOO_MANY_PARAMS),
+    ]
+
+    outcomes = ga4.push("events", "client_id", records)
+
+    assert [(o.status, o.error) for o in outcomes] == [
+        (SyncStatus.CREATED, None),
+        (SyncStatus.FAILED, "NAME_INVALID"),
+        (SyncStatus.FAILED, "VALUE_INVALID"),
+        (SyncStatus.FAILED, "NAME_RESERVED"),
+        (SyncStatus.FAILED, "VALUE_REQUIRED"),
+        (SyncStatus.FAILED, "EXCEEDED_MAX_ENTITIES"),
+    ]
+    assert len(collect_bodies(sandbox)) == 1
+
+
+def test_mapped_payloads_meet_the_published_limits_and_carry_no_contact_data() -> None:
+    mapping = ga4_mapping()
+    records = records_of(apply_mapping(mapping, source(60)), mapping)
+    events = [as_event(r) for r in records]
+    assert all(wire_problem(r.fields) is None for r in records)
+
+    bodies = request_bodies(events)
+
+    assert sum(len(keys) for _, keys in bodies) == 60
+    assert len(bodies) == 3 * 1  # three people, 20 events each: one request each
+    for body, _ in bodies:
+        raw = json.dumps(body)
+        assert len(raw.encode()) < 130_000
+        assert len(body["events"]) <= 25
+        assert re.fullmatch(r"[0-9a-f]{32}", body["client_id"])  # md5 of the user id, never personal data
+        for item in body["events"]:
+            assert EVENT_NAME.match(item["name"])
+            assert len(item["params"]) <= 25
+            for key, value in item["params"].items():
+                assert PARAM_NAME.match(key)
+                assert not isinstance(value, str) or len(value) <= 100
+        assert "canary" not in raw.lower() and "@" not in raw
+        assert "7.5" not in raw  # no health result goes to analytics
+
+
+def test_bodies_are_split_before_the_size_limit() -> None:
+    big = [as_event(event(n, **{f"params.p{i}": "v" * 100 for i in range(24)})) for n in range(25)]
+    whole = json.dumps(request_bodies(big)[0][0]).encode()
+    assert len(whole) < MAX_BODY_BYTES  # 25 valid events never reach 130 kB
+
+    bodies = request_bodies(big, max_bytes=len(whole) // 2)
+
+    assert len(bodies) == 3
+    assert all(len(json.dumps(body).encode()) < len(whole) // 2 for body, _ in bodies)
+    assert [k for _, keys in bodies for k in keys] == [f"assessment:{n}" for n in range(25)]
+
+
+def test_a_too_long_value_is_rejected_by_validation_with_a_reason() -> None:
+    mapping = ga4_mapping()
+    mapped = apply_mapping(mapping, source(2, event_ids=["evt-ok", "e" * 101]))
+
+    result = validate_mapped(mapping, mapped)
+
+    assert list(result.valid["_record_key"]) == ["assessment:100"]
+    assert [(r.record_key, r.failed) for r in result.rejected] == [
+        ("assessment:101", ("params.event_id: expect_column_value_lengths_to_be_between",))
+    ]
+
+
+def test_connection_test_posts_a_sample_to_the_debug_endpoint(ga4: Ga4Connector, sandbox: Any) -> None:
+    check = ga4.test_connection()
+
+    assert check.ok and check.detail == "sample event validated"
+    assert [r["path"] for r in sandbox.requests("ga4")] == ["/ga4/debug/mp/collect"]
+    assert sandbox.objects("ga4", "events") == []
+
+    ga4.measurement_id = "not-a-measurement-id"
+    failing = ga4.test_connection()
+    assert not failing.ok and failing.detail == "validation: VALUE_INVALID"
+
+
+def test_the_validation_server_names_each_violation(ga4: Ga4Connector) -> None:
+    body = {
+        "client_id": "c1",
+        "events": [
+            {"name": "1bad", "params": {}},
+            {"name": "ok_event", "params": {"long": "x" * 101, "google_x": 1}},
+            *[{"name": "ok_event", "params": {}}] * 24,
+        ],
+    }
+
+    messages = ga4.validate(body)
+
+    codes = sorted(m["validationCode"] for m in messages)
+    assert codes == ["EXCEEDED_MAX_ENTITIES", "NAME_INVALID", "NAME_RESERVED", "VALUE_INVALID"]
+    assert {m["fieldPath"] for m in messages} >= {"events", "events[0].name", "events[1].params.long"}
+
+
+def test_collect_answers_204_and_drops_a_wrong_secret_silently(ga4: Ga4Connector, sandbox: Any) -> None:
+    ga4._api_secret = "wrong"  # GA4 cannot tell us, and neither can the sandbox
+
+    outcomes = ga4.push("events", "client_id", [event(1)])
+
+    assert outcomes[0].status == SyncStatus.CREATED
+    assert sandbox.objects("ga4", "events") == []
+    assert sandbox.objects("ga4", "dropped") == [{"codes": ["API_SECRET_INVALID"]}]
+
+
+def test_erase_needs_the_admin_api(ga4: Ga4Connector) -> None:
+    outcome = ga4.erase(Person(user_id=5))
+    assert (outcome.status, outcome.error) == (SyncStatus.SKIPPED, ERASE_NOT_SUPPORTED)
+
+
+def test_every_new_mapping_file_passes_the_lint() -> None:
+    for name in MY_MAPPINGS:
+        mapping, errors = check_file(REPO_MAPPINGS / name)
+        assert errors == [] and mapping is not None, name
+
+
+def test_an_unavailable_collect_endpoint_is_retried(ga4: Ga4Connector, sandbox: Any) -> None:
+    sandbox.fail("ga4", "status", status=503, count=1)
+
+    with pytest.raises(RetryableError):
+        ga4.push("events", "client_id", [event(1)])
+
+    assert ga4.push("events", "client_id", [event(1)])[0].status == SyncStatus.CREATED
