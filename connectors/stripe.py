@@ -88,7 +88,8 @@ class StripeConnector(Connector):
 
     name: ClassVar[str] = "stripe"
     consent_category: ClassVar[str] = "payments"
-    batch_sizes: ClassVar[dict[str, int]] = {"customers": 1}
+    # One call per customer; a retried task replays earlier calls by their idempotency keys.
+    batch_sizes: ClassVar[dict[str, int]] = {"customers": 25}
 
     def __init__(self, http: VendorHttp) -> None:
         self.http = http

@@ -73,6 +73,7 @@ class TwilioConnector(Connector):
 
     name: ClassVar[str] = "twilio"
     consent_category: ClassVar[str] = "communication"
+    # One per task: Twilio has no idempotency key, so a retried task must never re-send another message.
     batch_sizes: ClassVar[dict[str, int]] = {"messages": 1, "calls": 1}
 
     def __init__(

@@ -42,7 +42,7 @@ class ZapierConnector(Connector):
 
     name: ClassVar[str] = "zapier"
     consent_category: ClassVar[str] = "automation"
-    batch_sizes: ClassVar[dict[str, int]] = {"hooks": 1}
+    batch_sizes: ClassVar[dict[str, int]] = {"hooks": 50}  # one POST per hook and record
 
     def __init__(self, http: VendorHttp, subscriptions: ZapierSubscriptions) -> None:
         self.http = http

@@ -60,7 +60,10 @@ def test_events_reach_hubspot_and_mailchimp_with_mapped_fields_only(database: st
     assert len(members) == 3
     assert {m["merge_fields"]["FNAME"] for m in members} == {"Ada"}
     crm_and_marketing = [r for r in sync_rows() if r.connector in ("hubspot", "mailchimp")]
-    assert {(r.connector, r.status) for r in crm_and_marketing} == {("hubspot", "created"), ("mailchimp", "created")}
+    assert {(r.connector, r.status) for r in crm_and_marketing} == {
+        ("hubspot", "created"),
+        ("mailchimp", "created"),
+    }
     assert len(crm_and_marketing) == 6
     assert all(r.flow_run_id for r in sync_rows())
     assert all(outbox_status(e) == "done" for e in event_ids)

@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 
 from ennu.db import session_scope
 from ennu.models import OutboxEvent, SyncLog
-from ennu.outbox import prefect_event_for
 from tests.conftest import PG_ADMIN_URL
 from tests.factories import person_with_assessment
 
@@ -133,8 +132,10 @@ def test_deployed_project_with_two_workers_processes_a_burst_once(
     try:
         time.sleep(5)  # the deployments' triggers become automations
         events = [person_with_assessment()[2] for _ in range(6)]
-        for event_id in events:
-            prefect_event_for(event_id, "assessment.completed")
+        # Announce them as the intake API would, from its own process, to the PostgreSQL-backed server.
+        announce = "import sys; from ennu.outbox import prefect_event_for; " \
+                   "[prefect_event_for(e, 'assessment.completed') for e in sys.argv[1:]]"
+        run([sys.executable, "-c", announce, *events], env)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             with session_scope() as session:
