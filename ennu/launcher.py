@@ -56,6 +56,25 @@ def wait_until_up(url: str, name: str, process: subprocess.Popen[bytes], timeout
     raise SystemExit(f"{name} did not answer at {url} within {timeout:.0f} s; see {log_path(name)}")
 
 
+def wait_for_triggers(api_url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    """Events fired before the deployments' trigger automations exist would wait for the hourly drain."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = log_path("deployments")
+            raise SystemExit(f"deployments exited with code {process.returncode}; see {log}")
+        try:
+            automations = requests.post(f"{api_url}/automations/filter", json={}, timeout=5).json()
+            names = {a.get("name") for a in automations} if isinstance(automations, list) else set()
+            if "on ennu.assessment.completed" in names:
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(1)
+    log = log_path("deployments")
+    raise SystemExit(f"the deployments' triggers did not appear within {timeout:.0f} s; see {log}")
+
+
 def log_path(name: str) -> Path:
     return STATE_DIR / "logs" / f"{name}.log"
 
@@ -143,6 +162,7 @@ def main() -> None:
     wait_until_up(f"http://{LOOPBACK}:{args.intake_port}/health", "intake", intake)
     served = start("deployments", [py, "-m", "deployments.serve"], env)
     processes.append(("deployments", served))
+    wait_for_triggers(env["PREFECT_API_URL"], served)
 
     print(
         "\nENNU Integrations is up:\n"
