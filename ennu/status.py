@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -28,9 +27,6 @@ class IntegrationStatus:
     pending: int
     counts_24h: dict[str, int]
     error_rate_24h: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def pending_events_by_type() -> dict[str, int]:

@@ -16,7 +16,7 @@ from ennu import circuit
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
-from ennu.status import all_statuses
+from ennu.status import IntegrationStatus, all_statuses
 from intake.auth import require_operator, require_viewer
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
@@ -24,18 +24,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid bearer token."},
     403: {"description": "The token's role may not do this."},
 }
-
-
-class StatusOut(BaseModel):
-    integration: str
-    enabled: bool
-    last_success: datetime | None
-    last_error: datetime | None
-    last_error_reason: str | None
-    circuit: str
-    pending: int
-    counts_24h: dict[str, int]
-    error_rate_24h: float | None
 
 
 class ConnectionTestOut(BaseModel):
@@ -87,11 +75,14 @@ def known(integration: str) -> str:
 
 
 @router.get(
-    "/status", response_model=list[StatusOut], responses=ERRORS, dependencies=[Depends(require_viewer)]
+    "/status",
+    response_model=list[IntegrationStatus],
+    responses=ERRORS,
+    dependencies=[Depends(require_viewer)],
 )
-def status() -> list[dict[str, Any]]:
+def status() -> list[IntegrationStatus]:
     """Per integration: enabled, last success and error, circuit state, pending events, 24 h counts."""
-    return [s.as_dict() for s in all_statuses()]
+    return all_statuses()
 
 
 @router.post(
