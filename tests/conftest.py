@@ -32,6 +32,7 @@ for vendor in VENDORS:
 from ennu.db import dispose_engines, get_engine, migrate  # noqa: E402
 from ennu.models import Base  # noqa: E402
 from ennu.settings import reload_settings  # noqa: E402
+from tests.capture import CapturingEndpoint, capturing_endpoint  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("ENNU_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -121,3 +122,10 @@ def sqlite_database(sqlite_url: str) -> Iterator[str]:
     yield sqlite_url
     os.environ.pop("DATABASE_URL", None)
     reload_settings()
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[CapturingEndpoint]:
+    """A capturing HTTP endpoint on loopback (contract tests: our request against the vendor SDK's)."""
+    with capturing_endpoint() as capture:
+        yield capture

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import stripe
@@ -22,6 +17,7 @@ from connectors.stripe import StripeConnector, idempotency_key
 from connectors.twilio import TwilioConnector, spoken_twiml
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
+from tests.capture import Captured, CapturingEndpoint
 
 STRIPE_KEY = "sk_test_contract"
 ACCOUNT_SID = "AC" + "1" * 32
@@ -39,74 +35,6 @@ EMPTY_LIST = {"object": "list", "url": "/v1/customers", "has_more": False, "data
 TWILIO_MESSAGE = {"sid": "SM" + "a" * 32, "account_sid": ACCOUNT_SID, "status": "queued"}
 TWILIO_CALL = {"sid": "CA" + "b" * 32, "account_sid": ACCOUNT_SID, "status": "queued"}
 NOON_IN_NEW_YORK = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Captured:
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-    @property
-    def form(self) -> list[tuple[str, str]]:
-        return sorted(parse_qsl(self.body.decode(), keep_blank_values=True))
-
-
-@dataclass
-class CapturingEndpoint:
-    """An HTTP endpoint on loopback that records every request and answers canned vendor responses."""
-
-    url: str = ""
-    requests: list[Captured] = field(default_factory=list)
-    answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
-
-    def answer(self, method: str, path: str, status: int, body: dict[str, Any]) -> None:
-        self.answers[(method, path)] = (status, body)
-
-    def take(self) -> list[Captured]:
-        taken, self.requests = self.requests, []
-        return taken
-
-
-@pytest.fixture()
-def endpoint() -> Iterator[CapturingEndpoint]:
-    capture = CapturingEndpoint()
-
-    class Handler(BaseHTTPRequestHandler):
-        def handle_one(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            capture.requests.append(
-                Captured(
-                    self.command,
-                    parts.path,
-                    sorted(parse_qsl(parts.query, keep_blank_values=True)),
-                    {k.lower(): v for k, v in self.headers.items()},
-                    self.rfile.read(length) if length else b"",
-                )
-            )
-            status, body = capture.answers.get((self.command, parts.path), (404, {"error": "no answer"}))
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        do_GET = do_POST = do_DELETE = handle_one
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    capture.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield capture
-    server.shutdown()
-    server.server_close()
 
 
 def assert_same_request(ours: Captured, sdk: Captured, *headers: str) -> None:
