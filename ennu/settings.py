@@ -34,11 +34,17 @@ class Settings(BaseSettings):
     # HubSpot
     hubspot_base_url: str | None = Field(default=None, alias="HUBSPOT_BASE_URL")
     hubspot_requests_per_hour: int = Field(default=100, alias="HUBSPOT_REQUESTS_PER_HOUR")
+    hubspot_deal_pipeline: str = Field(default="default", alias="HUBSPOT_DEAL_PIPELINE")
+    hubspot_deal_stage_open: str = Field(default="appointmentscheduled", alias="HUBSPOT_DEAL_STAGE_OPEN")
+    hubspot_deal_stage_won: str = Field(default="closedwon", alias="HUBSPOT_DEAL_STAGE_WON")
 
     # Mailchimp
     mailchimp_base_url: str | None = Field(default=None, alias="MAILCHIMP_BASE_URL")
     mailchimp_list_id: str = Field(default="sandbox-list", alias="MAILCHIMP_LIST_ID")
     mailchimp_requests_per_hour: int = Field(default=500, alias="MAILCHIMP_REQUESTS_PER_HOUR")
+    # A Customer Journey's "API trigger" step for follow-up campaigns; unset = no journey is triggered.
+    mailchimp_journey_id: int | None = Field(default=None, alias="MAILCHIMP_JOURNEY_ID")
+    mailchimp_journey_step_id: int | None = Field(default=None, alias="MAILCHIMP_JOURNEY_STEP_ID")
 
     # Shared push behaviour
     http_timeout_seconds: float = Field(default=10.0, alias="ENNU_HTTP_TIMEOUT_SECONDS")
