@@ -55,7 +55,7 @@ def allows_calls(integration: str) -> bool:
     return not circuit_state(integration).open
 
 
-def _ensure_row(integration: str) -> None:
+def ensure_state_row(integration: str) -> None:
     """Create the integration's row once; concurrent first calls race harmlessly on the primary key."""
     try:
         with session_scope() as session:
@@ -72,7 +72,7 @@ def _locked_row(session: Session, integration: str) -> IntegrationState:
 
 
 def record_success(integration: str) -> None:
-    _ensure_row(integration)
+    ensure_state_row(integration)
     with session_scope() as session:
         row = _locked_row(session, integration)
         row.consecutive_failures = 0
@@ -83,7 +83,7 @@ def record_success(integration: str) -> None:
 def record_failure(integration: str, reason: str) -> bool:
     """Count one failed call; returns True when this failure opened (or re-opened) the circuit."""
     settings = get_settings()
-    _ensure_row(integration)
+    ensure_state_row(integration)
     with session_scope() as session:
         row = _locked_row(session, integration)
         row.consecutive_failures = (row.consecutive_failures or 0) + 1

@@ -51,6 +51,10 @@ class User(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     communication_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Owned by the CRMs and written by the inbound sync (flows/inbound_sync.py), never sent back out.
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(40))
+    hubspot_owner_id: Mapped[str | None] = mapped_column(String(40))
+    salesforce_owner_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
@@ -122,6 +126,24 @@ class HealthGoal(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_date: Mapped[date | None] = mapped_column(Date)
     completed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Subscription(Base):
+    """A person's paid subscription as Stripe last told us (customer.subscription.* webhooks)."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stripe_subscription_id: Mapped[str] = mapped_column(String(80), unique=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(80), index=True)
+    status: Mapped[str] = mapped_column(String(30))
+    price_id: Mapped[str | None] = mapped_column(String(80))
+    current_period_end: Mapped[datetime | None] = mapped_column()
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Stripe's `created` of the event last applied: an older event arriving late never overwrites a newer one.
+    vendor_updated_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Consent(Base):
@@ -240,3 +262,6 @@ class IntegrationState(Base):
     last_success_at: Mapped[datetime | None] = mapped_column()
     last_error_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Fingerprint of the vendor-side definitions (custom properties, merge fields) last ensured, so a
+    # connector checks the vendor's schema once, not on every push and not in every process.
+    schema_fingerprint: Mapped[str | None] = mapped_column(String(64))
