@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ennu.models import SyncStatus
@@ -47,6 +48,15 @@ class ConnectionCheck:
 
 
 @dataclass(frozen=True)
+class ChangedRecord:
+    """A record changed at the vendor (inbound sync): its vendor id, when it changed, the fields asked for."""
+
+    remote_id: str
+    modified_at: datetime  # aware, UTC
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Person:
     """Who to erase: the host user id and the keys destinations know them by."""
 
@@ -84,6 +94,13 @@ class Connector(ABC):
     @abstractmethod
     def erase(self, person: Person) -> Outcome:
         """Erase or anonymise the person at the vendor (right to deletion)."""
+
+    def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
+        """Records of `object_name` changed at the vendor after `since`, oldest first (inbound sync).
+
+        Only CRMs implement it; the inbound sync asks only connectors whose mappings have an inbound half.
+        """
+        raise NotImplementedError(f"{self.name} does not report changes")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""

@@ -18,7 +18,7 @@ import jwt
 import requests
 from pydantic import SecretStr
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.http import ErrorPolicy, PermanentError, VendorHttp
 from connectors.rate_limit import RateLimit
@@ -104,6 +104,11 @@ def soql_datetime(when: datetime) -> str:
     """A SOQL dateTime literal in UTC, floored to the second (a later read may repeat, never skip)."""
     aware = when if when.tzinfo else when.replace(tzinfo=UTC)
     return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_sf_datetime(value: str) -> datetime:
+    """Salesforce's `2026-11-29T10:15:30.000+0000` as an aware UTC datetime."""
+    return datetime.fromisoformat(value).astimezone(UTC)
 
 
 def jwt_audience(login_url: str) -> str:
@@ -332,6 +337,13 @@ class SalesforceConnector(Connector):
                 return records
             token = self._session()
             page = self._call("GET", f"{token.instance_url}{next_url}", headers=headers).json()
+
+    def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
+        names = list(dict.fromkeys(["Id", "SystemModstamp", *fields]))
+        return [
+            ChangedRecord(str(row["Id"]), parse_sf_datetime(str(row["SystemModstamp"])), row)
+            for row in self.fetch_changed(object_name, since, names)
+        ]
 
     def test_connection(self) -> ConnectionCheck:
         started = time.monotonic()

@@ -195,7 +195,11 @@ class SyncStatus(enum.StrEnum):
     DEFERRED = "deferred"  # not delivered yet (circuit open, retries exhausted): the drain picks it up
     SKIPPED = "skipped"  # not routed to this destination (no consent, filtered out)
     ERASED = "erased"  # the person was erased or anonymised at the destination
+    RECEIVED = "received"  # inbound: a change made at the vendor, applied to the host's user
 
+
+# Sync-log rows that are not an attempt to deliver: they count neither toward volume nor error rates.
+NOT_DELIVERY_ATTEMPTS = frozenset({SyncStatus.SKIPPED.value, SyncStatus.RECEIVED.value})
 
 FINAL_STATUSES = frozenset(
     {

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     max_retry_after_seconds: float = Field(default=120.0, alias="ENNU_MAX_RETRY_AFTER_SECONDS")
     drain_batch_size: int = Field(default=50, alias="ENNU_DRAIN_BATCH_SIZE")
 
+    # Inbound sync (CRM changes back to the host's users)
+    inbound_initial_lookback_hours: int = Field(default=24, alias="ENNU_INBOUND_INITIAL_LOOKBACK_HOURS")
+    # Each run re-reads this much before the watermark: vendors stamp changes to the second (Salesforce)
+    # and a change committed just after the previous read would otherwise fall behind the watermark.
+    inbound_overlap_seconds: int = Field(default=120, alias="ENNU_INBOUND_OVERLAP_SECONDS")
+
     # Retention of the hub's own tables (Prefect's runs, logs and events are vacuumed by Prefect itself)
     retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from ennu.circuit import circuit_state
 from ennu.db import session_scope
-from ennu.models import EventStatus, OutboxEvent, SyncLog, SyncStatus, as_utc, utcnow
+from ennu.models import NOT_DELIVERY_ATTEMPTS, EventStatus, OutboxEvent, SyncLog, SyncStatus, as_utc, utcnow
 from ennu.settings import get_settings
 
 ERRORS = (SyncStatus.FAILED.value, SyncStatus.REJECTED.value)
@@ -70,7 +70,7 @@ def integration_status(
         ).first()
     circuit = circuit_state(integration, now)
     pending_by_type = pending_events_by_type() if pending_by_type is None else pending_by_type
-    attempted = sum(counts.values()) - counts.get(SyncStatus.SKIPPED.value, 0)
+    attempted = sum(n for status, n in counts.items() if status not in NOT_DELIVERY_ATTEMPTS)
     errors = sum(counts.get(s, 0) for s in ERRORS)
     last_error_at = as_utc(last_error_row[0]) if last_error_row else None
     reason = last_error_row[1] if last_error_row else None

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
 from ennu.db import session_scope
-from ennu.models import SyncLog, SyncStatus, as_utc, utcnow
+from ennu.models import NOT_DELIVERY_ATTEMPTS, SyncLog, SyncStatus, as_utc, utcnow
 
 ERRORS = {SyncStatus.FAILED.value, SyncStatus.REJECTED.value}
 
@@ -19,7 +19,7 @@ def window_stats(
     rows: list[tuple[str, str, int | None]], integration: str, days: float
 ) -> dict[str, float | int]:
     mine = [(status, ms) for name, status, ms in rows if name == integration]
-    attempted = [s for s, _ in mine if s != SyncStatus.SKIPPED.value]
+    attempted = [s for s, _ in mine if s not in NOT_DELIVERY_ATTEMPTS]
     durations = sorted(ms for _, ms in mine if ms is not None)
     p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))] if durations else 0
     return {

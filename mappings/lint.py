@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mappings.loader import lint_mappings, mapping_files
+from mappings.inbound import inbound_mappings
+from mappings.loader import MappingError, lint_mappings, mapping_files
 from mappings.routing import RoutingError, load_routing
 
 
@@ -13,6 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     root = Path(args[0]) if args else Path(__file__).resolve().parent
     problems = [str(e) for e in lint_mappings(root)]
+    if not problems:
+        try:
+            inbound_mappings(root)
+        except MappingError as exc:
+            problems += str(exc).splitlines()
     routing = root / "routing.yaml"
     if routing.exists():
         try:

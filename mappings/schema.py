@@ -41,6 +41,13 @@ E164 = r"^\+[1-9][0-9]{7,14}\Z"  # E.164; [0-9] because \d also matches other sc
 
 Scalar = str | int | float | bool
 
+# Host columns the inbound half of a mapping may write: the CRMs own them. No outbound field may read
+# them (the lint refuses it), so what the inbound sync writes can never be pushed back out (loop guard).
+CRM_OWNED_COLUMNS = ("lifecycle_stage", "hubspot_owner_id", "salesforce_owner_id")
+# Consents a CRM may withdraw (an opt-out there) but never grant: a `true` from the vendor is ignored.
+WITHDRAWABLE_CONSENTS = ("marketing_consent", "communication_consent")
+INBOUND_TARGETS = tuple(f"user.{c}" for c in (*CRM_OWNED_COLUMNS, *WITHDRAWABLE_CONSENTS))
+
 
 # --------------------------------------------------------------------------- constraints
 
@@ -243,6 +250,52 @@ class FieldSpec(BaseModel):
         return self.source or ()
 
 
+def _inbound_target(name: str) -> str:
+    if name not in INBOUND_TARGETS:
+        raise ValueError(f"inbound target {name!r} is not one of {', '.join(INBOUND_TARGETS)}")
+    return name
+
+
+InboundTarget = Annotated[str, AfterValidator(_inbound_target)]
+
+
+class InboundField(BaseModel):
+    """One host column set from one vendor field; a null after the transforms leaves the column alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    source: FieldName  # the vendor's field (property) name
+    transforms: tuple[TransformStep, ...] = ()
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _none_is_empty(cls, raw: Any) -> Any:
+        return () if raw is None else raw
+
+    @model_validator(mode="after")
+    def _single_source(self) -> InboundField:
+        if any(step.multi_source for step in self.transforms):
+            raise ValueError("an inbound field has one source; concat does not apply")
+        return self
+
+
+class InboundMapping(BaseModel):
+    """The inbound half: which vendor changes the hourly inbound sync copies back to the host's users."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    object: str = Field(min_length=1)  # the vendor object whose changes are fetched
+    match: FieldName  # the vendor field that holds the host user id (our outbound key)
+    fields: dict[InboundTarget, InboundField] = Field(min_length=1)
+
+    @property
+    def vendor_fields(self) -> list[str]:
+        """Every vendor field to fetch: the match key and each source, once, in order."""
+        return list(dict.fromkeys([self.match, *(f.source for f in self.fields.values())]))
+
+
 class Mapping(BaseModel):
     """A connector's mapping for one event type: destination object, upsert key and fields."""
 
@@ -254,7 +307,21 @@ class Mapping(BaseModel):
     record: RecordKind
     fields: dict[FieldName, FieldSpec] = Field(min_length=1)
     upsert_key: str  # declared after `fields` so that its check can see them
+    inbound: InboundMapping | None = None
     event_type: str = ""  # set from the directory by the loader, never written in the file
+
+    @field_validator("fields")
+    @classmethod
+    def _no_crm_owned_sources(cls, fields: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        owned = {f"user.{c}" for c in CRM_OWNED_COLUMNS}
+        for name, spec in fields.items():
+            echoed = owned.intersection(spec.sources)
+            if echoed:
+                raise ValueError(
+                    f"field {name!r} reads {', '.join(sorted(echoed))}, which the CRMs own through the "
+                    "inbound sync; sending it back out would echo their own change"
+                )
+        return fields
 
     @field_validator("upsert_key")
     @classmethod

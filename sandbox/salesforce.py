@@ -58,22 +58,25 @@ REQUIRED = {
     "Opportunity": ("Name", "StageName", "CloseDate"),
 }
 STANDARD_FIELDS = {
-    "Account": {"Name", "Phone", "Website", "Type", "Industry", "Description", "AccountNumber"},
+    "Account": {"Name", "Phone", "Website", "Type", "Industry", "Description", "AccountNumber", "OwnerId"},
     "Contact": {
         "FirstName", "LastName", "Email", "Phone", "MobilePhone", "Birthdate", "LeadSource", "Title",
         "Description", "AccountId", "MailingCity", "MailingPostalCode", "MailingCountry",
-        "HasOptedOutOfEmail",
+        "HasOptedOutOfEmail", "DoNotCall", "OwnerId",
     },
     "Lead": {
         "FirstName", "LastName", "Company", "Email", "Phone", "MobilePhone", "LeadSource", "Status", "Title",
-        "Description", "HasOptedOutOfEmail",
+        "Description", "HasOptedOutOfEmail", "DoNotCall", "OwnerId",
     },
     "Opportunity": {
         "Name", "StageName", "CloseDate", "Amount", "LeadSource", "Type", "Description", "AccountId",
-        "Probability", "NextStep",
+        "Probability", "NextStep", "OwnerId",
     },
 }  # fmt: skip
 SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+# The API user's id: a record created through the API is owned by it until someone reassigns it.
+INTEGRATION_USER_ID = "0055g00000ENNUAPI"
+OWNED_OBJECTS = ("Contact", "Lead", "Opportunity", "Account")
 DATE_FIELDS = {"Birthdate", "CloseDate"}
 MAX_LENGTHS = {
     "FirstName": 40, "LastName": 80, "Email": 80, "Phone": 40, "MobilePhone": 40, "Company": 255,
@@ -596,6 +599,10 @@ def _upsert(
     if found is None:
         record_id = f"{KEY_PREFIXES[sobject]}5g0{int(store.new_id()):09d}AAA"
         objects[record_id] = {"Id": record_id, "CreatedDate": now}
+        if sobject in OWNED_OBJECTS:
+            objects[record_id]["OwnerId"] = INTEGRATION_USER_ID
+        if sobject in ("Contact", "Lead"):
+            objects[record_id].update(HasOptedOutOfEmail=False, DoNotCall=False)
         index[key] = {"Id": record_id}
     else:
         record_id = str(found["Id"])

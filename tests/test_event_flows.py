@@ -33,7 +33,7 @@ def test_registration_creates_contact_and_member(sqlite_database: str, sandbox: 
     user_id = add_person(email="new.person@example.com")
     user_registered(event_ids=[add_event("user.registered", user_id)])
     contact = sandbox.objects("hubspot", "contacts")[0]["properties"]
-    assert contact["email"] == "new.person@example.com" and contact["lifecyclestage"] == "lead"
+    assert contact["email"] == "new.person@example.com" and contact["ennu_user_id"] == str(user_id)
     assert sandbox.objects("mailchimp", "members")[0]["tags"] == ["ennu:registered"]
 
 

@@ -1,0 +1,78 @@
+"""`inbound-sync`: hourly, what changed at HubSpot and Salesforce since the last watermark, back to the host.
+
+Each CRM with an inbound half in its mappings (see `mappings/inbound.py`) is asked for records changed
+since its watermark, kept in the Prefect Variable `ennu_inbound_watermark_<integration>`. The watermark moves
+to the newest change seen only after the changes are applied, so a failed run is simply repeated; each run
+re-reads a short overlap before the watermark because applying a change twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.variables import Variable
+
+from ennu import circuit
+from ennu.models import utcnow
+from ennu.settings import get_settings
+from mappings.inbound import inbound_mappings
+from mappings.routing import routing_table
+from tasks.inbound import InboundSummary, apply_changes, fetch_changes
+
+
+def watermark_variable(integration: str) -> str:
+    return f"ennu_inbound_watermark_{integration}"
+
+
+def read_watermark(integration: str) -> datetime | None:
+    stored = Variable.get(watermark_variable(integration), default=None)
+    return datetime.fromisoformat(str(stored)) if stored else None
+
+
+@flow(name="inbound-sync", log_prints=False)
+def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | int | None]]:
+    """Pull CRM-side changes (lifecycle stage, owner, opt-outs) into the host's users.
+
+    Args:
+        integrations: only these CRMs (default: every enabled one whose mappings have an inbound half).
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    table = routing_table(settings.mappings_dir)
+    rows: list[dict[str, str | int | None]] = []
+    for name, mapping in sorted(inbound_mappings(settings.mappings_dir).items()):
+        config = table.integrations.get(name)
+        if integrations is not None and name not in integrations:
+            continue
+        if config is None or not config.enabled or not circuit.allows_calls(name):
+            logger.info("%s: skipped (disabled or circuit open)", name)
+            continue
+        assert mapping.inbound is not None
+        started = utcnow()
+        previous = read_watermark(name)
+        since = (
+            previous - timedelta(seconds=settings.inbound_overlap_seconds)
+            if previous is not None
+            else started - timedelta(hours=settings.inbound_initial_lookback_hours)
+        )
+        changes = fetch_changes(name, mapping.inbound, since)
+        summary: InboundSummary = apply_changes(name, mapping.inbound, changes)
+        newest = max((c.modified_at for c in changes), default=None)
+        watermark = max(filter(None, [previous, newest]), default=since)
+        Variable.set(watermark_variable(name), watermark.isoformat(), overwrite=True)
+        summary.since, summary.watermark = since.isoformat(), watermark.isoformat()
+        logger.info(
+            "%s: %d changed records, %d users updated, %d unchanged, %d not ours",
+            name,
+            summary.fetched,
+            summary.applied,
+            summary.unchanged,
+            summary.unmatched,
+        )
+        rows.append(summary.row())
+    create_table_artifact(
+        key="inbound-sync", table=rows, description="CRM changes applied to the host's users (counts only)"
+    )
+    return rows
