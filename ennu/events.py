@@ -16,6 +16,8 @@ class EventType:
     name: str  # e.g. "assessment.completed"
     flow_name: str  # e.g. "assessment-completed"
     resource_kind: str | None  # what `resource` points at: "assessment", "biomarker", "health_goal"
+    # "host": sent by the host app to POST /events; "hub": raised by the hub itself (from a vendor webhook)
+    origin: str = "host"
 
     @property
     def prefect_event(self) -> str:
@@ -32,8 +34,10 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("health_goal.created", "health-goal-created", "health_goal"),
         EventType("health_goal.completed", "health-goal-completed", "health_goal"),
         EventType("user.deletion_requested", "erase-user", None),
+        EventType("subscription.changed", "subscription-changed", "subscription", origin="hub"),
     )
 }
+HOST_EVENT_TYPES = sorted(name for name, t in EVENT_TYPES.items() if t.origin == "host")
 
 MAX_PAYLOAD_KEYS = 50
 
@@ -53,8 +57,8 @@ class HostEvent(BaseModel):
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value not in EVENT_TYPES:
-            raise ValueError(f"unknown event type; expected one of {sorted(EVENT_TYPES)}")
+        if value not in HOST_EVENT_TYPES:
+            raise ValueError(f"unknown event type; expected one of {HOST_EVENT_TYPES}")
         return value
 
     @field_validator("occurred_at")
@@ -72,3 +76,14 @@ class HostEvent(BaseModel):
     @property
     def event_type(self) -> EventType:
         return EVENT_TYPES[self.type]
+
+
+class HubEvent(HostEvent):
+    """An event the hub raises itself (e.g. a Stripe subscription change): same shape, hub-origin types."""
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in EVENT_TYPES or EVENT_TYPES[value].origin != "hub":
+            raise ValueError("not an event type the hub raises")
+        return value

@@ -221,6 +221,7 @@ class SyncLog(Base):
     __table_args__ = (
         Index("ix_sync_log_destination_record", "connector", "object", "record_key", "id"),
         Index("ix_sync_log_connector_time", "connector", "created_at"),
+        Index("ix_sync_log_connector_remote", "connector", "remote_id"),  # a vendor id back to our user
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -11,6 +11,7 @@ from flows.biomarker_updated import biomarker_updated
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
+from flows.subscription_changed import subscription_changed
 from flows.user_login import user_login
 from flows.user_registered import user_registered
 
@@ -22,4 +23,5 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "health_goal.created": health_goal_created,
     "health_goal.completed": health_goal_completed,
     "user.deletion_requested": erase_user,
+    "subscription.changed": subscription_changed,
 }

@@ -24,8 +24,9 @@ from pydantic import (
 
 from mappings.transforms import TRANSFORMS, MultiSourceTransform, Params
 
-SOURCE_KINDS = ("event", "user", "assessment", "biomarker", "health_goal")
-RecordKind = Literal["user", "assessment", "biomarker", "health_goal"]  # what one destination record is
+SOURCE_KINDS = ("event", "user", "assessment", "biomarker", "health_goal", "subscription")
+# what one destination record is
+RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription"]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)
 # the kinds whose columns have one more level: assessment.scores.<category>
 NESTED_SOURCES = {"assessment": ("scores",)}

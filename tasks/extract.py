@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
-from ennu.models import Assessment, AssessmentScore, Base, Biomarker, HealthGoal, OutboxEvent, User
+from ennu.models import (
+    Assessment,
+    AssessmentScore,
+    Base,
+    Biomarker,
+    HealthGoal,
+    OutboxEvent,
+    Subscription,
+    User,
+)
 
 IN_CHUNK = 500
 
@@ -22,6 +31,7 @@ RESOURCE_MODELS: dict[str, type[Base]] = {
     "assessment": Assessment,
     "biomarker": Biomarker,
     "health_goal": HealthGoal,
+    "subscription": Subscription,
 }
 
 

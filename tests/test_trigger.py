@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
 from intake.app import create_app
@@ -50,7 +51,17 @@ def served(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
         process.wait(timeout=30)
 
 
-def test_posted_event_starts_a_run_that_delivers_the_contact(served: None, sandbox: Any) -> None:
+def runs_of(deployment_name: str) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
+        )
+
+
+def test_posted_event_starts_a_run_that_delivers_the_contact_and_a_failure_raises_an_alert(
+    served: None, sandbox: Any
+) -> None:
     user_id = add_person()
     assessment_id = add_assessment(user_id)
     with TestClient(create_app()) as api:
@@ -71,9 +82,19 @@ def test_posted_event_starts_a_run_that_delivers_the_contact(served: None, sandb
     while not sandbox.objects("hubspot", "contacts") and time.monotonic() < deadline:
         time.sleep(1)
     assert len(sandbox.objects("hubspot", "contacts")) == 1
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(DEPLOYMENT)
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
-        )
-    assert [run.parameters for run in runs] == [{"event_ids": ["trigger-1"]}]
+    assert [run.parameters for run in runs_of(DEPLOYMENT)] == [{"event_ids": ["trigger-1"]}]
+
+    # A run that fails (bulk-sync refuses an event type without records) starts the ops-alert automation.
+    failed = run_deployment(
+        "bulk-sync/on-demand", parameters={"event_type": "user.deletion_requested"}, timeout=120
+    )
+    assert failed.state is not None and failed.state.is_failed()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        alerts = [run for run in runs_of("ops-alert/default") if run.state and run.state.is_final()]
+        if alerts:
+            break
+        time.sleep(1)
+    assert [(run.parameters, run.state.name) for run in alerts] == [
+        ({"kind": "flow-run-failed", "subject": f"prefect.flow-run.{failed.id}"}, "Completed")  # type: ignore[union-attr]
+    ]

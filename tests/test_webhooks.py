@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -15,8 +16,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ennu.db import session_scope
-from ennu.models import WebhookReceipt
+from ennu.models import OutboxEvent, Subscription, User, WebhookReceipt
+from flows.subscription_changed import subscription_changed
+from flows.user_registered import user_registered
+from flows.webhook_received import webhook_received
 from intake.app import create_app
+from tests.factories import add_event, add_person
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -113,3 +118,95 @@ def test_mandrill_and_twilio_signatures(api: TestClient) -> None:
     params["MessageStatus"] = "failed"  # a changed byte
     assert api.post("/webhooks/twilio", content=urlencode(params), headers=headers).status_code == 401
     assert api.post("/webhooks/unknown", content=b"{}").status_code == 404
+
+
+# --------------------------------------------------------------- what the webhook-received flow does
+
+
+def receipt_ids(integration: str) -> list[int]:
+    with session_scope() as session:
+        return list(
+            session.execute(
+                select(WebhookReceipt.id)
+                .where(WebhookReceipt.integration == integration)
+                .order_by(WebhookReceipt.id)
+            ).scalars()
+        )
+
+
+def subscription_event(event_id: str, kind: str, status: str, created: int, customer: str) -> bytes:
+    """A `customer.subscription.*` event as Stripe sends it (API 2025-03-31+: the period on the item)."""
+    item = {"id": "si_1", "price": {"id": "price_monthly"}, "current_period_end": 1_798_761_600}
+    subscription = {
+        "id": "sub_1",
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "cancel_at_period_end": False,
+        "items": {"object": "list", "data": [item]},
+        "metadata": {},
+    }
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "created": created,
+        "data": {"object": subscription},
+    }
+    return json.dumps(event).encode()
+
+
+def test_stripe_subscription_events_update_the_host_and_reach_the_crms(api: TestClient, sandbox: Any) -> None:
+    user_id = add_person()
+    user_registered(event_ids=[add_event("user.registered", user_id, event_id="reg-sub")])
+    customer = sandbox.objects("stripe", "customers")[0]["id"]
+    now = int(time.time())
+    for event_id, kind, status, created in (
+        ("evt_sub_created", "customer.subscription.created", "trialing", now - 60),
+        ("evt_sub_updated", "customer.subscription.updated", "active", now - 30),
+        ("evt_sub_late", "customer.subscription.updated", "incomplete", now - 45),  # older, arrives last
+    ):
+        body = subscription_event(event_id, kind, status, created, customer)
+        assert api.post("/webhooks/stripe", content=body, headers=stripe_headers(body)).status_code == 200
+    outcomes = webhook_received(receipt_ids=receipt_ids("stripe"))
+    assert outcomes == {"subscription updated": 2, "stale event": 1}
+    with session_scope() as session:
+        row = session.execute(select(Subscription)).scalar_one()
+        assert (row.user_id, row.status, row.price_id) == (user_id, "active", "price_monthly")
+        assert row.current_period_end is not None and row.current_period_end.year == 2027
+        raised = list(
+            session.execute(
+                select(OutboxEvent.id).where(OutboxEvent.type == "subscription.changed")
+            ).scalars()
+        )
+    assert sorted(raised) == ["stripe-evt_sub_created", "stripe-evt_sub_updated"]
+    assert webhook_received(receipt_ids=receipt_ids("stripe")) == {}  # each receipt is applied once
+
+    subscription_changed(event_ids=raised)
+    contact = next(c for c in sandbox.objects("hubspot", "contacts") if c["properties"].get("ennu_user_id"))
+    assert contact["properties"]["ennu_subscription_status"] == "active"
+    salesforce = sandbox.objects("salesforce", "Contact")[0]
+    assert salesforce["ENNU_Subscription_Status__c"] == "active"
+
+
+def test_unsubscribes_and_stop_replies_withdraw_consent(api: TestClient) -> None:
+    person = add_person(email="leaver@example.com", phone="+1 555 010 9999")
+    form = urlencode(
+        {"type": "unsubscribe", "fired_at": "2026-11-29 10:00:00", "data[email]": "Leaver@example.com"}
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert (
+        api.post("/webhooks/mailchimp?secret=mc-url-secret", content=form, headers=headers).status_code == 200
+    )
+    url = "https://hub.example.org/webhooks/twilio"
+    params = {"MessageSid": "SMstop", "From": "+15550109999", "To": "+15550100000", "Body": "STOP"}
+    signed = url + "".join(k + v for k, v in sorted(params.items()))
+    sig = base64.b64encode(hmac.new(b"tw-token", signed.encode(), hashlib.sha1).digest()).decode()
+    twilio = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig}
+    assert api.post("/webhooks/twilio", content=urlencode(params), headers=twilio).status_code == 200
+
+    outcomes = webhook_received(receipt_ids=receipt_ids("mailchimp") + receipt_ids("twilio"))
+    assert outcomes == {"consent withdrawn": 2}
+    with session_scope() as session:
+        user = session.get(User, person)
+        assert user is not None and (user.marketing_consent, user.communication_consent) == (False, False)

@@ -36,6 +36,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_subscriptions_stripe_customer_id'), ['stripe_customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscriptions_user_id'), ['user_id'], unique=False)
 
+    with op.batch_alter_table('sync_log', schema=None) as batch_op:
+        batch_op.create_index('ix_sync_log_connector_remote', ['connector', 'remote_id'], unique=False)
+
     with op.batch_alter_table('integration_state', schema=None) as batch_op:
         batch_op.add_column(sa.Column('schema_fingerprint', sa.String(length=64), nullable=True))
 
@@ -54,6 +57,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table('integration_state', schema=None) as batch_op:
         batch_op.drop_column('schema_fingerprint')
+
+    with op.batch_alter_table('sync_log', schema=None) as batch_op:
+        batch_op.drop_index('ix_sync_log_connector_remote')
 
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriptions_user_id'))

@@ -1,0 +1,161 @@
+"""Every deployment of the project, once: what `deployments/serve.py` serves and `prefect.yaml` declares.
+
+`python -m deployments.render` writes `deployments/prefect.yaml` from this table, and a test holds the
+file equal to it, so the served and the worker-run deployments cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import Flow
+from prefect.events import DeploymentEventTrigger
+from prefect.events.schemas.events import ResourceSpecification
+
+from ennu.events import EVENT_TYPES
+from flows.bulk_sync import bulk_sync
+from flows.cleanup import cleanup
+from flows.daily_stats import daily_stats
+from flows.drain import drain
+from flows.inbound_sync import inbound_sync
+from flows.ops_alert import ops_alert
+from flows.registry import EVENT_FLOWS
+from flows.test_connections import test_connections
+from flows.webhook_received import webhook_received
+
+EVENT_TAGS = ("ennu", "event")
+MAINTENANCE_TAGS = ("ennu", "maintenance")
+# Not tagged `ennu`: a failing alert must not raise an alert about itself.
+ALERT_TAGS = ("ennu-ops",)
+FAILED_STATES = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut")
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    flow: Flow[..., Any]
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    cron: str | None = None
+    triggers: tuple[DeploymentEventTrigger, ...] = field(default=())
+
+    @property
+    def entrypoint(self) -> str:
+        """`flows/drain.py:drain`, relative to the repository root."""
+        module = self.flow.fn.__module__
+        return f"{module.replace('.', '/')}.py:{self.flow.fn.__name__}"
+
+    def to_deployment(self) -> Any:
+        return self.flow.to_deployment(
+            name=self.name,
+            cron=self.cron,
+            triggers=list(self.triggers) or None,
+            tags=list(self.tags),
+            description=self.description,
+        )
+
+
+def event_trigger(event_type: str) -> DeploymentEventTrigger:
+    """Run the flow for each `ennu.<type>` event, with the event id as the run's only input."""
+    return DeploymentEventTrigger(
+        name=f"on {EVENT_TYPES[event_type].prefect_event}",
+        expect={EVENT_TYPES[event_type].prefect_event},
+        parameters={"event_ids": ["{{ event.payload.event_id }}"]},
+    )
+
+
+def webhook_trigger() -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        name="on ennu.webhook.*",
+        expect={"ennu.webhook.*"},
+        parameters={"receipt_ids": ["{{ event.payload.receipt_id }}"]},
+    )
+
+
+def failure_trigger() -> DeploymentEventTrigger:
+    """Any run of a deployment tagged `ennu` that fails, crashes or times out."""
+    return DeploymentEventTrigger(
+        name="on a failed ennu flow run",
+        expect=set(FAILED_STATES),
+        match_related=ResourceSpecification(
+            {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.ennu"}
+        ),
+        parameters={"kind": "flow-run-failed", "subject": "{{ event.resource.id }}"},
+    )
+
+
+def circuit_trigger() -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        name="on ennu.integration.circuit-opened",
+        expect={"ennu.integration.circuit-opened"},
+        parameters={
+            "kind": "circuit-opened",
+            "subject": "{{ event.resource.id }}",
+            "detail": "{{ event.payload.reason }}",
+        },
+    )
+
+
+def catalogue() -> list[DeploymentSpec]:
+    specs = [
+        DeploymentSpec(
+            event_flow,
+            "default",
+            f"Triggered by {EVENT_TYPES[event_type].prefect_event}.",
+            EVENT_TAGS,
+            triggers=(event_trigger(event_type),),
+        )
+        for event_type, event_flow in EVENT_FLOWS.items()
+    ]
+    specs += [
+        DeploymentSpec(
+            webhook_received,
+            "default",
+            "Triggered by every stored vendor webhook.",
+            EVENT_TAGS,
+            triggers=(webhook_trigger(),),
+        ),
+        DeploymentSpec(
+            drain, "hourly", "Every pending or deferred event, in batches.", MAINTENANCE_TAGS, "0 * * * *"
+        ),
+        DeploymentSpec(
+            test_connections,
+            "hourly",
+            "A cheap authenticated read at every integration.",
+            MAINTENANCE_TAGS,
+            "5 * * * *",
+        ),
+        DeploymentSpec(
+            inbound_sync,
+            "hourly",
+            "Changes made at HubSpot and Salesforce since the last watermark, back to the host's users.",
+            MAINTENANCE_TAGS,
+            "20 * * * *",
+        ),
+        DeploymentSpec(
+            cleanup,
+            "daily",
+            "Retention of the sync log, webhook receipts and settled outbox events.",
+            MAINTENANCE_TAGS,
+            "30 3 * * *",
+        ),
+        DeploymentSpec(
+            daily_stats,
+            "daily",
+            "Sync counts, error rates, durations and trends per integration.",
+            MAINTENANCE_TAGS,
+            "0 6 * * *",
+        ),
+        DeploymentSpec(
+            bulk_sync, "on-demand", "Every record of a kind to one or more destinations.", MAINTENANCE_TAGS
+        ),
+        DeploymentSpec(
+            ops_alert,
+            "default",
+            "Tells the operators in Slack or Teams about a failed flow run or an opened circuit.",
+            ALERT_TAGS,
+            triggers=(failure_trigger(), circuit_trigger()),
+        ),
+    ]
+    return specs
