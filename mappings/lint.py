@@ -26,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
         except RoutingError as exc:
             problems.append(str(exc))
         else:
+            from tasks.route_filters import ROUTE_FILTERS
+
+            problems += [
+                f"{routing}: routes.{event_type}: unknown filter where: {spec.where!r}; "
+                f"known: {', '.join(sorted(ROUTE_FILTERS))}"
+                for event_type, specs in table.routes.items()
+                for spec in specs
+                if spec.where is not None and spec.where not in ROUTE_FILTERS
+            ]
             present = {(p.parent.name, p.stem) for p in mapping_files(root)}
             problems += [
                 f"{routing}: routes.{event_type}: no mapping file {event_type}/{spec.mapping_name}.yaml"

@@ -33,6 +33,7 @@ class RouteSpec(BaseModel):
     connector: str
     mapping: str | None = None
     enabled: bool = True
+    where: str | None = None  # a named record filter (tasks/route_filters.py), e.g. critical_biomarker
 
     @property
     def mapping_name(self) -> str:

@@ -79,6 +79,12 @@ def plan_routes(event_type: str, frame: pd.DataFrame) -> list[Route]:
             mask = pd.Series(True, index=frame.index)
         else:
             mask = consented(frame, spec.connector, table.integrations[spec.connector].consent, consents)
+        if spec.where is not None and len(frame):
+            from tasks.route_filters import ROUTE_FILTERS  # connectors and mappings; loaded when named
+
+            wanted = ROUTE_FILTERS[spec.where](frame)
+            routes.append(Route(spec.connector, mapping, frame.loc[mask & wanted], frame.loc[~mask & wanted]))
+            continue
         routes.append(Route(spec.connector, mapping, frame.loc[mask], frame.loc[~mask]))
     return routes
 

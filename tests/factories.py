@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from ennu.db import session_scope
 from ennu.events import HostEvent
@@ -107,3 +108,13 @@ def add_event(
         resource=None if resource is None else str(resource),
     )
     return ingest(event, emit=False).event_id
+
+
+def zone_at_local_hour(hour: int) -> str:
+    """A fixed-offset IANA zone where it is now `hour` o'clock (Etc/GMT+5 is UTC-5)."""
+    now = datetime.now(UTC)
+    for offset in range(-12, 15):
+        name = f"Etc/GMT{-offset:+d}"
+        if now.astimezone(ZoneInfo(name)).hour == hour:
+            return name
+    raise AssertionError(f"no zone at {hour}:00")

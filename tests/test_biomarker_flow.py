@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,11 @@ from typing import Any
 import pytest
 
 from ennu.db import session_scope
-from ennu.models import Biomarker
+from ennu.models import Biomarker, User
 from ennu.settings import reload_settings
 from flows.biomarker_updated import biomarker_updated
-from tests.factories import add_event, add_person
+from tests.factories import add_event, add_person, zone_at_local_hour
+from tests.routing_copy import routing_copy
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -38,11 +38,7 @@ def add_result(user_id: int, name: str, loinc: str, value: float, unit: str) -> 
 
 @pytest.fixture()
 def slack_enabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    copy = tmp_path / "mappings"
-    shutil.copytree(REPO_MAPPINGS, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    routing = copy / "routing.yaml"
-    routing.write_text(routing.read_text().replace("slack: {enabled: false", "slack: {enabled: true"))
-    monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(copy))
+    monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(routing_copy(tmp_path / "mappings", enable=["slack"])))
     reload_settings()
 
 
@@ -50,6 +46,8 @@ def test_results_become_observations_and_a_critical_one_alerts_once(
     sqlite_database: str, sandbox: Any, slack_enabled: None
 ) -> None:
     user_id = add_person()
+    with session_scope() as session:  # daytime where the person lives, so the SMS is not held back
+        session.get(User, user_id).timezone = zone_at_local_hour(13)  # type: ignore[union-attr]
     normal = add_result(user_id, "glucose", "2345-7", 92, "mg/dL")
     critical = add_result(user_id, "glucose", "2345-7", 612, "mg/dL")
     events = [
@@ -68,6 +66,10 @@ def test_results_become_observations_and_a_critical_one_alerts_once(
     assert len(messages) == 1
     assert "612" not in str(messages) and "Ada" not in str(messages)
     assert by_destination["slack/alerts"]["created"] == 1
+    # Only the critical result takes the Twilio route (where: critical_biomarker); the SMS has no value.
+    (sms,) = sandbox.objects("twilio", "messages")
+    assert "612" not in str(sms) and "glucose" not in str(sms).lower()
+    assert by_destination["twilio/messages"]["created"] == 1
 
     biomarker_updated(event_ids=events)  # again: nothing new at the EHR
     assert len(sandbox.objects("fhir", "Observation")) == 2

@@ -313,3 +313,21 @@ def test_mapping_is_frozen_and_typed() -> None:
         ("ExpectColumnValuesToNotBeNull", {}),
         ("ExpectColumnValuesToBeBetween", {"min_value": 0.0, "max_value": 10.0}),
     ]
+
+
+def test_a_route_filter_must_be_known_and_outbound_fields_never_read_crm_owned_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.routing_copy import routing_copy
+
+    root = routing_copy(tmp_path / "mappings")
+    routing = root / "routing.yaml"
+    routing.write_text(routing.read_text().replace("where: critical_biomarker", "where: everything_urgent"))
+    login = root / "user.login" / "hubspot.yaml"
+    login.write_text(
+        login.read_text().replace("fields:\n", "fields:\n  owner:\n    source: user.hubspot_owner_id\n", 1)
+    )
+    assert lint_main([str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "unknown filter where: 'everything_urgent'; known: critical_biomarker" in out
+    assert "user.login/hubspot.yaml" in out and "which the CRMs own through the inbound sync" in out

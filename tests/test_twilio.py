@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from ennu.settings import get_settings
 from mappings.loader import check_file
 from sandbox.server import start_sandbox
 from sandbox.twilio import UNSUBSCRIBED_ENV
+from tests.factories import zone_at_local_hour
 
 MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "health_goal.completed" / "twilio.yaml"
 BODY = "ENNU: congratulations on completing your health goal! Reply STOP to opt out."
@@ -41,14 +42,6 @@ TWILIO_ENV = (
 )
 
 
-def zone_at_local_hour(hour: int) -> str:
-    """A fixed-offset IANA zone where it is now `hour` o'clock (Etc/GMT+5 is UTC-5)."""
-    now = datetime.now(UTC)
-    for offset in range(-12, 15):
-        name = f"Etc/GMT{-offset:+d}"
-        if now.astimezone(ZoneInfo(name)).hour == hour:
-            return name
-    raise AssertionError(f"no zone at {hour}:00")
 
 
 DAYTIME = zone_at_local_hour(14)

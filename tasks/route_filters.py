@@ -1,0 +1,33 @@
+"""Named per-record route filters: `where: <name>` on a route in `mappings/routing.yaml`.
+
+A filter takes the extracted frame of one event type and returns a boolean mask of the rows that may take
+the route; the rows it leaves out are simply not routed there (no sync-log row: they were never meant to
+go). Adding a filter is one function and one entry in `ROUTE_FILTERS`; the mapping lint refuses a route
+that names an unknown one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from connectors.fhir_observations import critical_alerts
+from ennu.settings import get_settings
+from mappings import apply_mapping, load_all_mappings
+from tasks.push import to_records
+
+RouteFilter = Callable[[pd.DataFrame], pd.Series]
+
+
+def critical_biomarker(frame: pd.DataFrame) -> pd.Series:
+    """Results beyond their critical range in mappings/loinc.yaml (the same rule as the care-team alert)."""
+    mapping = load_all_mappings(get_settings().mappings_dir)[("biomarker.updated", "epic_fhir")]
+    mapped = apply_mapping(mapping, frame)
+    critical = {alert.record_key for alert in critical_alerts(to_records(mapped))}
+    return mapped["_record_key"].isin(critical).reindex(frame.index, fill_value=False).astype(bool)
+
+
+ROUTE_FILTERS: dict[str, RouteFilter] = {
+    "critical_biomarker": critical_biomarker,
+}
