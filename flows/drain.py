@@ -5,20 +5,31 @@ from __future__ import annotations
 from datetime import timedelta
 
 from prefect import flow, get_run_logger
-from sqlalchemy import select
+from sqlalchemy import case, select
 
 from ennu.db import session_scope
 from ennu.models import EventStatus, OutboxEvent, utcnow
 from ennu.settings import get_settings
 from flows.registry import EVENT_FLOWS
+from mappings.routing import routing_table
 
 # Events younger than this are left to their trigger-started run, which is probably under way.
 DEFAULT_MIN_AGE_SECONDS = 120
 
 
 def waiting_events(min_age_seconds: int, limit: int) -> dict[str, list[str]]:
-    """Pending and deferred event ids grouped by type, oldest first."""
+    """Pending and deferred event ids grouped by type: priority integrations first, then oldest first.
+
+    An event type's priority is its most urgent destination's (`priority` in routing.yaml), so when there
+    are more waiting events than one run takes, results bound for the EHR go before marketing updates.
+    """
     cutoff = utcnow() - timedelta(seconds=min_age_seconds)
+    table = routing_table(get_settings().mappings_dir)
+    priority = case(
+        {event_type: table.event_priority(event_type) for event_type in EVENT_FLOWS},
+        value=OutboxEvent.type,
+        else_=9,
+    )
     with session_scope() as session:
         rows = session.execute(
             select(OutboxEvent.type, OutboxEvent.id)
@@ -26,7 +37,7 @@ def waiting_events(min_age_seconds: int, limit: int) -> dict[str, list[str]]:
                 OutboxEvent.status.in_([EventStatus.PENDING.value, EventStatus.DEFERRED.value]),
                 OutboxEvent.received_at <= cutoff,
             )
-            .order_by(OutboxEvent.received_at, OutboxEvent.id)
+            .order_by(priority, OutboxEvent.received_at, OutboxEvent.id)
             .limit(limit)
         ).all()
     grouped: dict[str, list[str]] = {}

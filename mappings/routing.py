@@ -18,11 +18,16 @@ class ConsentNeed(StrEnum):
     COMMUNICATION = "communication"
 
 
+DEFAULT_PRIORITY = 5
+
+
 class IntegrationRouting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     consent: ConsentNeed = ConsentNeed.NONE
+    # The drain serves waiting events of higher-priority integrations first (1 is first).
+    priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=9)
 
 
 class RouteSpec(BaseModel):
@@ -57,6 +62,10 @@ class RoutingTable(BaseModel):
                         f"routes.{event_type}: connector {spec.connector!r} is not under integrations"
                     )
         return self
+
+    def event_priority(self, event_type: str) -> int:
+        """The most urgent priority among the event type's enabled destinations (9 when it has none)."""
+        return min((self.integrations[s.connector].priority for s in self.routes_for(event_type)), default=9)
 
     def routes_for(self, event_type: str) -> list[RouteSpec]:
         """The enabled routes of one event type, in table order."""

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ennu.db import session_scope
 from ennu.models import OutboxEvent, SyncLog, User
 from flows.bulk_sync import bulk_sync
-from flows.drain import drain
+from flows.drain import drain, waiting_events
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
@@ -107,6 +107,25 @@ def test_drain_runs_every_waiting_type_through_its_flow(sqlite_database: str, sa
     assert processed == {"user.registered": 1, "assessment.completed": 1, "user.login": 1}
     with session_scope() as session:
         assert {session.get(OutboxEvent, e).status for e in events} == {"done"}  # type: ignore[union-attr]
+
+
+def test_drain_serves_priority_integrations_first(database: str) -> None:
+    user_id = add_person()
+    older = [add_event("user.login", user_id), add_event("assessment.completed", user_id, 1)]
+    results = [add_event("biomarker.updated", user_id, n) for n in (1, 2)]  # EHR: priority 1
+    goal = add_event("health_goal.completed", user_id, 1)  # Twilio: priority 2
+    assert waiting_events(min_age_seconds=0, limit=3) == {
+        "biomarker.updated": results,
+        "health_goal.completed": [goal],
+    }
+    waiting = waiting_events(min_age_seconds=0, limit=10)
+    assert list(waiting) == [
+        "biomarker.updated",
+        "health_goal.completed",
+        "user.login",
+        "assessment.completed",
+    ]
+    assert waiting["user.login"] == older[:1]
 
 
 def test_bulk_sync_sends_everyone_once_and_then_nothing(sqlite_database: str, sandbox: Any) -> None:
