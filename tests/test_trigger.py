@@ -1,4 +1,4 @@
-"""The served deployment runs when the intake API announces an event (the path of `make up`)."""
+"""The served deployments run when the intake API announces events (the path of `make up`), every type."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,8 +17,11 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
+from ennu.db import session_scope
+from ennu.events import EVENT_TYPES
+from ennu.models import Biomarker, OutboxEvent, User
 from intake.app import create_app
-from tests.factories import add_assessment, add_person
+from tests.factories import add_assessment, add_goal, add_person, zone_at_local_hour
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 DEPLOYMENT = "assessment-completed/default"
@@ -49,6 +53,25 @@ def served(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def post(api: TestClient, event_id: str, event_type: str, subject: int, resource: int | None = None) -> None:
+    body = {"id": event_id, "type": event_type, "occurred_at": "2026-11-29T10:00:00Z", "subject": subject}
+    if resource is not None:
+        body["resource"] = str(resource)
+    response = api.post("/events", headers={"Authorization": "Bearer dev-intake-token"}, json=body)
+    assert response.status_code == 202, response.text
+
+
+def settled(event_ids: list[str], timeout: float = 180) -> dict[str, str]:
+    """Wait until the events' flows have settled them (done) or the time is up; their statuses."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope() as session:
+            statuses = {e: session.get(OutboxEvent, e).status for e in event_ids}  # type: ignore[union-attr]
+        if set(statuses.values()) == {"done"} or time.monotonic() > deadline:
+            return statuses
+        time.sleep(1)
 
 
 def runs_of(deployment_name: str) -> list[Any]:
@@ -83,6 +106,40 @@ def test_posted_event_starts_a_run_that_delivers_the_contact_and_a_failure_raise
         time.sleep(1)
     assert len(sandbox.objects("hubspot", "contacts")) == 1
     assert [run.parameters for run in runs_of(DEPLOYMENT)] == [{"event_ids": ["trigger-1"]}]
+
+    # Every other host event type, each through its own deployment's trigger.
+    registered, goal_owner, leaver = add_person(), add_person(), add_person()
+    goal = add_goal(goal_owner)
+    with session_scope() as session:
+        # daytime where the goal owner lives: the SMS for the completed goal is not held for quiet hours
+        session.get(User, goal_owner).timezone = zone_at_local_hour(13)  # type: ignore[union-attr]
+        result = Biomarker(
+            user_id=goal_owner,
+            name="glucose",
+            loinc_code="2345-7",
+            value=92,
+            unit="mg/dL",
+            observed_at=datetime(2026, 11, 2, 8, 0, tzinfo=UTC),
+        )
+        session.add(result)
+        session.flush()
+        result_id = result.id
+    with TestClient(create_app()) as api:
+        post(api, "t-registered", "user.registered", registered)
+        post(api, "t-login", "user.login", registered)
+        post(api, "t-biomarker", "biomarker.updated", goal_owner, result_id)
+        post(api, "t-goal-created", "health_goal.created", goal_owner, goal)
+        post(api, "t-leaver", "user.registered", leaver)
+        first_wave = ["t-registered", "t-login", "t-biomarker", "t-goal-created", "t-leaver"]
+        assert set(settled(first_wave).values()) == {"done"}
+        post(api, "t-goal-completed", "health_goal.completed", goal_owner, goal)
+        post(api, "t-erase", "user.deletion_requested", leaver)
+        assert set(settled(["t-goal-completed", "t-erase"]).values()) == {"done"}
+    for event_type in EVENT_TYPES.values():
+        if event_type.origin == "host" and event_type.name != "assessment.completed":
+            assert runs_of(f"{event_type.flow_name}/default"), event_type.name
+    assert sandbox.objects("fhir", "Observation") and sandbox.objects("hubspot", "deals")
+    assert sandbox.request_count("hubspot", "gdpr-delete") == 1
 
     # A run that fails (bulk-sync refuses an event type without records) starts the ops-alert automation.
     failed = run_deployment(
