@@ -63,6 +63,7 @@ class Person:
     user_id: int
     email: str | None = None
     phone: str | None = None
+    goal_ids: tuple[int, ...] = ()  # their health goals, which CRMs hold as deals / opportunities
     extra: dict[str, str] = field(default_factory=dict)
 
 

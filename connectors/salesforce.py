@@ -39,6 +39,8 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_SECONDS = 180  # Salesforce refuses assertions that expire more than 3 minutes ahead
 COLLECTION_LIMIT = 200
 ERASABLE_OBJECTS = ("Contact", "Lead")
+# The Opportunity external id of mappings/health_goal.*/salesforce.yaml
+GOAL_EXTERNAL_ID_FIELD = "ENNU_Goal_Id__c"
 API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 # The API's daily limit answers 403 REQUEST_LIMIT_EXCEEDED: try later, not a refusal of the records.
@@ -353,14 +355,17 @@ class SalesforceConnector(Connector):
         return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
 
     def erase(self, person: Person) -> Outcome:
-        """Delete the Contact and Lead with the person's external id (they go to the Recycle Bin)."""
+        """Delete the person's Contact and Lead, and the Opportunities of their health goals, by external id.
+
+        Deleted records go to the Recycle Bin (15 days) before Salesforce purges them.
+        """
         key = f"user:{person.user_id}"
+        targets = [(name, self.external_id_field, person.user_id) for name in ERASABLE_OBJECTS]
+        targets += [("Opportunity", GOAL_EXTERNAL_ID_FIELD, goal_id) for goal_id in person.goal_ids]
         deleted: list[str] = []
-        for object_name in ERASABLE_OBJECTS:
+        for object_name, id_field, value in targets:
             response = self._call(
-                "DELETE",
-                f"/sobjects/{object_name}/{self.external_id_field}/{person.user_id}",
-                allow_statuses=frozenset({404}),
+                "DELETE", f"/sobjects/{object_name}/{id_field}/{value}", allow_statuses=frozenset({404})
             )
             if response.status_code != 404:
                 deleted.append(object_name)

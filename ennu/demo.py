@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 
 from ennu.db import get_engine, migrate
-from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, User
+from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, Subscription, User
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,8 @@ EXAMPLE_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")
 HOST_TABLES: tuple[Table, ...] = tuple(
     cast(Table, m.__table__) for m in (User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
 )
+# what a reset clears: the generated tables and the host tables that refer to them
+CLEARED_TABLES: tuple[Table, ...] = (*HOST_TABLES, cast(Table, Subscription.__table__))
 
 # --------------------------------------------------------------------------- private generation tables
 
@@ -869,9 +871,9 @@ def _consents(rng: np.random.Generator, ids: _NextIds, person: _People, now: int
 
 def _wipe_host_tables(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("TRUNCATE " + ", ".join(t.name for t in HOST_TABLES) + " RESTART IDENTITY")
+        conn.exec_driver_sql("TRUNCATE " + ", ".join(t.name for t in CLEARED_TABLES) + " RESTART IDENTITY")
     else:
-        for table in reversed(HOST_TABLES):
+        for table in reversed(CLEARED_TABLES):
             conn.execute(table.delete())
 
 

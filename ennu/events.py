@@ -50,7 +50,7 @@ class HostEvent(BaseModel):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     type: str
     occurred_at: datetime
-    subject: int = Field(gt=0, description="The host app's user id the event is about.")
+    subject: int = Field(gt=0, le=2_147_483_647, description="The host app's user id the event is about.")
     resource: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     payload: dict[str, Any] = Field(default_factory=dict)
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from connectors.base import Person
 from connectors.http import ConnectorError, RetryableError
 from ennu.db import session_scope
-from ennu.models import OutboxEvent, SyncLog, SyncStatus, User
+from ennu.models import HealthGoal, OutboxEvent, SyncLog, SyncStatus, User
 from ennu.settings import get_settings
 from mappings.routing import routing_table
 from tasks.push import connector_for
@@ -28,9 +28,15 @@ def people_to_erase(event_ids: list[str]) -> dict[str, Person | None]:
                 OutboxEvent.id.in_(event_ids), OutboxEvent.type == "user.deletion_requested"
             )
         ).all()
+        subjects = [s for _, s in events if s]
+        goals: dict[int, list[int]] = {}
+        for goal_id, owner in session.execute(
+            select(HealthGoal.id, HealthGoal.user_id).where(HealthGoal.user_id.in_(subjects))
+        ):
+            goals.setdefault(owner, []).append(goal_id)
         users = {
-            u.id: Person(user_id=u.id, email=u.email, phone=u.phone)
-            for u in session.execute(select(User).where(User.id.in_([s for _, s in events if s]))).scalars()
+            u.id: Person(user_id=u.id, email=u.email, phone=u.phone, goal_ids=tuple(goals.get(u.id, ())))
+            for u in session.execute(select(User).where(User.id.in_(subjects))).scalars()
         }
     return {event_id: users.get(subject) if subject else None for event_id, subject in events}
 

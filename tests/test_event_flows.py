@@ -55,6 +55,8 @@ def test_goal_created_opens_a_deal_and_completed_wins_it(database: str, sandbox:
     assert sandbox.objects("mailchimp", "members")[0]["tags"] == ["goal:lose-weight"]
 
     health_goal_completed(event_ids=[add_event("health_goal.completed", user_id, goal_id)])
+    (opportunity,) = sandbox.objects("salesforce", "Opportunity")
+    assert opportunity["StageName"] == "Closed Won"
     deals = sandbox.objects("hubspot", "deals")
     assert len(deals) == 1 and deals[0]["properties"]["dealstage"] == "closedwon"
     assert sync(connector="hubspot") == [("hubspot", "created"), ("hubspot", "updated")]
@@ -81,12 +83,18 @@ def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
 ) -> None:
     user_id = add_person(email="forget.me@example.com")
     user_registered(event_ids=[add_event("user.registered", user_id)])
+    goal_id = add_goal(user_id)
+    health_goal_created(event_ids=[add_event("health_goal.created", user_id, goal_id)])
     assert sandbox.objects("hubspot", "contacts") and sandbox.objects("mailchimp", "members")
+    assert sandbox.objects("salesforce", "Contact") and sandbox.objects("salesforce", "Opportunity")
 
     summary = erase_user(event_ids=[add_event("user.deletion_requested", user_id)])
 
     assert sandbox.objects("hubspot", "contacts") == []
     assert sandbox.objects("mailchimp", "members") == []
+    assert (
+        sandbox.objects("salesforce", "Contact") == [] and sandbox.objects("salesforce", "Opportunity") == []
+    )
     erased = {row["destination"]: row["erased"] for row in summary}
     assert erased["hubspot/person"] == 1 and erased["mailchimp/person"] == 1
     with session_scope() as session:
