@@ -1,32 +1,78 @@
-"""HubSpot CRM: contacts by CRM v3 batch upsert (100 a request), private-app bearer token."""
+"""HubSpot CRM: contacts, companies and deals by CRM v3 batch upsert (100 a request), private-app token.
+
+Deals carry the configured pipeline and stage ids: a mapping names a logical stage (`dealstage: open` or
+`won`) and the connector puts HUBSPOT_DEAL_PIPELINE and HUBSPOT_DEAL_STAGE_OPEN / _WON on the wire. A
+mapping field `associations.<object>.<id property>` is no property of the record: it names the record
+to associate with (v4 default association), found by one batch read per batch.
+ENNU's own properties (`connectors.hubspot_properties`) are created by `ensure_properties()`: once per
+instance, remembered across processes by a fingerprint in the hub's database. A push never pays for that
+check: when HubSpot answers a batch with 400 PROPERTY_DOESNT_EXIST (a new portal, a deleted property), the
+connector ensures the definitions and retries that batch once.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+import requests
+
+from connectors.base import ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
-from connectors.http import ErrorPolicy, VendorHttp
+from connectors.http import ErrorPolicy, PermanentError, VendorHttp
+from connectors.hubspot_properties import (
+    association_keys,
+    ensure_definitions,
+    missing_property_names,
+    property_definitions,
+)
+from connectors.hubspot_search import (
+    SEARCH_PAGE_LIMIT,
+    SEARCH_RESULT_CAP,
+    parse_hubspot_time,
+    search_modified,
+)
 from connectors.rate_limit import RateLimit
+from ennu import vendor_schema
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
 VENDOR_BASE_URL = "https://api.hubapi.com"
 SANDBOX_TOKEN = "sandbox-hubspot-token"  # noqa: S105 - the sandbox's published dummy token
 POLICY = ErrorPolicy(passthrough_statuses=frozenset({207}))
+BATCH_LIMIT = 100  # inputs of a batch upsert, batch read and v4 batch association
+DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED)
+MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}  # objects whose changes can be fetched
 
 
 class HubSpotConnector(Connector):
-    """Contacts (and any CRM v3 object with a unique-value id property) upserted in batches."""
+    """CRM v3 objects upserted in batches by a unique-value id property; deals staged and associated."""
 
     name: ClassVar[str] = "hubspot"
     consent_category: ClassVar[str] = "crm"
     batch_sizes: ClassVar[dict[str, int]] = {"contacts": 100, "companies": 100, "deals": 100}
 
-    def __init__(self, http: VendorHttp) -> None:
+    def __init__(
+        self,
+        http: VendorHttp,
+        *,
+        deal_pipeline: str = "default",
+        deal_stages: dict[str, str] | None = None,
+        mappings_dir: Path | None = None,
+        search_page_limit: int = SEARCH_PAGE_LIMIT,
+        search_result_cap: int = SEARCH_RESULT_CAP,
+    ) -> None:
         self.http = http
+        self.deal_pipeline = deal_pipeline
+        self.deal_stages = deal_stages or {"open": "appointmentscheduled", "won": "closedwon"}
+        self.mappings_dir = mappings_dir
+        self.search_page_limit = search_page_limit
+        self.search_result_cap = search_result_cap
+        self._properties_ensured = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -46,17 +92,86 @@ class HubSpotConnector(Connector):
             policy=POLICY,
             rate_limit=RateLimit(cls.name, settings.hubspot_requests_per_hour) if rate_limited else None,
         )
-        return cls(http)
+        return cls(
+            http,
+            deal_pipeline=settings.hubspot_deal_pipeline,
+            deal_stages={"open": settings.hubspot_deal_stage_open, "won": settings.hubspot_deal_stage_won},
+            mappings_dir=settings.mappings_dir,
+        )
+
+    # ------------------------------------------------------------------------------- properties
+
+    def ensure_properties(self, *, force: bool = False) -> dict[str, list[str]]:
+        """Create ENNU's missing properties; the names created by object type.
+
+        Once per instance, and across processes through the fingerprint remembered in the hub's database:
+        the portal is read again only when the definitions (or the portal's base URL) change, or when
+        `force` is set because HubSpot answered that a property is missing.
+        """
+        if self._properties_ensured and not force:
+            return {}
+        if self.mappings_dir is None:
+            raise ValueError("hubspot: no mappings directory to derive the property definitions from")
+        definitions = property_definitions(self.mappings_dir)
+        wanted = vendor_schema.fingerprint({"base_url": self.http.base_url, "definitions": definitions})
+        if not force and vendor_schema.is_ensured(self.name, wanted):
+            self._properties_ensured = True
+            return {}
+        created = ensure_definitions(self.http, definitions)
+        vendor_schema.remember_ensured(self.name, wanted)
+        self._properties_ensured = True
+        return created
+
+    # ------------------------------------------------------------------------------------- push
 
     def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        inputs = [
-            {"id": str(r.fields[upsert_key]), "idProperty": upsert_key, "properties": _properties(r.fields)}
+        outcomes: dict[str, Outcome] = {}
+        inputs: list[dict[str, Any]] = []
+        sent: list[Record] = []
+        for record in records:
+            properties, problem = self._wire_properties(object_name, record.fields)
+            if problem is not None:
+                outcomes[record.record_key] = Outcome(record.record_key, SyncStatus.REJECTED, error=problem)
+                continue
+            inputs.append(
+                {"id": str(record.fields[upsert_key]), "idProperty": upsert_key, "properties": properties}
+            )
+            sent.append(record)
+        if sent:
+            outcomes.update(self._upsert(object_name, upsert_key, sent, inputs))
+            outcomes.update(self._associate(object_name, sent, outcomes))
+        return [
+            outcomes.get(r.record_key)
+            or Outcome(r.record_key, SyncStatus.FAILED, error="no result from hubspot")
             for r in records
         ]
-        response = self.http.request(
-            "POST", f"/crm/v3/objects/{object_name}/batch/upsert", json={"inputs": inputs}
-        )
-        body: dict[str, Any] = response.json()
+
+    def _wire_properties(self, object_name: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The properties HubSpot receives, or a reason to reject the record."""
+        associations = {name for name, _, _ in association_keys(fields)}
+        properties = {n: v for n, v in fields.items() if v is not None and n not in associations}
+        if object_name != "deals":
+            return properties, None
+        properties["pipeline"] = self.deal_pipeline
+        stage = properties.get("dealstage")
+        if stage is not None:
+            if str(stage) not in self.deal_stages:
+                return {}, f"dealstage is not one of the logical stages {', '.join(sorted(self.deal_stages))}"
+            properties["dealstage"] = self.deal_stages[str(stage)]
+        return properties, None
+
+    def _upsert(
+        self, object_name: str, upsert_key: str, records: Sequence[Record], inputs: list[dict[str, Any]]
+    ) -> dict[str, Outcome]:
+        path = f"/crm/v3/objects/{object_name}/batch/upsert"
+        response = self.http.request("POST", path, json={"inputs": inputs}, allow_statuses=frozenset({400}))
+        if response.status_code == 400:
+            if not missing_property_names(_json(response)):
+                self.http.classify(response)  # raises the shared client's PermanentError
+            # This portal never had our properties, or someone deleted one: create them, retry once.
+            self.ensure_properties(force=True)
+            response = self.http.request("POST", path, json={"inputs": inputs})
+        body = _json(response)
         by_key = {str(r.fields[upsert_key]).lower(): r for r in records}
         outcomes: dict[str, Outcome] = {}
         for result in body.get("results", []):
@@ -73,11 +188,116 @@ class HubSpotConnector(Connector):
                 record = by_key.get(str(key).lower())
                 if record is not None:
                     outcomes[record.record_key] = Outcome(record.record_key, SyncStatus.FAILED, error=code)
-        return [
-            outcomes.get(r.record_key)
-            or Outcome(r.record_key, SyncStatus.FAILED, error="no result from hubspot")
-            for r in records
+        return outcomes
+
+    def _associate(
+        self, object_name: str, records: Sequence[Record], outcomes: dict[str, Outcome]
+    ) -> dict[str, Outcome]:
+        """Default associations of the upserted records: one batch read and one v4 batch create per target.
+
+        A record upserted but not associated keeps its status and says why in `error`.
+        """
+        updated: dict[str, Outcome] = {}
+        names = {name for r in records for name in r.fields}
+        for field, to_object, id_property in association_keys(sorted(names)):
+            pairs = [
+                (outcomes[r.record_key], _id_value(id_property, r.fields[field]))
+                for r in records
+                if r.fields.get(field) is not None
+                and r.record_key in outcomes
+                and outcomes[r.record_key].status in DELIVERED
+            ]
+            if not pairs:
+                continue
+            reasons: dict[str, str] = {}
+            try:
+                target_ids = self._read_ids(to_object, id_property, sorted({key for _, key in pairs}))
+                linked = self._link(object_name, to_object, pairs, target_ids)
+            except PermanentError as exc:
+                target_ids, linked = {}, set()
+                reasons = {o.record_key: f"not associated with {to_object}: {exc.reason}" for o, _ in pairs}
+            for outcome, key in pairs:
+                if outcome.remote_id in linked:
+                    continue
+                reason = reasons.get(outcome.record_key) or (
+                    f"not associated: no {to_object} with that {id_property}"
+                    if key not in target_ids
+                    else f"not associated with {to_object}: refused"
+                )
+                updated[outcome.record_key] = replace(updated.get(outcome.record_key, outcome), error=reason)
+        return updated
+
+    def _read_ids(self, object_type: str, id_property: str, keys: list[str]) -> dict[str, str]:
+        """HubSpot object id by id-property value, for those that exist (batch read, 100 a request)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), BATCH_LIMIT):
+            body = {
+                "idProperty": id_property,
+                "inputs": [{"id": key} for key in keys[start : start + BATCH_LIMIT]],
+                "properties": [id_property],
+                "propertiesWithHistory": [],
+            }
+            response = self.http.request("POST", f"/crm/v3/objects/{object_type}/batch/read", json=body)
+            for result in _json(response).get("results", []):
+                value = (result.get("properties") or {}).get(id_property)
+                if value is not None:
+                    found[_id_value(id_property, value)] = str(result["id"])
+        return found
+
+    def _link(
+        self,
+        object_name: str,
+        to_object: str,
+        pairs: list[tuple[Outcome, str]],
+        target_ids: dict[str, str],
+    ) -> set[str]:
+        """The record ids HubSpot answered as associated (v4 batch default association, 100 a request)."""
+        inputs = [
+            {"from": {"id": outcome.remote_id}, "to": {"id": target_ids[key]}}
+            for outcome, key in pairs
+            if key in target_ids
         ]
+        linked: set[str] = set()
+        path = f"/crm/v4/associations/{object_name}/{to_object}/batch/associate/default"
+        for start in range(0, len(inputs), BATCH_LIMIT):
+            response = self.http.request("POST", path, json={"inputs": inputs[start : start + BATCH_LIMIT]})
+            for result in _json(response).get("results", []):
+                linked.add(str((result.get("from") or {}).get("id")))
+        return linked
+
+    # ------------------------------------------------------------------------------ fetch changes
+
+    def fetch_modified(self, since: datetime, properties: Sequence[str]) -> list[dict[str, Any]]:
+        """Contacts with lastmodifieddate > since (aware datetime), every page followed, oldest first:
+        [{"id": "123", "properties": {name: str | None, ...incl. lastmodifieddate}, "updatedAt": "ISO"}]"""
+        found = search_modified(
+            self.http,
+            "contacts",
+            MODIFIED_PROPERTY["contacts"],
+            since,
+            properties,
+            page_limit=self.search_page_limit,
+            result_cap=self.search_result_cap,
+        )
+        return [
+            {
+                "id": str(r["id"]),
+                "properties": dict(r.get("properties") or {}),
+                "updatedAt": r.get("updatedAt"),
+            }
+            for r in found
+        ]
+
+    def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
+        if object_name != "contacts":
+            raise NotImplementedError(f"hubspot reports changes of contacts only, not {object_name}")
+        changed = []
+        for found in self.fetch_modified(since, fields):
+            modified = found["properties"].get(MODIFIED_PROPERTY["contacts"]) or found["updatedAt"]
+            changed.append(ChangedRecord(found["id"], parse_hubspot_time(str(modified)), found["properties"]))
+        return changed
+
+    # ----------------------------------------------------------------------------------- the rest
 
     def test_connection(self) -> ConnectionCheck:
         started = time.monotonic()
@@ -104,6 +324,14 @@ class HubSpotConnector(Connector):
         self.http.close()
 
 
-def _properties(fields: dict[str, Any]) -> dict[str, Any]:
-    """HubSpot property values are strings or numbers; nulls are left out rather than clearing data."""
-    return {name: value for name, value in fields.items() if value is not None}
+def _id_value(id_property: str, value: Any) -> str:
+    """An id-property value as HubSpot matches it: e-mails without case or surrounding space."""
+    return str(value).strip().lower() if id_property == "email" else str(value)
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
