@@ -13,17 +13,23 @@ from connectors.rate_limit import RateLimit
 from ennu.settings import Settings
 
 SANDBOX_FLOW = "workflows/sandbox-flow/triggers/manual/paths/invoke"
+# Teams refuses messages above about 28 KB; notices stay far below by capping the free text.
+TITLE_LIMIT = 200
+TEXT_LIMIT = 10_000
+FACTS_LIMIT = 20
 
 
 def adaptive_card(title: str, text: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Workflows webhook message: one Adaptive Card 1.2 attachment."""
+    heading = {"type": "TextBlock", "text": title[:TITLE_LIMIT], "weight": "Bolder", "size": "Medium"}
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": title, "weight": "Bolder", "size": "Medium", "wrap": True},
-        {"type": "TextBlock", "text": text, "wrap": True},
+        {**heading, "wrap": True},
+        {"type": "TextBlock", "text": text[:TEXT_LIMIT], "wrap": True},
     ]
     if facts:
+        shown = list(facts.items())[:FACTS_LIMIT]
         body.append(
-            {"type": "FactSet", "facts": [{"title": str(k), "value": str(v)} for k, v in facts.items()]}
+            {"type": "FactSet", "facts": [{"title": str(k)[:100], "value": str(v)[:500]} for k, v in shown]}
         )
     return {
         "type": "message",
@@ -47,9 +53,9 @@ def message_card(title: str, text: str) -> dict[str, Any]:
     return {
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",
-        "summary": title[:80],
-        "title": title,
-        "text": text,
+        "summary": title[:80] or "ENNU notice",
+        "title": title[:TITLE_LIMIT],
+        "text": text[:TEXT_LIMIT],
     }
 
 

@@ -1,4 +1,10 @@
-"""Mailchimp Marketing 3.0 stand-in: ping, batch subscribe (500), members, tags, erasure; basic auth."""
+"""Mailchimp Marketing 3.0 stand-in: ping, batch subscribe (500), members, tags, merge fields, journey
+triggers, archive and permanent delete; basic auth (any user name, the API key as password).
+
+Merge fields are defined per audience, as at Mailchimp: a new audience has FNAME, LNAME, ADDRESS, PHONE and
+BIRTHDAY; a member write naming another tag is refused ("Your merge fields were invalid.") until the tag
+is created with `POST /lists/{id}/merge-fields`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,20 @@ from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import ErrorBody, VendorError, iso_now, json_body
 
 BATCH_LIMIT = 500
+MERGE_FIELD_LIMIT = 1000
+MERGE_FIELD_TYPES = frozenset(
+    {"text", "number", "address", "phone", "date", "url", "imageurl", "radio", "dropdown", "birthday", "zip"}
+)
+DEFAULT_MERGE_FIELDS = (
+    ("FNAME", "First Name", "text"),
+    ("LNAME", "Last Name", "text"),
+    ("ADDRESS", "Address", "address"),
+    ("PHONE", "Phone Number", "phone"),
+    ("BIRTHDAY", "Birthday", "birthday"),
+)
+MERGE_FIELDS_INVALID = "Your merge fields were invalid."
+# The sandbox's one Customer Journey and its API-trigger step (MAILCHIMP_JOURNEY_ID / _STEP_ID).
+JOURNEYS = {1001: frozenset({2001})}
 STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
 PROBLEM_JSON = "application/problem+json; charset=utf-8"
 ERRORS_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
@@ -95,6 +115,51 @@ class Audience:
     def members(self) -> dict[str, dict[str, Any]]:
         return self.store.kind("members")
 
+    @property
+    def merge_fields(self) -> dict[str, Any]:
+        """The audience's merge field definitions by tag; a fresh audience has Mailchimp's defaults."""
+        defined = self.store.kind("merge_fields")
+        if not defined:
+            for tag, name, kind in DEFAULT_MERGE_FIELDS:
+                self.define(tag, name, kind)
+        return defined
+
+    def define(self, tag: str, name: str, kind: str) -> dict[str, Any]:
+        defined = self.store.kind("merge_fields")
+        field = {
+            "merge_id": len(defined) + 1,
+            "tag": tag,
+            "name": name,
+            "type": kind,
+            "required": False,
+            "default_value": "",
+            "public": False,
+            "display_order": len(defined) + 2,
+            "options": {},
+            "help_text": "",
+            "list_id": self.list_id,
+        }
+        defined[tag] = field
+        return field
+
+    def merge_field_errors(self, values: Any) -> list[dict[str, str]]:
+        """Mailchimp's `errors` entries for merge field values: unknown tags, non-numbers in numbers."""
+        if values is None:
+            return []
+        if not isinstance(values, dict):
+            return [{"field": "merge_fields", "message": "This value should be of type object."}]
+        errors = []
+        for tag, value in values.items():
+            field = self.merge_fields.get(str(tag))
+            if field is None:
+                errors.append({"field": str(tag), "message": "This merge field does not exist."})
+            elif field["type"] == "number" and value not in ("", None):
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    errors.append({"field": str(tag), "message": "Please enter a number"})
+        return errors
+
     def is_forgotten(self, member_hash: str) -> bool:
         return self.block_forgotten and member_hash in self.store.kind("forgotten")
 
@@ -117,10 +182,15 @@ class Audience:
         self.members[member_hash] = member
         return member
 
-    def apply(self, member: dict[str, Any], fields: dict[str, Any], status: str | None) -> None:
+    def apply(
+        self, member: dict[str, Any], fields: dict[str, Any], status: str | None, sync_tags: bool = False
+    ) -> None:
+        """Status, merge fields and tags; tags are added, or replace the member's with `sync_tags`."""
         if status:
             member["status"] = status
         member["merge_fields"].update(fields.get("merge_fields") or {})
+        if sync_tags:
+            member["tags"] = []
         for name in fields.get("tags") or []:
             self.tag(member, str(name), active=True)
         member["last_changed"] = iso_now()
@@ -153,8 +223,14 @@ def batch_error(email: str, error: str, code: str = "ERROR_GENERIC") -> dict[str
     return {"email_address": email, "error": error, "error_code": code, "field": "", "field_message": ""}
 
 
-def subscribe_one(audience: Audience, item: Any, update_existing: bool) -> tuple[str, dict[str, Any]]:
-    """("new" | "updated" | "error", member view or errors[] entry) for one batch member."""
+def subscribe_one(
+    audience: Audience, item: Any, update_existing: bool, sync_tags: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """("new" | "updated" | "error", member view or errors[] entry) for one batch member.
+
+    Tags apply to new and existing members alike (Mailchimp since January 2022); `sync_tags` with
+    `update_existing` replaces an existing member's tags instead of adding to them.
+    """
     email = str(item.get("email_address", "")) if isinstance(item, dict) else ""
     if not isinstance(item, dict) or not looks_like_email(email):
         return "error", batch_error(email, "Please provide a valid email address.")
@@ -165,6 +241,11 @@ def subscribe_one(audience: Audience, item: Any, update_existing: bool) -> tuple
     member_hash = subscriber_hash(email)
     if audience.is_forgotten(member_hash):
         return "error", batch_error(email, forgotten(email))
+    field_errors = audience.merge_field_errors(item.get("merge_fields"))
+    if field_errors:
+        error = batch_error(email, MERGE_FIELDS_INVALID)
+        error.update(field=field_errors[0]["field"], field_message=field_errors[0]["message"])
+        return "error", error
     existing = audience.members.get(member_hash)
     if existing is None:
         member = audience.new_member(email, str(status_if_new or status))
@@ -172,7 +253,8 @@ def subscribe_one(audience: Audience, item: Any, update_existing: bool) -> tuple
         return "new", audience.view(member)
     if not update_existing and existing["status"] != "archived":
         return "error", batch_error(email, f"{email} is already a list member.", "ERROR_CONTACT_EXISTS")
-    audience.apply(existing, item, status or (status_if_new if existing["status"] == "archived" else None))
+    revived = status_if_new if existing["status"] == "archived" else None
+    audience.apply(existing, item, status or revived, sync_tags=sync_tags and update_existing)
     return "updated", audience.view(existing)
 
 
@@ -223,7 +305,9 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         outcomes: dict[str, list[dict[str, Any]]] = {"new": [], "updated": [], "error": []}
         with state.lock:
             for item in batch:
-                kind, entry = subscribe_one(chosen, item, bool(body.get("update_existing")))
+                kind, entry = subscribe_one(
+                    chosen, item, bool(body.get("update_existing")), bool(body.get("sync_tags"))
+                )
                 outcomes[kind].append(entry)
         return JSONResponse(
             {
@@ -255,6 +339,9 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         with state.lock:
             if chosen.is_forgotten(member_hash):
                 return problem(400, forgotten(str(email)), title="Forgotten Email Not Subscribed")
+            field_errors = chosen.merge_field_errors(body.get("merge_fields"))
+            if field_errors:
+                return problem(400, MERGE_FIELDS_INVALID, errors=field_errors)
             member = chosen.members.get(member_hash)
             if member is None:
                 if not body.get("status_if_new"):
@@ -298,6 +385,58 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         with state.lock:
             if not audience(list_id).forget(member_hash):
                 return problem(404, NOT_FOUND)
+        return Response(status_code=204)
+
+    @router.get("/lists/{list_id}/merge-fields")
+    async def merge_fields(list_id: str, count: int = 10, offset: int = 0) -> Response:
+        if count > MERGE_FIELD_LIMIT:
+            return invalid("count", f"The count may be at most {MERGE_FIELD_LIMIT}.")
+        chosen = audience(list_id)
+        with state.lock:
+            defined = list(chosen.merge_fields.values())
+        return JSONResponse(
+            {
+                "merge_fields": defined[offset : offset + count],
+                "list_id": list_id,
+                "total_items": len(defined),
+            }
+        )
+
+    @router.post("/lists/{list_id}/merge-fields")
+    async def add_merge_field(list_id: str, request: Request) -> Response:
+        body = await json_body(request, bad_json)
+        chosen = audience(list_id)
+        if not isinstance(body, dict) or not body.get("name"):
+            return invalid("name", "This value should not be blank.")
+        if body.get("type") not in MERGE_FIELD_TYPES:
+            return invalid("type", "Data presented is not one of the accepted values.")
+        with state.lock:
+            tag = str(body.get("tag") or f"MMERGE{len(chosen.merge_fields) + 1}").upper()
+            if len(tag) > 10 or not tag.replace("_", "").isalnum():
+                return invalid("tag", "The merge tag may have at most 10 letters, digits or underscores.")
+            if tag in chosen.merge_fields:
+                return problem(400, f'A Merge Field with the tag "{tag}" already exists for this list.')
+            return JSONResponse(chosen.define(tag, str(body["name"]), str(body["type"])))
+
+    @router.post("/customer-journeys/journeys/{journey_id}/steps/{step_id}/actions/trigger")
+    async def trigger_journey(journey_id: int, step_id: int, request: Request) -> Response:
+        body = await json_body(request, bad_json)
+        if step_id not in JOURNEYS.get(journey_id, frozenset()):
+            return problem(404, NOT_FOUND)
+        email = body.get("email_address") if isinstance(body, dict) else None
+        if not looks_like_email(email):
+            return invalid("email_address", "Please provide a valid email address.")
+        store = state.vendor("mailchimp")
+        with state.lock:
+            member = store.kind("members").get(subscriber_hash(str(email)))
+            if member is None or member["status"] != "subscribed":
+                return problem(400, "The contact is not subscribed to the audience of this journey.")
+            triggers = store.kind("journey_triggers")
+            triggers[str(len(triggers) + 1)] = {
+                "journey_id": journey_id,
+                "step_id": step_id,
+                "member_id": member["id"],
+            }
         return Response(status_code=204)
 
     return router

@@ -11,6 +11,16 @@ from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
 ARCHIVED = "archived"  # a hook path ending in this answers 410 channel_is_archived
+# Hooks whose key ends in one of these refuse every message, as Slack does for such channels.
+REFUSING_HOOKS = {
+    ARCHIVED: (410, "channel_is_archived"),
+    "prohibited": (403, "action_prohibited"),
+    "general": (403, "posting_to_general_channel_denied"),
+    "notfound": (404, "channel_not_found"),
+    "revoked": (404, "no_service"),
+}
+MAX_ATTACHMENTS = 100  # Slack: too_many_attachments above this
+MAX_BLOCKS = 50  # Slack: a message has at most 50 blocks
 
 
 class Unauthorised(Exception):
@@ -34,16 +44,24 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
 
     @router.post("/services/{team}/{bot}/{key}")
     async def incoming_webhook(team: str, bot: str, key: str, request: Request) -> PlainTextResponse:
-        if key.endswith(ARCHIVED):
-            return PlainTextResponse("channel_is_archived", status_code=410)
+        for suffix, (status, code) in REFUSING_HOOKS.items():
+            if key.endswith(suffix):
+                return PlainTextResponse(code, status_code=status)
         try:
             body = await request.json()
         except ValueError:
             return PlainTextResponse("invalid_payload", status_code=400)
         if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
             return PlainTextResponse("no_text", status_code=400)
+        attachments = body.get("attachments") or []
+        if isinstance(attachments, list) and len(attachments) > MAX_ATTACHMENTS:
+            return PlainTextResponse("too_many_attachments", status_code=400)
         blocks = body.get("blocks") or []
-        if not isinstance(blocks, list) or any(not isinstance(b, dict) or "type" not in b for b in blocks):
+        if (
+            not isinstance(blocks, list)
+            or len(blocks) > MAX_BLOCKS
+            or any(not isinstance(b, dict) or "type" not in b for b in blocks)
+        ):
             return PlainTextResponse("invalid_blocks", status_code=400)
         with state.lock:
             store = state.vendor("slack").kind("messages")

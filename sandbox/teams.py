@@ -11,6 +11,8 @@ from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
 CARD = "application/vnd.microsoft.card.adaptive"
+# Adaptive Card schema versions Teams renders (1.5 is the newest Teams supports).
+CARD_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"})
 
 
 class Unauthorised(Exception):
@@ -50,6 +52,8 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         if not isinstance(body, dict):
             return problem("body is not an object")
         if body.get("@type") == "MessageCard":
+            if not (body.get("summary") or body.get("text")):
+                return problem("a MessageCard needs a summary or a text")
             kind = "messagecard"
         else:
             attachments = body.get("attachments")
@@ -61,10 +65,10 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                     return problem("attachments must be Adaptive Cards")
                 if (
                     content.get("type") != "AdaptiveCard"
-                    or not content.get("version")
+                    or content.get("version") not in CARD_VERSIONS
                     or not isinstance(content.get("body"), list)
                 ):
-                    return problem("an Adaptive Card needs type, version and body")
+                    return problem("an Adaptive Card needs type, a version from 1.0 to 1.5 and body")
             kind = "adaptivecard"
         with state.lock:
             store = state.vendor("teams").kind("messages")

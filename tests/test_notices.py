@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from connectors.base import Record
+from connectors.http import PermanentError
 from connectors.slack import SlackConnector, blocks
 from connectors.teams import TeamsConnector, adaptive_card, message_card
 from ennu.models import SyncStatus
@@ -71,3 +73,55 @@ def test_payload_shapes_follow_the_published_limits() -> None:
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     assert {b["type"] for b in card["body"]} == {"TextBlock", "FactSet"}
     assert message_card("T", "x")["@type"] == "MessageCard"
+
+
+# The Adaptive Card schema (adaptivecards.io) as Teams renders it: versions 1.2 to 1.5, the element
+# properties our cards use, and Teams' message size limit of about 28 KB.
+CARD_VERSIONS = ("1.2", "1.3", "1.4", "1.5")
+TEXT_BLOCK = {"type", "text", "weight", "size", "wrap"}
+WEIGHTS = {"Default", "Lighter", "Bolder"}
+SIZES = {"Default", "Small", "Medium", "Large", "ExtraLarge"}
+TEAMS_MESSAGE_BYTES = 28_000
+
+
+def assert_adaptive_card_message(payload: dict[str, Any]) -> None:
+    assert payload["type"] == "message"
+    [attachment] = payload["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert attachment["contentUrl"] is None
+    card = attachment["content"]
+    assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    assert card["type"] == "AdaptiveCard" and card["version"] in CARD_VERSIONS
+    assert card["body"]
+    for element in card["body"]:
+        if element["type"] == "TextBlock":
+            assert set(element) <= TEXT_BLOCK and isinstance(element["text"], str) and element["text"]
+            assert element.get("weight", "Default") in WEIGHTS and element.get("size", "Default") in SIZES
+        else:
+            assert element["type"] == "FactSet" and set(element) == {"type", "facts"}
+            assert all(set(f) == {"title", "value"} for f in element["facts"])
+            assert all(isinstance(f["title"], str) and isinstance(f["value"], str) for f in element["facts"])
+    assert len(json.dumps(payload).encode()) < TEAMS_MESSAGE_BYTES
+
+
+def test_adaptive_cards_follow_the_card_schema_and_teams_size_limit() -> None:
+    assert_adaptive_card_message(adaptive_card("Assessment completed", "A sleep assessment.", {"user": 3}))
+    huge = adaptive_card("t" * 1000, "x" * 100_000, {f"k{i}": "v" * 2000 for i in range(100)})
+    assert_adaptive_card_message(huge)
+
+
+def test_legacy_message_cards_carry_type_context_and_a_summary() -> None:
+    for card in (message_card("Delivery failures", "3 records failed."), message_card("", "x" * 50_000)):
+        assert card["@type"] == "MessageCard"
+        assert card["@context"] in ("https://schema.org/extensions", "http://schema.org/extensions")
+        assert card["summary"] or card["text"]
+        assert len(json.dumps(card).encode()) < TEAMS_MESSAGE_BYTES
+
+
+def test_teams_refuses_a_card_version_it_cannot_render(teams: TeamsConnector, sandbox: Any) -> None:
+    payload = adaptive_card("Title", "Text")
+    payload["attachments"][0]["content"]["version"] = "2.0"
+    with pytest.raises(PermanentError) as refused:
+        teams.http.request("POST", "", json=payload)
+    assert (refused.value.status, refused.value.code) == (400, "InvalidRequestContent")
+    assert sandbox.objects("teams", "messages") == []
