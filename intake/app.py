@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Body, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -13,9 +12,19 @@ from ennu.events import HostEvent
 from ennu.outbox import ingest
 from intake import integrations, webhooks, zapier
 from intake.auth import require_host_app
+from intake.errors import error_responses, install_error_handlers, require_json_body
 from intake.limits import BodySizeLimit
 
 MAX_BODY_BYTES = 64 * 1024
+# What the host app sends; ids only, never a person's data (the flows read that from the host database).
+EVENT_EXAMPLE: dict[str, Any] = {
+    "id": "evt-2026-11-29-0001",
+    "type": "assessment.completed",
+    "occurred_at": "2026-11-29T10:00:00Z",
+    "subject": 42,
+    "resource": "1001",
+    "payload": {},
+}
 
 
 class Accepted(BaseModel):
@@ -24,21 +33,13 @@ class Accepted(BaseModel):
     duplicate: bool
 
 
-def _reasons(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Where and why, never the submitted value."""
-    return [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in exc.errors()]
-
-
 def create_app() -> FastAPI:
     app = FastAPI(title="ENNU Integrations intake", version="0.1.0")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    install_error_handlers(app)
     app.include_router(integrations.router)
     app.include_router(webhooks.router)
     app.include_router(zapier.router)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _reasons(exc)})
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -48,15 +49,23 @@ def create_app() -> FastAPI:
         "/events",
         status_code=202,
         response_model=Accepted,
-        dependencies=[Depends(require_host_app)],
+        dependencies=[Depends(require_host_app), Depends(require_json_body)],
         responses={
             200: {"model": Accepted, "description": "Duplicate event id: the first result."},
-            401: {"description": "Missing or wrong bearer token."},
-            413: {"description": "Body larger than the limit."},
-            422: {"description": "Malformed event; the reasons never echo submitted values."},
+            **error_responses(
+                400,
+                401,
+                403,
+                413,
+                415,
+                422,
+                e422="Malformed event or unknown field; the reasons never echo submitted values.",
+            ),
         },
     )
-    def post_event(event: HostEvent) -> Any:
+    def post_event(
+        event: Annotated[HostEvent, Body(openapi_examples={"assessment": {"value": EVENT_EXAMPLE}})],
+    ) -> Any:
         """Accept one host-app event: durable in the outbox before the answer, then announced to Prefect."""
         result = ingest(event)
         body = Accepted(event_id=result.event_id, status=result.status, duplicate=not result.created)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
@@ -18,12 +20,21 @@ from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
 from ennu.status import IntegrationStatus, all_statuses
 from intake.auth import require_operator, require_viewer
+from intake.errors import error_responses, require_json_body
+from intake.openapi import allowed_values
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid bearer token."},
-    403: {"description": "The token's role may not do this."},
-}
+KNOWN = sorted(CONNECTORS)
+UNKNOWN_INTEGRATION = "Unknown integration."
+# bulk-sync refuses the erasure event: it carries no record to send.
+SYNCABLE_EVENT_TYPES = sorted(t for t in EVENT_TYPES if t != "user.deletion_requested")
+BULK_SYNC_DEPLOYMENT = "bulk-sync/on-demand"
+# Ids are INTEGER columns: anything larger cannot match and would make the database driver raise.
+ID_MAX = 2_147_483_647
+# The path parameter names an integration; its known values are listed (an unknown one is 404).
+IntegrationPath = Annotated[
+    str, Path(max_length=60, json_schema_extra=allowed_values(KNOWN), description="an integration's name")
+]
 
 
 class ConnectionTestOut(BaseModel):
@@ -36,9 +47,17 @@ class ConnectionTestOut(BaseModel):
 class SyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    event_type: str = Field(default="assessment.completed", description="which kind of record to send")
-    integrations: list[str] | None = Field(default=None, description="only these destinations (default: all)")
-    user_ids: list[int] | None = Field(default=None, max_length=10_000, description="only these people")
+    event_type: str = Field(
+        default="assessment.completed",
+        description="which kind of record to send",
+        json_schema_extra=allowed_values(SYNCABLE_EVENT_TYPES),
+    )
+    integrations: list[Annotated[str, Field(json_schema_extra=allowed_values(KNOWN))]] | None = Field(
+        default=None, max_length=len(KNOWN), description="only these destinations (default: all routed)"
+    )
+    user_ids: list[Annotated[int, Field(gt=0, le=ID_MAX)]] | None = Field(
+        default=None, max_length=10_000, description="only these people"
+    )
 
 
 class SyncStarted(BaseModel):
@@ -70,14 +89,14 @@ class SyncLogPage(BaseModel):
 
 def known(integration: str) -> str:
     if integration not in CONNECTORS:
-        raise HTTPException(404, f"unknown integration; known: {', '.join(sorted(CONNECTORS))}")
+        raise HTTPException(404, f"unknown integration; known: {', '.join(KNOWN)}")
     return integration
 
 
 @router.get(
     "/status",
     response_model=list[IntegrationStatus],
-    responses=ERRORS,
+    responses=error_responses(401, 403),
     dependencies=[Depends(require_viewer)],
 )
 def status() -> list[IntegrationStatus]:
@@ -89,9 +108,9 @@ def status() -> list[IntegrationStatus]:
     "/test/{integration}",
     response_model=ConnectionTestOut,
     dependencies=[Depends(require_operator)],
-    responses={**ERRORS, 404: {"description": "Unknown integration."}},
+    responses=error_responses(401, 403, 404, 422, e404=UNKNOWN_INTEGRATION),
 )
-def test_connection(integration: str) -> ConnectionTestOut:
+def test_connection(integration: IntegrationPath) -> ConnectionTestOut:
     """Run the integration's connection test now (a cheap authenticated read)."""
     connector = build_connector(known(integration), rate_limited=False)
     started = time.monotonic()
@@ -117,11 +136,11 @@ def test_connection(integration: str) -> ConnectionTestOut:
     "/data/{integration}",
     response_model=SyncLogPage,
     dependencies=[Depends(require_viewer)],
-    responses={**ERRORS, 404: {"description": "Unknown integration."}},
+    responses=error_responses(401, 403, 404, 422, e404=UNKNOWN_INTEGRATION),
 )
 def data(
-    integration: str,
-    user_id: int | None = Query(default=None, gt=0),
+    integration: IntegrationPath,
+    user_id: int | None = Query(default=None, gt=0, le=ID_MAX),
     record_key: str | None = Query(default=None, max_length=120, pattern=r"^[a-z_]+:\d+$"),
     page: int = Query(default=1, ge=1, le=100_000),
     page_size: int = Query(default=50, ge=1, le=500),
@@ -145,19 +164,34 @@ def data(
     "/sync",
     response_model=SyncStarted,
     status_code=202,
-    dependencies=[Depends(require_operator)],
-    responses={**ERRORS, 422: {"description": "Unknown event type or integration."}},
+    dependencies=[Depends(require_operator), Depends(require_json_body)],
+    responses=error_responses(
+        400,
+        401,
+        403,
+        413,
+        415,
+        422,
+        503,
+        e422="Unknown field, event type or integration; the reasons never echo submitted values.",
+        e503="The Prefect server is unreachable or the bulk-sync deployment is not deployed.",
+    ),
 )
 def sync(request: SyncRequest) -> SyncStarted:
     """Start a bulk (or per-person) sync as a run of the `bulk-sync` deployment."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_UI_URL
 
-    if request.event_type not in EVENT_TYPES:
-        raise HTTPException(422, "unknown event type")
+    if request.event_type not in SYNCABLE_EVENT_TYPES:
+        raise HTTPException(422, "unknown event type, or one bulk-sync cannot send")
     for name in request.integrations or []:
         if name not in CONNECTORS:
             raise HTTPException(422, "unknown integration")
-    run: Any = run_deployment("bulk-sync/on-demand", parameters=request.model_dump(), timeout=0)
+    try:
+        run: Any = run_deployment(BULK_SYNC_DEPLOYMENT, parameters=request.model_dump(), timeout=0)
+    except ObjectNotFound:
+        raise HTTPException(503, f"the {BULK_SYNC_DEPLOYMENT} deployment is not deployed") from None
+    except httpx.TransportError:
+        raise HTTPException(503, "the Prefect server is unreachable") from None
     ui = PREFECT_UI_URL.value() or ""
     return SyncStarted(flow_run_id=str(run.id), ui_url=f"{ui}/runs/flow-run/{run.id}")

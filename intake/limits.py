@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from intake.errors import TOO_LARGE_BODY
+
 
 class BodySizeLimit:
     """Answer 413 when Content-Length or the bytes actually received exceed `max_bytes`.
@@ -48,7 +50,7 @@ class BodySizeLimit:
 
 
 async def _too_large(send: Send) -> None:
-    body = b'{"detail":"request body too large"}'
+    body = TOO_LARGE_BODY
     await send(
         {
             "type": "http.response.start",

@@ -10,17 +10,20 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.responses import Response
 from prefect.events import emit_event
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from ennu.db import session_scope
 from ennu.models import WebhookReceipt
 from ennu.secrets import read_secret
+from intake.errors import error_responses
+from intake.openapi import allowed_values
 from intake.signatures import (
     SignatureError,
     verify_hubspot_legacy,
@@ -40,12 +43,39 @@ SECRET_NAMES = {
     "mailchimp-transactional": "MANDRILL_WEBHOOK_KEYS",
     "twilio": "TWILIO_AUTH_TOKENS",
 }
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Accepted (or a redelivery, acknowledged and not processed twice)."},
-    401: {"description": "Missing, wrong or stale signature."},
-    404: {"description": "No webhook for this integration."},
-    422: {"description": "The body is not what this vendor sends."},
+SIGNATURE_REFUSED = "Missing, wrong or stale signature, or no webhook secret configured."
+# The body is the vendor's, read raw (the signature covers its bytes), so it is described here, not parsed.
+WEBHOOK_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "secret",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+            "description": "Mailchimp marketing only: the secret in the webhook URL.",
+        }
+    ],
+    "requestBody": {
+        "required": False,
+        "description": (
+            "Exactly as the vendor sent it: JSON (Stripe, HubSpot) or form fields (Mailchimp, Mailchimp "
+            "transactional, Twilio). Signed with Stripe-Signature, X-HubSpot-Signature-v3 (or v1/v2), "
+            "X-Mandrill-Signature, X-Twilio-Signature, or the URL secret (Mailchimp)."
+        ),
+        "content": {
+            "application/json": {"schema": {}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        },
+    },
 }
+
+
+class WebhookAck(BaseModel):
+    """What a delivery held: its vendor events, those new and those already received."""
+
+    received: int
+    new: int
+    duplicates: int
 
 
 @dataclass(frozen=True)
@@ -76,7 +106,7 @@ def public_url(request: Request) -> str:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
         raise HTTPException(422, "body is not JSON") from None
 
 
@@ -188,7 +218,14 @@ def store(integration: str, delivery: Delivery) -> int | None:
         return None
 
 
-@router.get("/mailchimp", responses=RESPONSES)
+@router.get(
+    "/mailchimp",
+    response_class=Response,
+    responses={
+        200: {"description": "The URL secret is known: Mailchimp may send to this URL."},
+        **error_responses(401, 422, e401="Unknown URL secret, or no webhook secret configured."),
+    },
+)
 def mailchimp_validation(secret: str | None = None) -> Response:
     """Mailchimp checks a webhook URL with a GET before it sends anything."""
     try:
@@ -198,8 +235,26 @@ def mailchimp_validation(secret: str | None = None) -> Response:
     return Response(status_code=200)
 
 
-@router.post("/{integration}", responses=RESPONSES)
-async def receive(integration: str, request: Request) -> JSONResponse:
+@router.post(
+    "/{integration}",
+    response_model=WebhookAck,
+    responses={
+        200: {"description": "Accepted, or a redelivery acknowledged and not processed twice."},
+        **error_responses(
+            401,
+            404,
+            413,
+            422,
+            e401=SIGNATURE_REFUSED,
+            e404="No webhook for this integration.",
+            e422="The body is not what this vendor sends.",
+        ),
+    },
+    openapi_extra=WEBHOOK_OPENAPI,
+)
+async def receive(
+    integration: Annotated[str, Path(json_schema_extra=allowed_values(SECRET_NAMES))], request: Request
+) -> WebhookAck:
     """Verify, store once per vendor event id, announce, answer."""
     verifier = VERIFIERS.get(integration)
     if verifier is None:
@@ -220,6 +275,4 @@ async def receive(integration: str, request: Request) -> JSONResponse:
             },
             payload={"receipt_id": receipt_id, "kind": delivery.kind},
         )
-    return JSONResponse(
-        {"received": len(deliveries), "new": len(new), "duplicates": len(deliveries) - len(new)}
-    )
+    return WebhookAck(received=len(deliveries), new=len(new), duplicates=len(deliveries) - len(new))

@@ -6,11 +6,13 @@ import hmac
 import os
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, Security, status
+from fastapi import Path as PathParam
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.zapier import hook_payload
@@ -18,6 +20,8 @@ from connectors.zapier_store import MAX_TARGET_URL, ZapierSubscriptions
 from ennu.events import EVENT_TYPES
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
+from intake.errors import error_responses, require_json_body
+from intake.openapi import allowed_values
 from mappings import apply_mapping, load_all_mappings
 
 DEFAULT_HOOK_HOSTS = "hooks.zapier.com"
@@ -59,7 +63,10 @@ SAMPLE_SOURCE: dict[str, Any] = {
 SAMPLE_SCORE = 7.0  # any assessment.scores.<category>
 
 
-def require_zapier(x_zapier_token: str | None = Header(default=None)) -> None:
+zapier_token = APIKeyHeader(name="X-Zapier-Token", auto_error=False, description="the Zapier app's token")
+
+
+def require_zapier(x_zapier_token: str | None = Security(zapier_token)) -> None:
     """The Zapier app's shared token in `X-Zapier-Token`, compared in constant time with ZAPIER_TOKEN."""
     expected = read_secret("ZAPIER_TOKEN")
     given = (x_zapier_token or "").encode()
@@ -67,14 +74,24 @@ def require_zapier(x_zapier_token: str | None = Header(default=None)) -> None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid X-Zapier-Token")
 
 
-router = APIRouter(prefix="/zapier", tags=["zapier"], dependencies=[Depends(require_zapier)])
+router = APIRouter(
+    prefix="/zapier",
+    tags=["zapier"],
+    dependencies=[Depends(require_zapier)],
+    responses=error_responses(401, e401="Missing or invalid X-Zapier-Token."),
+)
 
 
 class SubscribeIn(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
-    target_url: str = Field(min_length=8, max_length=MAX_TARGET_URL)
-    event: str = Field(min_length=1, max_length=60)
+    target_url: str = Field(
+        min_length=8,
+        max_length=MAX_TARGET_URL,
+        description="the Zap's REST hook (https on a Zapier hook host)",
+        examples=["https://hooks.zapier.com/hooks/standard/1/abc/"],
+    )
+    event: str = Field(min_length=1, max_length=60, json_schema_extra=allowed_values(EVENT_TYPES))
 
 
 class SubscribeOut(BaseModel):
@@ -95,7 +112,15 @@ def subscriptions() -> ZapierSubscriptions:
     return ZapierSubscriptions(get_settings().database_url)
 
 
-@router.post("/subscribe", status_code=status.HTTP_201_CREATED, response_model=SubscribeOut)
+@router.post(
+    "/subscribe",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SubscribeOut,
+    dependencies=[Depends(require_json_body)],
+    responses=error_responses(
+        400, 413, 415, 422, e422="Unknown event type, or target_url is not a Zapier hook URL."
+    ),
+)
 def subscribe(body: SubscribeIn) -> SubscribeOut:
     """Zapier turns a Zap on: remember its hook for the event type."""
     if body.event not in EVENT_TYPES:
@@ -105,7 +130,12 @@ def subscribe(body: SubscribeIn) -> SubscribeOut:
     return SubscribeOut(id=subscriptions().add(body.event, body.target_url))
 
 
-@router.delete("/subscribe/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/subscribe/{subscription_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(404, 422, e404="No such subscription."),
+)
 def unsubscribe(subscription_id: str) -> Response:
     """Zapier turns a Zap off."""
     if not subscriptions().remove(subscription_id):
@@ -113,8 +143,13 @@ def unsubscribe(subscription_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/sample/{event_type}")
-def sample(event_type: str) -> list[dict[str, Any]]:
+@router.get(
+    "/sample/{event_type}",
+    responses=error_responses(404, 422, e404="No Zapier mapping for this event type."),
+)
+def sample(
+    event_type: Annotated[str, PathParam(max_length=60, json_schema_extra=allowed_values(EVENT_TYPES))],
+) -> list[dict[str, Any]]:
     """The perform-list sample: one synthetic payload, mapped exactly as deliveries are."""
     mapping = load_all_mappings(get_settings().mappings_dir).get((event_type, "zapier"))
     if mapping is None:

@@ -1,0 +1,169 @@
+"""Schemathesis against the OpenAPI document the intake app serves: no 5xx, only documented answers.
+
+Every operation is fuzzed once per caller (no credentials, each bearer role, the Zapier app) so that the
+generated requests reach the handlers and not only the 401s. The checks: no server error, every status code
+and content type the app answers is in the document, every body conforms to its documented schema, and a
+422 never echoes a submitted value. The app runs in process (ASGI) on SQLite with a real Prefect test server
+(POST /events emits events, POST /integrations/sync schedules runs of a registered `bulk-sync/on-demand`
+deployment, nothing executes them) and the sandbox (POST /integrations/test/{integration} runs the real
+connection tests against it). Webhooks cannot be signed by a fuzzer: they are checked for their documented
+401/404/422; valid signatures are covered by tests/test_webhooks.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from flows.bulk_sync import bulk_sync
+from intake.app import create_app
+from intake.errors import FIELD_NAME
+from intake.integrations import BULK_SYNC_DEPLOYMENT
+
+APP = create_app()
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+DOCUMENT = json.dumps(APP.openapi())
+CALLERS: dict[str, dict[str, str]] = {
+    "anonymous": {},
+    "host-app": {"Authorization": "Bearer fuzz-host-token"},
+    "viewer": {"Authorization": "Bearer fuzz-viewer-token"},
+    "operator": {"Authorization": "Bearer fuzz-operator-token"},
+    "zapier": {"X-Zapier-Token": "fuzz-zapier-token"},
+}
+CREDENTIAL_HEADERS = {"authorization", "x-zapier-token"}
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+SEEN: dict[str, Counter[int]] = {}
+
+
+@pytest.fixture(scope="module")
+def bulk_sync_deployed(prefect_server: None) -> None:
+    """The deployment POST /integrations/sync starts, registered on the test server (no worker runs it)."""
+    bulk_sync.to_deployment(name=BULK_SYNC_DEPLOYMENT.split("/")[1]).apply()
+
+
+@pytest.fixture()
+def configured(
+    sqlite_database: str, sandbox: Any, bulk_sync_deployed: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    monkeypatch.setenv("ENNU_INTAKE_TOKEN", "fuzz-host-token")
+    monkeypatch.setenv("ENNU_VIEWER_TOKENS", "fuzz-viewer-token")
+    monkeypatch.setenv("ENNU_OPERATOR_TOKENS", "fuzz-operator-token")
+    monkeypatch.setenv("ZAPIER_TOKEN", "fuzz-zapier-token")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", "whsec_fuzz")
+    monkeypatch.setenv("MAILCHIMP_WEBHOOK_SECRETS", "mc-fuzz-secret")
+    yield
+
+
+def submitted_strings(value: Any) -> Iterator[str]:
+    """Every string the request carried, and every key that is not a plain field name."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not FIELD_NAME.match(str(key)):
+                yield str(key)
+            yield from submitted_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from submitted_strings(item)
+
+
+def assert_no_echo(case: schemathesis.Case, text: str) -> None:
+    """A refusal names where and why, never what was sent (values that the document itself holds aside)."""
+    sent = (case.body, case.query, case.path_parameters)
+    for value in submitted_strings(sent):
+        if len(value) >= 6 and value not in DOCUMENT:
+            assert value not in text, f"{case.method} {case.path} echoed a submitted value"
+
+
+@pytest.mark.parametrize("caller", sorted(CALLERS))
+@schema.parametrize()
+@settings(
+    max_examples=10,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_every_answer_is_documented_and_never_a_server_error(
+    case: schemathesis.Case, caller: str, configured: None
+) -> None:
+    # The caller's credentials replace whatever the generator put in the credential headers.
+    case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in CREDENTIAL_HEADERS}
+    response = case.call_and_validate(headers=CALLERS[caller], checks=CHECKS)
+    if response.status_code >= 400:
+        assert_no_echo(case, response.text)
+    SEEN.setdefault(f"{case.method} {case.path}", Counter())[response.status_code] += 1
+
+
+def test_the_fuzzing_reached_the_handlers() -> None:
+    """Past authentication: each guarded operation answered something other than 401/403 at least once."""
+    if not SEEN:
+        pytest.skip("runs after the fuzzing test in the same session")
+    # A fuzzer cannot sign nor guess a URL secret: 401 is the answer (tests/test_webhooks.py signs).
+    webhooks = {"POST /webhooks/{integration}", "GET /webhooks/mailchimp"}
+    unreached = [op for op, codes in SEEN.items() if op not in webhooks and not set(codes) - {401, 403}]
+    assert not unreached, unreached
+    assert SEEN["POST /events"][202] and SEEN["POST /events"][200], SEEN["POST /events"]
+    assert SEEN["POST /integrations/sync"][202], SEEN["POST /integrations/sync"]
+    assert SEEN["POST /integrations/test/{integration}"][200], SEEN["POST /integrations/test/{integration}"]
+
+
+def test_every_refusal_is_documented_with_the_one_error_body() -> None:
+    """Each documented 4xx/5xx of each operation is the ErrorBody; FastAPI's own 422 shape is gone."""
+    document = APP.openapi()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            refusals = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
+            if path != "/health":
+                assert refusals, (method, path)
+            for code, described in refusals.items():
+                schema_ref = described["content"]["application/json"]["schema"]["$ref"]
+                assert schema_ref.endswith("/ErrorBody"), (method, path, code)
+
+
+@pytest.mark.usefixtures("configured")
+def test_refusals_share_one_shape_and_never_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from intake import integrations
+
+    host, operator = CALLERS["host-app"], CALLERS["operator"]
+    with TestClient(APP) as client:
+        answers = {
+            401: client.get("/integrations/status"),
+            403: client.get("/integrations/status", headers=host),
+            404: client.get("/integrations/data/nowhere", headers=operator),
+            405: client.get("/events", headers=host),
+            413: client.post("/events", content=b"{" + b" " * 70_000 + b"}", headers=host),
+            415: client.post("/events", content=b"subject=1", headers={**host, "Content-Type": "text/plain"}),
+            422: client.post(
+                "/events", json={"id": "e", "jane.doe@example.com": "glucose 212"}, headers=host
+            ),
+        }
+        monkeypatch.setattr(integrations, "BULK_SYNC_DEPLOYMENT", "bulk-sync/not-deployed")
+        answers[503] = client.post("/integrations/sync", json={}, headers=operator)
+    for status, response in answers.items():
+        assert response.status_code == status, (status, response.text)
+        body = response.json()
+        assert set(body) == {"detail", "errors"} and isinstance(body["detail"], str), body
+    unknown = {
+        "loc": ["body", "<unknown field>"],
+        "type": "extra_forbidden",
+        "msg": "Extra inputs are not permitted",
+    }
+    assert unknown in answers[422].json()["errors"]
+    assert "jane.doe" not in answers[422].text and "glucose" not in answers[422].text
