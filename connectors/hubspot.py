@@ -307,7 +307,18 @@ class HubSpotConnector(Connector):
         )
 
     def erase(self, person: Person) -> Outcome:
+        """GDPR-delete the contact (HubSpot also forgets its e-mail) and archive the deals of their goals.
+
+        Deals have no GDPR delete; archived deals leave HubSpot's recycling bin after 90 days.
+        """
         key = f"user:{person.user_id}"
+        deals = self._read_ids("deals", "ennu_goal_id", [str(g) for g in person.goal_ids])
+        if deals:
+            self.http.request(
+                "POST",
+                "/crm/v3/objects/deals/batch/archive",
+                json={"inputs": [{"id": deal_id} for deal_id in deals.values()]},
+            )
         if not person.email:
             return Outcome(key, SyncStatus.SKIPPED, error="no e-mail to identify the contact")
         response = self.http.request(
@@ -316,7 +327,7 @@ class HubSpotConnector(Connector):
             json={"objectId": person.email.strip().lower(), "idProperty": "email"},
             allow_statuses=frozenset({404}),
         )
-        if response.status_code == 404:
+        if response.status_code == 404 and not deals:
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
         return Outcome(key, SyncStatus.ERASED)
 

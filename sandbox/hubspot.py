@@ -753,6 +753,23 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             touch(stored, object_type)
             return JSONResponse({**stored, "properties": dict(stored["properties"])})
 
+    @router.post("/crm/v3/objects/{object_type}/batch/archive")
+    async def batch_archive(object_type: str, request: Request) -> Response:
+        """Archive by HubSpot id (to the recycling bin); unknown ids are ignored, as HubSpot does: 204."""
+        _, inputs = await batch_inputs(request)
+        with state.lock:
+            store = state.vendor("hubspot")
+            links = store.kind("associations")
+            for item in inputs:
+                located = find_by(store, object_type, None, str(item.get("id", "")))
+                if located is None:
+                    continue
+                store.kind(object_type).pop(located[0])
+                gone = (object_type, located[1]["id"])
+                for link_key in [k for k, v in links.items() if gone in ends(v)]:
+                    links.pop(link_key)
+        return Response(status_code=204)
+
     @router.post("/crm/v3/objects/contacts/gdpr-delete")
     async def gdpr_delete(request: Request) -> Response:
         body = await json_body(request, bad_json)

@@ -87,6 +87,7 @@ def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
     health_goal_created(event_ids=[add_event("health_goal.created", user_id, goal_id)])
     assert sandbox.objects("hubspot", "contacts") and sandbox.objects("mailchimp", "members")
     assert sandbox.objects("salesforce", "Contact") and sandbox.objects("salesforce", "Opportunity")
+    assert sandbox.objects("hubspot", "deals")
 
     summary = erase_user(event_ids=[add_event("user.deletion_requested", user_id)])
 
@@ -95,6 +96,7 @@ def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
     assert (
         sandbox.objects("salesforce", "Contact") == [] and sandbox.objects("salesforce", "Opportunity") == []
     )
+    assert sandbox.objects("hubspot", "deals") == []
     erased = {row["destination"]: row["erased"] for row in summary}
     assert erased["hubspot/person"] == 1 and erased["mailchimp/person"] == 1
     with session_scope() as session:

@@ -11,6 +11,7 @@ from prefect.variables import Variable
 from sqlalchemy import select
 
 from connectors.base import Record
+from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
 from ennu.db import session_scope
 from ennu.models import SyncLog, User
@@ -98,6 +99,39 @@ def test_salesforce_owner_and_opt_outs_reach_the_host_and_our_writes_do_not_echo
     before = sandbox.request_count("salesforce", "/composite/sobjects")
     user_registered(event_ids=[add_event("user.registered", user_id, event_id="reg-3")])
     assert sandbox.request_count("salesforce", "/composite/sobjects") == before  # nothing new to send
+
+
+def test_hubspot_lifecycle_owner_and_opt_out_reach_the_host_once(database: str, sandbox: Any) -> None:
+    Variable.unset(watermark_variable("hubspot"))
+    user_id = add_person(marketing=True)
+    user_registered(event_ids=[add_event("user.registered", user_id, event_id="hs-reg-1")])
+    (contact,) = sandbox.objects("hubspot", "contacts")
+
+    # A person at the clinic works the contact in HubSpot (the CRM v3 single-object update).
+    hubspot = HubSpotConnector.from_settings(get_settings(), rate_limited=False)
+    try:
+        changes = {"lifecyclestage": "customer", "hubspot_owner_id": "31415", "hs_email_optout": "true"}
+        hubspot.http.request(
+            "PATCH", f"/crm/v3/objects/contacts/{contact['id']}", json={"properties": changes}
+        )
+    finally:
+        hubspot.close()
+    run = summary_of(inbound_sync(integrations=["hubspot"]), "hubspot")
+    assert (run["fetched"], run["applied"], run["unmatched"]) == (1, 1, 0)
+    user = host_user(user_id)
+    assert (user.lifecycle_stage, user.hubspot_owner_id, user.marketing_consent) == (
+        "customer",
+        "31415",
+        False,
+    )
+
+    # Our own next write to the contact comes back as a change, and changes nothing.
+    with session_scope() as session:
+        session.get(User, user_id).first_name = "Adah"  # type: ignore[union-attr]
+    user_registered(event_ids=[add_event("user.registered", user_id, event_id="hs-reg-2")])
+    echo = summary_of(inbound_sync(integrations=["hubspot"]), "hubspot")
+    assert (echo["applied"], echo["unchanged"]) == (0, 1)
+    assert len(received_rows("hubspot")) == 1
 
 
 def test_a_change_for_someone_we_do_not_know_is_counted_not_applied(
