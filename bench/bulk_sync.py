@@ -1,169 +1,144 @@
-"""Bulk-sync N completed assessments through the real tasks to the sandbox; batched versus one request each.
+"""Bulk-sync demo records through the real pipeline to every connector's sandbox stand-in; one line each.
 
-Prints one JSON line per connector and mode:
-{"connector", "mode", "records", "http_calls", "seconds", "records_per_s", "peak_rss_mb"}
+Each connector is run alone (the event flows' pipeline with only that destination) on the demo data's
+records of the event type routed to it, and one JSON line is printed:
 
-Runs against its own SQLite database and sandbox, and a Prefect test harness (or PREFECT_API_URL when set).
+  {"connector", "event_type", "mode", "records", "http_calls", "seconds", "failed", "records_per_s",
+   "requests_per_1000", "peak_rss_mb", "note"}
+
+http_calls are counted from the sandbox's log of what it received. "records" is what the pipeline sent
+(consent and validation leave some people out); "failed" of them were refused per record by the vendor.
+seconds cover the whole pipeline (extract, route, map, validate, push, record), after a warm-up run.
+HubSpot, Mailchimp and Salesforce get a second line, "one-request-each": the same records unbatched.
+
+  connector   event type             records of   cost floor
+  hubspot     assessment.completed   --records    100 a request
+  mailchimp   assessment.completed   --records    500 a request
+  salesforce  user.registered        --records    200 a request (+ one OAuth token a run)
+  ga4         assessment.completed   --message-records   25 events a request, of one client_id
+  epic_fhir   biomarker.updated      --message-records   100 a bundle (+ a Patient search a person)
+  zapier      assessment.completed   --message-records   one POST per record and hook
+  stripe      user.registered        --message-records   list + create per customer
+  twilio      health_goal.completed  --message-records   one SMS a request
+  slack       critical results       --notices    one message a request, 1/s per webhook
+  teams       critical results       --notices    one card a request
+
+Runs against its own SQLite database, sandbox and Prefect test harness (or PREFECT_API_URL when set).
+Vendor credentials in the environment are ignored, and every *_REQUESTS_PER_HOUR is raised, so the
+figures are our cost, not the vendors' allowance.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import resource
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ["ENNU_SECRET_BLOCKS"] = "false"  # noqa: S105 - a switch, not a secret
-os.environ.setdefault("HUBSPOT_REQUESTS_PER_HOUR", "36000000")
-os.environ.setdefault("MAILCHIMP_REQUESTS_PER_HOUR", "36000000")
+from bench.harness import bench_environment, workspace
 
+bench_environment()  # before Prefect is imported
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from bench.measure import emit, request_shapes  # noqa: E402
+from bench.scenarios import SCENARIOS, Scenario, run_batched, run_one_each, warm_up  # noqa: E402
+from bench.seed import critical_results, demo_people, events_for  # noqa: E402
+from connectors.http import ConnectorError  # noqa: E402
 
-
-def emit(connector: str, mode: str, records: int, calls: int, seconds: float) -> None:
-    print(
-        json.dumps(
-            {
-                "connector": connector,
-                "mode": mode,
-                "records": records,
-                "http_calls": calls,
-                "seconds": round(seconds, 3),
-                "records_per_s": round(records / seconds, 1) if seconds else None,
-                "peak_rss_mb": round(peak_rss_mb(), 1),
-            }
-        ),
-        flush=True,
-    )
+NAMES = [s.connector for s in SCENARIOS]
+# Demo people per record needed: a completed goal with SMS consent is about 1 person in 6.
+PEOPLE_PER_MESSAGE_RECORD = 8
+WARM_UP_EVENTS = 10
 
 
-@contextlib.contextmanager
-def prefect_api() -> Iterator[None]:
-    if os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-def seed_events(people: int) -> list[str]:
-    """Synthetic people with a completed assessment each, and their outbox events."""
-    from sqlalchemy import select
-
-    from ennu.db import session_scope
-    from ennu.demo import generate_demo
-    from ennu.events import HostEvent
-    from ennu.models import Assessment
-    from ennu.outbox import ingest
-
-    generate_demo(people=people, seed=11, invalid_fraction=0.0)
-    with session_scope() as session:
-        rows = session.execute(
-            select(Assessment.user_id, Assessment.id)
-            .where(Assessment.status == "completed")
-            .order_by(Assessment.user_id, Assessment.id.desc())
-        ).all()
-    latest = {user_id: assessment_id for user_id, assessment_id in rows}  # one per person
-    now = datetime.now(UTC)
-    return [
-        ingest(
-            HostEvent(
-                id=f"bench-{a}", type="assessment.completed", occurred_at=now, subject=u, resource=str(a)
-            ),
-            emit=False,
-        ).event_id
-        for u, a in latest.items()
-    ]
-
-
-def naive_push(connector_name: str, records: list, upsert_key: str, object_name: str) -> tuple[int, float]:
-    """The same records, one request each (no batching): what the batch endpoints save."""
-    from tasks.push import connector_for
-
-    connector = connector_for(connector_name)
-    before = connector.http.counter.calls  # type: ignore[attr-defined]
-    started = time.perf_counter()
-    for rec in records:
-        connector.push(object_name, upsert_key, [rec])
-    return connector.http.counter.calls - before, time.perf_counter() - started  # type: ignore[attr-defined]
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench.bulk_sync",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument(
+        "--connectors",
+        type=lambda text: [n.strip() for n in text.split(",") if n.strip()],
+        default=NAMES,
+        help=f"comma-separated subset, in this order: {','.join(NAMES)} (default: all)",
+    )
+    parser.add_argument(
+        "--records", type=int, default=3000, help="records for the batched connectors (default 3000)"
+    )
+    parser.add_argument(
+        "--message-records",
+        type=int,
+        default=100,
+        help="records for connectors that cost about a request a record or person: "
+        "ga4, epic_fhir, zapier, stripe, twilio (default 100)",
+    )
+    parser.add_argument(
+        "--notices",
+        type=int,
+        default=20,
+        help="critical results noticed to slack and teams (default 20: Slack takes one a second)",
+    )
     parser.add_argument(
         "--naive-records",
         type=int,
-        default=None,
-        help="records for the one-request-each comparison (default: same as --records)",
+        default=100,
+        help="records for the one-request-each comparison (default 100; 0 skips it)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--paths",
+        action="store_true",
+        help="also print, to stderr, each run's requests by method and path shape (ids masked)",
+    )
+    parser.add_argument(
+        "--people", type=int, default=None, help="demo people (default: enough for the above)"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.connectors) - set(NAMES))
+    if unknown:
+        parser.error(f"unknown connectors {unknown}; known: {NAMES}")
+    return args
 
-    workdir = Path(tempfile.mkdtemp(prefix="ennu-bench-"))
-    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
-    from ennu.db import migrate
-    from ennu.settings import reload_settings
-    from sandbox.client import SandboxClient
-    from sandbox.server import start_sandbox
 
-    with start_sandbox() as running, prefect_api():
-        os.environ["ENNU_SANDBOX_URL"] = running.url
-        reload_settings()
-        migrate()
-        sandbox = SandboxClient(running.url)
-        event_ids = seed_events(args.records)
-        print(f"# {len(event_ids)} events seeded in {workdir}", file=sys.stderr, flush=True)
+def size_of(scenario: Scenario, args: argparse.Namespace) -> int:
+    return int(getattr(args, scenario.size))
 
-        from prefect import flow
 
-        from flows.pipeline import run_event_pipeline
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    chosen = [s for s in SCENARIOS if s.connector in args.connectors]
+    people = args.people or max(
+        args.records * 5 // 4, args.message_records * PEOPLE_PER_MESSAGE_RECORD, args.notices, 1
+    )
+    with workspace() as ws:
+        demo_people(people)
+        print(f"# {people} demo people in {ws.directory}", file=sys.stderr, flush=True)
 
-        @flow(name="bench-bulk-sync")
-        def bulk(ids: list[str]) -> None:
-            run_event_pipeline("assessment.completed", ids, force=True)
+        def request_count(vendor: str) -> int:
+            return len(ws.sandbox.requests(vendor))
 
-        started = time.perf_counter()
-        bulk(event_ids)
-        seconds = time.perf_counter() - started
-        for connector in ("hubspot", "mailchimp"):
-            emit(
-                connector,
-                "batched",
-                len(sandbox.objects(connector, {"hubspot": "contacts", "mailchimp": "members"}[connector])),
-                len(sandbox.requests(connector)),
-                seconds,
-            )
+        warm_up("user.registered", events_for("user.registered", WARM_UP_EVENTS))
 
-        # The naive comparison: same mapped records, one request each.
-        from ennu.settings import get_settings
-        from mappings import apply_mapping, load_all_mappings
-        from tasks.extract import extract_records
-        from tasks.push import to_records
-        from tasks.validate import validate_mapped
-
-        naive_n = args.naive_records or args.records
-        frame = extract_records("assessment.completed", event_ids[:naive_n]).frame
-        for (event_type, name), mapping in load_all_mappings(get_settings().mappings_dir).items():
-            if event_type != "assessment.completed":
-                continue
-            records = to_records(validate_mapped(mapping, apply_mapping(mapping, frame)).valid)
-            calls, secs = naive_push(name, records, mapping.upsert_key, mapping.object)
-            emit(name, "one-request-each", len(records), calls, secs)
+        failed = 0
+        for scenario in chosen:
+            if scenario.size == "notices":
+                event_ids = critical_results(size_of(scenario, args))
+            else:
+                event_ids = events_for(scenario.event_type, size_of(scenario, args))
+            runs = [("batched", run_batched, event_ids)]
+            if scenario.naive and args.naive_records:
+                runs.append(("one-request-each", run_one_each, event_ids[: args.naive_records]))
+            for mode, run, ids in runs:
+                first = request_count(scenario.vendor)
+                try:
+                    emit(run(scenario, ids, request_count))
+                except Exception as exc:  # one connector's trouble does not hide the others' figures
+                    failed += 1
+                    # The vendor's status and code, or the error's type: never a message that may quote data.
+                    why = exc.reason if isinstance(exc, ConnectorError) else type(exc).__name__
+                    print(f"# {scenario.connector} {mode} failed: {why}", file=sys.stderr, flush=True)
+                if args.paths:
+                    shapes = request_shapes(ws.sandbox.requests(scenario.vendor)[first:])
+                    print(f"# {scenario.connector} {mode} requests: {shapes}", file=sys.stderr, flush=True)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

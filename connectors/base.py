@@ -73,6 +73,8 @@ class Connector(ABC):
     name: ClassVar[str]
     consent_category: ClassVar[str]  # "crm", "marketing", "communication", "analytics", "clinical", ...
     batch_sizes: ClassVar[dict[str, int]]  # destination object -> records per request
+    # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
+    batch_group_field: ClassVar[str | None] = None
 
     @classmethod
     @abstractmethod

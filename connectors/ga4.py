@@ -158,6 +158,7 @@ class Ga4Connector(Connector):
     name: ClassVar[str] = "ga4"
     consent_category: ClassVar[str] = "analytics"
     batch_sizes: ClassVar[dict[str, int]] = {"events": MAX_EVENTS_PER_REQUEST}
+    batch_group_field: ClassVar[str | None] = "client_id"
 
     def __init__(self, http: VendorHttp, measurement_id: str, api_secret: str) -> None:
         self.http = http

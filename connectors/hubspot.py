@@ -12,6 +12,7 @@ connector ensures the definitions and retries that batch once.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -73,6 +74,7 @@ class HubSpotConnector(Connector):
         self.search_page_limit = search_page_limit
         self.search_result_cap = search_result_cap
         self._properties_ensured = False
+        self._properties_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -108,6 +110,10 @@ class HubSpotConnector(Connector):
         the portal is read again only when the definitions (or the portal's base URL) change, or when
         `force` is set because HubSpot answered that a property is missing.
         """
+        with self._properties_lock:  # concurrent pushes wait for the first check
+            return self._ensure_properties(force=force)
+
+    def _ensure_properties(self, *, force: bool) -> dict[str, list[str]]:
         if self._properties_ensured and not force:
             return {}
         if self.mappings_dir is None:

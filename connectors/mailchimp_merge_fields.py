@@ -14,6 +14,7 @@ once per deployment change, never on every push.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,6 +110,7 @@ class MergeFieldEnsurer:
             {"list_id": list_id, "merge_fields": [asdict(f) for f in wanted]}
         )
         self.done = not wanted
+        self._lock = threading.Lock()
 
     @property
     def tags(self) -> frozenset[str]:
@@ -124,7 +126,14 @@ class MergeFieldEnsurer:
         return {str(f.get("tag")) for f in body.get("merge_fields", [])}
 
     def ensure(self, *, force: bool = False) -> list[str]:
-        """The tags created now; `force` checks the vendor even when remembered as ensured."""
+        """The tags created now; `force` checks the vendor even when remembered as ensured.
+
+        Concurrent pushes of one connector wait for the first check instead of each asking the vendor.
+        """
+        with self._lock:
+            return self._ensure(force=force)
+
+    def _ensure(self, *, force: bool) -> list[str]:
         if self.done and not force:
             return []
         if not force and self.memory.is_ensured(self.fingerprint):

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from connectors.base import Connector, Outcome, Record
 from connectors.http import PermanentError, RetryableError
-from connectors.registry import build_connector
+from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit
 from ennu.db import session_scope
 from ennu.models import SyncLog, SyncStatus
@@ -137,6 +137,9 @@ def plan_push(
             plan.settled.append(Outcome(record.record_key, SyncStatus.UNCHANGED))
         else:
             to_send.append(record)
+    group_field = CONNECTORS[connector].batch_group_field if connector in CONNECTORS else None
+    if group_field is not None:  # one person side by side: fewer requests where a request is per person
+        to_send.sort(key=lambda r: str(r.fields.get(group_field)))
     plan.batches = [list(part) for part in chunks(to_send, batch_size)]
     return plan
 
