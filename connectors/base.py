@@ -98,6 +98,10 @@ class Connector(ABC):
     def erase(self, person: Person) -> Outcome:
         """Erase or anonymise the person at the vendor (right to deletion)."""
 
+    def withdraw_consent(self, person: Person) -> Outcome | None:
+        """Stop what the person no longer consents to (e.g. unsubscribe from a list); None: nothing to do."""
+        return None
+
     def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
         """Records of `object_name` changed at the vendor after `since`, oldest first (inbound sync).
 

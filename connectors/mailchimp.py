@@ -201,6 +201,9 @@ class MailchimpConnector(Connector):
         """Unsubscribe and archive (a withdrawn consent): the member can be added back later."""
         return self._remove(person, "DELETE", "", SyncStatus.UPDATED)
 
+    def withdraw_consent(self, person: Person) -> Outcome:
+        return self.archive(person)
+
     def _remove(self, person: Person, method: str, action: str, done: SyncStatus) -> Outcome:
         key = f"user:{person.user_id}"
         if not person.email:

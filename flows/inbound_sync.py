@@ -19,7 +19,8 @@ from ennu.models import utcnow
 from ennu.settings import get_settings
 from mappings.inbound import inbound_mappings
 from mappings.routing import routing_table
-from tasks.inbound import InboundSummary, apply_changes, fetch_changes
+from tasks.inbound import InboundSummary, apply_changes, fetch_changes, withdraw_marketing
+from tasks.record import current_flow_run_id, write_sync_log
 
 
 def watermark_variable(integration: str) -> str:
@@ -34,6 +35,8 @@ def read_watermark(integration: str) -> datetime | None:
 @flow(name="inbound-sync", log_prints=False)
 def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | int | None]]:
     """Pull CRM-side changes (lifecycle stage, owner, opt-outs) into the host's users.
+
+    An e-mail opt-out at a CRM also unsubscribes the person at the marketing destinations (Mailchimp).
 
     Args:
         integrations: only these CRMs (default: every enabled one whose mappings have an inbound half).
@@ -59,6 +62,8 @@ def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | 
         )
         changes = fetch_changes(name, mapping.inbound, since)
         summary: InboundSummary = apply_changes(name, mapping.inbound, changes)
+        if summary.withdrawn_marketing:
+            write_sync_log(withdraw_marketing(summary.withdrawn_marketing), current_flow_run_id())
         newest = max((c.modified_at for c in changes), default=None)
         watermark = max(filter(None, [previous, newest]), default=since)
         Variable.set(watermark_variable(name), watermark.isoformat(), overwrite=True)

@@ -7,19 +7,22 @@ which); each applied change is one `received` row in the sync log (ids only) so 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from prefect import task
 from sqlalchemy import select
 
-from connectors.base import ChangedRecord
-from connectors.registry import build_connector
+from connectors.base import ChangedRecord, Person
+from connectors.registry import CONNECTORS, build_connector
 from ennu.db import session_scope
 from ennu.models import SyncLog, SyncStatus, User
+from ennu.settings import get_settings
 from ennu.vendor_schema import fingerprint
 from mappings.inbound import host_user_id, host_values
+from mappings.routing import ConsentNeed, routing_table
 from mappings.schema import InboundMapping
+from tasks.record import SyncEntry
 
 
 @dataclass
@@ -33,9 +36,14 @@ class InboundSummary:
     unmatched: int = 0  # no host user with the id the record carries (not one of ours, or erased)
     since: str | None = None
     watermark: str | None = None
+    withdrawn_marketing: list[int] = field(default_factory=list)  # user ids: lists to unsubscribe from
 
     def row(self) -> dict[str, str | int | None]:
-        return asdict(self)
+        row: dict[str, str | int | None] = {
+            k: v for k, v in asdict(self).items() if k != "withdrawn_marketing"
+        }
+        row["marketing_withdrawn"] = len(self.withdrawn_marketing)
+        return row
 
 
 @task(name="fetch-changes", retries=2, retry_delay_seconds=10)
@@ -74,6 +82,8 @@ def apply_changes(
                 continue
             for column, value in diff.items():
                 setattr(user, column, value)
+            if diff.get("marketing_consent") is False:
+                summary.withdrawn_marketing.append(user_id)
             summary.applied += 1
             session.add(
                 SyncLog(
@@ -87,3 +97,40 @@ def apply_changes(
                 )
             )
     return summary
+
+
+@task(name="withdraw-marketing", retries=2, retry_delay_seconds=10)
+def withdraw_marketing(user_ids: list[int]) -> list[SyncEntry]:
+    """A CRM opt-out reaches the marketing destinations too: each enabled one withdraws the person."""
+    table = routing_table(get_settings().mappings_dir)
+    targets = [
+        name
+        for name, config in sorted(table.integrations.items())
+        if config.enabled and config.consent == ConsentNeed.MARKETING and name in CONNECTORS
+    ]
+    with session_scope() as session:
+        people = [
+            Person(user_id=u.id, email=u.email, phone=u.phone)
+            for u in session.scalars(select(User).where(User.id.in_(user_ids)))
+        ]
+    entries: list[SyncEntry] = []
+    for name in targets:
+        connector = build_connector(name)
+        try:
+            for person in people:
+                outcome = connector.withdraw_consent(person)
+                if outcome is not None:
+                    entries.append(
+                        SyncEntry(
+                            name,
+                            "consent",
+                            outcome.record_key,
+                            None,
+                            person.user_id,
+                            outcome.status,
+                            error=outcome.error,
+                        )
+                    )
+        finally:
+            connector.close()
+    return entries

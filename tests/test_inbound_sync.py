@@ -124,6 +124,12 @@ def test_hubspot_lifecycle_owner_and_opt_out_reach_the_host_once(database: str, 
         "31415",
         False,
     )
+    # The opt-out reaches the marketing list too: the member is unsubscribed and archived at Mailchimp.
+    archived = [
+        r for r in sandbox.requests("mailchimp") if r["method"] == "DELETE" and "/members/" in r["path"]
+    ]
+    assert len(archived) == 1 and archived[0]["status"] == 204
+    assert run["marketing_withdrawn"] == 1
 
     # Our own next write to the contact comes back as a change, and changes nothing.
     with session_scope() as session:
