@@ -382,6 +382,17 @@ def invalid_input(store: VendorState, object_type: str, item: Any) -> dict[str, 
     return None
 
 
+def batch_answer(
+    results: list[dict[str, Any]], errors: list[dict[str, Any]], started: str, *, ok_status: int
+) -> JSONResponse:
+    """A CRM v3 batch answer: 207 Multi-Status with `errors` and `numErrors` when any input failed."""
+    answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
+    if errors:
+        answer.update(errors=errors, numErrors=len(errors))
+    answer["completedAt"] = iso_now()
+    return JSONResponse(answer, status_code=207 if errors else ok_status)
+
+
 def find_by(
     store: VendorState, object_type: str, id_property: str | None, value: str
 ) -> tuple[str, dict[str, Any]] | None:
@@ -638,11 +649,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                     (errors if result.get("status") == "error" else results).append(result)
                 else:
                     errors.append(problem)
-        answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
-        if errors:
-            answer.update(errors=errors, numErrors=len(errors))
-        answer["completedAt"] = iso_now()
-        return JSONResponse(answer, status_code=207 if errors else 200)
+        return batch_answer(results, errors, started, ok_status=200)
 
     @router.post("/crm/v3/objects/{object_type}/batch/read")
     async def batch_read(object_type: str, request: Request) -> Response:
@@ -826,11 +833,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 else:
                     definitions(store, kind)[definition["name"]] = definition
                     results.append(definition)
-        answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
-        if errors:
-            answer.update(errors=errors, numErrors=len(errors))
-        answer["completedAt"] = iso_now()
-        return JSONResponse(answer, status_code=207 if errors else 201)
+        return batch_answer(results, errors, started, ok_status=201)
 
     @router.get("/crm/v3/properties/{object_type}/groups")
     async def read_groups(object_type: str) -> Response:
@@ -899,11 +902,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 links[f"{target}/{to_id}/{source}/{from_id}"] = link(target, to_id, source, from_id, reverse)
                 spec = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}
                 results.append({"from": {"id": from_id}, "to": {"id": to_id}, "associationSpec": spec})
-        answer: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started}
-        if errors:
-            answer.update(errors=errors, numErrors=len(errors))
-        answer["completedAt"] = iso_now()
-        return JSONResponse(answer, status_code=207 if errors else 200)
+        return batch_answer(results, errors, started, ok_status=200)
 
     @router.get("/crm/v4/objects/{from_type}/{object_id}/associations/{to_type}")
     async def read_associations(from_type: str, object_id: str, to_type: str) -> Response:
