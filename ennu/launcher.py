@@ -34,6 +34,9 @@ def local_environment(prefect_port: int, sandbox_port: int) -> dict[str, str]:
         "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "true",
         "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600),
         "ENNU_SANDBOX_URL": f"http://{LOOPBACK}:{sandbox_port}",
+        # Local-only tokens for the demo's viewer and operator (the host app's is dev-intake-token).
+        "ENNU_VIEWER_TOKENS": "dev-viewer-token",
+        "ENNU_OPERATOR_TOKENS": "dev-operator-token",
     }
     env = dict(os.environ)
     for key, value in defaults.items():
