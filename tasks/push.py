@@ -30,18 +30,26 @@ META_COLUMNS = ("_record_key", "_event_id", "_user_id")
 DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
 AUTH_STATUSES = frozenset({401, 403})
 
-_connectors: dict[tuple[str, int], Connector] = {}
+_connectors: dict[str, tuple[Settings, Connector]] = {}
 _connectors_lock = threading.Lock()
 
 
 def connector_for(name: str, settings: Settings | None = None) -> Connector:
-    """One connector (one pooled HTTP session) per integration per process and settings."""
+    """One connector (one pooled HTTP session) per integration per process, rebuilt when settings change.
+
+    The cache holds the settings object itself and compares identity: an id() could be reused by a new
+    object after the old one is gone, and hand back a connector configured for the old settings.
+    """
     settings = settings or get_settings()
-    key = (name, id(settings))
     with _connectors_lock:
-        if key not in _connectors:
-            _connectors[key] = build_connector(name, settings)
-        return _connectors[key]
+        cached = _connectors.get(name)
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        if cached is not None:
+            cached[1].close()
+        connector = build_connector(name, settings)
+        _connectors[name] = (settings, connector)
+        return connector
 
 
 def payload_hash(fields: dict[str, Any]) -> str:

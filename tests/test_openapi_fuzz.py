@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -48,9 +50,21 @@ SEEN: dict[str, Counter[int]] = {}
 
 
 @pytest.fixture(scope="module")
-def bulk_sync_deployed(prefect_server: None) -> None:
-    """The deployment POST /integrations/sync starts, registered on the test server (no worker runs it)."""
-    bulk_sync.to_deployment(name=BULK_SYNC_DEPLOYMENT.split("/")[1]).apply()
+def bulk_sync_deployed(prefect_server: None) -> Iterator[None]:
+    """The deployment POST /integrations/sync starts, registered on the test server (no worker runs it).
+
+    Removed afterwards with the runs the fuzzing scheduled, so that no later test serving the real
+    deployments on the same server inherits dozens of queued bulk syncs.
+    """
+    deployment_id = bulk_sync.to_deployment(name=BULK_SYNC_DEPLOYMENT.split("/")[1]).apply()
+    yield
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
+        )
+        for run in runs:
+            client.delete_flow_run(run.id)
+        client.delete_deployment(deployment_id)
 
 
 @pytest.fixture()
