@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     # HubSpot
     hubspot_base_url: str | None = Field(default=None, alias="HUBSPOT_BASE_URL")
-    hubspot_requests_per_hour: int = Field(default=100, alias="HUBSPOT_REQUESTS_PER_HOUR")
+    # HubSpot allows private apps 100 (or 190) requests per 10 s; 6,000 an hour is a burst of 100 and 1.7/s.
+    hubspot_requests_per_hour: int = Field(default=6_000, alias="HUBSPOT_REQUESTS_PER_HOUR")
     hubspot_deal_pipeline: str = Field(default="default", alias="HUBSPOT_DEAL_PIPELINE")
     hubspot_deal_stage_open: str = Field(default="appointmentscheduled", alias="HUBSPOT_DEAL_STAGE_OPEN")
     hubspot_deal_stage_won: str = Field(default="closedwon", alias="HUBSPOT_DEAL_STAGE_WON")
@@ -41,7 +42,8 @@ class Settings(BaseSettings):
     # Mailchimp
     mailchimp_base_url: str | None = Field(default=None, alias="MAILCHIMP_BASE_URL")
     mailchimp_list_id: str = Field(default="sandbox-list", alias="MAILCHIMP_LIST_ID")
-    mailchimp_requests_per_hour: int = Field(default=500, alias="MAILCHIMP_REQUESTS_PER_HOUR")
+    # Mailchimp limits simultaneous connections (10), not a rate; one a second keeps well inside it.
+    mailchimp_requests_per_hour: int = Field(default=3_600, alias="MAILCHIMP_REQUESTS_PER_HOUR")
     # A Customer Journey's "API trigger" step for follow-up campaigns; unset = no journey is triggered.
     mailchimp_journey_id: int | None = Field(default=None, alias="MAILCHIMP_JOURNEY_ID")
     mailchimp_journey_step_id: int | None = Field(default=None, alias="MAILCHIMP_JOURNEY_STEP_ID")
