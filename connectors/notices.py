@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.base import Connector, Outcome, Person, Record
+from connectors.endpoint import resolve_endpoint
 from connectors.http import PermanentError, VendorHttp
 from ennu.models import SyncStatus
 
@@ -16,6 +17,19 @@ class NoticeConnector(Connector):
 
     def __init__(self, http: VendorHttp) -> None:
         self.http = http
+
+    @classmethod
+    def webhook_url(cls, credential_env: str, vendor_base_url: str, sandbox_path: str) -> str:
+        """The channel's webhook URL: the configured one (the URL is the secret), else the sandbox's."""
+        endpoint = resolve_endpoint(
+            cls.name,
+            credential_env=credential_env,
+            vendor_base_url=vendor_base_url,
+            configured_base_url=None,
+            sandbox_path=sandbox_path,
+            sandbox_secret="",
+        )
+        return endpoint.base_url if endpoint.sandbox else endpoint.secret.get_secret_value()
 
     @abstractmethod
     def send(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from connectors.base import ConnectionCheck
-from connectors.endpoint import resolve_endpoint
 from connectors.http import ErrorPolicy, VendorHttp
 from connectors.notices import NoticeConnector
 from connectors.rate_limit import RateLimit
@@ -66,16 +65,7 @@ class SlackConnector(NoticeConnector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
-        endpoint = resolve_endpoint(
-            cls.name,
-            credential_env="SLACK_WEBHOOK_URL",
-            vendor_base_url="https://hooks.slack.com",
-            configured_base_url=None,
-            sandbox_path=f"slack/{SANDBOX_HOOK}",
-            sandbox_secret="",
-        )
-        # The webhook URL is the secret: with real credentials it is the whole URL.
-        url = endpoint.secret.get_secret_value() if not endpoint.sandbox else endpoint.base_url
+        url = cls.webhook_url("SLACK_WEBHOOK_URL", "https://hooks.slack.com", f"slack/{SANDBOX_HOOK}")
         http = VendorHttp(
             cls.name,
             url,

@@ -6,7 +6,6 @@ import time
 from typing import Any, ClassVar, Self
 
 from connectors.base import ConnectionCheck
-from connectors.endpoint import resolve_endpoint
 from connectors.http import VendorHttp
 from connectors.notices import NoticeConnector
 from connectors.rate_limit import RateLimit
@@ -70,15 +69,9 @@ class TeamsConnector(NoticeConnector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
-        endpoint = resolve_endpoint(
-            cls.name,
-            credential_env="TEAMS_WEBHOOK_URL",
-            vendor_base_url="https://prod.westus.logic.azure.com",
-            configured_base_url=None,
-            sandbox_path=f"teams/{SANDBOX_FLOW}",
-            sandbox_secret="",
+        url = cls.webhook_url(
+            "TEAMS_WEBHOOK_URL", "https://prod.westus.logic.azure.com", f"teams/{SANDBOX_FLOW}"
         )
-        url = endpoint.secret.get_secret_value() if not endpoint.sandbox else endpoint.base_url
         legacy = "webhook.office.com" in url or "outlook.office.com" in url
         http = VendorHttp(
             cls.name,
