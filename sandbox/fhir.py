@@ -634,14 +634,21 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
     async def metadata(request: Request) -> JSONResponse:
         return fhir_response(200, capability_statement(token_url(request, "/r4/metadata")))
 
-    @router.get("/r4/{resource_type}")
-    async def search(
-        resource_type: str, request: Request, granted: frozenset[str] = Depends(scopes)
-    ) -> JSONResponse:
+    def refuse_read(resource_type: str, granted: frozenset[str]) -> JSONResponse | None:
+        """404 for a resource type we do not serve, 403 without a read scope for it; None to go on."""
         if resource_type not in RESOURCE_TYPES:
             return Invalid(404, "not-supported", "unknown resource type").response()
         if not allowed(granted, resource_type, "read"):
             return forbidden(resource_type, "read")
+        return None
+
+    @router.get("/r4/{resource_type}")
+    async def search(
+        resource_type: str, request: Request, granted: frozenset[str] = Depends(scopes)
+    ) -> JSONResponse:
+        refused = refuse_read(resource_type, granted)
+        if refused is not None:
+            return refused
         params = list(parse_qsl(request.url.query, keep_blank_values=True))
         try:
             with state.lock:
@@ -654,10 +661,9 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
     async def read(
         resource_type: str, resource_id: str, granted: frozenset[str] = Depends(scopes)
     ) -> JSONResponse:
-        if resource_type not in RESOURCE_TYPES:
-            return Invalid(404, "not-supported", "unknown resource type").response()
-        if not allowed(granted, resource_type, "read"):
-            return forbidden(resource_type, "read")
+        refused = refuse_read(resource_type, granted)
+        if refused is not None:
+            return refused
         with state.lock:
             found = store().get(resource_type, resource_id)
         if found is None:
