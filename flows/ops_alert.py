@@ -19,17 +19,10 @@ from prefect.settings import PREFECT_UI_URL
 from connectors.http import ConnectorError
 from connectors.notices import NoticeConnector
 from connectors.registry import build_connector
-from ennu.settings import get_settings
-from mappings.routing import routing_table
+from tasks.alert import enabled_alert_channels
 
-ALERT_CHANNELS = ("slack", "teams")
 FLOW_RUN_PREFIX = "prefect.flow-run."
 INTEGRATION_PREFIX = "ennu.integration."
-
-
-def enabled_channels() -> list[str]:
-    table = routing_table(get_settings().mappings_dir)
-    return [c for c in ALERT_CHANNELS if c in table.integrations and table.integrations[c].enabled]
 
 
 def describe_flow_run(resource_id: str) -> tuple[str, str]:
@@ -62,7 +55,7 @@ def ops_alert(kind: str, subject: str, detail: str = "") -> dict[str, str]:
     else:
         raise ValueError(f"unknown alert kind {kind!r}")
     outcomes: dict[str, str] = {}
-    for channel in enabled_channels():
+    for channel in enabled_alert_channels():
         connector = build_connector(channel, rate_limited=False)
         assert isinstance(connector, NoticeConnector)
         try:

@@ -19,6 +19,12 @@ from tasks.record import SyncEntry
 ALERT_CHANNELS = ("slack", "teams")
 
 
+def enabled_alert_channels() -> list[str]:
+    """The chat channels enabled in routing.yaml: where critical results and operator alerts go."""
+    table = routing_table(get_settings().mappings_dir)
+    return [c for c in ALERT_CHANNELS if c in table.integrations and table.integrations[c].enabled]
+
+
 @task(name="alert-critical", cache_policy=NONE, retries=2, retry_delay_seconds=[5, 30])
 def alert_critical(frame: pd.DataFrame) -> list[SyncEntry]:
     """One notice per critical result to every enabled channel; returns the outcomes for the sync log."""
@@ -27,8 +33,7 @@ def alert_critical(frame: pd.DataFrame) -> list[SyncEntry]:
     if mapping is None or frame.empty:
         return []
     alerts = critical_alerts(to_records(apply_mapping(mapping, frame)))
-    table = routing_table(settings.mappings_dir)
-    channels = [c for c in ALERT_CHANNELS if c in table.integrations and table.integrations[c].enabled]
+    channels = enabled_alert_channels()
     entries: list[SyncEntry] = []
     event_of = dict(zip(frame["biomarker.id"].astype(int).astype(str), frame["event.id"], strict=False))
     for alert in alerts:
