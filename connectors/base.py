@@ -37,6 +37,9 @@ class Outcome:
     remote_id: str | None = None
     error: str | None = None
     duration_ms: int | None = None  # of the request that carried it, set by the push stage
+    # DEFERRED only. Set: a wait by design (quiet hours, a partner result not there yet) that costs no
+    # attempt; the delivery is offered again at that time. None: vendor-side trouble, an attempt spent.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,10 @@ class SyncStatus(enum.StrEnum):
     UNCHANGED = "unchanged"
     REJECTED = "rejected"  # our validation refused it: never sent
     FAILED = "failed"  # the vendor refused it permanently
-    DEFERRED = "deferred"  # not delivered yet (circuit open, retries exhausted): the drain picks it up
+    DEFERRED = "deferred"  # not delivered yet (circuit open, vendor trouble, quiet hours): offered again later
+    # The request may have reached a vendor without idempotency keys (timeout or reset after sending): it is
+    # looked up at the vendor before anything is sent again.
+    UNKNOWN = "unknown"
     SKIPPED = "skipped"  # not routed to this destination (no consent, filtered out)
     ERASED = "erased"  # the person was erased or anonymised at the destination
     RECEIVED = "received"  # inbound: a change made at the vendor, applied to the host's user
