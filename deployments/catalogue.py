@@ -21,6 +21,7 @@ from flows.drain import drain
 from flows.inbound_sync import inbound_sync
 from flows.ops_alert import ops_alert
 from flows.registry import EVENT_FLOWS
+from flows.replay import replay
 from flows.test_connections import test_connections
 from flows.webhook_received import webhook_received
 
@@ -56,23 +57,6 @@ class DeploymentSpec:
         )
 
 
-def event_trigger(event_type: str) -> DeploymentEventTrigger:
-    """Run the flow for each `ennu.<type>` event, with the event id as the run's only input."""
-    return DeploymentEventTrigger(
-        name=f"on {EVENT_TYPES[event_type].prefect_event}",
-        expect={EVENT_TYPES[event_type].prefect_event},
-        parameters={"event_ids": ["{{ event.payload.event_id }}"]},
-    )
-
-
-def webhook_trigger() -> DeploymentEventTrigger:
-    return DeploymentEventTrigger(
-        name="on ennu.webhook.*",
-        expect={"ennu.webhook.*"},
-        parameters={"receipt_ids": ["{{ event.payload.receipt_id }}"]},
-    )
-
-
 def failure_trigger() -> DeploymentEventTrigger:
     """Any run of a deployment tagged `ennu` that fails, crashes or times out."""
     return DeploymentEventTrigger(
@@ -98,13 +82,15 @@ def circuit_trigger() -> DeploymentEventTrigger:
 
 
 def catalogue() -> list[DeploymentSpec]:
+    # The delivery workers (engine/worker.py) run these flows in-process on claimed batches; the
+    # deployments are how a data engineer re-runs a batch of event ids from the UI.
     specs = [
         DeploymentSpec(
             event_flow,
             "default",
-            f"Triggered by {EVENT_TYPES[event_type].prefect_event}.",
+            f"Carries {EVENT_TYPES[event_type].name} events (by id) to their destinations; the delivery "
+            "workers run it on every batch, and a run from here re-runs the given events.",
             EVENT_TAGS,
-            triggers=(event_trigger(event_type),),
         )
         for event_type, event_flow in EVENT_FLOWS.items()
     ]
@@ -112,12 +98,21 @@ def catalogue() -> list[DeploymentSpec]:
         DeploymentSpec(
             webhook_received,
             "default",
-            "Triggered by every stored vendor webhook.",
+            "Applies stored vendor webhooks (by receipt id); the delivery workers run it on every receipt.",
             EVENT_TAGS,
-            triggers=(webhook_trigger(),),
         ),
         DeploymentSpec(
-            drain, "hourly", "Every pending or deferred event, in batches.", MAINTENANCE_TAGS, "0 * * * *"
+            replay,
+            "on-demand",
+            "Dead letters (failed deliveries and receipts) offered again after a fix.",
+            MAINTENANCE_TAGS,
+        ),
+        DeploymentSpec(
+            drain,
+            "hourly",
+            "Retry everything now: every open delivery made due and carried, in batches.",
+            MAINTENANCE_TAGS,
+            "0 * * * *",
         ),
         DeploymentSpec(
             test_connections,

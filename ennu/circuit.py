@@ -89,10 +89,18 @@ def record_failure(integration: str, reason: str) -> bool:
         row.consecutive_failures = (row.consecutive_failures or 0) + 1
         row.last_error_at = utcnow()
         row.last_error = reason[:500]
-        if row.consecutive_failures >= settings.circuit_failure_threshold:
-            row.opened_until = utcnow() + timedelta(seconds=settings.circuit_open_seconds)
+        beyond = row.consecutive_failures - settings.circuit_failure_threshold
+        if beyond >= 0:
+            row.opened_until = utcnow() + timedelta(seconds=open_seconds(beyond))
             return True
         return False
+
+
+def open_seconds(failures_beyond_threshold: int) -> float:
+    """How long the circuit stays open before the next probe: short at first, doubling up to the cap."""
+    settings = get_settings()
+    probe = settings.circuit_probe_seconds * 2 ** min(failures_beyond_threshold, 16)
+    return min(probe, float(settings.circuit_open_seconds))
 
 
 def reset_circuit(integration: str) -> None:

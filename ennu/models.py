@@ -163,9 +163,9 @@ class Consent(Base):
 
 
 class EventStatus(enum.StrEnum):
-    PENDING = "pending"
-    DEFERRED = "deferred"
-    DONE = "done"
+    PENDING = "pending"  # some destination still owes an outcome (or the event is not routed yet)
+    DEFERRED = "deferred"  # before the delivery engine (migration 0004): read as pending
+    DONE = "done"  # every delivery of the event is settled
 
 
 class OutboxEvent(Base):
@@ -184,6 +184,54 @@ class OutboxEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     processed_at: Mapped[datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What the event asks for: None = every routed destination; a list = only these (a bulk sync's).
+    destinations: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # When its deliveries were created (the engine routes events the host inserted itself, too).
+    routed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """The durable state of one event at one destination (ennu/deliveries.py moves it)."""
+
+    PENDING = "pending"  # to be sent
+    DEFERRED = "deferred"  # to be offered again at `not_before` (vendor trouble, quiet hours, open circuit)
+    UNKNOWN = "unknown"  # an ambiguous send: looked up at the vendor before anything is sent again
+    DELIVERED = "delivered"
+    REJECTED = "rejected"  # our validation refused the record: never sent
+    FAILED = "failed"  # the vendor refused it, or attempts ran out: a dead letter an operator can replay
+    SKIPPED = "skipped"  # not for this destination after all (no consent, the route's filter)
+    CANCELLED = "cancelled"  # withdrawn before it was sent (the person was erased)
+
+
+OPEN_DELIVERY = frozenset({DeliveryStatus.PENDING, DeliveryStatus.DEFERRED, DeliveryStatus.UNKNOWN})
+
+
+class Delivery(Base):
+    """One event at one destination; leased while a worker holds it (lease_owner till lease_expires_at)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "integration"),
+        Index("ix_deliveries_ready", "status", "not_before"),
+        Index("ix_deliveries_person", "user_id", "integration", "lease_expires_at"),
+        Index("ix_deliveries_type", "event_type", "status", "priority", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("event_outbox.id", ondelete="CASCADE"), index=True)
+    event_type: Mapped[str] = mapped_column(String(60))
+    integration: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
+    priority: Mapped[int] = mapped_column(Integer, default=5)  # 1 first; bulk syncs queue behind live events
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # sends that failed or whose answer was lost
+    not_before: Mapped[datetime | None] = mapped_column()
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)  # a code or reason, never a value
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column()
 
 
 class SyncStatus(enum.StrEnum):
@@ -192,7 +240,7 @@ class SyncStatus(enum.StrEnum):
     UNCHANGED = "unchanged"
     REJECTED = "rejected"  # our validation refused it: never sent
     FAILED = "failed"  # the vendor refused it permanently
-    DEFERRED = "deferred"  # not delivered yet (circuit open, vendor trouble, quiet hours): offered again later
+    DEFERRED = "deferred"  # not delivered yet (open circuit, vendor trouble, quiet hours): offered again
     # The request may have reached a vendor without idempotency keys (timeout or reset after sending): it is
     # looked up at the vendor before anything is sent again.
     UNKNOWN = "unknown"
@@ -256,7 +304,13 @@ class WebhookReceipt(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default="received", index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    processed_at: Mapped[datetime | None] = mapped_column()
+    processed_at: Mapped[datetime | None] = mapped_column()  # None until a worker has applied it
+    # Claimed by a worker like a delivery; a handler that raised is offered again after `not_before`.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None] = mapped_column()
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class IntegrationState(Base):

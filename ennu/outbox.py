@@ -1,4 +1,8 @@
-"""Ingestion: an event becomes a durable outbox row first, then the Prefect event that triggers its flow."""
+"""Ingestion: an event becomes a durable outbox row, then a Prefect event (an audit trail and wake-up only).
+
+Nothing depends on the Prefect event arriving: the delivery workers find new outbox rows by polling, route
+them (tasks/admit.py) and deliver them.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ class Ingested:
 
 
 def prefect_event_for(event_id: str, event_type: str) -> None:
-    """Announce an outbox event to Prefect: ids only, the flow reads the rest from the database."""
+    """Announce an outbox event to Prefect: ids only. Dropped while Prefect is down, harmlessly."""
     emit_event(
         event=f"ennu.{event_type}",
         resource={"prefect.resource.id": f"ennu.event.{event_id}", "ennu.event-type": event_type},
@@ -32,7 +36,7 @@ def prefect_event_for(event_id: str, event_type: str) -> None:
 
 
 def ingest(event: HostEvent, *, emit: bool = True) -> Ingested:
-    """Store the event once (same id twice → one row) and, if it is new, emit `ennu.<type>`."""
+    """Store the event once (same id twice → one row) and, if it is new, announce `ennu.<type>`."""
     row = OutboxEvent(
         id=event.id,
         type=event.type,

@@ -52,10 +52,25 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=10.0, alias="ENNU_HTTP_TIMEOUT_SECONDS")
     circuit_failure_threshold: int = Field(default=5, alias="ENNU_CIRCUIT_FAILURE_THRESHOLD")
     circuit_open_seconds: int = Field(default=300, alias="ENNU_CIRCUIT_OPEN_SECONDS")
-    push_retries: int = Field(default=4, alias="ENNU_PUSH_RETRIES")
-    push_retry_base_seconds: float = Field(default=2.0, alias="ENNU_PUSH_RETRY_BASE_SECONDS")
+    push_retries: int = Field(default=2, alias="ENNU_PUSH_RETRIES")
+    push_retry_base_seconds: float = Field(default=1.0, alias="ENNU_PUSH_RETRY_BASE_SECONDS")
     max_retry_after_seconds: float = Field(default=120.0, alias="ENNU_MAX_RETRY_AFTER_SECONDS")
     drain_batch_size: int = Field(default=50, alias="ENNU_DRAIN_BATCH_SIZE")
+
+    # The delivery engine (ennu/deliveries.py, engine/worker.py)
+    delivery_max_attempts: int = Field(default=3, ge=1, alias="ENNU_DELIVERY_MAX_ATTEMPTS")
+    # After a failed attempt n the delivery waits base * 3^(n-1) seconds (with jitter) before the next.
+    delivery_retry_base_seconds: float = Field(default=5.0, ge=0, alias="ENNU_DELIVERY_RETRY_BASE_SECONDS")
+    # An ambiguous send is looked up at the vendor this long after it was made (the vendor indexes it).
+    reconcile_delay_seconds: float = Field(default=5.0, ge=0, alias="ENNU_RECONCILE_DELAY_SECONDS")
+    lease_seconds: int = Field(default=60, ge=5, alias="ENNU_LEASE_SECONDS")
+    worker_poll_seconds: float = Field(default=0.2, gt=0, le=1.0, alias="ENNU_WORKER_POLL_SECONDS")
+    worker_batch_size: int = Field(default=50, ge=1, alias="ENNU_WORKER_BATCH_SIZE")
+    bulk_batch_size: int = Field(default=500, ge=1, alias="ENNU_BULK_BATCH_SIZE")
+    worker_concurrency: int = Field(default=2, ge=1, le=16, alias="ENNU_WORKER_CONCURRENCY")
+    # An open circuit is probed after this long, doubling while the vendor keeps failing, up to
+    # ENNU_CIRCUIT_OPEN_SECONDS: a short outage heals within seconds, a long one is not hammered.
+    circuit_probe_seconds: float = Field(default=5.0, gt=0, alias="ENNU_CIRCUIT_PROBE_SECONDS")
 
     # Inbound sync (CRM changes back to the host's users)
     inbound_initial_lookback_hours: int = Field(default=24, alias="ENNU_INBOUND_INITIAL_LOOKBACK_HOURS")

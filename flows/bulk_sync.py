@@ -13,6 +13,7 @@ from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User
 from flows.pipeline import run_event_pipeline
+from tasks.admit import BULK_ORIGIN
 from tasks.record import current_flow_run_id
 
 CHUNK = 500
@@ -45,8 +46,13 @@ def resources(event_type: str, user_ids: list[int] | None) -> Any:
     return query.order_by(column)
 
 
-def synthetic_events(event_type: str, user_ids: list[int] | None, run_id: str) -> Iterator[list[str]]:
-    """Outbox events for the bulk run, written and yielded a chunk at a time (memory stays flat)."""
+def synthetic_events(
+    event_type: str, user_ids: list[int] | None, run_id: str, integrations: list[str] | None = None
+) -> Iterator[list[str]]:
+    """Outbox events for the bulk run, written and yielded a chunk at a time (memory stays flat).
+
+    Each event stores the destinations it asks for, so every retry of it reaches exactly those.
+    """
     now = datetime.now(UTC)
     with session_scope() as session:
         rows = session.execute(resources(event_type, user_ids).execution_options(yield_per=CHUNK))
@@ -57,7 +63,8 @@ def synthetic_events(event_type: str, user_ids: list[int] | None, run_id: str) -
                     "type": event_type,
                     "subject": user_id,
                     "resource": None if resource is None else str(resource),
-                    "payload": {"origin": "bulk-sync"},
+                    "payload": {"origin": BULK_ORIGIN},
+                    "destinations": integrations,
                     "status": EventStatus.PENDING.value,
                     "occurred_at": now,
                     "received_at": now,
@@ -78,14 +85,16 @@ def bulk_sync(
 ) -> dict[str, int]:
     """Send every record of `event_type` (or those of `user_ids`) to `integrations` (default: all routed).
 
-    Records the destination already has unchanged cost no request.
+    Records the destination already has unchanged cost no request. The run carries its own events
+    through the pipeline a chunk at a time; delivery workers may take some of them (they queue behind
+    live events), and either way each delivery is made once.
     """
     if event_type not in EVENT_TYPES or event_type == "user.deletion_requested":
         raise ValueError("bulk-sync takes an event type that carries records")
     run_id = (current_flow_run_id() or "local").replace("-", "")
     sent = 0
-    for ids in synthetic_events(event_type, user_ids, run_id):
-        run_event_pipeline(event_type, ids, only=integrations)
+    for ids in synthetic_events(event_type, user_ids, run_id, integrations):
+        run_event_pipeline(event_type, ids)
         sent += len(ids)
     get_run_logger().info("bulk-sync of %s: %d records", event_type, sent)
     return {"records": sent}

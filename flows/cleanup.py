@@ -40,7 +40,13 @@ def cleanup() -> dict[str, int]:
     settings = get_settings()
     removed = {
         "sync_log": delete_older(SyncLog, "created_at", settings.retention_sync_log_days),
-        "webhook_receipts": delete_older(WebhookReceipt, "received_at", settings.retention_receipts_days),
+        # An unprocessed (or failed) receipt is work still owed: never deleted, however old.
+        "webhook_receipts": delete_older(
+            WebhookReceipt,
+            "received_at",
+            settings.retention_receipts_days,
+            WebhookReceipt.processed_at.is_not(None),
+        ),
         "event_outbox": delete_older(
             OutboxEvent,
             "received_at",

@@ -1,72 +1,65 @@
-"""`drain`: the safety net: every pending or deferred outbox event, in batches, by its event type's flow."""
+"""`drain`: an operator's "retry everything now": every open delivery, made due and carried in batches.
+
+The delivery workers already pick up every due delivery within a second; the drain is for after a fix
+(a vendor back, a credential set): it routes unrouted events, pulls deferred deliveries forward to now,
+and carries the open ones through their event type's flow in this run, most urgent first.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from prefect import flow, get_run_logger
-from sqlalchemy import case, select
+from sqlalchemy import update
 
+from ennu import deliveries
 from ennu.db import session_scope
-from ennu.models import EventStatus, OutboxEvent, utcnow
+from ennu.models import OPEN_DELIVERY, Delivery, utcnow
 from ennu.settings import get_settings
 from flows.registry import EVENT_FLOWS
-from mappings.routing import routing_table
-
-# Events younger than this are left to their trigger-started run, which is probably under way.
-DEFAULT_MIN_AGE_SECONDS = 120
+from tasks.admit import admit
 
 
-def waiting_events(min_age_seconds: int, limit: int) -> dict[str, list[str]]:
-    """Pending and deferred event ids grouped by type: priority integrations first, then oldest first.
-
-    An event type's priority is its most urgent destination's (`priority` in routing.yaml), so when there
-    are more waiting events than one run takes, results bound for the EHR go before marketing updates.
-    """
-    cutoff = utcnow() - timedelta(seconds=min_age_seconds)
-    table = routing_table(get_settings().mappings_dir)
-    priority = case(
-        {event_type: table.event_priority(event_type) for event_type in EVENT_FLOWS},
-        value=OutboxEvent.type,
-        else_=9,
-    )
+def make_due_now() -> int:
+    """Deferred (and ambiguous) deliveries become due now; those leased by a live worker stay its own."""
+    now = utcnow()
     with session_scope() as session:
-        rows = session.execute(
-            select(OutboxEvent.type, OutboxEvent.id)
-            .where(
-                OutboxEvent.status.in_([EventStatus.PENDING.value, EventStatus.DEFERRED.value]),
-                OutboxEvent.received_at <= cutoff,
-            )
-            .order_by(priority, OutboxEvent.received_at, OutboxEvent.id)
-            .limit(limit)
-        ).all()
-    grouped: dict[str, list[str]] = {}
-    for event_type, event_id in rows:
-        grouped.setdefault(event_type, []).append(event_id)
-    return grouped
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.status.in_([s.value for s in OPEN_DELIVERY]), Delivery.not_before > now)
+            .values(not_before=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 @flow(name="drain", log_prints=False)
-def drain(
-    batch_size: int | None = None, min_age_seconds: int = DEFAULT_MIN_AGE_SECONDS, max_events: int = 100_000
-) -> dict[str, int]:
-    """Run each waiting event through its flow, `batch_size` events per subflow run.
+def drain(batch_size: int | None = None, max_events: int = 100_000) -> dict[str, int]:
+    """Carry every open delivery now, `batch_size` events per subflow run of their type's flow.
 
     Args:
         batch_size: events per flow run (default ENNU_DRAIN_BATCH_SIZE, 50).
-        min_age_seconds: leave younger events to the run their trigger started.
         max_events: at most this many events in one drain run.
     """
     logger = get_run_logger()
     size = batch_size or get_settings().drain_batch_size
+    while admit():
+        pass
+    pulled = make_due_now()
+    owner = deliveries.current_owner()
     processed: dict[str, int] = {}
-    for event_type, ids in waiting_events(min_age_seconds, max_events).items():
-        event_flow = EVENT_FLOWS.get(event_type)
+    total = 0
+    while total < max_events:
+        claim = deliveries.claim(owner, min(size, max_events - total))
+        if claim is None:
+            break
+        event_flow = EVENT_FLOWS.get(claim.event_type)
         if event_flow is None:
-            logger.warning("%d %s events wait for a flow that does not exist yet", len(ids), event_type)
-            continue
-        for start in range(0, len(ids), size):
-            event_flow(event_ids=ids[start : start + size])
-        processed[event_type] = len(ids)
-        logger.info("drained %d %s events", len(ids), event_type)
+            logger.warning(
+                "%d %s events wait for a flow that does not exist", len(claim.event_ids), claim.event_type
+            )
+            deliveries.release(owner, claim.event_ids)
+            break
+        event_flow(event_ids=claim.event_ids)
+        processed[claim.event_type] = processed.get(claim.event_type, 0) + len(claim.event_ids)
+        total += len(claim.event_ids)
+    logger.info("drained %s (%d deferred deliveries pulled forward)", processed, pulled)
     return processed

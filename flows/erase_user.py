@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
@@ -9,13 +11,15 @@ from sqlalchemy import select, update
 
 from connectors.base import Person
 from connectors.http import ConnectorError, RetryableError
+from ennu import deliveries
 from ennu.db import session_scope
-from ennu.models import HealthGoal, OutboxEvent, SyncLog, SyncStatus, User
-from ennu.settings import get_settings
-from mappings.routing import routing_table
+from ennu.models import HealthGoal, OutboxEvent, SyncLog, SyncStatus, User, utcnow
+from tasks.admit import admit
 from tasks.push import connector_for
-from tasks.record import SyncEntry, current_flow_run_id, finish_events, summarise, write_sync_log
+from tasks.record import Ledger, SyncEntry, summarise
 
+# An erasure waits this long for the person's deliveries in flight to finish, then looks again.
+IN_FLIGHT_WAIT = timedelta(seconds=2)
 # Destinations that keep the record by law or by design, and only record the decision.
 RETAINED = {"epic_fhir": "medical record retained (HIPAA retention); erasure decision recorded"}
 
@@ -41,7 +45,7 @@ def people_to_erase(event_ids: list[str]) -> dict[str, Person | None]:
     return {event_id: users.get(subject) if subject else None for event_id, subject in events}
 
 
-@task(name="erase-at-destination", cache_policy=NONE, retries=3, retry_delay_seconds=[5, 20, 60])
+@task(name="erase-at-destination", cache_policy=NONE, retries=1, retry_delay_seconds=[2])
 def erase_at(integration: str, person: Person, event_id: str) -> SyncEntry:
     """Ask one destination to erase one person; a retryable vendor failure is retried by Prefect."""
     key = f"user:{person.user_id}"
@@ -79,63 +83,79 @@ def pseudonymise_history(user_ids: list[int]) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-@flow(name="erase-user", log_prints=False)
-def erase_user(event_ids: list[str]) -> list[dict[str, int | str]]:
-    """Erase the people of these `user.deletion_requested` events at every enabled destination."""
-    logger = get_run_logger()
-    table = routing_table(get_settings().mappings_dir)
-    destinations = [name for name, config in table.integrations.items() if config.enabled]
-    people = people_to_erase(event_ids)
+def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncEntry]:
+    """Cancel each person's other deliveries, wait out those in flight, then erase at every destination."""
     futures = []
     entries: list[SyncEntry] = []
     for event_id, person in people.items():
+        held = list(ledger.by_event.get(event_id, {}))
         if person is None:
-            entries.append(
+            entries += [
                 SyncEntry(
-                    "hub",
-                    "event",
+                    i,
+                    "person",
                     f"event:{event_id}",
                     event_id,
                     None,
                     SyncStatus.REJECTED,
                     error="user not found",
                 )
-            )
+                for i in held
+            ]
             continue
-        futures += [
-            (integration, person, event_id, erase_at.submit(integration, person, event_id))
-            for integration in destinations
-        ]
-    for integration, person, event_id, future in futures:
-        result = future.result(raise_on_failure=False)
-        if isinstance(result, SyncEntry):
-            entries.append(result)
-        else:
-            entries.append(
+        deliveries.cancel_person(person.user_id, "person erased", except_event=event_id)
+        if deliveries.in_flight_for(person.user_id, except_event=event_id):
+            wait_until = utcnow() + IN_FLIGHT_WAIT
+            entries += [
                 SyncEntry(
-                    integration,
+                    i,
                     "person",
                     f"user:{person.user_id}",
                     event_id,
                     person.user_id,
                     SyncStatus.DEFERRED,
-                    error=getattr(result, "reason", type(result).__name__),
+                    error="waiting for deliveries in flight",
+                    not_before=wait_until,
                 )
+                for i in held
+            ]
+            continue
+        futures += [(i, person, event_id, erase_at.submit(i, person, event_id)) for i in held]
+    for integration, person, event_id, future in futures:
+        result = future.result(raise_on_failure=False)
+        if isinstance(result, SyncEntry):
+            entries.append(result)
+            continue
+        entries.append(
+            SyncEntry(
+                integration,
+                "person",
+                f"user:{person.user_id}",
+                event_id,
+                person.user_id,
+                SyncStatus.DEFERRED,
+                error=getattr(result, "reason", type(result).__name__),
             )
-    cleared = pseudonymise_history([p.user_id for p in people.values() if p is not None])
-    write_sync_log(entries, current_flow_run_id())
-    deferred = {e.event_id for e in entries if e.status == SyncStatus.DEFERRED and e.event_id}
-    finish_events(list(people), deferred)
-    summary = summarise(entries)
+        )
+    return entries
+
+
+@flow(name="erase-user", log_prints=False)
+def erase_user(event_ids: list[str]) -> list[dict[str, int | str]]:
+    """Erase the people of these `user.deletion_requested` events at every destination their events ask."""
+    logger = get_run_logger()
+    owner = deliveries.current_owner()
+    admit(event_ids)
+    with deliveries.keep_leased(owner):
+        ledger = Ledger(owner, deliveries.take(owner, event_ids))
+        people = people_to_erase(ledger.event_ids)
+        ledger.write(erase_people(ledger, people))
+        cleared = pseudonymise_history([p.user_id for p in people.values() if p is not None])
+    summary = summarise(ledger.entries)
     create_table_artifact(
         key="erasure-outcomes",
         table=summary,
         description=f"Erasure of {len(people)} people: outcome per destination (counts only)",
     )
-    logger.info(
-        "erased %d people at %d destinations; %d history rows pseudonymised",
-        len(people),
-        len(destinations),
-        cleared,
-    )
+    logger.info("erased %d people; %d history rows pseudonymised", len(people), cleared)
     return summary

@@ -1,43 +1,57 @@
-"""The path of one batch of events: extract → route → map → validate → push → record."""
+"""The path of one batch of events: take → extract → route → map → validate → push → record.
+
+The batch works only on the deliveries it holds (leased in the delivery engine): a destination whose
+delivery of an event is settled, or held by another worker, is not sent that event. Each pushed batch's
+outcomes are recorded the moment they come back, so a crash loses no record of what a vendor accepted.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
-from prefect import Task
-from prefect.futures import PrefectFuture
+from prefect import Task, get_run_logger
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from connectors.base import Outcome, Record
 from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS
-from ennu.models import SyncStatus
+from ennu import deliveries
+from ennu.models import SyncStatus, utcnow
 from ennu.settings import get_settings
+from tasks.admit import admit
 from tasks.extract import Extracted, extract
 from tasks.map import map_records
-from tasks.push import plan_push, push_batch, to_records
-from tasks.record import SyncEntry, record
+from tasks.push import plan_push, push_batch, reconcile, to_records
+from tasks.record import Ledger, SyncEntry, record
 from tasks.route import Route, route
 from tasks.validate import ValidationResult, validate
 
 SummaryTable = list[dict[str, int | str]]
+# (route, the batch, every record of the route, payload hashes, the push)
+PushFuture = tuple[Route, list[Record], list[Record], dict[str, str], PrefectFuture[list[Outcome]]]
+NO_OUTCOME = "no outcome recorded"
 
 # Batches of several destinations go out concurrently; vendors cap concurrent connections (Mailchimp: 10).
 PUSH_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=4)
 
 
-def unusable_event_entries(extracted: Extracted) -> list[SyncEntry]:
-    """Events whose user or resource is gone get one rejected row, so nobody wonders where they went."""
+def unusable_event_entries(extracted: Extracted, ledger: Ledger) -> list[SyncEntry]:
+    """Events whose user or resource is gone: each held delivery is rejected, so nobody wonders why."""
     return [
-        SyncEntry("hub", "event", f"event:{event_id}", event_id, None, SyncStatus.REJECTED, error=reason)
+        SyncEntry(
+            integration, "event", f"event:{event_id}", event_id, None, SyncStatus.REJECTED, error=reason
+        )
         for event_id, reason in extracted.missing.items()
-        if reason != "event not in the outbox"
+        for integration in ledger.by_event.get(event_id, {})
     ]
 
 
-def withheld_entries(r: Route) -> list[SyncEntry]:
-    need = f"no consent for {r.connector}"
+def _rows(r: Route, frame: pd.DataFrame, status: SyncStatus, error: str) -> list[SyncEntry]:
+    record_ids = frame[f"{r.mapping.record}.id"]
     return [
         SyncEntry(
             r.connector,
@@ -45,13 +59,19 @@ def withheld_entries(r: Route) -> list[SyncEntry]:
             f"{r.mapping.record}:{rid}",
             str(eid),
             int(uid),
-            SyncStatus.SKIPPED,
-            error=need,
+            status,
+            error=error,
         )
-        for rid, eid, uid in zip(
-            r.refused[f"{r.mapping.record}.id"], r.refused["event.id"], r.refused["user.id"], strict=True
-        )
+        for rid, eid, uid in zip(record_ids, frame["event.id"], frame["user.id"], strict=True)
     ]
+
+
+def withheld_entries(r: Route) -> list[SyncEntry]:
+    """People without consent, and rows the route's filter leaves out: settled, never sent."""
+    entries = _rows(r, r.refused, SyncStatus.SKIPPED, f"no consent for {r.connector}")
+    if r.filtered is not None and len(r.filtered):
+        entries += _rows(r, r.filtered, SyncStatus.SKIPPED, f"not selected by {r.where}")
+    return entries
 
 
 def rejected_entries(r: Route, checked: ValidationResult) -> list[SyncEntry]:
@@ -69,15 +89,15 @@ def rejected_entries(r: Route, checked: ValidationResult) -> list[SyncEntry]:
     ]
 
 
-def delivered_entries(
-    r: Route, records: list[Record], outcomes: dict[str, Outcome], hashes: dict[str, str]
+def outcome_entries(
+    r: Route, records: Sequence[Record], outcomes: dict[str, Outcome], hashes: dict[str, str]
 ) -> list[SyncEntry]:
-    """Every valid row gets the outcome of its record (rows of one record share one request)."""
+    """The records that have an outcome get it (rows of one record share its request); others wait."""
     entries = []
     for rec in records:
-        outcome = outcomes.get(rec.record_key) or Outcome(
-            rec.record_key, SyncStatus.FAILED, error="no outcome"
-        )
+        outcome = outcomes.get(rec.record_key)
+        if outcome is None:
+            continue
         entries.append(
             SyncEntry(
                 r.connector,
@@ -90,25 +110,63 @@ def delivered_entries(
                 outcome.error,
                 hashes.get(rec.record_key),
                 outcome.duration_ms,
+                outcome.not_before,
             )
         )
     return entries
 
 
-def collect(futures: list[tuple[list[Record], PrefectFuture[list[Outcome]]]]) -> dict[str, Outcome]:
-    """Outcomes of every pushed batch; a batch whose retries ran out is deferred to the drain, not lost."""
-    outcomes: dict[str, Outcome] = {}
-    for batch, future in futures:
-        future.wait()
-        result: Any = future.result(raise_on_failure=False)
-        if isinstance(result, BaseException):
-            reason = result.reason if isinstance(result, ConnectorError) else type(result).__name__
-            outcomes.update(
-                {r.record_key: Outcome(r.record_key, SyncStatus.DEFERRED, error=reason) for r in batch}
-            )
-        else:
-            outcomes.update({o.record_key: o for o in result})
-    return outcomes
+def after_error(connector: str) -> SyncStatus:
+    """What an unanswered send becomes: looked up first (no idempotency key), else simply retried."""
+    known = CONNECTORS.get(connector)
+    return (
+        SyncStatus.UNKNOWN
+        if known is not None and known.ambiguous_sends == "reconcile"
+        else SyncStatus.DEFERRED
+    )
+
+
+def failed_batch(connector: str, batch: list[Record], error: BaseException) -> dict[str, Outcome]:
+    """A batch whose push raised: retried later, or looked up first where the send may have arrived."""
+    reason = error.reason if isinstance(error, ConnectorError) else type(error).__name__
+    return {r.record_key: Outcome(r.record_key, after_error(connector), error=reason) for r in batch}
+
+
+def held_rows(r: Route, ledger: Ledger) -> pd.DataFrame:
+    """The route's rows whose event this batch holds a delivery to the route's destination for."""
+    if not len(r.frame):
+        return r.frame
+    return r.frame.loc[[ledger.holds(str(e), r.connector) for e in r.frame["event.id"]]]
+
+
+def _only_held(r: Route, ledger: Ledger) -> Route:
+    keep = held_rows(r, ledger)
+    refused = r.refused.loc[[ledger.holds(str(e), r.connector) for e in r.refused["event.id"]]]
+    filtered = r.filtered
+    if filtered is not None and len(filtered):
+        filtered = filtered.loc[[ledger.holds(str(e), r.connector) for e in filtered["event.id"]]]
+    return Route(r.connector, r.mapping, keep, refused, filtered, r.where)
+
+
+def looked_up(r: Route, records: list[Record], ledger: Ledger) -> tuple[list[Record], list[SyncEntry]]:
+    """Records whose last send was ambiguous are looked up at the vendor; those found are not sent again."""
+    unknown = {h.event_id: h for h in ledger.held_for(r.connector) if h.status == SyncStatus.UNKNOWN.value}
+    suspects = [rec for rec in records if rec.event_id in unknown]
+    if not suspects:
+        return records, []
+    times = [h.last_attempt_at for h in unknown.values() if h.last_attempt_at is not None]
+    since = min(times) if times else utcnow() - timedelta(days=1)
+    state = reconcile.submit(r.connector, r.mapping.object, suspects, since)
+    state.wait()
+    found: Any = state.result(raise_on_failure=False)
+    if isinstance(found, BaseException):  # the lookup failed: still unknown, never re-sent blindly
+        reason = found.reason if isinstance(found, ConnectorError) else type(found).__name__
+        lost = {
+            s.record_key: Outcome(s.record_key, SyncStatus.UNKNOWN, error=f"lookup: {reason}")
+            for s in suspects
+        }
+        return [rec for rec in records if rec.record_key not in lost], outcome_entries(r, suspects, lost, {})
+    return [rec for rec in records if rec.record_key not in found], outcome_entries(r, suspects, found, {})
 
 
 def run_event_pipeline(
@@ -119,23 +177,65 @@ def run_event_pipeline(
     only: list[str] | None = None,
     side_stage: Task[[pd.DataFrame], list[SyncEntry]] | None = None,
 ) -> SummaryTable:
-    """Carry a batch of events of one type to every routed destination and record each outcome."""
+    """Carry the held deliveries of these events to their destinations and record each outcome.
+
+    Args:
+        force: send even records whose content the destination already has.
+        only: take only the deliveries to these integrations (the others stay for the workers).
+    """
     settings = get_settings()
+    owner = deliveries.current_owner()
     push = push_batch.with_options(
         retries=settings.push_retries,
         retry_delay_seconds=[settings.push_retry_base_seconds * 2**n for n in range(settings.push_retries)],
     )
-    extracted = extract(event_type, event_ids)
-    entries = unusable_event_entries(extracted)
+    admit(event_ids)
+    with deliveries.keep_leased(owner):
+        ledger = Ledger(owner, deliveries.take(owner, event_ids, only))
+        try:
+            _deliver(event_type, ledger, push, force, side_stage)
+        except BaseException as exc:
+            # Whatever was not recorded is offered again (an attempt spent), and fails at the cap.
+            # Where a send may have reached a vendor without idempotency keys, it is looked up first.
+            reason = f"batch error: {type(exc).__name__}"
+            deliveries.settle(
+                owner,
+                ledger.held,
+                [
+                    deliveries.Settlement(h.event_id, h.integration, after_error(h.integration), reason)
+                    for h in ledger.unsettled()
+                ],
+            )
+            raise
+    return record(ledger, event_type)
+
+
+def _deliver(
+    event_type: str,
+    ledger: Ledger,
+    push: Task[..., list[Outcome]],
+    force: bool,
+    side_stage: Task[[pd.DataFrame], list[SyncEntry]] | None,
+) -> None:
+    logger = get_run_logger()
+    if not ledger.held:
+        logger.info("nothing to deliver: these events' deliveries are settled or held by another worker")
+        return
+    extracted = extract(event_type, ledger.event_ids)
+    ledger.write(unusable_event_entries(extracted, ledger))
     side = side_stage.submit(extracted.frame) if side_stage is not None else None
-    pending: list[tuple[Route, list[Record], dict[str, str], list[Outcome], Any]] = []
-    for r in route(event_type, extracted.frame):
-        if only is not None and r.connector not in only:
+    routed: set[str] = set()
+    futures: list[PushFuture] = []
+    for full in route(event_type, extracted.frame):
+        routed.add(full.connector)
+        r = _only_held(full, ledger)
+        ledger.write(withheld_entries(r))
+        if not len(r.frame):
             continue
-        entries += withheld_entries(r)
         checked = validate(r.mapping, map_records(r.mapping, r.frame))
-        entries += rejected_entries(r, checked)
-        records = to_records(checked.valid)
+        ledger.write(rejected_entries(r, checked))
+        records, found = looked_up(r, to_records(checked.valid), ledger)
+        ledger.write(found)
         plan = plan_push(
             r.connector,
             r.mapping.object,
@@ -144,18 +244,69 @@ def run_event_pipeline(
             CONNECTORS[r.connector].batch_sizes[r.mapping.object],
             force=force,
         )
-        futures = [
-            (batch, push.submit(r.connector, r.mapping.object, r.mapping.upsert_key, batch))
+        ledger.write(outcome_entries(r, records, {o.record_key: o for o in plan.settled}, plan.hashes))
+        if CONNECTORS[r.connector].ambiguous_sends == "reconcile":
+            pairs = [(str(x.event_id), r.connector) for b in plan.batches for x in b]
+            deliveries.mark_sending(ledger.owner, pairs)
+        futures += [
+            (
+                r,
+                batch,
+                records,
+                plan.hashes,
+                push.submit(r.connector, r.mapping.object, r.mapping.upsert_key, batch),
+            )
             for batch in plan.batches
         ]
-        pending.append((r, records, plan.hashes, plan.settled, futures))
-    for r, records, hashes, settled, futures in pending:
-        outcomes = {o.record_key: o for o in settled} | collect(futures)
-        entries += delivered_entries(r, records, outcomes, hashes)
+    ledger.write(
+        [
+            SyncEntry(
+                h.integration,
+                "event",
+                f"event:{h.event_id}",
+                h.event_id,
+                None,
+                SyncStatus.SKIPPED,
+                error="no longer routed",
+            )
+            for h in ledger.unsettled()
+            if h.integration not in routed and h.event_id not in extracted.missing
+        ]
+    )
+    collect(futures, ledger)
     if side is not None:
         result: Any = side.result(raise_on_failure=False)
-        entries += result if isinstance(result, list) else []
-    known = extracted.event_ids + [
-        e for e, why in extracted.missing.items() if why != "event not in the outbox"
-    ]
-    return record(entries, known, event_type)
+        ledger.entries.extend(result if isinstance(result, list) else [])
+    leftover = ledger.unsettled()
+    if leftover:  # a bug's safety net: nothing held is left leased without an outcome
+        logger.error("%d deliveries had no outcome; offered again", len(leftover))
+        ledger.write(
+            [
+                SyncEntry(
+                    h.integration,
+                    "event",
+                    f"event:{h.event_id}",
+                    h.event_id,
+                    None,
+                    SyncStatus.DEFERRED,
+                    error=NO_OUTCOME,
+                )
+                for h in leftover
+            ]
+        )
+
+
+def collect(futures: list[PushFuture], ledger: Ledger) -> None:
+    """Record each pushed batch as soon as it is back, whichever finishes first.
+
+    A batch's outcomes apply to every record sharing a record key with it (`records` is the route's).
+    """
+    by_future = {id(f[4]): f for f in futures}
+    for future in as_completed([f[4] for f in futures]):
+        r, batch, records, hashes, pushed = by_future[id(future)]
+        result: Any = pushed.result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            outcomes = failed_batch(r.connector, batch, result)
+        else:
+            outcomes = {o.record_key: o for o in result}
+        ledger.write(outcome_entries(r, records, outcomes, hashes))

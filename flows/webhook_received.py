@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ennu import deliveries, receipts
 from ennu.db import session_scope
 from ennu.events import HubEvent
 from ennu.models import Subscription, SyncLog, User, WebhookReceipt, as_utc, utcnow
@@ -134,26 +135,44 @@ HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Handled]] = {
 }
 
 
+def apply_receipt(receipt_id: int) -> Handled | None:
+    """Apply one receipt in its own transaction (one bad receipt never rolls back the others)."""
+    with session_scope() as session:
+        receipt = session.get(WebhookReceipt, receipt_id)
+        if receipt is None or receipt.processed_at is not None:
+            return None
+        handler = HANDLERS.get(receipt.integration)
+        handled = handler(session, receipt.payload) if handler else Handled("no handler")
+        receipt.status = handled.result.replace(" ", "-")[:20]
+        receipt.processed_at = utcnow()
+        receipt.lease_owner = None
+        receipt.lease_expires_at = None
+        return handled
+
+
 @flow(name="webhook-received", log_prints=False)
 def webhook_received(receipt_ids: list[int]) -> dict[str, int]:
-    """Apply each receipt once; receipts without a handler are marked as such, never lost."""
+    """Apply each receipt once; receipts without a handler are marked as such, never lost.
+
+    A handler that raises leaves its receipt unprocessed: it is offered again after a backoff and is
+    marked `failed` (kept, visible, re-playable) after the attempt cap.
+    """
+    owner = deliveries.current_owner()
+    logger = get_run_logger()
     outcomes: dict[str, int] = {}
-    raised: list[HubEvent] = []
-    with session_scope() as session:
-        receipts = session.execute(
-            select(WebhookReceipt).where(
-                WebhookReceipt.id.in_(receipt_ids), WebhookReceipt.processed_at.is_(None)
-            )
-        ).scalars()
-        for receipt in receipts:
-            handler = HANDLERS.get(receipt.integration)
-            handled = handler(session, receipt.payload) if handler else Handled("no handler")
-            receipt.status = handled.result.replace(" ", "-")[:20]
-            receipt.processed_at = utcnow()
-            outcomes[handled.result] = outcomes.get(handled.result, 0) + 1
-            raised += handled.events
-    # After the commit: the outbox row is the durable record, its Prefect event starts the flow.
-    for event in raised:
-        ingest(event)
-    get_run_logger().info("webhook receipts processed: %s", outcomes)
+    for receipt_id in receipts.take(owner, receipt_ids):
+        try:
+            handled = apply_receipt(receipt_id)
+        except Exception as exc:
+            status = receipts.failed_once(owner, receipt_id, type(exc).__name__)
+            logger.error("webhook receipt %d failed (%s); now %s", receipt_id, type(exc).__name__, status)
+            outcomes["error"] = outcomes.get("error", 0) + 1
+            continue
+        if handled is None:
+            continue
+        outcomes[handled.result] = outcomes.get(handled.result, 0) + 1
+        # After the commit: the outbox row is the durable record; the workers deliver it.
+        for event in handled.events:
+            ingest(event)
+    logger.info("webhook receipts processed: %s", outcomes)
     return outcomes

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -174,8 +175,8 @@ def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outc
 @task(
     name="push",
     cache_policy=NONE,
-    retries=4,
-    retry_delay_seconds=[2, 4, 8, 16],
+    retries=2,
+    retry_delay_seconds=[1, 2],
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_when_retryable,
 )
@@ -184,9 +185,13 @@ def push_batch(
 ) -> list[Outcome]:
     """Send one batch; a retryable failure raises so that Prefect retries the task."""
     logger = get_run_logger()
-    if not circuit.allows_calls(connector_name):
-        logger.warning("%s: circuit open, %d records deferred", connector_name, len(records))
-        return _all(records, SyncStatus.DEFERRED, "circuit open")
+    state = circuit.circuit_state(connector_name)
+    if state.open:
+        logger.warning("%s: circuit open, %d records deferred to its probe", connector_name, len(records))
+        return [
+            Outcome(r.record_key, SyncStatus.DEFERRED, error="circuit open", not_before=state.opened_until)
+            for r in records
+        ]
     connector = connector_for(connector_name)
     started = time.monotonic()
     try:
@@ -211,3 +216,19 @@ def push_batch(
     counts = pd.Series([o.status.value for o in outcomes]).value_counts().to_dict()
     logger.info("%s/%s: %d records pushed: %s", connector_name, object_name, len(records), counts)
     return outcomes
+
+
+@task(name="reconcile", cache_policy=NONE)
+def reconcile(
+    connector_name: str, object_name: str, records: list[Record], since: datetime
+) -> dict[str, Outcome]:
+    """Look up at the vendor the records whose last send lost its answer; those found are settled."""
+    found = connector_for(connector_name).reconcile(object_name, records, since)
+    get_run_logger().info(
+        "%s/%s: %d of %d ambiguous sends found at the vendor",
+        connector_name,
+        object_name,
+        len(found),
+        len(records),
+    )
+    return found

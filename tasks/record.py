@@ -1,22 +1,50 @@
-"""Record: one sync-log row per record and destination, outbox status, and the run's summary artifact."""
+"""Record: sync-log rows and delivery states as each batch's outcomes come back, and the run's summary."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.context import get_run_context
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
 
+from ennu import deliveries
 from ennu.db import session_scope
-from ennu.models import EventStatus, OutboxEvent, SyncLog, SyncStatus, utcnow
+from ennu.deliveries import Held, Settlement
+from ennu.models import SyncLog, SyncStatus, utcnow
 from tasks.extract import chunks
 
-SUMMARY_COLUMNS = ("created", "updated", "unchanged", "rejected", "failed", "deferred", "skipped", "erased")
+SUMMARY_COLUMNS = (
+    "created",
+    "updated",
+    "unchanged",
+    "rejected",
+    "failed",
+    "deferred",
+    "unknown",
+    "skipped",
+    "erased",
+)
+# When one delivery has several outcomes (rows of one event at one destination), the one that still owes
+# something wins, then the worst settled one.
+PRECEDENCE = (
+    SyncStatus.UNKNOWN,
+    SyncStatus.DEFERRED,
+    SyncStatus.FAILED,
+    SyncStatus.REJECTED,
+    SyncStatus.CREATED,
+    SyncStatus.UPDATED,
+    SyncStatus.ERASED,
+    SyncStatus.UNCHANGED,
+    SyncStatus.SKIPPED,
+)
+SENT = (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
 
 
 @dataclass(frozen=True)
@@ -33,6 +61,7 @@ class SyncEntry:
     error: str | None = None
     payload_hash: str | None = None
     duration_ms: int | None = None
+    not_before: datetime | None = None  # a deferral by design: offered again then, no attempt spent
 
 
 def current_flow_run_id() -> str | None:
@@ -46,54 +75,92 @@ def current_flow_run_id() -> str | None:
     return str(getattr(run, "id", run)) if run is not None else None
 
 
-def write_sync_log(entries: Sequence[SyncEntry], flow_run_id: str | None) -> None:
+def write_sync_log(
+    entries: Sequence[SyncEntry], flow_run_id: str | None, attempts: dict[tuple[str, str], int] | None = None
+) -> None:
+    """Insert one row per entry; `attempt` is the delivery's attempt number (1 for the first)."""
     if not entries:
         return
-    event_ids = sorted({e.event_id for e in entries if e.event_id})
-    attempts: dict[str, int] = {}
+    attempts = attempts or {}
+    now = utcnow()
+    rows = [
+        {
+            "event_id": e.event_id,
+            "connector": e.connector,
+            "object": e.object,
+            "record_key": e.record_key,
+            "user_id": e.user_id,
+            "status": e.status.value,
+            "remote_id": e.remote_id,
+            "error": e.error,
+            "payload_hash": e.payload_hash if e.status in SENT else None,
+            "attempt": attempts.get((e.event_id or "", e.connector), 0) + 1,
+            "flow_run_id": flow_run_id,
+            "duration_ms": e.duration_ms,
+            "created_at": now,
+        }
+        for e in entries
+    ]
     with session_scope() as session:
-        for part in chunks(event_ids):
-            query = select(OutboxEvent.id, OutboxEvent.attempts).where(OutboxEvent.id.in_(part))
-            attempts.update({event_id: count for event_id, count in session.execute(query)})
-        now = utcnow()
-        rows = [
-            {
-                "event_id": e.event_id,
-                "connector": e.connector,
-                "object": e.object,
-                "record_key": e.record_key,
-                "user_id": e.user_id,
-                "status": e.status.value,
-                "remote_id": e.remote_id,
-                "error": e.error,
-                "payload_hash": e.payload_hash
-                if e.status in (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
-                else None,
-                "attempt": attempts.get(e.event_id or "", 0) + 1,
-                "flow_run_id": flow_run_id,
-                "duration_ms": e.duration_ms,
-                "created_at": now,
-            }
-            for e in entries
-        ]
         for part in chunks(rows, 1000):
             session.execute(insert(SyncLog), list(part))
 
 
-def finish_events(event_ids: Sequence[str], deferred: set[str]) -> None:
-    """Done when every destination has a final outcome; deferred when any destination still owes one."""
-    now = utcnow()
-    with session_scope() as session:
-        for status, ids in (
-            (EventStatus.DONE, [i for i in event_ids if i not in deferred]),
-            (EventStatus.DEFERRED, [i for i in event_ids if i in deferred]),
-        ):
-            for part in chunks(ids):
-                session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(part))
-                    .values(status=status.value, processed_at=now, attempts=OutboxEvent.attempts + 1)
-                )
+def settlements(entries: Iterable[SyncEntry]) -> list[Settlement]:
+    """One settlement per (event, destination): the entry that owes the most wins."""
+    rank = {status: n for n, status in enumerate(PRECEDENCE)}
+    chosen: dict[tuple[str, str], SyncEntry] = {}
+    for e in entries:
+        if e.event_id is None:
+            continue
+        key = (e.event_id, e.connector)
+        if key not in chosen or rank.get(e.status, 99) < rank.get(chosen[key].status, 99):
+            chosen[key] = e
+    return [
+        Settlement(e.event_id or "", e.connector, e.status, e.error, e.not_before) for e in chosen.values()
+    ]
+
+
+class Ledger:
+    """What one batch holds, and everything recorded for it so far (thread-safe: batches finish at once)."""
+
+    def __init__(self, owner: str, held: Sequence[Held]) -> None:
+        self.owner = owner
+        self.held = list(held)
+        self.by_event: dict[str, dict[str, Held]] = {}
+        for h in self.held:
+            self.by_event.setdefault(h.event_id, {})[h.integration] = h
+        self.entries: list[SyncEntry] = []
+        self.settled: set[tuple[str, str]] = set()
+        self.flow_run_id = current_flow_run_id()
+        self._lock = threading.Lock()
+
+    @property
+    def event_ids(self) -> list[str]:
+        return list(self.by_event)
+
+    def holds(self, event_id: str, integration: str) -> bool:
+        return integration in self.by_event.get(event_id, {})
+
+    def held_for(self, integration: str) -> list[Held]:
+        return [h for h in self.held if h.integration == integration]
+
+    def write(self, entries: Sequence[SyncEntry]) -> None:
+        """Sync-log rows for these outcomes and the delivery states they settle, committed now."""
+        mine = [e for e in entries if e.event_id is None or self.holds(e.event_id, e.connector)]
+        if not mine:
+            return
+        attempts = {(h.event_id, h.integration): h.attempts for h in self.held}
+        write_sync_log(mine, self.flow_run_id, attempts)
+        due = settlements(mine)
+        deliveries.settle(self.owner, self.held, due)
+        with self._lock:
+            self.entries += mine
+            self.settled.update((s.event_id, s.integration) for s in due)
+
+    def unsettled(self) -> list[Held]:
+        with self._lock:
+            return [h for h in self.held if (h.event_id, h.integration) not in self.settled]
 
 
 def summarise(entries: Sequence[SyncEntry]) -> list[dict[str, int | str]]:
@@ -103,25 +170,27 @@ def summarise(entries: Sequence[SyncEntry]) -> list[dict[str, int | str]]:
         per_destination.setdefault(f"{entry.connector}/{entry.object}", Counter())[entry.status.value] += 1
     table: list[dict[str, int | str]] = []
     for destination, counts in sorted(per_destination.items()):
-        sent = counts["created"] + counts["updated"] + counts["failed"]
+        sent = counts["created"] + counts["updated"] + counts["failed"] + counts["unknown"]
         table.append({"destination": destination, "sent": sent, **{c: counts[c] for c in SUMMARY_COLUMNS}})
     return table
 
 
 @task(name="record", cache_policy=NONE)
-def record(entries: list[SyncEntry], event_ids: list[str], artifact_title: str) -> list[dict[str, int | str]]:
-    """Write the sync log, settle the outbox and attach the summary table to the flow run."""
-    flow_run_id = current_flow_run_id()
-    write_sync_log(entries, flow_run_id)
-    deferred = {e.event_id for e in entries if e.status == SyncStatus.DEFERRED and e.event_id}
-    finish_events(event_ids, deferred)
-    table = summarise(entries)
+def record(ledger: Ledger, artifact_title: str) -> list[dict[str, int | str]]:
+    """Attach the summary table to the flow run (every outcome is already in the sync log)."""
+    table = summarise(ledger.entries)
     create_table_artifact(
         key="sync-summary",
         table=table,
-        description=f"{artifact_title}: {len(event_ids)} events, outcomes per destination (counts only)",
+        description=(
+            f"{artifact_title}: {len(ledger.event_ids)} events, outcomes per destination (counts only)"
+        ),
     )
+    open_ = sum(1 for e in ledger.entries if e.status in (SyncStatus.DEFERRED, SyncStatus.UNKNOWN))
     get_run_logger().info(
-        "recorded %d outcomes for %d events (%d deferred)", len(entries), len(event_ids), len(deferred)
+        "recorded %d outcomes for %d events (%d to be offered again)",
+        len(ledger.entries),
+        len(ledger.event_ids),
+        open_,
     )
     return table

@@ -31,6 +31,8 @@ class Route:
     mapping: Mapping
     frame: pd.DataFrame
     refused: pd.DataFrame  # rows withheld for lack of consent
+    filtered: pd.DataFrame | None = None  # rows the route's `where` filter leaves out
+    where: str | None = None
 
     @property
     def destination(self) -> str:
@@ -83,7 +85,16 @@ def plan_routes(event_type: str, frame: pd.DataFrame) -> list[Route]:
             from tasks.route_filters import ROUTE_FILTERS  # connectors and mappings; loaded when named
 
             wanted = ROUTE_FILTERS[spec.where](frame)
-            routes.append(Route(spec.connector, mapping, frame.loc[mask & wanted], frame.loc[~mask & wanted]))
+            routes.append(
+                Route(
+                    spec.connector,
+                    mapping,
+                    frame.loc[mask & wanted],
+                    frame.loc[~mask & wanted],
+                    frame.loc[~wanted],
+                    spec.where,
+                )
+            )
             continue
         routes.append(Route(spec.connector, mapping, frame.loc[mask], frame.loc[~mask]))
     return routes

@@ -108,6 +108,10 @@ class _ThreadValidator:
             self.local.suites = {}
         return definition
 
+    def warm(self) -> None:
+        """Build this thread's context now (the GX import and set-up cost seconds, once per thread)."""
+        self._batch_definition()
+
     def _suite(self, mapping: Mapping) -> Any:
         key = _suite_key(mapping)
         suite = self.local.suites.get(key)

@@ -8,14 +8,16 @@ import pytest
 from sqlalchemy import select
 
 from ennu.db import session_scope
-from ennu.models import OutboxEvent, SyncLog, User
+from ennu.models import Delivery, OutboxEvent, SyncLog, User
 from flows.bulk_sync import bulk_sync
-from flows.drain import drain, waiting_events
+from ennu import deliveries
+from flows.drain import drain
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
 from flows.user_login import user_login
 from flows.user_registered import user_registered
+from tasks.admit import admit
 from tests.factories import add_assessment, add_event, add_goal, add_person
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -69,13 +71,16 @@ def test_event_for_a_missing_record_is_rejected_with_a_reason_and_settled(
     event_id = add_event("health_goal.created", user_id, 99999)
     health_goal_created(event_ids=[event_id])
     with session_scope() as session:
-        row = session.execute(select(SyncLog)).scalar_one()
-        assert (row.connector, row.status, row.error) == (
-            "hub",
-            "rejected",
-            "health_goal not found for the event's subject",
-        )
+        rows = session.execute(select(SyncLog).order_by(SyncLog.connector)).scalars().all()
+        # Every destination's delivery of the event is rejected with the reason, and nothing was sent.
+        assert [(r.connector, r.status, r.error) for r in rows] == [
+            (name, "rejected", "health_goal not found for the event's subject")
+            for name in ("hubspot", "mailchimp", "salesforce")
+        ]
+        states = session.execute(select(Delivery.status).where(Delivery.event_id == event_id)).scalars()
+        assert set(states) == {"rejected"}
         assert session.get(OutboxEvent, event_id).status == "done"  # type: ignore[union-attr]
+    assert sandbox.requests("hubspot") == []
 
 
 def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
@@ -113,29 +118,27 @@ def test_drain_runs_every_waiting_type_through_its_flow(sqlite_database: str, sa
         add_event("assessment.completed", user_id, assessment_id),
         add_event("user.login", user_id),
     ]
-    processed = drain(min_age_seconds=0)
+    processed = drain()
     assert processed == {"user.registered": 1, "assessment.completed": 1, "user.login": 1}
     with session_scope() as session:
         assert {session.get(OutboxEvent, e).status for e in events} == {"done"}  # type: ignore[union-attr]
 
 
-def test_drain_serves_priority_integrations_first(database: str) -> None:
-    user_id = add_person()
-    older = [add_event("user.login", user_id), add_event("assessment.completed", user_id, 1)]
-    results = [add_event("biomarker.updated", user_id, n) for n in (1, 2)]  # EHR: priority 1
-    goal = add_event("health_goal.completed", user_id, 1)  # Twilio: priority 2
-    assert waiting_events(min_age_seconds=0, limit=3) == {
-        "biomarker.updated": results,
-        "health_goal.completed": [goal],
-    }
-    waiting = waiting_events(min_age_seconds=0, limit=10)
-    assert list(waiting) == [
-        "biomarker.updated",
-        "health_goal.completed",
-        "user.login",
-        "assessment.completed",
+def test_claims_serve_priority_integrations_first(database: str) -> None:
+    login = add_event("user.login", add_person())
+    assessed = add_event("assessment.completed", add_person(), 1)
+    results = [add_event("biomarker.updated", add_person(), n) for n in (1, 2)]  # EHR: priority 1
+    goal = add_event("health_goal.completed", add_person(), 1)  # Twilio: priority 2
+    admit()
+    claimed = []
+    while (claim := deliveries.claim("test-worker", 10)) is not None:
+        claimed.append((claim.event_type, claim.event_ids))
+    assert claimed == [
+        ("biomarker.updated", results),
+        ("health_goal.completed", [goal]),
+        ("user.login", [login]),  # older than the assessment, same priority (HubSpot's)
+        ("assessment.completed", [assessed]),
     ]
-    assert waiting["user.login"] == older[:1]
 
 
 def test_bulk_sync_sends_everyone_once_and_then_nothing(sqlite_database: str, sandbox: Any) -> None:

@@ -1,0 +1,175 @@
+"""A delivery worker: imports everything once, claims micro-batches, runs each type's flow in-process.
+
+The outbox is the queue of record: the worker polls it (every ENNU_WORKER_POLL_SECONDS, at most a
+second), routes new events, claims the due deliveries of up to ENNU_WORKER_BATCH_SIZE events of one
+type and calls that type's flow with their ids — one flow run in the Prefect UI per batch, with its
+tasks and artifacts. A lone event goes at once; a backlog is carried in full batches. Expired leases,
+deferred deliveries whose time has come, ambiguous sends to reconcile and unprocessed webhook receipts
+are all just "due" rows, so recovery needs no schedule. Several workers (on several machines, with
+PostgreSQL) share the work through the claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ennu import deliveries, receipts
+from ennu.settings import get_settings
+
+logger = logging.getLogger("ennu.worker")
+RECEIPTS_PER_BATCH = 50
+# After the Prefect API or the database failed, wait before claiming again (nothing was spent).
+BACKOFF_SECONDS = 2.0
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    events: int = 0
+    receipts: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+def warm_up(threads: int) -> None:
+    """Import the flows and build a Great Expectations context in every batch thread, once."""
+    import flows.registry
+    import flows.webhook_received  # noqa: F401
+    from tasks.validate import _validator
+
+    barrier = threading.Barrier(threads)
+
+    def build() -> None:
+        _validator.warm()
+        barrier.wait(timeout=120)
+
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(build) for _ in range(threads)]:
+            future.result()
+
+
+class DeliveryWorker:
+    """Claims due work and runs it on `concurrency` warm threads until `stop` is set."""
+
+    def __init__(self, name: str | None = None, *, concurrency: int | None = None) -> None:
+        settings = get_settings()
+        self.name = name or f"{socket.gethostname()}:{uuid.uuid4().hex[:6]}"
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.stats = WorkerStats()
+        self.stop = threading.Event()
+        self.idle_until = 0.0
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="batch")
+        self.in_flight: set[Future[Any]] = set()
+
+    def owner(self) -> str:
+        return f"{self.name}/{uuid.uuid4().hex[:8]}"
+
+    def run_batch(self, owner: str, event_type: str, event_ids: list[str]) -> None:
+        from flows.registry import EVENT_FLOWS
+
+        try:
+            with deliveries.owned_by(owner):
+                EVENT_FLOWS[event_type](event_ids=event_ids)
+            self.stats.add(batches=1, events=len(event_ids))
+        except BaseException:
+            self.stats.add(errors=1)
+            logger.exception("a %s batch of %d events failed", event_type, len(event_ids))
+            self.idle_until = time.monotonic() + BACKOFF_SECONDS
+        finally:
+            # Whatever the flow did not take or settle (it could not start) is due again, no attempt spent.
+            deliveries.release(owner)
+
+    def run_receipts(self, owner: str, receipt_ids: list[int]) -> None:
+        from flows.webhook_received import webhook_received
+
+        try:
+            with deliveries.owned_by(owner):
+                webhook_received(receipt_ids=receipt_ids)
+            self.stats.add(receipts=len(receipt_ids))
+        except BaseException:
+            self.stats.add(errors=1)
+            logger.exception("a batch of %d webhook receipts failed", len(receipt_ids))
+            self.idle_until = time.monotonic() + BACKOFF_SECONDS
+        finally:
+            receipts.release(owner)
+
+    def claim_one(self) -> bool:
+        """Claim one piece of due work onto a free thread; False when there is none."""
+        from tasks.admit import admit
+
+        settings = get_settings()
+        admit()
+        owner = self.owner()
+        held = receipts.claim(owner, RECEIPTS_PER_BATCH)
+        if held:
+            self.in_flight.add(self.pool.submit(self.run_receipts, owner, held))
+            return True
+        claim = deliveries.claim(owner, settings.worker_batch_size, bulk_max_events=settings.bulk_batch_size)
+        if claim is None:
+            return False
+        self.in_flight.add(self.pool.submit(self.run_batch, owner, claim.event_type, claim.event_ids))
+        return True
+
+    def loop(self) -> None:
+        poll = get_settings().worker_poll_seconds
+        while not self.stop.is_set():
+            self.in_flight = {f for f in self.in_flight if not f.done()}
+            claimed = False
+            if len(self.in_flight) < self.concurrency and time.monotonic() >= self.idle_until:
+                try:
+                    claimed = self.claim_one()
+                except Exception:
+                    logger.exception("claiming failed; trying again shortly")
+                    self.idle_until = time.monotonic() + BACKOFF_SECONDS
+            if not claimed:
+                self.stop.wait(poll)
+        self.pool.shutdown(wait=True)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.loop, name="delivery-worker", daemon=True)
+        thread.start()
+        return thread
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--name", help="this worker's name in leases (default: host and a random tag)")
+    parser.add_argument("--concurrency", type=int, help="batches at once (default ENNU_WORKER_CONCURRENCY)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ennu.db import migrate
+
+    migrate()
+    worker = DeliveryWorker(args.name, concurrency=args.concurrency)
+    started = time.monotonic()
+    warm_up(worker.concurrency)
+    logger.info("delivery worker %s warm in %.1f s; polling", worker.name, time.monotonic() - started)
+
+    def shut_down(*_: object) -> None:
+        logger.info("delivery worker %s stopping after its batches in flight", worker.name)
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    worker.loop()
+    logger.info("delivery worker %s stopped: %s", worker.name, worker.stats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Admit: turn newly stored outbox events into one pending delivery per destination they ask for.
+
+The intake API, the hub's own webhooks and a host app that inserts outbox rows itself all leave events
+unrouted (`routed_at` empty); the workers (and a flow run given event ids) route them here, exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+
+from ennu import deliveries
+from ennu.db import session_scope
+from ennu.models import EventStatus, OutboxEvent, utcnow
+from ennu.settings import get_settings
+from mappings.routing import RoutingTable, routing_table
+
+ERASURE = "user.deletion_requested"
+BULK_ORIGIN = "bulk-sync"
+BULK_PRIORITY_OFFSET = deliveries.BULK_PRIORITY  # a bulk sync queues behind live events of every priority
+
+
+def destinations(table: RoutingTable, event_type: str, requested: Sequence[str] | None) -> list[str]:
+    """The integrations an event of this type goes to, narrowed to those it asks for."""
+    if event_type == ERASURE:
+        routed = [name for name, config in table.integrations.items() if config.enabled]
+    else:
+        routed = list(dict.fromkeys(spec.connector for spec in table.routes_for(event_type)))
+    if requested is None:
+        return routed
+    return [name for name in routed if name in set(requested)]
+
+
+def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
+    """Create the deliveries of unrouted events (these, or the oldest `limit`); returns events routed."""
+    table = routing_table(get_settings().mappings_dir)
+    now = utcnow()
+    with session_scope() as session:
+        query = select(OutboxEvent.id).where(OutboxEvent.routed_at.is_(None))
+        if event_ids is not None:
+            query = query.where(OutboxEvent.id.in_(list(event_ids)))
+        candidates = list(session.execute(query.order_by(OutboxEvent.received_at).limit(limit)).scalars())
+        if not candidates:
+            return 0
+        # Whoever sets routed_at routes the event: a second worker racing here finds nothing to update.
+        won = session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(candidates), OutboxEvent.routed_at.is_(None))
+            .values(routed_at=now)
+            .returning(
+                OutboxEvent.id,
+                OutboxEvent.type,
+                OutboxEvent.subject,
+                OutboxEvent.destinations,
+                OutboxEvent.payload,
+            )
+        ).all()
+        rows = []
+        nowhere = []
+        for event_id, event_type, subject, requested, payload in won:
+            names = destinations(table, event_type, requested)
+            offset = BULK_PRIORITY_OFFSET if (payload or {}).get("origin") == BULK_ORIGIN else 0
+            rows += [
+                (event_id, event_type, subject, name, table.integrations[name].priority + offset)
+                for name in names
+            ]
+            if not names:
+                nowhere.append(event_id)
+        deliveries.create(session, rows)
+        if nowhere:
+            session.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(nowhere))
+                .values(status=EventStatus.DONE.value, processed_at=now)
+            )
+    return len(won)
