@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from ennu.models import SyncStatus
 
@@ -26,6 +26,9 @@ class Record:
     event_id: str | None
     user_id: int | None
     fields: dict[str, Any]
+    # The caller's own ids for this delivery (e.g. {"delivery_id": "812"}), for vendors that echo them back
+    # (Twilio's StatusCallback URL). A few short ids, never personal data.
+    delivery_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,20 @@ class Person:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+AmbiguousSends = Literal["idempotent", "reconcile", "resend"]
+
+
 class Connector(ABC):
-    """A destination. Subclasses set `name`, `consent_category`, `batch_sizes` and implement the surface."""
+    """A destination: subclasses set the class attributes without a default and implement the surface."""
 
     name: ClassVar[str]
     consent_category: ClassVar[str]  # "crm", "marketing", "communication", "analytics", "clinical", ...
     batch_sizes: ClassVar[dict[str, int]]  # destination object -> records per request
+    # What to do with a send that may have reached the vendor unanswered (UNKNOWN, AmbiguousError):
+    # "idempotent": send again, the vendor de-duplicates (upsert by key, idempotency key, conditional create);
+    # "reconcile": look it up with `reconcile` first, send only what is not there;
+    # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate.
+    ambiguous_sends: ClassVar[AmbiguousSends]
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
     # What a send whose answer was lost (timeout, reset) becomes: "idempotent" — sent again, the vendor
@@ -94,7 +105,8 @@ class Connector(ABC):
 
         `upsert_key` is the destination field that identifies a record at the vendor (e.g. `email`).
 
-        Raises `connectors.http.RetryableError` when the whole batch should be retried later.
+        Raises `connectors.http.RetryableError` when the whole batch should be retried later (a connector
+        whose sends are not idempotent raises it only while nothing of the batch has been sent).
         """
 
     @abstractmethod
@@ -115,6 +127,16 @@ class Connector(ABC):
     def withdraw_consent(self, person: Person) -> Outcome | None:
         """Stop what the person no longer consents to (e.g. unsubscribe from a list); None: nothing to do."""
         return None
+
+    def reconcile(self, object_name: str, records: Sequence[Record], since: datetime) -> dict[str, Outcome]:
+        """After an ambiguous send, what the vendor already has of `records`: record key -> outcome.
+
+        For vendors without idempotency keys (`ambiguous_sends == "reconcile"`): each record found at the
+        vendor, created at or after `since` (aware, UTC: when the ambiguous attempt began), has an outcome
+        with its remote id; a record with no entry was not found, and the caller sends it. Lookup
+        failures raise the shared client's errors. Other connectors find nothing to reconcile.
+        """
+        return {}
 
     def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
         """Records of `object_name` changed at the vendor after `since`, oldest first (inbound sync).

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import requests
 from pydantic import SecretStr
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured
 from connectors.fhir_observations import ObservationDraft, Rejected, plan_observations
 from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
@@ -174,6 +174,8 @@ class EpicFhirConnector(Connector):
     name: ClassVar[str] = "epic_fhir"
     consent_category: ClassVar[str] = "clinical"
     batch_sizes: ClassVar[dict[str, int]] = {"observations": 100}
+    # Conditional create (or search, then create) by the Observation's identifier: never written twice.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"
 
     def __init__(
         self,

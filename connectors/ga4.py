@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.http import ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
@@ -159,6 +159,10 @@ class Ga4Connector(Connector):
     consent_category: ClassVar[str] = "analytics"
     batch_sizes: ClassVar[dict[str, int]] = {"events": MAX_EVENTS_PER_REQUEST}
     batch_group_field: ClassVar[str | None] = "client_id"
+    # A lost answer is sent again: GA4 has no look-up and does not de-duplicate collected events, so this
+    # errs toward an event counted twice (it carries `params.event_id` for reports to de-duplicate on)
+    # rather than one never counted.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     def __init__(self, http: VendorHttp, measurement_id: str, api_secret: str) -> None:
         self.http = http

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from connectors.rate_limit import RateLimit
@@ -32,11 +33,21 @@ class ConnectorError(Exception):
 
 
 class RetryableError(ConnectorError):
-    """The whole request may succeed later (429, 5xx, timeout, reset); `retry_after` is the vendor's wait."""
+    """The whole request may succeed later (429, 5xx, timeout, reset); `retry_after` is the vendor's wait.
+
+    A plain RetryableError means the vendor did not act on the request; `AmbiguousError` that it may have.
+    """
 
     def __init__(self, integration: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(integration, reason)
         self.retry_after = retry_after
+
+
+class AmbiguousError(RetryableError):
+    """The request may have reached the vendor (read timeout, reset after sending): it may have been done.
+
+    Safe to retry where the vendor de-duplicates (upserts, idempotency keys); elsewhere look it up first.
+    """
 
 
 class PermanentError(ConnectorError):
@@ -68,6 +79,20 @@ def vendor_error_code(response: requests.Response) -> str | None:
                 if isinstance(value, str | int) and len(str(value)) <= 80:
                     return str(value)
     return None
+
+
+def connected_before_failing(exc: requests.ConnectionError) -> bool:
+    """True when the connection was up and the request on its way (reset, abort, stalled mid-answer).
+
+    urllib3 (no retries) raises a failure on an open connection as ProtocolError("Connection aborted."),
+    and requests a read timeout within the body as a ConnectionError; a failure to connect (refused,
+    unreachable, DNS, TLS set-up) comes in a MaxRetryError. A kept-alive connection the server had
+    just closed also counts as "may have arrived": a false alarm costs a look-up, never a duplicate.
+    """
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, urllib3.exceptions.MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, urllib3.exceptions.ProtocolError | urllib3.exceptions.ReadTimeoutError)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -164,7 +189,8 @@ class VendorHttp:
 
         Returns the response for 1xx-3xx, for the policy's passthrough statuses and for `allow_statuses`
         (statuses the caller turns into per-record outcomes); raises `RetryableError` or `PermanentError`
-        otherwise.
+        otherwise, and `AmbiguousError` when the request may have reached the vendor without an answer
+        (read timeout, reset after sending); a connect timeout or refusal stays a plain RetryableError.
         """
         if self.rate_limit is not None:
             self.rate_limit.acquire()
@@ -180,9 +206,15 @@ class VendorHttp:
                 headers=dict(headers) if headers else None,
                 timeout=timeout or self.timeout,
             )
-        except requests.Timeout:
-            raise RetryableError(self.integration, "timeout") from None
-        except requests.ConnectionError:
+        except requests.ConnectTimeout:
+            raise RetryableError(self.integration, "connect timeout") from None
+        except requests.ReadTimeout:
+            raise AmbiguousError(self.integration, "timeout after send") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise AmbiguousError(self.integration, "reset after send") from None
+        except requests.ConnectionError as exc:
+            if connected_before_failing(exc):
+                raise AmbiguousError(self.integration, "reset after send") from None
             raise RetryableError(self.integration, "connection error") from None
         elapsed_ms = int((time.monotonic() - started) * 1000)
         logger.debug("%s %s -> %s in %d ms", self.integration, method, response.status_code, elapsed_ms)

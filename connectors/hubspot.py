@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self
 
 import requests
 
-from connectors.base import ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
 from connectors.http import ErrorPolicy, PermanentError, VendorHttp
 from connectors.hubspot_properties import (
@@ -56,6 +56,7 @@ class HubSpotConnector(Connector):
     name: ClassVar[str] = "hubspot"
     consent_category: ClassVar[str] = "crm"
     batch_sizes: ClassVar[dict[str, int]] = {"contacts": 100, "companies": 100, "deals": 100}
+    ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # batch upsert by a unique idProperty
 
     def __init__(
         self,

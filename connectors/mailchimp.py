@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
 from connectors.http import ErrorPolicy, VendorHttp
 from connectors.mailchimp_journey import JourneyStep, trigger_journey
@@ -79,6 +79,7 @@ class MailchimpConnector(Connector):
     name: ClassVar[str] = "mailchimp"
     consent_category: ClassVar[str] = "marketing"
     batch_sizes: ClassVar[dict[str, int]] = {MEMBERS: 500, JOURNEY_MEMBERS: 500}
+    ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # members are keyed by the e-mail's hash
 
     def __init__(
         self,

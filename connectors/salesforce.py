@@ -18,7 +18,7 @@ import jwt
 import requests
 from pydantic import SecretStr
 
-from connectors.base import ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.http import ErrorPolicy, PermanentError, VendorHttp
 from connectors.rate_limit import RateLimit
@@ -144,6 +144,7 @@ class SalesforceConnector(Connector):
         "Account": COLLECTION_LIMIT,
         "Opportunity": COLLECTION_LIMIT,
     }
+    ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # upsert by an external-id field
 
     def __init__(
         self,

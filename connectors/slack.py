@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectionCheck
+from connectors.base import AmbiguousSends, ConnectionCheck
 from connectors.http import ErrorPolicy, VendorHttp
 from connectors.notices import NoticeConnector
 from connectors.rate_limit import RateLimit
@@ -62,6 +62,9 @@ class SlackConnector(NoticeConnector):
     name: ClassVar[str] = "slack"
     consent_category: ClassVar[str] = "notifications"
     batch_sizes: ClassVar[dict[str, int]] = {"messages": 1}
+    # A lost answer is posted again: an incoming webhook has nothing to read back, so this errs toward a
+    # notice shown twice, which a reader sees through, rather than an alert nobody saw.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:

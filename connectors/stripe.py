@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Self
 
 import requests
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
 from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
@@ -90,6 +90,7 @@ class StripeConnector(Connector):
     consent_category: ClassVar[str] = "payments"
     # One call per customer; a retried task replays earlier calls by their idempotency keys.
     batch_sizes: ClassVar[dict[str, int]] = {"customers": 25}
+    ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # every write carries an idempotency key
 
     def __init__(self, http: VendorHttp) -> None:
         self.http = http

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectionCheck
+from connectors.base import AmbiguousSends, ConnectionCheck
 from connectors.http import VendorHttp
 from connectors.notices import NoticeConnector
 from connectors.rate_limit import RateLimit
@@ -62,6 +62,9 @@ class TeamsConnector(NoticeConnector):
     name: ClassVar[str] = "teams"
     consent_category: ClassVar[str] = "notifications"
     batch_sizes: ClassVar[dict[str, int]] = {"messages": 1}
+    # A lost answer is posted again: a Workflows webhook only starts a flow and has nothing to read back,
+    # so this errs toward a card shown twice, which a reader sees through, rather than an alert nobody saw.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     def __init__(self, http: VendorHttp, legacy: bool = False) -> None:
         super().__init__(http)

@@ -1,11 +1,13 @@
-"""Twilio: SMS and voice reminders, one request each, only within the recipient's daytime hours."""
+"""Twilio: SMS and voice reminders, one request each, in daytime hours; lost answers found by look-up."""
 
 from __future__ import annotations
 
+import email.utils
 import os
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -13,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
-from connectors.http import ErrorPolicy, VendorHttp
+from connectors.http import AmbiguousError, ConnectorError, ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
 from ennu.models import SyncStatus
 from ennu.secrets import read_secret
@@ -38,6 +40,13 @@ SEND_FROM_HOUR = 8
 SEND_UNTIL_HOUR = 21
 DEFAULT_TIMEZONE = "America/New_York"
 DEFAULT_REQUESTS_PER_HOUR = 3_600  # one message a second: a US long code's throughput
+# Outcomes after which a retry of the whole batch could send a message twice.
+MAY_HAVE_SENT = frozenset({SyncStatus.CREATED, SyncStatus.UNKNOWN})
+# The StatusCallback URL's own query: which delivery a status is about (caller ids may not replace them).
+CALLBACK_IDS = ("event_id", "record_key")
+# A reconciliation compares Twilio's date_created with our clock: allow for the two to differ.
+CLOCK_SKEW = timedelta(minutes=2)
+LIST_PAGE_SIZE = 100  # Twilio's default is 50, its maximum 1000
 
 
 def _env_int(name: str, default: int) -> int:
@@ -45,15 +54,38 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def person_zone(timezone: str | None, default_timezone: str = DEFAULT_TIMEZONE) -> ZoneInfo:
+    """The person's IANA time zone, the default one when it is missing or unknown."""
+    try:
+        return ZoneInfo(timezone or default_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default_timezone)
+
+
 def within_sending_hours(
     now: datetime, timezone: str | None, default_timezone: str = DEFAULT_TIMEZONE
 ) -> bool:
     """True between 08:00 and 21:00 in the person's IANA time zone (the default one when unknown)."""
+    return SEND_FROM_HOUR <= now.astimezone(person_zone(timezone, default_timezone)).hour < SEND_UNTIL_HOUR
+
+
+def next_sending_start(
+    now: datetime, timezone: str | None, default_timezone: str = DEFAULT_TIMEZONE
+) -> datetime:
+    """The next 08:00 after `now` in the person's zone, in UTC (the wall clock's, across DST changes)."""
+    zone = person_zone(timezone, default_timezone)
+    local = now.astimezone(zone)
+    day = local.date() if local.hour < SEND_FROM_HOUR else local.date() + timedelta(days=1)
+    return datetime.combine(day, clock_time(SEND_FROM_HOUR), tzinfo=zone).astimezone(UTC)
+
+
+def twilio_time(value: Any) -> datetime | None:
+    """Twilio's RFC 2822 timestamps ("Fri, 24 May 2019 17:44:46 +0000") as aware datetimes (GMT if unsaid)."""
     try:
-        zone = ZoneInfo(timezone or default_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo(default_timezone)
-    return SEND_FROM_HOUR <= now.astimezone(zone).hour < SEND_UNTIL_HOUR
+        moment = email.utils.parsedate_to_datetime(str(value)) if value else None
+    except (TypeError, ValueError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def spoken_twiml(text: str) -> str:
@@ -73,8 +105,10 @@ class TwilioConnector(Connector):
 
     name: ClassVar[str] = "twilio"
     consent_category: ClassVar[str] = "communication"
-    # One per task: Twilio has no idempotency key, so a retried task must never re-send another message.
-    batch_sizes: ClassVar[dict[str, int]] = {"messages": 1, "calls": 1}
+    # Outcomes are per record and push never raises once a message may have gone, so a retried task
+    # cannot send one twice. 20 keeps a batch to about 20 s at a long code's one message a second.
+    batch_sizes: ClassVar[dict[str, int]] = {"messages": 20, "calls": 20}
+    ambiguous_sends: ClassVar[AmbiguousSends] = "reconcile"
 
     def __init__(
         self,
@@ -146,14 +180,28 @@ class TwilioConnector(Connector):
         return f"/{API_VERSION}/Accounts/{self.account_sid}"
 
     def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """One request per record; once a message may have gone, trouble becomes outcomes, never a raise.
+
+        A lost answer (AmbiguousError) makes that record UNKNOWN: `reconcile` it before sending again.
+        Other trouble (RetryableError, a refusal of the whole request) defers that record and leaves the
+        rest unsent, DEFERRED; before anything may have gone it raises, so the batch is retried whole.
+        Quiet hours defer a record to 08:00 in the person's zone (`not_before`: no attempt spent).
+        """
         if object_name not in RESOURCES:
             raise ValueError(f"twilio: unsupported object {object_name!r}")
         now = self.clock()
         outcomes: list[Outcome] = []
+        trouble: str | None = None
         for record in records:
-            if not within_sending_hours(now, record.fields.get("timezone"), self.default_timezone):
-                # Not sent now; the drain offers it again later.
-                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error="quiet hours"))
+            timezone = record.fields.get("timezone")
+            if not within_sending_hours(now, timezone, self.default_timezone):
+                wait = next_sending_start(now, timezone, self.default_timezone)
+                outcomes.append(
+                    Outcome(record.record_key, SyncStatus.DEFERRED, error="quiet hours", not_before=wait)
+                )
+                continue
+            if trouble is not None:
+                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error=trouble))
                 continue
             form = self.form(object_name, record)
             if form is None:
@@ -161,14 +209,78 @@ class TwilioConnector(Connector):
                     Outcome(record.record_key, SyncStatus.FAILED, error="no caller number configured")
                 )
                 continue
-            response = self.http.request(
-                "POST",
-                f"{self.account_path}/{RESOURCES[object_name]}",
-                data=form,
-                allow_statuses=PER_RECORD_STATUSES,
-            )
+            try:
+                response = self.http.request(
+                    "POST",
+                    f"{self.account_path}/{RESOURCES[object_name]}",
+                    data=form,
+                    allow_statuses=PER_RECORD_STATUSES,
+                )
+            except AmbiguousError as lost:
+                outcomes.append(Outcome(record.record_key, SyncStatus.UNKNOWN, error=lost.reason))
+                continue
+            except ConnectorError as failure:
+                if not any(o.status in MAY_HAVE_SENT for o in outcomes):
+                    raise
+                trouble = failure.reason
+                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error=trouble))
+                continue
             outcomes.append(self.outcome(record, response))
         return outcomes
+
+    def reconcile(self, object_name: str, records: Sequence[Record], since: datetime) -> dict[str, Outcome]:
+        """The messages of `records` Twilio already has: record key -> CREATED with the message's SID.
+
+        A message matches a record when it went to the record's `To` with the record's `Body` and was
+        created at or after `since` less `CLOCK_SKEW`; each message matches one record at most, oldest
+        first. A record not found has no entry (the caller sends it). Messages only: a call's TwiML is
+        not listed back, so calls are not reconciled here.
+        """
+        if object_name != "messages":
+            raise NotImplementedError(f"twilio: {object_name} cannot be reconciled")
+        cutoff = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC) - CLOCK_SKEW
+        wanted: dict[str, list[Record]] = {}
+        for record in records:
+            if record.fields.get("To") and record.fields.get("Body") is not None:
+                wanted.setdefault(str(record.fields["To"]), []).append(record)
+        found: dict[str, Outcome] = {}
+        for to, theirs in wanted.items():
+            candidates = self.messages_to(to, cutoff)
+            for record in theirs:
+                match = next((m for m in candidates if m.get("body") == str(record.fields["Body"])), None)
+                if match is not None:
+                    candidates.remove(match)
+                    found[record.record_key] = Outcome(
+                        record.record_key, SyncStatus.CREATED, remote_id=str(match["sid"])
+                    )
+        return found
+
+    def messages_to(self, to: str, cutoff: datetime) -> list[dict[str, Any]]:
+        """Outbound messages to `to` created at or after `cutoff`, oldest first, through every page needed.
+
+        Twilio filters by the day a message was sent (`DateSent>`: on or after that day, GMT) and lists
+        the most recently sent first, so paging stops at a page that reaches back before the cutoff.
+        """
+        path: str | None = f"{self.account_path}/Messages.json"
+        params: dict[str, Any] | None = {
+            "To": to,
+            "DateSent>": cutoff.strftime("%Y-%m-%dT00:00:00Z"),
+            "PageSize": LIST_PAGE_SIZE,
+        }
+        found: list[dict[str, Any]] = []
+        while path:
+            page: dict[str, Any] = self.http.request("GET", path, params=params).json()
+            listed: list[dict[str, Any]] = page.get("messages") or []
+            for message in listed:
+                created = twilio_time(message.get("date_created"))
+                outbound = str(message.get("direction", "")).startswith("outbound")
+                if outbound and created is not None and created >= cutoff:
+                    found.append(message)
+            oldest_sent = twilio_time(listed[-1].get("date_sent")) if listed else None
+            if oldest_sent is not None and oldest_sent < cutoff:
+                break
+            path, params = page.get("next_page_uri"), None  # the next page's URI carries the query
+        return found[::-1]
 
     def form(self, object_name: str, record: Record) -> dict[str, str] | None:
         """The request's form fields; None when a call has no caller number to come from."""
@@ -189,11 +301,11 @@ class TwilioConnector(Connector):
         elif self.from_number:
             form.setdefault("From", self.from_number)
         if self.status_callback_url:
-            # Twilio signs the full callback URL, query included: the event id comes back with every status.
-            form["StatusCallback"] = with_query(
-                self.status_callback_url,
-                {"event_id": record.event_id or "", "record_key": record.record_key},
-            )
+            # Twilio signs the full callback URL, query included: the delivery's ids come back with every
+            # status, even for a send whose answer (and SID) was lost.
+            ids = {"event_id": record.event_id or "", "record_key": record.record_key}
+            extra = {k: v for k, v in record.delivery_ids.items() if k not in CALLBACK_IDS}
+            form["StatusCallback"] = with_query(self.status_callback_url, {**ids, **extra})
         return form
 
     @staticmethod

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
 from connectors.zapier_store import ZapierSubscriptions
@@ -43,6 +43,9 @@ class ZapierConnector(Connector):
     name: ClassVar[str] = "zapier"
     consent_category: ClassVar[str] = "automation"
     batch_sizes: ClassVar[dict[str, int]] = {"hooks": 50}  # one POST per hook and record
+    # A lost answer is posted again: a hook cannot be asked what it received, so this errs toward a Zap
+    # triggered twice (each payload's `id`, the host event id, lets the Zap de-duplicate) rather than never.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     def __init__(self, http: VendorHttp, subscriptions: ZapierSubscriptions) -> None:
         self.http = http

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from sandbox.faults import FaultMode
+from sandbox.faults import COMMIT_MODES, FaultMode
 
 
 class SandboxClient:
@@ -34,9 +34,17 @@ class SandboxClient:
         self._call("POST", "/reset")
 
     def requests(self, vendor: str) -> list[dict[str, Any]]:
-        """The vendor-API requests received, oldest first: method, path, query, status, at, fault."""
+        """The vendor-API requests received, oldest first: method, path, query, status, at, fault.
+
+        A request whose fault is a commit mode (`stored_but_unanswered`) was carried out with `status`, but
+        its client never had that answer (or, commit_then_late, had it only after the delay).
+        """
         result: list[dict[str, Any]] = self._call("GET", f"/{vendor}/requests")
         return result
+
+    def stored_but_unanswered(self, vendor: str) -> list[dict[str, Any]]:
+        """The requests the stand-in carried out while a commit fault kept the answer from the client."""
+        return [r for r in self.requests(vendor) if r["fault"] in COMMIT_MODES]
 
     def request_count(self, vendor: str, path_contains: str | None = None) -> int:
         return sum(1 for r in self.requests(vendor) if path_contains is None or path_contains in r["path"])
@@ -64,7 +72,9 @@ class SandboxClient:
 
         status: answer `status` in the vendor's error shape; timeout: wait `delay` (30 s) or until the
         client leaves, then drop the connection unanswered; slow: wait `delay` (1 s), then answer normally;
-        reset: drop the connection (TCP RST) without an answer.
+        reset: drop the connection (TCP RST) without an answer. The commit modes carry the request out and
+        store it first: commit_then_reset then drops the connection (RST) instead of answering;
+        commit_then_late answers after `delay` (30 s), or never if the client leaves first.
         """
         body = {"mode": mode, "status": status, "seconds": seconds, "count": count, "delay": delay}
         self._call("POST", f"/{vendor}/faults", body)

@@ -21,7 +21,7 @@ class FaultRequest(BaseModel):
     status: int = Field(default=503, ge=400, le=599)
     seconds: float | None = Field(default=None, gt=0)
     count: int | None = Field(default=None, gt=0)
-    delay: float | None = Field(default=None, ge=0)  # timeout: 30 s by default; slow: 1 s
+    delay: float | None = Field(default=None, ge=0)  # timeout, commit_then_late: 30 s by default; slow: 1 s
 
 
 class RateRequest(BaseModel):

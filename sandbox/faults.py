@@ -1,4 +1,4 @@
-"""Injected misbehaviour (status, timeout, slow, reset), the per-second limit, and dropping a connection."""
+"""Injected faults (status, timeout, slow, reset, commit then lose the answer), rate limit, dropped links."""
 
 from __future__ import annotations
 
@@ -12,8 +12,18 @@ from typing import Literal
 
 from starlette.types import Receive, Send
 
-FaultMode = Literal["status", "timeout", "slow", "reset"]
-DEFAULT_DELAY: dict[FaultMode, float] = {"status": 0.0, "timeout": 30.0, "slow": 1.0, "reset": 0.0}
+FaultMode = Literal["status", "timeout", "slow", "reset", "commit_then_reset", "commit_then_late"]
+DEFAULT_DELAY: dict[FaultMode, float] = {
+    "status": 0.0,
+    "timeout": 30.0,
+    "slow": 1.0,
+    "reset": 0.0,
+    "commit_then_reset": 0.0,
+    "commit_then_late": 30.0,  # longer than any client timeout: the answer is, in effect, lost
+}
+# Modes in which the stand-in carries the request out and stores it, then loses the answer: the case a
+# vendor without idempotency keys leaves its client unable to tell from "never arrived".
+COMMIT_MODES: frozenset[FaultMode] = frozenset({"commit_then_reset", "commit_then_late"})
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.faults import Fault, client_left_within, drop_connection
+from sandbox.faults import COMMIT_MODES, Fault, client_left_within, drop_connection
 from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import Vendor
 
@@ -63,6 +63,9 @@ class VendorGate:
     any; the concurrent-connection limit and the requests-per-second limit (429 in the vendor's shape);
     then the stand-in itself. Every vendor request is logged once, before its answer leaves, so a client
     that reads the log right after an answer finds it there. Control calls are not logged.
+
+    A commit fault (`COMMIT_MODES`) lets the stand-in carry the request out, then keeps its answer from
+    the client: the log entry has the stand-in's own status (201, 200, ...) and the fault's name.
     """
 
     def __init__(self, app: ASGIApp, state: SandboxState, vendors: list[Vendor], max_body_bytes: int) -> None:
@@ -112,6 +115,9 @@ class VendorGate:
             response = vendor.error(vendor.rate_limit_status(), limit.retry_after)
             await self.answer(scope, send, store, response, "rate")
             return
+        if fault is not None and fault.mode in COMMIT_MODES:
+            await self.commit_then_lose_answer(fault, scope, body, receive, send, store)
+            return
 
         logged = False
 
@@ -133,8 +139,11 @@ class VendorGate:
     ) -> bool:
         """Apply a fault; True when it answered (or dropped) the request, False to carry on normally.
 
-        `receive` is the server's own, past the body: it only has a disconnect left to tell.
+        `receive` is the server's own, past the body: it only has a disconnect left to tell. A commit
+        fault carries on here: the stand-in answers first (`commit_then_lose_answer`).
         """
+        if fault.mode in COMMIT_MODES:
+            return False
         if fault.mode == "status":
             await self.answer(scope, send, store, vendor.error(fault.status), "status")
             return True
@@ -146,6 +155,30 @@ class VendorGate:
         store.log_request(scope["method"], scope["path"], query_of(scope), 0, fault.mode)
         await drop_connection(send)
         return True
+
+    async def commit_then_lose_answer(
+        self, fault: Fault, scope: Scope, body: bytes, receive: Receive, send: Send, store: VendorState
+    ) -> None:
+        """Let the stand-in carry the request out and store it, hold its answer, then lose it.
+
+        commit_then_reset drops the connection (RST) at once; commit_then_late answers after `delay`
+        seconds, unless the client has left by then (then the connection is simply dropped).
+        """
+        held: list[Message] = []
+
+        async def holding_send(message: Message) -> None:
+            held.append(message)
+
+        try:
+            await self.app(scope, replaying(body, receive), holding_send)
+        finally:
+            status = next((int(m["status"]) for m in held if m["type"] == "http.response.start"), 500)
+            store.log_request(scope["method"], scope["path"], query_of(scope), status, fault.mode)
+        if fault.mode == "commit_then_late" and not await client_left_within(receive, fault.delay):
+            for message in held:
+                await send(message)
+            return
+        await drop_connection(send)
 
     async def answer(
         self, scope: Scope, send: Send, store: VendorState, response: Response, fault: str | None = None

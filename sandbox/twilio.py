@@ -1,4 +1,4 @@
-"""Twilio stand-in: Messages and Calls (2010-04-01), account read; basic auth, forms, Twilio error codes."""
+"""Twilio stand-in: Messages (create, list, read), Calls and the account (2010-04-01); auth, error codes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import os
 import re
 import uuid
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import UTC, date, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from xml.etree import ElementTree
 
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +34,11 @@ GSM7 = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
     "abcdefghijklmnopqrstuvwxyzäöñüà"
 )
+# Messages list: Twilio's page size limits; its date filters, each on the GMT day a message was sent.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+DATE_FILTERS = ("DateSent", "DateSent<", "DateSent>")  # that day; on or before it; on or after it
+PAGING = ("PageSize", "Page", "PageToken")
 GENERIC_MESSAGES = {
     400: "Bad request",
     403: "Forbidden",
@@ -96,6 +101,40 @@ def _valid_url(url: str) -> bool:
 
 def _public(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k != "received_form"}
+
+
+def filter_day(value: str | None) -> date | None:
+    """A DateSent filter's GMT day: `YYYY-MM-DD`, or an ISO 8601 date-time (its day; see below).
+
+    Twilio documents `YYYY-MM-DD`; its helper libraries send a datetime as `2026-07-01T00:00:00Z`.
+    Whether Twilio also honours the time of day is not documented, so the stand-in keeps only the day.
+    ValueError for anything else.
+    """
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+def sent_at(message: dict[str, Any]) -> datetime | None:
+    return parsedate_to_datetime(message["date_sent"]) if message.get("date_sent") else None
+
+
+def passes_filters(message: dict[str, Any], query: dict[str, str], days: dict[str, date | None]) -> bool:
+    """Whether a message passes the list's To, From and DateSent filters (unsent ones pass no date filter)."""
+    if "To" in query and message["to"] != query["To"]:
+        return False
+    if "From" in query and message["from"] != query["From"]:
+        return False
+    sent = sent_at(message)
+    day = sent.astimezone(UTC).date() if sent is not None else None
+    if day is None:
+        return not any(days.values())
+    on, until, since = (days[name] for name in DATE_FILTERS)
+    return (on is None or day == on) and (until is None or day <= until) and (since is None or day >= since)
 
 
 def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
@@ -185,7 +224,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             return problem
         message_sid = "SM" + uuid.uuid4().hex
         now = _now()
-        message = {
+        answer = {
             "sid": message_sid,
             "account_sid": account_sid,
             "api_version": API_VERSION,
@@ -211,9 +250,57 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             },
             "received_form": form,
         }
+        # The answer is the message as accepted; the stand-in then hands it to the carrier at once.
         with state.lock:
-            twilio().kind("messages")[message_sid] = message
-        return JSONResponse(_public(message), status_code=201)
+            twilio().kind("messages")[message_sid] = {**answer, "status": "sent", "date_sent": now}
+        return JSONResponse(_public(answer), status_code=201)
+
+    @router.get("/2010-04-01/Accounts/{sid}/Messages.json")
+    async def list_messages(sid: str, request: Request) -> Response:
+        """Most recently sent first, filtered by To, From and the DateSent day; paged (Page, PageToken)."""
+        if sid != account_sid:
+            return not_found(request.url.path)
+        query = dict(request.query_params)
+        try:
+            days = {name: filter_day(query.get(name)) for name in DATE_FILTERS}
+            page_size = int(query.get("PageSize", DEFAULT_PAGE_SIZE))
+            page = int(query.get("Page", 0))
+        except ValueError:
+            return twilio_error(400, 20001, "Invalid parameter")
+        if not 1 <= page_size <= MAX_PAGE_SIZE or page < 0:
+            return twilio_error(400, 20001, "Invalid parameter")
+        with state.lock:
+            stored = [_public(m) for m in twilio().kind("messages").values()]
+        matching = [
+            m for m in reversed(stored) if passes_filters(m, query, days)
+        ]  # newest first among equal times
+        matching.sort(key=lambda m: sent_at(m) or parsedate_to_datetime(m["date_created"]), reverse=True)
+        # A page token names the last message of the page before: pages stay put while messages arrive.
+        token = query.get("PageToken", "")
+        after = next((i + 1 for i, m in enumerate(matching) if "PA" + m["sid"] == token), None)
+        start = after if after is not None else page * page_size
+        shown = matching[start : start + page_size]
+        filters = [(k, v) for k, v in query.items() if k not in PAGING]
+        base = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json?"
+
+        def page_uri(number: int, page_token: str | None = None) -> str:
+            paging = [("PageSize", str(page_size)), ("Page", str(number))]
+            return base + urlencode(filters + paging + ([("PageToken", page_token)] if page_token else []))
+
+        more = start + page_size < len(matching)
+        return JSONResponse(
+            {
+                "messages": shown,
+                "page": page,
+                "page_size": page_size,
+                "start": start,
+                "end": start + max(len(shown) - 1, 0),
+                "uri": page_uri(page, token or None),
+                "first_page_uri": page_uri(0),
+                "next_page_uri": page_uri(page + 1, "PA" + shown[-1]["sid"]) if more and shown else None,
+                "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            }
+        )
 
     @router.get("/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json")
     async def read_message(sid: str, message_sid: str, request: Request) -> Response:

@@ -14,7 +14,7 @@ from twilio.rest import Client as TwilioClient
 
 from connectors.base import Person, Record
 from connectors.stripe import StripeConnector, idempotency_key
-from connectors.twilio import TwilioConnector, spoken_twiml
+from connectors.twilio import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from tests.capture import Captured, CapturingEndpoint
@@ -35,6 +35,17 @@ EMPTY_LIST = {"object": "list", "url": "/v1/customers", "has_more": False, "data
 TWILIO_MESSAGE = {"sid": "SM" + "a" * 32, "account_sid": ACCOUNT_SID, "status": "queued"}
 TWILIO_CALL = {"sid": "CA" + "b" * 32, "account_sid": ACCOUNT_SID, "status": "queued"}
 NOON_IN_NEW_YORK = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+NO_MESSAGES = {
+    "messages": [],
+    "page": 0,
+    "page_size": LIST_PAGE_SIZE,
+    "start": 0,
+    "end": 0,
+    "first_page_uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?PageSize={LIST_PAGE_SIZE}&Page=0",
+    "next_page_uri": None,
+    "previous_page_uri": None,
+    "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json?PageSize={LIST_PAGE_SIZE}&Page=0",
+}
 
 
 def assert_same_request(ours: Captured, sdk: Captured, *headers: str) -> None:
@@ -241,3 +252,24 @@ def test_twilio_connection_test_reads_the_account_as_the_sdk_does(
     sdk.api.v2010.accounts(ACCOUNT_SID).fetch()
     [theirs] = endpoint.take()
     assert_same_request(ours, theirs, "authorization")
+
+
+def test_twilio_reconcile_lists_messages_as_the_sdk_does(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    endpoint.answer("GET", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", 200, NO_MESSAGES)
+    record = Record(
+        "health_goal:7",
+        "evt-7",
+        7,
+        {"To": "+14155550103", "Body": "ENNU reminder", "timezone": "America/New_York"},
+    )
+    assert connector.reconcile("messages", [record], NOON_IN_NEW_YORK) == {}
+    [ours] = endpoint.take()
+
+    day = datetime(2026, 7, 1, tzinfo=UTC)  # the SDK writes a datetime as 2026-07-01T00:00:00Z
+    assert sdk.messages.list(to="+14155550103", date_sent_after=day, page_size=LIST_PAGE_SIZE) == []
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, "authorization")
+    assert ours.method == "GET" and dict(ours.query)["DateSent>"] == "2026-07-01T00:00:00Z"

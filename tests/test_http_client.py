@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import socket
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from connectors.http import PermanentError, RetryableError, VendorHttp, parse_retry_after
+from connectors.http import AmbiguousError, PermanentError, RetryableError, VendorHttp, parse_retry_after
 from connectors.hubspot import POLICY, SANDBOX_TOKEN
+from sandbox.faults import FaultMode
 
 
 def hubspot(sandbox_url: str, timeout: float = 5.0, token: str = SANDBOX_TOKEN) -> VendorHttp:
@@ -39,13 +42,64 @@ def test_429_is_retryable_with_the_vendors_wait(sandbox: Any, sandbox_url: str) 
     assert "RATE_LIMIT" in str(caught.value)
 
 
-def test_connection_reset_and_timeout_are_retryable(sandbox: Any, sandbox_url: str) -> None:
+def test_a_reset_or_a_read_timeout_after_sending_is_retryable_and_ambiguous(
+    sandbox: Any, sandbox_url: str
+) -> None:
+    # The client cannot tell a reset before the vendor acted from one after: both may have arrived.
     sandbox.fail("hubspot", mode="reset", count=1)
-    with pytest.raises(RetryableError, match="connection error"):
+    with pytest.raises(AmbiguousError) as reset:
         hubspot(sandbox_url).request("GET", "/account-info/v3/details")
+    assert isinstance(reset.value, RetryableError) and reset.value.reason == "reset after send"
     sandbox.fail("hubspot", mode="slow", delay=2.0, count=1)
-    with pytest.raises(RetryableError, match="timeout"):
+    with pytest.raises(AmbiguousError) as slow:
         hubspot(sandbox_url, timeout=0.5).request("GET", "/account-info/v3/details")
+    assert slow.value.reason == "timeout after send"
+    sandbox.fail("hubspot", mode="timeout", count=1)
+    with pytest.raises(AmbiguousError, match="timeout after send"):
+        hubspot(sandbox_url, timeout=0.5).request("GET", "/account-info/v3/details")
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("commit_then_reset", "reset after send"), ("commit_then_late", "timeout after send")],
+)
+def test_a_lost_answer_to_a_stored_request_is_ambiguous_and_names_no_value(
+    sandbox: Any, sandbox_url: str, mode: FaultMode, reason: str
+) -> None:
+    sandbox.fail("hubspot", mode=mode, count=1)
+    body = {
+        "inputs": [{"id": "kept@example.com", "idProperty": "email", "properties": {"lastname": "Quill"}}]
+    }
+    with pytest.raises(AmbiguousError) as lost:
+        hubspot(sandbox_url, timeout=0.5).request("POST", "/crm/v3/objects/contacts/batch/upsert", json=body)
+    assert str(lost.value) == f"hubspot: {reason}" and lost.value.retry_after is None  # no name, no e-mail
+    assert [c["properties"]["email"] for c in sandbox.objects("hubspot", "contacts")] == ["kept@example.com"]
+
+
+def test_a_refused_connection_is_retryable_and_not_ambiguous() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again before the request: nothing listens there
+    with pytest.raises(RetryableError) as refused:
+        VendorHttp("hubspot", f"http://127.0.0.1:{port}", timeout=5).request(
+            "GET", "/account-info/v3/details"
+        )
+    assert not isinstance(refused.value, AmbiguousError) and refused.value.reason == "connection error"
+
+
+def test_a_connect_timeout_is_retryable_and_not_ambiguous() -> None:
+    # A listener that never accepts, its queue full: Linux drops further SYNs, so connecting times out.
+    with socket.socket() as listener, ExitStack() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            waiting = queued.enter_context(socket.socket())
+            waiting.setblocking(False)
+            waiting.connect_ex(("127.0.0.1", port))
+        with pytest.raises(RetryableError) as stalled:
+            VendorHttp("hubspot", f"http://127.0.0.1:{port}", timeout=0.5).request("GET", "/")
+    assert not isinstance(stalled.value, AmbiguousError) and stalled.value.reason == "connect timeout"
 
 
 def test_wrong_credentials_are_permanent_with_the_vendor_code(sandbox: Any, sandbox_url: str) -> None:

@@ -13,6 +13,7 @@ import requests
 
 from sandbox.__main__ import main
 from sandbox.client import SandboxClient
+from sandbox.faults import FaultMode
 from sandbox.server import RunningSandbox, start_sandbox
 
 HUBSPOT = {"Authorization": "Bearer sandbox-hubspot-token"}
@@ -354,6 +355,81 @@ def test_slow_and_timeout_faults_make_the_client_time_out(hubspot: str, control:
     assert upsert(hubspot, [contact("after@example.com")]).status_code == 200
     stored = {c["properties"]["email"] for c in control.objects("hubspot", "contacts")}
     assert stored == {"slow@example.com", "after@example.com"}
+
+
+TWILIO_AUTH = ("AC00000000000000000000000000000000", "sandbox-twilio-token")
+COMMIT_FAULTS = [
+    pytest.param("commit_then_reset", requests.ConnectionError, id="commit_then_reset"),
+    pytest.param("commit_then_late", requests.ReadTimeout, id="commit_then_late"),
+]
+
+
+def send_sms(running: RunningSandbox, to: str, timeout: float = 5) -> requests.Response:
+    return requests.post(
+        f"{running.url}/twilio/2010-04-01/Accounts/{TWILIO_AUTH[0]}/Messages.json",
+        data={"To": to, "From": "+15005550006", "Body": "ENNU reminder"},
+        auth=TWILIO_AUTH,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(("mode", "raised"), COMMIT_FAULTS)
+def test_commit_faults_store_the_hubspot_contact_and_lose_the_answer(
+    hubspot: str, control: SandboxClient, mode: FaultMode, raised: type[Exception]
+) -> None:
+    control.fail("hubspot", mode, count=1)
+    with pytest.raises(raised):
+        upsert(hubspot, [contact("lost@example.com")], timeout=0.5)
+    assert [c["properties"]["email"] for c in control.objects("hubspot", "contacts")] == ["lost@example.com"]
+    [entry] = control.requests("hubspot")
+    assert (entry["status"], entry["fault"]) == (200, mode)  # stored with a 200 the client never had
+    assert control.stored_but_unanswered("hubspot") == [entry]
+
+    assert upsert(hubspot, [contact("next@example.com")]).status_code == 200  # one request only
+    assert [r["fault"] for r in control.requests("hubspot")] == [mode, None]
+
+
+@pytest.mark.parametrize(("mode", "raised"), COMMIT_FAULTS)
+def test_commit_faults_store_the_twilio_message_and_lose_the_answer(
+    running: RunningSandbox, control: SandboxClient, mode: FaultMode, raised: type[Exception]
+) -> None:
+    control.fail("twilio", mode, count=1)
+    with pytest.raises(raised):
+        send_sms(running, "+14155550101", timeout=0.5)
+    [message] = control.objects("twilio", "messages")
+    assert message["to"] == "+14155550101" and message["sid"].startswith("SM")
+    [entry] = control.stored_but_unanswered("twilio")
+    assert (entry["method"], entry["status"], entry["fault"]) == ("POST", 201, mode)
+    assert send_sms(running, "+14155550102").status_code == 201
+
+
+def test_a_late_answer_reaches_a_client_that_waits_for_it(
+    running: RunningSandbox, control: SandboxClient
+) -> None:
+    control.fail("twilio", "commit_then_late", delay=0.3, count=1)
+    started = time.monotonic()
+    late = send_sms(running, "+14155550101", timeout=10)
+    assert late.status_code == 201 and time.monotonic() - started >= 0.3
+    assert late.json()["sid"] == control.objects("twilio", "messages")[0]["sid"]
+
+
+def test_a_commit_reset_sends_no_http_answer_at_all(running: RunningSandbox, control: SandboxClient) -> None:
+    control.fail("hubspot", "commit_then_reset", count=1)
+    body = b'{"inputs": [{"id": "raw@example.com", "idProperty": "email", "properties": {}}]}'
+    address = urlsplit(running.url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as raw:
+        raw.sendall(
+            b"POST /hubspot/crm/v3/objects/contacts/batch/upsert HTTP/1.1\r\nHost: sandbox\r\n"
+            b"Authorization: Bearer sandbox-hubspot-token\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        try:
+            received = raw.recv(1024)
+        except ConnectionResetError:
+            received = b""
+    assert received == b""
+    assert len(control.objects("hubspot", "contacts")) == 1
+    assert [r["status"] for r in control.stored_but_unanswered("hubspot")] == [200]
 
 
 def test_concurrency_limit_answers_429(

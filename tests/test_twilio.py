@@ -1,15 +1,18 @@
-"""Twilio connector against its sandbox stand-in: SMS form, per-record refusals, quiet hours, voice TwiML."""
+"""Twilio connector against its stand-in: SMS form, refusals, quiet hours, voice TwiML, lost answers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 import pytest
 
+import connectors.twilio
 from connectors.base import Outcome, Person, Record
 from connectors.http import PermanentError, RetryableError, VendorHttp
 from connectors.twilio import (
@@ -17,12 +20,14 @@ from connectors.twilio import (
     SANDBOX_AUTH_TOKEN,
     SANDBOX_FROM_NUMBER,
     TwilioConnector,
+    next_sending_start,
     spoken_twiml,
     within_sending_hours,
 )
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from mappings.loader import check_file
+from sandbox.faults import FaultMode
 from sandbox.server import start_sandbox
 from sandbox.twilio import UNSUBSCRIBED_ENV
 from tests.factories import zone_at_local_hour
@@ -40,12 +45,18 @@ TWILIO_ENV = (
     "TWILIO_MESSAGING_SERVICE_SID",
     "TWILIO_STATUS_CALLBACK_URL",
 )
-
-
-
+MESSAGES = f"/2010-04-01/Accounts/{SANDBOX_ACCOUNT_SID}/Messages.json"
+LOST_ANSWERS = [
+    pytest.param("commit_then_reset", "reset after send", id="commit_then_reset"),
+    pytest.param("commit_then_late", "timeout after send", id="commit_then_late"),
+]
 
 DAYTIME = zone_at_local_hour(14)
 NIGHT = zone_at_local_hour(2)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
 
 
 def sms(n: int, to: str, timezone: str = DAYTIME) -> Record:
@@ -133,9 +144,37 @@ def test_numbers_configured_as_unsubscribed_are_refused(monkeypatch: pytest.Monk
 
 def test_quiet_hours_defer_without_sending(twilio: TwilioConnector, sandbox: Any) -> None:
     outcomes = twilio.push("messages", "To", [sms(1, "+14155550101", NIGHT), sms(2, "+14155550102")])
-    assert outcomes[0] == Outcome("health_goal:1", SyncStatus.DEFERRED, error="quiet hours")
+    assert (outcomes[0].status, outcomes[0].error) == (SyncStatus.DEFERRED, "quiet hours")
+    assert outcomes[0].not_before is not None and outcomes[0].not_before > datetime.now(UTC)
     assert outcomes[1].status == SyncStatus.CREATED
     assert [f["To"] for f in received_forms(sandbox)] == ["+14155550102"]
+
+
+def test_quiet_hours_defer_to_the_next_eight_oclock_in_the_persons_zone(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    # 06:00 UTC: 02:00 in New York, 23:00 (the evening before) in Los Angeles, 08:00 in Berlin.
+    twilio.clock = lambda: utc(2026, 7, 1, 6)
+    records = [
+        sms(1, "+14155550101", "America/New_York"),
+        sms(2, "+14155550102", "America/Los_Angeles"),
+        sms(3, "+14155550103", "Europe/Berlin"),
+    ]
+    first, second, third = twilio.push("messages", "To", records)
+    quiet = SyncStatus.DEFERRED
+    assert first == Outcome("health_goal:1", quiet, error="quiet hours", not_before=utc(2026, 7, 1, 12))
+    assert second == Outcome("health_goal:2", quiet, error="quiet hours", not_before=utc(2026, 7, 1, 15))
+    assert third.status == SyncStatus.CREATED and third.not_before is None
+    assert [f["To"] for f in received_forms(sandbox)] == ["+14155550103"]
+
+
+def test_the_next_eight_oclock_keeps_the_wall_clock_across_daylight_saving_changes() -> None:
+    # 00:00 EST on the day clocks go forward: 08:00 is EDT, 12:00 UTC (not 13:00).
+    assert next_sending_start(utc(2026, 3, 8, 5), "America/New_York") == utc(2026, 3, 8, 12)
+    # 21:30 EDT the evening before clocks go back: the next 08:00 is EST, 13:00 UTC.
+    assert next_sending_start(utc(2026, 11, 1, 1, 30), "America/New_York") == utc(2026, 11, 1, 13)
+    # An unknown zone: the default one (New York).
+    assert next_sending_start(utc(2026, 7, 1, 6), "Not/AZone") == utc(2026, 7, 1, 12)
 
 
 def test_sending_hours_are_eight_to_nine_in_the_persons_zone() -> None:
@@ -178,6 +217,146 @@ def test_too_many_requests_and_outages_are_retried(
         twilio.push("messages", "To", [sms(1, "+14155550101")])
     assert str(20000 + status) in str(retry.value)
     assert twilio.push("messages", "To", [sms(1, "+14155550101")])[0].status == SyncStatus.CREATED
+
+
+@pytest.mark.parametrize(("mode", "reason"), LOST_ANSWERS)
+def test_a_lost_answer_makes_that_message_unknown_and_reconcile_finds_it(
+    twilio: TwilioConnector, sandbox: Any, mode: FaultMode, reason: str
+) -> None:
+    twilio.http.timeout = 0.5  # commit_then_late answers after 30 s: the client gives up long before
+    since = datetime.now(UTC)
+    sandbox.fail("twilio", mode, count=1)
+    lost, sent = twilio.push("messages", "To", [sms(1, "+14155550101"), sms(2, "+14155550102")])
+    assert lost == Outcome("health_goal:1", SyncStatus.UNKNOWN, error=reason)  # no raise: the next one went
+    assert sent.status == SyncStatus.CREATED
+    [stored] = [m for m in sandbox.objects("twilio", "messages") if m["to"] == "+14155550101"]
+    assert [r["fault"] for r in sandbox.stored_but_unanswered("twilio")] == [mode]
+
+    found = twilio.reconcile("messages", [sms(1, "+14155550101"), sms(3, "+14155550103")], since)
+    assert found == {"health_goal:1": Outcome("health_goal:1", SyncStatus.CREATED, remote_id=stored["sid"])}
+    listed = [r for r in sandbox.requests("twilio") if r["method"] == "GET"]
+    assert [r["path"] for r in listed] == [f"/twilio{MESSAGES}"] * 2  # one look-up per recipient
+
+
+def test_a_message_matches_one_record_only_and_never_one_from_before(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    twilio.http.timeout = 0.5
+    since = datetime.now(UTC)
+    sandbox.fail("twilio", "commit_then_reset", count=1)
+    assert twilio.push("messages", "To", [sms(1, "+14155550101")])[0].status == SyncStatus.UNKNOWN
+    sandbox.fail("twilio", "reset", count=1)  # dropped before the stand-in acted: nothing stored
+    assert twilio.push("messages", "To", [sms(2, "+14155550101")])[0].status == SyncStatus.UNKNOWN
+    [stored] = sandbox.objects("twilio", "messages")
+
+    both = twilio.reconcile("messages", [sms(1, "+14155550101"), sms(2, "+14155550101")], since)
+    assert both == {"health_goal:1": Outcome("health_goal:1", SyncStatus.CREATED, remote_id=stored["sid"])}
+    later = since + timedelta(minutes=10)  # the message was created before this attempt (and its skew)
+    assert twilio.reconcile("messages", [sms(1, "+14155550101")], later) == {}
+    other_text = Record("health_goal:1", "evt-1", 1, {"To": "+14155550101", "Body": "Another text"})
+    assert twilio.reconcile("messages", [other_text], since) == {}
+
+
+def test_reconcile_follows_the_pages_of_the_list(
+    twilio: TwilioConnector, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connectors.twilio, "LIST_PAGE_SIZE", 1)
+    since = datetime.now(UTC)
+    texts = ["First reminder", "Second reminder", "Third reminder"]
+    records = [
+        Record(f"health_goal:{n}", f"evt-{n}", n, {"To": "+14155550101", "Body": t, "timezone": DAYTIME})
+        for n, t in enumerate(texts)
+    ]
+    assert all(o.status == SyncStatus.CREATED for o in twilio.push("messages", "To", records))
+    sids = {m["body"]: m["sid"] for m in sandbox.objects("twilio", "messages")}
+
+    found = twilio.reconcile("messages", records[:1], since)  # the oldest: on the last page
+    assert found == {
+        "health_goal:0": Outcome("health_goal:0", SyncStatus.CREATED, remote_id=sids["First reminder"])
+    }
+    pages = [r["query"] for r in sandbox.requests("twilio") if r["method"] == "GET"]
+    assert len(pages) == 3 and "PageToken=PA" in pages[-1]
+
+
+def test_the_look_up_reaches_back_a_day_when_the_attempt_was_just_after_midnight(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    assert twilio.reconcile("messages", [sms(1, "+14155550101")], utc(2026, 7, 1, 0, 1)) == {}
+    [lookup] = sandbox.requests("twilio")
+    assert parse_qs(lookup["query"]) == {
+        "To": ["+14155550101"],
+        "DateSent>": ["2026-06-30T00:00:00Z"],  # the day of `since` less the clock-skew allowance
+        "PageSize": ["100"],
+    }
+    with pytest.raises(NotImplementedError):
+        twilio.reconcile("calls", [sms(1, "+14155550101")], utc(2026, 7, 1))
+
+
+def test_trouble_after_a_send_defers_the_rest_unsent_instead_of_raising(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    twilio.http.timeout = 0.5
+    sandbox.set_rate("twilio", per_second=0.001, retry_after=30)  # the first request only, then 429s
+    sandbox.fail("twilio", "commit_then_reset", count=1)
+    records = [
+        sms(1, "+14155550101"),
+        sms(2, "+14155550102"),
+        sms(3, "+14155550103", NIGHT),
+        sms(4, "+14155550104"),
+    ]
+    lost, limited, night, after = twilio.push("messages", "To", records)
+    assert lost.status == SyncStatus.UNKNOWN
+    # Vendor trouble: DEFERRED without not_before (an attempt spent), for it and every record after.
+    assert limited == Outcome("health_goal:2", SyncStatus.DEFERRED, error="http 429 20429")
+    assert night.error == "quiet hours" and night.not_before is not None
+    assert after == Outcome("health_goal:4", SyncStatus.DEFERRED, error="http 429 20429")
+    assert [r["status"] for r in sandbox.requests("twilio")] == [201, 429]  # the fourth was never sent
+    assert [m["to"] for m in sandbox.objects("twilio", "messages")] == ["+14155550101"]
+
+
+def test_the_status_callback_carries_the_callers_delivery_ids_after_its_own(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    record = Record(
+        "health_goal:1",
+        "evt-1",
+        1,
+        {"To": "+14155550101", "Body": BODY, "timezone": DAYTIME},
+        delivery_ids={"delivery_id": "d-812", "record_key": "not-this-one"},
+    )
+    assert twilio.push("messages", "To", [record])[0].status == SyncStatus.CREATED
+    [form] = received_forms(sandbox)
+    assert form["StatusCallback"] == CALLBACK + "&event_id=evt-1&record_key=health_goal%3A1&delivery_id=d-812"
+
+
+def test_the_stand_in_lists_messages_newest_first_by_recipient_and_day_sent(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    records = [sms(n, to) for n, to in enumerate(["+14155550101", "+14155550102", "+14155550101"])]
+    first, _, third = twilio.push("messages", "To", records)
+    today = parsedate_to_datetime(sandbox.objects("twilio", "messages")[0]["date_sent"]).date()
+
+    def listing(**query: Any) -> dict[str, Any]:
+        page: dict[str, Any] = twilio.http.request("GET", MESSAGES, params=query).json()
+        return page
+
+    page = listing(To="+14155550101", PageSize=1)
+    assert [m["sid"] for m in page["messages"]] == [third.remote_id]
+    assert (page["page"], page["page_size"], page["start"], page["end"]) == (0, 1, 0, 0)
+    assert page["next_page_uri"].startswith(MESSAGES + "?To=%2B14155550101&PageSize=1&Page=1&PageToken=PA")
+    rest = twilio.http.request("GET", page["next_page_uri"]).json()
+    assert [m["sid"] for m in rest["messages"]] == [first.remote_id] and rest["next_page_uri"] is None
+    assert len(listing(**{"DateSent": today.isoformat()})["messages"]) == 3
+    assert listing(**{"DateSent>": (today + timedelta(days=1)).isoformat()})["messages"] == []
+    assert len(listing(**{"DateSent<": today.isoformat(), "To": "+14155550102"})["messages"]) == 1
+    with pytest.raises(PermanentError) as invalid:
+        listing(**{"DateSent>": "next tuesday"})
+    assert (invalid.value.status, invalid.value.code) == (400, "20001")
+
+    message = twilio.http.request("GET", f"{MESSAGES[:-5]}/{first.remote_id}.json").json()
+    assert message["status"] == "sent" and message["body"] == BODY
+    assert parsedate_to_datetime(message["date_sent"]) >= parsedate_to_datetime(message["date_created"])
+    assert message["date_created"].endswith("+0000")  # RFC 2822, GMT, as Twilio writes it
 
 
 def test_connection_test_reads_the_account_and_a_wrong_token_is_refused(
