@@ -89,10 +89,6 @@ class Connector(ABC):
     ambiguous_sends: ClassVar[AmbiguousSends]
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
-    # What a send whose answer was lost (timeout, reset) becomes: "idempotent" — sent again, the vendor
-    # upserts or replays its idempotency key; "reconcile" — looked up at the vendor first (`reconcile`);
-    # "resend" — sent again with the same delivery id in the payload (at least once: no lookup API).
-    ambiguous_sends: ClassVar[str] = "idempotent"
 
     @classmethod
     @abstractmethod
@@ -116,13 +112,6 @@ class Connector(ABC):
     @abstractmethod
     def erase(self, person: Person) -> Outcome:
         """Erase or anonymise the person at the vendor (right to deletion)."""
-
-    def reconcile(self, object_name: str, records: Sequence[Record], since: datetime) -> dict[str, Outcome]:
-        """For vendors without idempotency keys: the records a lost-answer send did deliver, by record key.
-
-        A record not in the answer was not found at the vendor and is sent again.
-        """
-        return {}
 
     def withdraw_consent(self, person: Person) -> Outcome | None:
         """Stop what the person no longer consents to (e.g. unsubscribe from a list); None: nothing to do."""

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ennu import deliveries
 from ennu.db import session_scope
 from ennu.models import Delivery, OutboxEvent, SyncLog, User
 from flows.bulk_sync import bulk_sync
-from ennu import deliveries
 from flows.drain import drain
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
