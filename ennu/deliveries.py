@@ -282,7 +282,7 @@ def release(owner: str, event_ids: Sequence[str] | None = None) -> int:
         query = update(Delivery).where(Delivery.lease_owner == owner, Delivery.status.in_(OPEN))
         if event_ids is not None:
             query = query.where(Delivery.event_id.in_(list(event_ids)))
-        result = session.execute(query.values(lease_owner=None, lease_expires_at=None))
+        result = session.execute(query.values(lease_expires_at=None))
         return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -321,7 +321,7 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def _next_state(held: Held, s: Settlement, now: datetime, max_attempts: int) -> dict[str, Any]:
-    values: dict[str, Any] = {"_lease_owner": None, "_lease_expires_at": None, "_error": s.error}
+    values: dict[str, Any] = {"_lease_expires_at": None, "_error": s.error}
     attempts = held.attempts
     if s.status in SETTLED_AS:
         status, not_before, settled = SETTLED_AS[s.status], None, now
@@ -353,18 +353,27 @@ def _next_state(held: Held, s: Settlement, now: datetime, max_attempts: int) -> 
     return values
 
 
-def settle(owner: str, held: Sequence[Held], settlements: Sequence[Settlement]) -> dict[str, int]:
-    """Write the outcomes of held deliveries (only while this owner still holds them); counts by status."""
+def settle(
+    owner: str, held: Sequence[Held], settlements: Sequence[Settlement], *, session: Session | None = None
+) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """Write the outcomes of held deliveries (only while this owner still holds them).
+
+    Returns each settled pair's new (status, reason): a deferral that ran out of attempts comes back
+    `failed`. Pass `session` to write in the caller's transaction (then call `finish_events` after it).
+    """
     now = utcnow()
     max_attempts = get_settings().delivery_max_attempts
     by_pair = {(h.event_id, h.integration): h for h in held}
     params = []
+    results: dict[tuple[str, str], tuple[str, str | None]] = {}
     for s in settlements:
         h = by_pair.get((s.event_id, s.integration))
         if h is not None:
-            params.append(_next_state(h, s, now, max_attempts))
+            values = _next_state(h, s, now, max_attempts)
+            params.append(values)
+            results[(s.event_id, s.integration)] = (values["_status"], values["_error"])
     if not params:
-        return {}
+        return results
     table = DELIVERY_TABLE
     statement = (
         update(table)
@@ -375,19 +384,19 @@ def settle(owner: str, held: Sequence[Held], settlements: Sequence[Settlement]) 
             not_before=bindparam("_not_before"),
             settled_at=bindparam("_settled_at"),
             last_error=bindparam("_error"),
-            lease_owner=bindparam("_lease_owner"),
             lease_expires_at=bindparam("_lease_expires_at"),
             last_attempt_at=func.coalesce(bindparam("_last_attempt_at"), table.c.last_attempt_at),
         )
     )
-    with session_scope() as session:
+    if session is not None:
         for part in chunks(params):
             session.execute(statement, list(part))
-    counts: dict[str, int] = {}
-    for p in params:
-        counts[p["_status"]] = counts.get(p["_status"], 0) + 1
+        return results
+    with session_scope() as own:
+        for part in chunks(params):
+            own.execute(statement, list(part))
     finish_events({s.event_id for s in settlements})
-    return counts
+    return results
 
 
 def finish_events(event_ids: Iterable[str]) -> int:

@@ -226,6 +226,7 @@ class Delivery(Base):
     priority: Mapped[int] = mapped_column(Integer, default=5)  # 1 first; bulk syncs queue behind live events
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # sends that failed or whose answer was lost
     not_before: Mapped[datetime | None] = mapped_column()
+    # The worker batch that holds it (while lease_expires_at is ahead) or last held it.
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)  # a code or reason, never a value

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from ennu.circuit import circuit_state
 from ennu.db import session_scope
-from ennu.models import NOT_DELIVERY_ATTEMPTS, EventStatus, OutboxEvent, SyncLog, SyncStatus, as_utc, utcnow
+from ennu.deliveries import counts_by_integration
+from ennu.models import NOT_DELIVERY_ATTEMPTS, DeliveryStatus, SyncLog, SyncStatus, as_utc, utcnow
 from ennu.settings import get_settings
 
 ERRORS = (SyncStatus.FAILED.value, SyncStatus.REJECTED.value)
@@ -24,27 +25,17 @@ class IntegrationStatus:
     last_error: datetime | None
     last_error_reason: str | None
     circuit: str
-    pending: int
+    pending: int  # deliveries still owed: pending, leased, deferred or unknown
+    deliveries: dict[str, int]  # open deliveries by state, and `failed` dead letters awaiting a replay
     counts_24h: dict[str, int]
     error_rate_24h: float | None
-
-
-def pending_events_by_type() -> dict[str, int]:
-    with session_scope() as session:
-        rows = session.execute(
-            select(OutboxEvent.type, func.count())
-            .where(OutboxEvent.status.in_([EventStatus.PENDING.value, EventStatus.DEFERRED.value]))
-            .group_by(OutboxEvent.type)
-        ).all()
-    return {event_type: int(n) for event_type, n in rows}
 
 
 def integration_status(
     integration: str,
     enabled: bool,
-    routed_types: list[str],
     now: datetime | None = None,
-    pending_by_type: dict[str, int] | None = None,
+    by_state: dict[str, int] | None = None,
 ) -> IntegrationStatus:
     now = now or utcnow()
     since = now - timedelta(hours=24)
@@ -69,7 +60,7 @@ def integration_status(
             .limit(1)
         ).first()
     circuit = circuit_state(integration, now)
-    pending_by_type = pending_events_by_type() if pending_by_type is None else pending_by_type
+    by_state = counts_by_integration().get(integration, {}) if by_state is None else by_state
     attempted = sum(n for status, n in counts.items() if status not in NOT_DELIVERY_ATTEMPTS)
     errors = sum(counts.get(s, 0) for s in ERRORS)
     last_error_at = as_utc(last_error_row[0]) if last_error_row else None
@@ -83,24 +74,20 @@ def integration_status(
         last_error=as_utc(last_error_at),
         last_error_reason=reason,
         circuit=circuit.label,
-        pending=sum(pending_by_type.get(t, 0) for t in routed_types),
+        pending=sum(n for state, n in by_state.items() if state != DeliveryStatus.FAILED.value),
+        deliveries=dict(sorted(by_state.items())),
         counts_24h=counts,
         error_rate_24h=round(errors / attempted, 4) if attempted else None,
     )
 
 
 def all_statuses() -> list[IntegrationStatus]:
-    """Every integration of the routing table, with the event types routed to it."""
+    """Every integration of the routing table."""
     from mappings.routing import routing_table
 
     table = routing_table(get_settings().mappings_dir)
-    pending = pending_events_by_type()
-    statuses = []
-    for name, config in sorted(table.integrations.items()):
-        routed = [
-            event_type
-            for event_type in table.routes
-            if any(s.connector == name for s in table.routes_for(event_type))
-        ]
-        statuses.append(integration_status(name, config.enabled, routed, pending_by_type=pending))
-    return statuses
+    states = counts_by_integration()
+    return [
+        integration_status(name, config.enabled, by_state=states.get(name, {}))
+        for name, config in sorted(table.integrations.items())
+    ]

@@ -19,7 +19,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from connectors.base import Outcome, Record
 from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS
-from ennu import deliveries
+from ennu import circuit, deliveries
 from ennu.models import SyncStatus, utcnow
 from ennu.settings import get_settings
 from tasks.admit import admit
@@ -129,7 +129,15 @@ def after_error(connector: str) -> SyncStatus:
 def failed_batch(connector: str, batch: list[Record], error: BaseException) -> dict[str, Outcome]:
     """A batch whose push raised: retried later, or looked up first where the send may have arrived."""
     reason = error.reason if isinstance(error, ConnectorError) else type(error).__name__
-    return {r.record_key: Outcome(r.record_key, after_error(connector), error=reason) for r in batch}
+    status = after_error(connector)
+    state = circuit.circuit_state(connector)
+    if status == SyncStatus.DEFERRED and state.open:
+        # The vendor is down, not the record: it waits for the breaker's probe and spends no attempt.
+        return {
+            r.record_key: Outcome(r.record_key, status, error=reason, not_before=state.opened_until)
+            for r in batch
+        }
+    return {r.record_key: Outcome(r.record_key, status, error=reason) for r in batch}
 
 
 def held_rows(r: Route, ledger: Ledger) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS, build_connector
-from ennu import circuit
+from ennu import circuit, deliveries, receipts
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
@@ -58,6 +58,25 @@ class SyncRequest(BaseModel):
     user_ids: list[Annotated[int, Field(gt=0, le=ID_MAX)]] | None = Field(
         default=None, max_length=10_000, description="only these people"
     )
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    integration: str | None = Field(
+        default=None, description="only this destination", json_schema_extra=allowed_values(KNOWN)
+    )
+    statuses: list[Literal["failed", "rejected"]] = Field(
+        default=["failed"], min_length=1, max_length=2, description="which dead letters"
+    )
+    event_ids: (
+        list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]] | None
+    ) = Field(default=None, max_length=10_000, description="only these events")
+
+
+class ReplayStarted(BaseModel):
+    deliveries: int
+    receipts: int
 
 
 class SyncStarted(BaseModel):
@@ -158,6 +177,26 @@ def data(
         ).scalars()
         out = [SyncLogRow.model_validate(row, from_attributes=True) for row in rows]
     return SyncLogPage(integration=integration, total=total, page=page, page_size=page_size, rows=out)
+
+
+@router.post(
+    "/replay",
+    response_model=ReplayStarted,
+    dependencies=[Depends(require_operator), Depends(require_json_body)],
+    responses=error_responses(
+        400, 401, 403, 413, 415, 422, e422="Unknown field, state or integration; never echoing values."
+    ),
+)
+def replay(request: ReplayRequest) -> ReplayStarted:
+    """Offer dead letters again after a fix: matching deliveries are pending with attempts reset, and the
+    delivery workers carry them within a second (failed webhook receipts too, unless events are named)."""
+    if request.integration is not None and request.integration not in CONNECTORS:
+        raise HTTPException(422, "unknown integration")
+    reopened = deliveries.reopen(
+        statuses=request.statuses, integration=request.integration, event_ids=request.event_ids
+    )
+    again = receipts.reopen_failed(request.integration) if request.event_ids is None else 0
+    return ReplayStarted(deliveries=reopened, receipts=again)
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from prefect import get_run_logger, task
@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from ennu import deliveries
 from ennu.db import session_scope
 from ennu.deliveries import Held, Settlement
-from ennu.models import SyncLog, SyncStatus, utcnow
+from ennu.models import DeliveryStatus, SyncLog, SyncStatus, utcnow
 from tasks.extract import chunks
 
 SUMMARY_COLUMNS = (
@@ -75,15 +75,13 @@ def current_flow_run_id() -> str | None:
     return str(getattr(run, "id", run)) if run is not None else None
 
 
-def write_sync_log(
+def sync_log_rows(
     entries: Sequence[SyncEntry], flow_run_id: str | None, attempts: dict[tuple[str, str], int] | None = None
-) -> None:
-    """Insert one row per entry; `attempt` is the delivery's attempt number (1 for the first)."""
-    if not entries:
-        return
+) -> list[dict[str, object]]:
+    """One row per entry; `attempt` is the delivery's attempt number (1 for the first)."""
     attempts = attempts or {}
     now = utcnow()
-    rows = [
+    return [
         {
             "event_id": e.event_id,
             "connector": e.connector,
@@ -101,9 +99,25 @@ def write_sync_log(
         }
         for e in entries
     ]
+
+
+def write_sync_log(
+    entries: Sequence[SyncEntry], flow_run_id: str | None, attempts: dict[tuple[str, str], int] | None = None
+) -> None:
+    rows = sync_log_rows(entries, flow_run_id, attempts)
+    if not rows:
+        return
     with session_scope() as session:
         for part in chunks(rows, 1000):
             session.execute(insert(SyncLog), list(part))
+
+
+def as_settled(entry: SyncEntry, results: dict[tuple[str, str], tuple[str, str | None]]) -> SyncEntry:
+    """An entry as its delivery ended up: a deferral past the attempt cap is recorded as the failure."""
+    status, reason = results.get((entry.event_id or "", entry.connector), (None, None))
+    if status == DeliveryStatus.FAILED.value and entry.status in (SyncStatus.DEFERRED, SyncStatus.UNKNOWN):
+        return replace(entry, status=SyncStatus.FAILED, error=reason)
+    return entry
 
 
 def settlements(entries: Iterable[SyncEntry]) -> list[Settlement]:
@@ -151,9 +165,14 @@ class Ledger:
         if not mine:
             return
         attempts = {(h.event_id, h.integration): h.attempts for h in self.held}
-        write_sync_log(mine, self.flow_run_id, attempts)
         due = settlements(mine)
-        deliveries.settle(self.owner, self.held, due)
+        # One transaction: the delivery states and the sync log agree even if the process dies here.
+        with session_scope() as session:
+            results = deliveries.settle(self.owner, self.held, due, session=session)
+            mine = [as_settled(e, results) for e in mine]
+            for part in chunks(sync_log_rows(mine, self.flow_run_id, attempts), 1000):
+                session.execute(insert(SyncLog), list(part))
+        deliveries.finish_events({s.event_id for s in due})
         with self._lock:
             self.entries += mine
             self.settled.update((s.event_id, s.integration) for s in due)

@@ -1,0 +1,234 @@
+"""The delivery engine with a worker in this process: micro-batches, per-person order, attempt cap, replay,
+retries after a vendor outage, ambiguous Twilio sends and webhook receipts — counted at the stand-ins."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from ennu import circuit, deliveries
+from ennu.db import session_scope
+from ennu.models import Delivery, OutboxEvent, SyncLog, User, WebhookReceipt
+from ennu.settings import reload_settings
+from flows import webhook_received
+from flows.bulk_sync import bulk_sync
+from intake.app import create_app
+from tests.engine_support import delivery_states, open_deliveries, running_worker, wait_for
+from tests.factories import add_event, add_goal, add_person, person_with_assessment, zone_at_local_hour
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+OPERATOR = {"Authorization": "Bearer operator-token"}
+
+
+@pytest.fixture()
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delivery retries a second apart and no task retries, so attempts are counted quickly."""
+    monkeypatch.setenv("ENNU_DELIVERY_RETRY_BASE_SECONDS", "0.3")
+    monkeypatch.setenv("ENNU_RECONCILE_DELAY_SECONDS", "0.5")
+    monkeypatch.setenv("ENNU_PUSH_RETRIES", "0")
+    reload_settings()
+
+
+def sync_statuses(connector: str) -> Counter[str]:
+    with session_scope() as session:
+        rows = session.execute(select(SyncLog.status).where(SyncLog.connector == connector)).scalars()
+        return Counter(rows)
+
+
+def test_a_lone_event_goes_at_once_and_a_burst_in_batches(sqlite_database: str, sandbox: Any) -> None:
+    with running_worker() as worker:
+        person_with_assessment()
+        wait_for(lambda: len(sandbox.objects("hubspot", "contacts")) == 1, "the lone contact")
+        wait_for(lambda: worker.stats.batches >= 1 and open_deliveries() == 0, "the lone event settled")
+        lone = worker.stats.batches
+        for _ in range(120):
+            person_with_assessment()
+        wait_for(lambda: open_deliveries() == 0, "the burst settled")
+    assert len(sandbox.objects("hubspot", "contacts")) == 121
+    assert sync_statuses("hubspot") == Counter({"created": 121})
+    # 120 events of one type go in batches of up to 50, not one run each.
+    assert worker.stats.batches - lone <= 10
+
+
+def test_twenty_events_of_one_person_create_one_stripe_customer(database: str, sandbox: Any) -> None:
+    user_id = add_person()
+    for n in range(20):
+        add_event("user.registered", user_id, event_id=f"reg-{n}")
+    with running_worker(concurrency=4):
+        wait_for(lambda: open_deliveries() == 0, "every registration settled")
+    assert len(sandbox.objects("stripe", "customers")) == 1
+    assert len(sandbox.objects("hubspot", "contacts")) == 1
+
+
+def test_a_bulk_sync_for_two_destinations_calls_only_those_two(
+    sqlite_database: str, sandbox: Any, quick_retries: None
+) -> None:
+    for _ in range(6):
+        add_person()
+    sandbox.fail("hubspot", mode="status", status=503, count=2)  # two attempts fail, the third goes
+    with running_worker():
+        bulk_sync(event_type="user.registered", integrations=["hubspot", "salesforce"])
+        wait_for(lambda: open_deliveries() == 0, "the bulk sync's deliveries settled")
+    assert len(sandbox.objects("hubspot", "contacts")) == 6
+    assert len(sandbox.objects("salesforce", "Contact")) == 6
+    for vendor in ("mailchimp", "stripe", "ga4", "zapier", "twilio"):
+        assert sandbox.requests(vendor) == [], vendor
+    assert set(delivery_states()) == {"delivered"}
+
+
+def test_a_vendor_outage_heals_without_a_drain_and_spends_no_attempt(
+    database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "2")
+    monkeypatch.setenv("ENNU_CIRCUIT_PROBE_SECONDS", "1")
+    monkeypatch.setenv("ENNU_DELIVERY_RETRY_BASE_SECONDS", "0.5")
+    reload_settings()
+    sandbox.fail("hubspot", mode="status", status=503, seconds=6)
+    events = [person_with_assessment()[2] for _ in range(10)]
+    with running_worker():
+        wait_for(lambda: open_deliveries() == 0, "delivery after the outage", timeout=90)
+    assert sync_statuses("hubspot")["created"] == 10, sync_statuses("hubspot")
+    assert len(sandbox.objects("hubspot", "contacts")) == 10
+    assert delivery_states("hubspot") == {"delivered": 10}
+    with session_scope() as session:
+        assert {e.status for e in session.execute(select(OutboxEvent)).scalars()} == {"done"}
+    assert len(events) == 10
+
+
+def test_attempts_are_capped_then_the_dead_letter_is_visible_and_a_replay_delivers_it_once(
+    database: str, sandbox: Any, quick_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "1000")  # the record's trouble, not an outage
+    monkeypatch.setenv("ENNU_OPERATOR_TOKENS", "operator-token")
+    monkeypatch.setenv("ENNU_VIEWER_TOKENS", "operator-token")
+    reload_settings()
+    sandbox.fail("hubspot", mode="status", status=500)
+    person_with_assessment()
+    with running_worker():
+        wait_for(lambda: delivery_states("hubspot") == {"failed": 1}, "the dead letter")
+        assert len(sandbox.requests("hubspot")) == 3  # three attempts, one request each
+        with TestClient(create_app()) as api:
+            status = {s["integration"]: s for s in api.get("/integrations/status", headers=OPERATOR).json()}
+            assert status["hubspot"]["deliveries"] == {"failed": 1}
+            assert "gave up after 3 attempts" in (status["hubspot"]["last_error_reason"] or "")
+            sandbox.heal("hubspot")
+            circuit.reset_circuit("hubspot")
+            replayed = api.post("/integrations/replay", headers=OPERATOR, json={"integration": "hubspot"})
+        assert replayed.status_code == 200 and replayed.json()["deliveries"] == 1
+        wait_for(lambda: delivery_states("hubspot") == {"delivered": 1}, "the replayed delivery")
+    assert len(sandbox.objects("hubspot", "contacts")) == 1
+    assert sync_statuses("hubspot") == Counter({"deferred": 2, "failed": 1, "created": 1})
+
+
+@pytest.mark.parametrize("mode", ["commit_then_reset", "commit_then_late"])
+def test_a_lost_twilio_answer_is_reconciled_so_each_person_gets_one_sms(
+    sqlite_database: str, sandbox: Any, quick_retries: None, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("ENNU_HTTP_TIMEOUT_SECONDS", "2")
+    reload_settings()
+    people = []
+    for n in range(6):
+        user_id = add_person(phone=f"(555) 010-{2000 + n}")
+        with session_scope() as session:
+            session.get(User, user_id).timezone = zone_at_local_hour(13)  # type: ignore[union-attr]
+        goal = add_goal(user_id, status="completed")
+        add_event("health_goal.completed", user_id, goal)
+        people.append(user_id)
+    sandbox.fail("twilio", mode=mode, count=2, delay=4)
+    with running_worker():
+        wait_for(lambda: delivery_states("twilio") == {"delivered": 6}, "every SMS settled", timeout=120)
+    recipients = Counter(m["to"] for m in sandbox.objects("twilio", "messages"))
+    assert len(recipients) == 6 and set(recipients.values()) == {1}
+    assert len(sandbox.stored_but_unanswered("twilio")) == 2
+    with session_scope() as session:
+        created = session.execute(
+            select(SyncLog.user_id, SyncLog.remote_id).where(
+                SyncLog.connector == "twilio", SyncLog.status == "created"
+            )
+        ).all()
+    sids = {m["sid"] for m in sandbox.objects("twilio", "messages")}
+    assert {user for user, _ in created} == set(people) and {sid for _, sid in created} == sids
+
+
+def test_a_webhook_whose_handler_fails_once_is_applied_later_and_an_unknown_one_is_recorded(
+    sqlite_database: str, quick_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = add_person(email="leaving@example.com", marketing=True)
+    calls = Counter[str]()
+    real = webhook_received.HANDLERS["mailchimp"]
+
+    def flaky(session: Any, payload: dict[str, Any]) -> webhook_received.Handled:
+        calls["mailchimp"] += 1
+        if calls["mailchimp"] == 1:
+            raise RuntimeError("the database went away for a moment")
+        return real(session, payload)
+
+    monkeypatch.setitem(webhook_received.HANDLERS, "mailchimp", flaky)
+    with session_scope() as session:
+        session.add_all(
+            [
+                WebhookReceipt(
+                    integration="mailchimp",
+                    vendor_event_id="mc-1",
+                    kind="unsubscribe",
+                    payload={"type": "unsubscribe", "data[email]": "leaving@example.com"},
+                ),
+                WebhookReceipt(
+                    integration="hubspot", vendor_event_id="hs-1", kind="deal.created", payload={}
+                ),
+            ]
+        )
+    with running_worker():
+
+        def processed() -> bool:
+            with session_scope() as session:
+                rows = session.execute(select(WebhookReceipt)).scalars().all()
+                return all(r.processed_at is not None for r in rows)
+
+        wait_for(processed, "both receipts processed")
+    with session_scope() as session:
+        receipts = {r.vendor_event_id: r for r in session.execute(select(WebhookReceipt)).scalars()}
+        assert (receipts["mc-1"].status, receipts["mc-1"].attempts) == ("consent-withdrawn", 1)
+        assert receipts["hs-1"].status == "no-handler"
+        assert session.get(User, user_id).marketing_consent is False  # type: ignore[union-attr]
+    assert calls["mailchimp"] == 2
+
+
+def test_an_erasure_cancels_the_persons_open_deliveries_first(
+    sqlite_database: str, sandbox: Any, quick_retries: None
+) -> None:
+    user_id = add_person()
+    sandbox.fail("hubspot", mode="status", status=503)
+    registered = add_event("user.registered", user_id)
+    with running_worker():
+        wait_for(lambda: delivery_states("hubspot").get("deferred"), "the HubSpot delivery deferred")
+        add_event("user.deletion_requested", user_id)
+        wait_for(lambda: open_deliveries() == 0, "the erasure settled")
+    with session_scope() as session:
+        state = session.execute(
+            select(Delivery.status).where(Delivery.event_id == registered, Delivery.integration == "hubspot")
+        ).scalar_one()
+    assert state == "cancelled"
+    assert sandbox.objects("hubspot", "contacts") == []
+
+
+def test_claims_never_hold_one_persons_deliveries_to_one_destination_twice(sqlite_database: str) -> None:
+    user_id = add_person()
+    first = add_event("user.registered", user_id)
+    from tasks.admit import admit
+
+    admit()
+    held = deliveries.claim("worker-a", 10)
+    assert held is not None and held.event_ids == [first]
+    second = add_event("user.login", user_id)  # HubSpot, like the registration held by worker-a
+    admit()
+    assert deliveries.claim("worker-b", 10) is None
+    deliveries.release("worker-a")
+    again = deliveries.claim("worker-b", 10)
+    assert again is not None and again.event_type == "user.registered"
+    assert second
+
