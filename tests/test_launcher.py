@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from ennu.launcher import deployment_registered, parts
 from ennu.supervisor import Backoff, Part, ReadinessCheck, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
 # A tiny backoff keeps the tests fast; the launcher uses 1 s doubling to 30 s.
 FAST = Backoff(first=0.2, maximum=0.8, stable_after=30)
+REGISTERED_AT = "2026-12-01T10:00:00.123000Z"
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, tick: float = 0.05) -> None:
@@ -323,3 +329,41 @@ def test_a_part_waits_for_the_parts_it_needs_and_an_unready_part_is_named_when_t
     poll_until(again, lambda: again.pid("base"), "base started")
     flag.touch()
     poll_until(again, lambda: again.pid("dependent"), "dependent started once base was ready")
+
+
+class _PrefectApiStandIn(BaseHTTPRequestHandler):
+    """Knows one deployment, drain/hourly, last registered at 2026-12-01 10:00 UTC."""
+
+    def do_GET(self) -> None:
+        known = self.path == "/api/deployments/name/drain/hourly"
+        body = json.dumps({"name": "hourly", "updated": REGISTERED_AT} if known else {"detail": "Not Found"})
+        self.send_response(200 if known else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_the_launcher_part_table_waits_for_prefect_and_for_the_served_deployments() -> None:
+    table = parts(prefect_port=4201, intake_port=8001, sandbox_port=8766, api_url="http://127.0.0.1:1/api")
+    assert [part.name for part in table] == ["prefect-server", "sandbox", "intake", "deployments"]
+    deployments = table[-1]
+    assert deployments.needs == ("prefect-server",)
+    assert deployments.ready is not None and "drain/hourly" in deployments.ready.what
+    Supervisor(table, env={}, cwd=ROOT, log_dir=ROOT / ".ennu" / "logs")  # the table is consistent
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PrefectApiStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api_url = f"http://127.0.0.1:{server.server_address[1]}/api"
+        registered = datetime.fromisoformat(REGISTERED_AT).timestamp()
+        assert deployment_registered(api_url, "drain/hourly").check(registered - 1)
+        assert not deployment_registered(api_url, "drain/hourly").check(registered + 1), "a previous run's"
+        assert not deployment_registered(api_url, "drain/daily").check(registered - 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    nothing_there = "http://127.0.0.1:1/api"
+    assert not deployment_registered(nothing_there, "drain/hourly").check(0), "no answer: not registered"
