@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
+from datetime import datetime
 
 import requests
 
 from ennu.settings import PROJECT_ROOT, STATE_DIR
+from ennu.supervisor import Part, ReadinessCheck, Supervisor
 
 LOOPBACK = "127.0.0.1"
 
@@ -45,47 +43,60 @@ def local_environment(prefect_port: int, sandbox_port: int) -> dict[str, str]:
     return env
 
 
-def wait_until_up(url: str, name: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{name} exited with code {process.returncode}; see {log_path(name)}")
+def deployment_registered(api_url: str, name: str) -> ReadinessCheck:
+    """`drain/hourly` was registered (created or updated) in the Prefect API since `prefect serve` started."""
+
+    def check(since: float) -> bool:
         try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{name} did not answer at {url} within {timeout:.0f} s; see {log_path(name)}")
+            response = requests.get(f"{api_url}/deployments/name/{name}", timeout=5)
+            # The Prefect database outlives a run: only a registration by this run counts.
+            return response.status_code == 200 and _timestamp(response.json()["updated"]) >= since
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return False
+
+    return ReadinessCheck(f"the deployment {name} to be registered at {api_url}", check)
 
 
-def wait_for_triggers(api_url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
-    """Events fired before the deployments' trigger automations exist would wait for the hourly drain."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = log_path("deployments")
-            raise SystemExit(f"deployments exited with code {process.returncode}; see {log}")
-        try:
-            automations = requests.post(f"{api_url}/automations/filter", json={}, timeout=5).json()
-            names = {a.get("name") for a in automations} if isinstance(automations, list) else set()
-            if "on ennu.assessment.completed" in names:
-                return
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(1)
-    log = log_path("deployments")
-    raise SystemExit(f"the deployments' triggers did not appear within {timeout:.0f} s; see {log}")
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
-def log_path(name: str) -> Path:
-    return STATE_DIR / "logs" / f"{name}.log"
-
-
-def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log_path(name).parent.mkdir(parents=True, exist_ok=True)
-    log = log_path(name).open("ab")
-    return subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+def parts(prefect_port: int, intake_port: int, sandbox_port: int, api_url: str) -> list[Part]:
+    """Everything `make up` keeps running, one `Part` each; a part starts once the parts it needs are up."""
+    py = sys.executable
+    return [
+        Part(
+            "prefect-server",
+            (py, "-m", "prefect", "server", "start", "--host", LOOPBACK, "--port", str(prefect_port)),
+            health_url=f"http://{LOOPBACK}:{prefect_port}/api/health",
+        ),
+        Part(
+            "sandbox",
+            (py, "-m", "sandbox", "--host", LOOPBACK, "--port", str(sandbox_port)),
+            health_url=f"http://{LOOPBACK}:{sandbox_port}/_sandbox/health",
+        ),
+        Part(
+            "intake",
+            (
+                py,
+                "-m",
+                "uvicorn",
+                "intake.app:app",
+                "--no-access-log",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(intake_port),
+            ),
+            health_url=f"http://{LOOPBACK}:{intake_port}/health",
+        ),
+        Part(
+            "deployments",
+            (py, "-m", "deployments.serve"),
+            ready=deployment_registered(api_url, "drain/hourly"),
+            needs=("prefect-server",),
+        ),
+    ]
 
 
 def prepare_demo_database(people: int) -> str:
@@ -117,72 +128,27 @@ def main() -> None:
     os.environ.update(env)
     print(f"demo database: {prepare_demo_database(args.demo_people)}", flush=True)
 
-    py = sys.executable
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def stop(*_signal: object) -> None:
-        for _name, process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-        for _name, process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-    prefect = start(
-        "prefect-server",
-        [py, "-m", "prefect", "server", "start", "--host", LOOPBACK, "--port", str(args.prefect_port)],
-        env,
+    supervisor = Supervisor(
+        parts(args.prefect_port, args.intake_port, args.sandbox_port, env["PREFECT_API_URL"]),
+        env=env,
+        cwd=PROJECT_ROOT,
+        log_dir=STATE_DIR / "logs",
     )
-    processes.append(("prefect-server", prefect))
-    sandbox = start(
-        "sandbox", [py, "-m", "sandbox", "--host", LOOPBACK, "--port", str(args.sandbox_port)], env
-    )
-    processes.append(("sandbox", sandbox))
-    intake = start(
-        "intake",
-        [
-            py,
-            "-m",
-            "uvicorn",
-            "intake.app:app",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(args.intake_port),
-            "--no-access-log",
-        ],
-        env,
-    )
-    processes.append(("intake", intake))
-    wait_until_up(f"http://{LOOPBACK}:{args.sandbox_port}/_sandbox/health", "sandbox", sandbox)
-    wait_until_up(f"http://{LOOPBACK}:{args.prefect_port}/api/health", "prefect-server", prefect, timeout=180)
-    wait_until_up(f"http://{LOOPBACK}:{args.intake_port}/health", "intake", intake)
-    served = start("deployments", [py, "-m", "deployments.serve"], env)
-    processes.append(("deployments", served))
-    wait_for_triggers(env["PREFECT_API_URL"], served)
 
-    print(
-        "\nENNU Integrations is up:\n"
-        f"  Prefect UI     http://{LOOPBACK}:{args.prefect_port}\n"
-        f"  Intake API     http://{LOOPBACK}:{args.intake_port}   (docs at /docs)\n"
-        f"  Sandbox        http://{LOOPBACK}:{args.sandbox_port}"
-        "  (what it received: /_sandbox/hubspot/objects/contacts)\n"
-        f"  Logs           {STATE_DIR / 'logs'}\n"
-        "Fire the README's curl event and watch the flow run appear in the UI. Ctrl-C stops everything.",
-        flush=True,
-    )
-    while True:
-        for name, process in processes:
-            if process.poll() is not None:
-                print(f"{name} stopped (exit {process.returncode}); see {log_path(name)}", flush=True)
-                stop()
-        time.sleep(1)
+    def print_summary(not_ready: list[str]) -> None:
+        headline = "is up" if not not_ready else f"is up except {', '.join(not_ready)} (see above)"
+        print(
+            f"\nENNU Integrations {headline}:\n"
+            f"  Prefect UI     http://{LOOPBACK}:{args.prefect_port}\n"
+            f"  Intake API     http://{LOOPBACK}:{args.intake_port}   (docs at /docs)\n"
+            f"  Sandbox        http://{LOOPBACK}:{args.sandbox_port}"
+            "  (what it received: /_sandbox/hubspot/objects/contacts)\n"
+            f"  Logs           {STATE_DIR / 'logs'}\n"
+            "Fire the README's curl event and watch the flow run appear in the UI. Ctrl-C stops everything.",
+            flush=True,
+        )
+
+    supervisor.run(on_started=print_summary)
 
 
 if __name__ == "__main__":
