@@ -22,11 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ennu import deliveries, receipts
+from ennu import deliveries, heartbeats, receipts
 from ennu.settings import get_settings
 
 logger = logging.getLogger("ennu.worker")
 RECEIPTS_PER_BATCH = 50
+HEARTBEAT_SECONDS = 5.0
 # After the Prefect API or the database failed, wait before claiming again (nothing was spent).
 BACKOFF_SECONDS = 2.0
 
@@ -124,9 +125,20 @@ class DeliveryWorker:
         self.in_flight.add(self.pool.submit(self.run_batch, owner, claim.event_type, claim.event_ids))
         return True
 
+    def beat(self, *, warm: bool = True) -> None:
+        try:
+            s = self.stats
+            heartbeats.beat(self.name, warm=warm, batches=s.batches, events=s.events, errors=s.errors)
+        except Exception:  # the database is down: claiming reports it too
+            logger.warning("heartbeat of %s not recorded", self.name, exc_info=True)
+
     def loop(self) -> None:
         poll = get_settings().worker_poll_seconds
+        last_beat = 0.0
         while not self.stop.is_set():
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                self.beat()
+                last_beat = time.monotonic()
             self.in_flight = {f for f in self.in_flight if not f.done()}
             claimed = False
             if len(self.in_flight) < self.concurrency and time.monotonic() >= self.idle_until:
@@ -158,6 +170,7 @@ def main() -> None:
     migrate()
     worker = DeliveryWorker(args.name, concurrency=args.concurrency)
     started = time.monotonic()
+    worker.beat(warm=False)
     warm_up(worker.concurrency)
     logger.info("delivery worker %s warm in %.1f s; polling", worker.name, time.monotonic() - started)
 

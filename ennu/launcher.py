@@ -57,6 +57,20 @@ def deployment_registered(api_url: str, name: str) -> ReadinessCheck:
     return ReadinessCheck(f"the deployment {name} to be registered at {api_url}", check)
 
 
+def worker_warm() -> ReadinessCheck:
+    """A delivery worker started by this run has warmed up (its heartbeat in the hub database)."""
+
+    def check(since: float) -> bool:
+        from ennu.heartbeats import live_workers
+
+        try:
+            return any(w.warm_at is not None and w.warm_at.timestamp() >= since for w in live_workers())
+        except Exception:  # the database is being migrated by the worker itself: not yet
+            return False
+
+    return ReadinessCheck("a delivery worker to warm up", check)
+
+
 def _timestamp(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -96,6 +110,7 @@ def parts(prefect_port: int, intake_port: int, sandbox_port: int, api_url: str) 
             ready=deployment_registered(api_url, "drain/hourly"),
             needs=("prefect-server",),
         ),
+        Part("delivery-worker", (py, "-m", "engine"), ready=worker_warm(), needs=("prefect-server",)),
     ]
 
 

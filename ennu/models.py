@@ -235,6 +235,20 @@ class Delivery(Base):
     settled_at: Mapped[datetime | None] = mapped_column()
 
 
+class WorkerHeartbeat(Base):
+    """A delivery worker's sign of life: the status and readiness checks read it."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    warm_at: Mapped[datetime | None] = mapped_column()  # imports done, contexts built: it is claiming
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    batches: Mapped[int] = mapped_column(Integer, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class SyncStatus(enum.StrEnum):
     CREATED = "created"
     UPDATED = "updated"

@@ -104,7 +104,6 @@ def test_attempts_are_capped_then_the_dead_letter_is_visible_and_a_replay_delive
 ) -> None:
     monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "1000")  # the record's trouble, not an outage
     monkeypatch.setenv("ENNU_OPERATOR_TOKENS", "operator-token")
-    monkeypatch.setenv("ENNU_VIEWER_TOKENS", "operator-token")
     reload_settings()
     sandbox.fail("hubspot", mode="status", status=500)
     person_with_assessment()

@@ -348,8 +348,11 @@ class _PrefectApiStandIn(BaseHTTPRequestHandler):
 
 def test_the_launcher_part_table_waits_for_prefect_and_for_the_served_deployments() -> None:
     table = parts(prefect_port=4201, intake_port=8001, sandbox_port=8766, api_url="http://127.0.0.1:1/api")
-    assert [part.name for part in table] == ["prefect-server", "sandbox", "intake", "deployments"]
-    deployments = table[-1]
+    names = [part.name for part in table]
+    assert names == ["prefect-server", "sandbox", "intake", "deployments", "delivery-worker"]
+    deployments = table[names.index("deployments")]
+    worker = table[names.index("delivery-worker")]
+    assert worker.needs == ("prefect-server",) and worker.ready is not None
     assert deployments.needs == ("prefect-server",)
     assert deployments.ready is not None and "drain/hourly" in deployments.ready.what
     Supervisor(table, env={}, cwd=ROOT, log_dir=ROOT / ".ennu" / "logs")  # the table is consistent

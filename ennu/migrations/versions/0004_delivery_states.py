@@ -37,6 +37,19 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id', 'integration')
     )
+    op.create_table('worker_heartbeats',
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('warm_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('batches', sa.Integer(), nullable=False),
+    sa.Column('events', sa.Integer(), nullable=False),
+    sa.Column('errors', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
+    with op.batch_alter_table('worker_heartbeats', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_worker_heartbeats_seen_at'), ['seen_at'], unique=False)
+
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deliveries_event_id'), ['event_id'], unique=False)
         batch_op.create_index('ix_deliveries_person', ['user_id', 'integration', 'lease_expires_at'], unique=False)
@@ -80,3 +93,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_deliveries_event_id'))
 
     op.drop_table('deliveries')
+    with op.batch_alter_table('worker_heartbeats', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_worker_heartbeats_seen_at'))
+    op.drop_table('worker_heartbeats')
