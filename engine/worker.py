@@ -75,6 +75,8 @@ class DeliveryWorker:
         self.idle_until = 0.0
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="batch")
         self.in_flight: set[Future[Any]] = set()
+        self.api_ok = False
+        self.api_checked_at = float("-inf")
 
     def owner(self) -> str:
         return f"{self.name}/{uuid.uuid4().hex[:8]}"
@@ -108,12 +110,29 @@ class DeliveryWorker:
         finally:
             receipts.release(owner)
 
+    def prefect_reachable(self) -> bool:
+        """Whether the Prefect API answers (checked at most once a second): no claim while it is away,
+        so a batch never waits out the client's retries holding leases."""
+        now = time.monotonic()
+        if now - self.api_checked_at < 1.0:
+            return self.api_ok
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            self.api_ok = client.api_healthcheck() is None
+        self.api_checked_at = now
+        if not self.api_ok:
+            logger.warning("the Prefect API does not answer; claiming when it is back")
+        return self.api_ok
+
     def claim_one(self) -> bool:
         """Claim one piece of due work onto a free thread; False when there is none."""
         from tasks.admit import admit
 
         settings = get_settings()
         admit()
+        if not self.prefect_reachable():
+            return False
         owner = self.owner()
         held = receipts.claim(owner, RECEIPTS_PER_BATCH)
         if held:

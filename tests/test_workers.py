@@ -1,13 +1,15 @@
-"""More than one machine: a Prefect server on PostgreSQL, `prefect deploy --all`, two workers, one burst."""
+"""Delivery workers as real processes: two share a burst on PostgreSQL, a killed one's batch is finished by
+the other, and a Prefect outage delays delivery without losing an event."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,19 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from ennu.db import session_scope
-from ennu.models import OutboxEvent, SyncLog
-from tests.conftest import PG_ADMIN_URL
-from tests.factories import person_with_assessment
+from ennu.heartbeats import live_workers
+from ennu.models import Delivery, OutboxEvent, SyncLog
+from ennu.settings import reload_settings
+from intake.app import create_app
+from tests.conftest import PG_ADMIN_URL, _empty_tables
+from tests.engine_support import open_deliveries, wait_for
+from tests.factories import add_assessment, add_person, person_with_assessment
 
+pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -32,133 +40,214 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run(args: list[str], env: dict[str, str]) -> None:
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, f"{args[:3]} failed: {result.stdout[-2000:]} {result.stderr[-2000:]}"
+class PrefectServer:
+    """A real `prefect server start` on its own PostgreSQL database; it can be stopped and started again."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.database = f"prefect_test_{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        base = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{base}/{self.database}",
+            "PREFECT_API_URL": f"http://127.0.0.1:{self.port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return self.env["PREFECT_API_URL"]
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def healthy() -> bool:
+            assert self.process is not None and self.process.poll() is None, "the Prefect server exited"
+            try:
+                return requests.get(f"{self.api_url}/health", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, "the Prefect server", timeout=180, every=0.5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
 
 
 @pytest.fixture()
-def prefect_on_postgres(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` whose database is a fresh PostgreSQL database."""
-    name = f"prefect_test_{uuid.uuid4().hex[:8]}"
+def prefect_on_postgres(tmp_path: Path) -> Iterator[PrefectServer]:
+    server = PrefectServer(tmp_path)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    port = free_port()
-    base = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{base}/{name}",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "ENNU_PROJECT_DIR": str(ROOT),
+        conn.execute(f'CREATE DATABASE "{server.database}"')
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def hub(
+    prefect_on_postgres: PrefectServer, postgresql_url: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The hub database on PostgreSQL, empty, and the environment a worker process needs."""
+    monkeypatch.setenv("DATABASE_URL", postgresql_url)
+    monkeypatch.setenv("PREFECT_API_URL", prefect_on_postgres.api_url)
+    reload_settings()
+    _empty_tables(postgresql_url)
+    yield {
+        **prefect_on_postgres.env,
+        "DATABASE_URL": postgresql_url,
+        "ENNU_SANDBOX_URL": os.environ["ENNU_SANDBOX_URL"],
+        "ENNU_LEASE_SECONDS": "10",
     }
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    reload_settings()
+
+
+def start_worker(env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", "--name", name],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "the Prefect server did not start"
-            time.sleep(0.5)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_deployed_project_with_two_workers_processes_a_burst_once(
-    prefect_on_postgres: dict[str, str],
-    postgresql_url: str,
-    sandbox_url: str,
-    sandbox: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    env = {**prefect_on_postgres, "DATABASE_URL": postgresql_url, "ENNU_SANDBOX_URL": sandbox_url}
-    monkeypatch.setenv("DATABASE_URL", postgresql_url)
-    monkeypatch.setenv("PREFECT_API_URL", env["PREFECT_API_URL"])
-    from ennu.settings import reload_settings
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
-    reload_settings()
-    from tests.conftest import _empty_tables
 
-    _empty_tables(postgresql_url)
-    run([str(BIN / "prefect"), "work-pool", "create", "ennu-process", "--type", "process"], env)
-    run(
-        [
-            str(BIN / "prefect"),
-            "--no-prompt",
-            "deploy",
-            "--all",
-            "--prefect-file",
-            "deployments/prefect.yaml",
-        ],
-        env,
-    )
-    workers = [
-        subprocess.Popen(
-            [
-                str(BIN / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                "ennu-process",
-                "--name",
-                f"worker-{n}",
-                "--limit",
-                "2",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for n in (1, 2)
-    ]
-    try:
-        time.sleep(5)  # the deployments' triggers become automations
-        events = [person_with_assessment()[2] for _ in range(6)]
-        # Announce them as the intake API would, from its own process, to the PostgreSQL-backed server.
-        announce = "import sys; from ennu.outbox import prefect_event_for; " \
-                   "[prefect_event_for(e, 'assessment.completed') for e in sys.argv[1:]]"
-        run([sys.executable, "-c", announce, *events], env)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            with session_scope() as session:
-                done = session.execute(
-                    select(func.count()).select_from(OutboxEvent).where(OutboxEvent.status == "done")
-                ).scalar_one()
-            if done == len(events):
-                break
-            time.sleep(2)
-        with session_scope() as session:
-            statuses = dict(session.execute(select(OutboxEvent.id, OutboxEvent.status)).tuples().all())
-            creates = session.execute(
-                select(func.count())
-                .select_from(SyncLog)
-                .where(SyncLog.connector == "hubspot", SyncLog.status == "created")
+def warm(*names: str) -> bool:
+    seen = {w.name for w in live_workers() if w.warm_at is not None}
+    return set(names) <= seen
+
+
+def created(connector: str) -> int:
+    with session_scope() as session:
+        return int(
+            session.execute(
+                select(func.count()).where(SyncLog.connector == connector, SyncLog.status == "created")
             ).scalar_one()
-            attempts = set(session.execute(select(OutboxEvent.attempts)).scalars())
-        assert set(statuses.values()) == {"done"}
-        assert creates == len(events)  # one create per person: nothing processed twice
-        assert attempts == {1}
-        assert len(sandbox.objects("hubspot", "contacts")) == len(events)
+        )
+
+
+def test_two_worker_processes_deliver_a_burst_of_300_exactly_once(hub: dict[str, str], sandbox: Any) -> None:
+    workers = [start_worker(hub, f"worker-{n}") for n in (1, 2)]
+    try:
+        wait_for(lambda: warm("worker-1", "worker-2"), "both workers warm", timeout=180)
+        events = [person_with_assessment()[2] for _ in range(300)]
+        wait_for(lambda: open_deliveries() == 0, "the burst delivered", timeout=300, every=1)
+        with session_scope() as session:
+            owners = Counter(
+                str(owner).split("/", 1)[0]
+                for owner in session.execute(
+                    select(Delivery.lease_owner).where(Delivery.integration == "hubspot")
+                ).scalars()
+            )
+            done = session.execute(select(func.count()).where(OutboxEvent.status == "done")).scalar_one()
     finally:
         for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(timeout=30)
+            stop_worker(worker)
+    assert done == len(events)
+    assert len(sandbox.objects("hubspot", "contacts")) == 300 and created("hubspot") == 300
+    assert len(sandbox.objects("mailchimp", "members")) == 300 and created("mailchimp") == 300
+    assert set(owners) == {"worker-1", "worker-2"}, owners  # both took some
+
+
+def test_a_worker_killed_mid_batch_is_finished_by_the_other_once_its_lease_expires(
+    hub: dict[str, str], sandbox: Any
+) -> None:
+    first = start_worker(hub, "doomed")
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: warm("doomed"), "the first worker warm", timeout=180)
+        sandbox.fail("hubspot", mode="slow", delay=8, count=1)  # its first HubSpot batch hangs
+        people = [person_with_assessment()[0] for _ in range(30)]
+
+        def hubspot_leased() -> bool:
+            with session_scope() as session:
+                return bool(
+                    session.execute(
+                        select(func.count()).where(
+                            Delivery.integration == "hubspot", Delivery.lease_expires_at.is_not(None)
+                        )
+                    ).scalar_one()
+                )
+
+        wait_for(hubspot_leased, "the batch in flight")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        survivor = start_worker(hub, "survivor")
+        wait_for(lambda: open_deliveries() == 0, "the other worker finishing", timeout=180, every=0.5)
+    finally:
+        stop_worker(first)
+        if survivor is not None:
+            stop_worker(survivor)
+    contacts = sandbox.objects("hubspot", "contacts")
+    assert len(contacts) == len(people) == len({c["properties"]["email"] for c in contacts})
+    with session_scope() as session:
+        states = Counter(session.execute(select(Delivery.status)).scalars())
+    assert set(states) <= {"delivered", "skipped"}
+
+
+def test_events_posted_while_prefect_is_down_are_delivered_once_it_is_back_without_a_drain(
+    hub: dict[str, str], prefect_on_postgres: PrefectServer, sandbox: Any
+) -> None:
+    worker = start_worker(hub, "patient")
+    try:
+        wait_for(lambda: warm("patient"), "the worker warm", timeout=180)
+        prefect_on_postgres.stop()
+        subjects = []
+        for _ in range(50):
+            user_id = add_person()
+            subjects.append((user_id, add_assessment(user_id)))
+        with TestClient(create_app()) as api:
+            answers = [
+                api.post(
+                    "/events",
+                    headers={"Authorization": "Bearer dev-intake-token"},
+                    json={
+                        "id": f"outage-{user_id}",
+                        "type": "assessment.completed",
+                        "occurred_at": "2026-11-29T10:00:00Z",
+                        "subject": user_id,
+                        "resource": str(assessment_id),
+                    },
+                ).status_code
+                for user_id, assessment_id in subjects
+            ]
+        assert answers == [202] * 50
+        assert sandbox.objects("hubspot", "contacts") == []  # nothing moves while Prefect is away
+        prefect_on_postgres.start()
+        wait_for(lambda: len(sandbox.objects("hubspot", "contacts")) == 50, "delivery after the return", 60)
+        wait_for(lambda: open_deliveries() == 0, "every delivery settled", timeout=120)
+    finally:
+        stop_worker(worker)
+    assert created("hubspot") == 50
