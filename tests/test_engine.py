@@ -230,4 +230,3 @@ def test_claims_never_hold_one_persons_deliveries_to_one_destination_twice(sqlit
     again = deliveries.claim("worker-b", 10)
     assert again is not None and again.event_type == "user.registered"
     assert second
-

@@ -1,11 +1,12 @@
-"""The served deployments run when the intake API announces events (the path of `make up`), every type."""
+"""The path of `make up`: events posted to the intake API are carried by a delivery worker process, every
+host event type; a failed deployment run raises the operators' alert through the served automation."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,14 +14,21 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+)
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
+from ennu.heartbeats import live_workers
 from ennu.models import Biomarker, OutboxEvent, User
 from intake.app import create_app
+from tests.engine_support import wait_for
 from tests.factories import add_assessment, add_goal, add_person, zone_at_local_hour
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -38,21 +46,27 @@ def served(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
     }
     process = subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env)
     try:
-        deadline = time.monotonic() + 90
-        with get_client(sync_client=True) as client:
-            while True:
-                try:
-                    client.read_deployment_by_name(DEPLOYMENT)
-                    break
-                except Exception:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise
-                    time.sleep(0.5)
-        time.sleep(2)  # the trigger's automation is created right after the deployment
+        wait_for(lambda: deployed(process), "the served deployments", timeout=120)
+        wait_for(automation_exists, "the ops-alert automation", timeout=90)
         yield
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def deployed(process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "deployments.serve exited"
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(DEPLOYMENT)
+        except Exception:
+            return False
+    return True
+
+
+def automation_exists() -> bool:
+    with get_client(sync_client=True) as client:
+        return any(a.name == "on a failed ennu flow run" for a in client.read_automations())
 
 
 def post(api: TestClient, event_id: str, event_type: str, subject: int, resource: int | None = None) -> None:
@@ -64,14 +78,15 @@ def post(api: TestClient, event_id: str, event_type: str, subject: int, resource
 
 
 def settled(event_ids: list[str], timeout: float = 180) -> dict[str, str]:
-    """Wait until the events' flows have settled them (done) or the time is up; their statuses."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Wait until the events are settled (done) or the generous ceiling is up; their statuses."""
+
+    def statuses() -> dict[str, str]:
         with session_scope() as session:
-            statuses = {e: session.get(OutboxEvent, e).status for e in event_ids}  # type: ignore[union-attr]
-        if set(statuses.values()) == {"done"} or time.monotonic() > deadline:
-            return statuses
-        time.sleep(1)
+            return {e: session.get(OutboxEvent, e).status for e in event_ids}  # type: ignore[union-attr]
+
+    with contextlib.suppress(AssertionError):  # the caller asserts on what it got
+        wait_for(lambda: set(statuses().values()) == {"done"}, "the events settled", timeout=timeout)
+    return statuses()
 
 
 def runs_of(deployment_name: str) -> list[Any]:
@@ -82,8 +97,36 @@ def runs_of(deployment_name: str) -> list[Any]:
         )
 
 
-def test_posted_event_starts_a_run_that_delivers_the_contact_and_a_failure_raises_an_alert(
-    served: None, sandbox: Any
+@pytest.fixture()
+def worker(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
+    """A delivery worker process (`python -m engine`) on the test database and the harness's Prefect."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "DATABASE_URL": sqlite_database,
+        "ENNU_SANDBOX_URL": sandbox_url,
+    }
+    process = subprocess.Popen([sys.executable, "-m", "engine", "--name", "trigger-test"], env=env)
+    try:
+        wait_for(
+            lambda: any(w.name == "trigger-test" and w.warm_at for w in live_workers()),
+            "the delivery worker warm",
+            timeout=180,
+        )
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def flow_runs_named(name: str) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
+
+
+@pytest.mark.e2e
+def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
+    worker: None, sandbox: Any
 ) -> None:
     user_id = add_person()
     assessment_id = add_assessment(user_id)
@@ -101,11 +144,10 @@ def test_posted_event_starts_a_run_that_delivers_the_contact_and_a_failure_raise
         )
     assert response.status_code == 202
 
-    deadline = time.monotonic() + 120
-    while not sandbox.objects("hubspot", "contacts") and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_for(lambda: sandbox.objects("hubspot", "contacts"), "the contact at the stand-in")
     assert len(sandbox.objects("hubspot", "contacts")) == 1
-    assert [run.parameters for run in runs_of(DEPLOYMENT)] == [{"event_ids": ["trigger-1"]}]
+    runs = wait_for(lambda: flow_runs_named("assessment-completed"), "the batch's flow run")
+    assert [run.parameters for run in runs] == [{"event_ids": ["trigger-1"], "force": False}]  # ids only
 
     # Every other host event type, each through its own deployment's trigger.
     registered, goal_owner, leaver = add_person(), add_person(), add_person()
@@ -136,22 +178,24 @@ def test_posted_event_starts_a_run_that_delivers_the_contact_and_a_failure_raise
         post(api, "t-erase", "user.deletion_requested", leaver)
         assert set(settled(["t-goal-completed", "t-erase"]).values()) == {"done"}
     for event_type in EVENT_TYPES.values():
-        if event_type.origin == "host" and event_type.name != "assessment.completed":
-            assert runs_of(f"{event_type.flow_name}/default"), event_type.name
+        if event_type.origin == "host":
+            assert flow_runs_named(event_type.flow_name), event_type.name
     assert sandbox.objects("fhir", "Observation") and sandbox.objects("hubspot", "deals")
     assert sandbox.request_count("hubspot", "gdpr-delete") == 1
 
+
+@pytest.mark.e2e
+def test_a_failed_deployment_run_raises_the_operators_alert(served: None) -> None:
     # A run that fails (bulk-sync refuses an event type without records) starts the ops-alert automation.
     failed = run_deployment(
         "bulk-sync/on-demand", parameters={"event_type": "user.deletion_requested"}, timeout=120
     )
     assert failed.state is not None and failed.state.is_failed()  # type: ignore[union-attr]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        alerts = [run for run in runs_of("ops-alert/default") if run.state and run.state.is_final()]
-        if alerts:
-            break
-        time.sleep(1)
+
+    def finished_alerts() -> list[Any]:
+        return [run for run in runs_of("ops-alert/default") if run.state and run.state.is_final()]
+
+    alerts = wait_for(finished_alerts, "the ops-alert run")
     assert [(run.parameters, run.state.name) for run in alerts] == [
         ({"kind": "flow-run-failed", "subject": f"prefect.flow-run.{failed.id}"}, "Completed")  # type: ignore[union-attr]
     ]
