@@ -24,7 +24,11 @@ HEADER = """\
 #   prefect work-pool create ennu-process --type process      # once
 #   prefect deploy --all --prefect-file deployments/prefect.yaml   # from the repository root
 #   ENNU_PROJECT_DIR=/srv/ennu-integrations prefect worker start --pool ennu-process   # on each machine
+#   .venv/bin/python -m engine --name "$(hostname)"   # and the delivery worker, on each machine that delivers
 #
+# The delivery workers carry every event as it arrives: they claim micro-batches from the hub database and
+# run the event flows below in-process (one flow run per batch). The event flows' deployments are for
+# re-running a batch of event ids by hand; the Prefect workers run those, the schedules and bulk syncs.
 # Workers run the flows from ENNU_PROJECT_DIR (a checkout of this repository with `make up`'s .venv
 # installed, or `scripts/bootstrap.sh`); DATABASE_URL and the vendor credentials come from the worker's
 # environment or from Prefect Secret blocks. Rate limits are Prefect global concurrency limits, shared
