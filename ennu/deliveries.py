@@ -425,12 +425,15 @@ def reopen(
     statuses: Sequence[str] = (DeliveryStatus.FAILED.value,),
     integration: str | None = None,
     event_ids: Sequence[str] | None = None,
+    integrations: Sequence[str] | None = None,
 ) -> int:
     """Replay: matching settled deliveries are pending again with their attempts reset; returns how many."""
     with session_scope() as session:
         query = update(Delivery).where(Delivery.status.in_(list(statuses)))
         if integration is not None:
             query = query.where(Delivery.integration == integration)
+        if integrations is not None:
+            query = query.where(Delivery.integration.in_(list(integrations)))
         if event_ids is not None:
             query = query.where(Delivery.event_id.in_(list(event_ids)))
         result = session.execute(

@@ -20,7 +20,7 @@ from connectors.base import Outcome, Record
 from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS
 from ennu import circuit, deliveries
-from ennu.models import SyncStatus, utcnow
+from ennu.models import DeliveryStatus, SyncStatus, utcnow
 from ennu.settings import get_settings
 from tasks.admit import admit
 from tasks.extract import Extracted, extract
@@ -34,6 +34,8 @@ SummaryTable = list[dict[str, int | str]]
 # (route, the batch, every record of the route, payload hashes, the push)
 PushFuture = tuple[Route, list[Record], list[Record], dict[str, str], PrefectFuture[list[Outcome]]]
 NO_OUTCOME = "no outcome recorded"
+# What a forced re-run sends again; a skipped (no consent) or cancelled (erased) delivery never.
+RESENDABLE = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, DeliveryStatus.REJECTED.value)
 
 # Batches of several destinations go out concurrently; vendors cap concurrent connections (Mailchimp: 10).
 PUSH_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=4)
@@ -198,6 +200,8 @@ def run_event_pipeline(
         retry_delay_seconds=[settings.push_retry_base_seconds * 2**n for n in range(settings.push_retries)],
     )
     admit(event_ids)
+    if force:  # a re-run on purpose: destinations that have the events get them again
+        deliveries.reopen(statuses=RESENDABLE, event_ids=event_ids, integrations=only)
     with deliveries.keep_leased(owner):
         ledger = Ledger(owner, deliveries.take(owner, event_ids, only))
         try:

@@ -27,11 +27,14 @@ def test_every_event_type_and_maintenance_flow_has_a_deployment() -> None:
     specs = {(spec.flow.name, spec.name): spec for spec in catalogue()}
     for event_type in EVENT_TYPES.values():
         spec = specs[(event_type.flow_name, "default")]
-        assert [set(t.expect) for t in spec.triggers] == [{event_type.prefect_event}]
+        # The delivery workers run event flows in-process; no trigger starts a process per event.
+        assert spec.triggers == ()
     crons = {flow_name: spec.cron for (flow_name, _), spec in specs.items() if spec.cron}
     assert set(crons) == {"drain", "test-connections", "inbound-sync", "cleanup", "daily-stats"}
     alert = specs[("ops-alert", "default")]
     assert "ennu" not in alert.tags and set(alert.tags) == set(ALERT_TAGS)  # no alert about an alert
+    assert specs[("webhook-received", "default")].triggers == ()
+    assert ("replay", "on-demand") in specs
 
 
 @pytest.fixture()
