@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help="batches at once (default ENNU_WORKER_CONCURRENCY)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # a line per API call would drown the batches' own lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     from ennu.db import migrate
 
     migrate()

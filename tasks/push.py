@@ -168,6 +168,13 @@ def retry_when_retryable(task: Task[..., Any], task_run: TaskRun, state: State[A
     return True
 
 
+def vendor_trouble(outcome: Outcome) -> bool:
+    """An outcome that says the vendor, not the record, is in trouble: a lost answer or a retryable error."""
+    return outcome.status == SyncStatus.UNKNOWN or (
+        outcome.status == SyncStatus.DEFERRED and outcome.not_before is None
+    )
+
+
 def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outcome]:
     return [Outcome(r.record_key, status, error=error) for r in records]
 
@@ -210,7 +217,12 @@ def push_batch(
         circuit.record_success(connector_name)
         logger.error("%s: batch refused (%s)", connector_name, exc.reason)
         return _all(records, SyncStatus.FAILED, exc.reason)
-    circuit.record_success(connector_name)
+    trouble = next((o for o in outcomes if vendor_trouble(o)), None)
+    if trouble is None:
+        circuit.record_success(connector_name)
+    elif circuit.record_failure(connector_name, trouble.error or trouble.status.value):
+        # A connector that returns per-record outcomes (Twilio) reports vendor trouble without raising.
+        logger.error("%s: circuit opened after repeated failures (%s)", connector_name, trouble.error)
     elapsed = int((time.monotonic() - started) * 1000)
     outcomes = [replace(o, duration_ms=elapsed) for o in outcomes]
     counts = pd.Series([o.status.value for o in outcomes]).value_counts().to_dict()
