@@ -194,9 +194,41 @@ def summarise(entries: Sequence[SyncEntry]) -> list[dict[str, int | str]]:
     return table
 
 
+NOT_DELIVERED = (SyncStatus.REJECTED, SyncStatus.FAILED, SyncStatus.DEFERRED, SyncStatus.UNKNOWN)
+UNDELIVERED_ROWS = 500  # an artifact is for reading; the sync log has every row
+
+
+def undelivered(entries: Sequence[SyncEntry], attempts: dict[tuple[str, str], int]) -> list[dict[str, str]]:
+    """One row per record that did not arrive: where, which record, why (field and expectation or vendor
+    code, never a value), which attempt, and where its sync-log rows are."""
+    return [
+        {
+            "destination": f"{e.connector}/{e.object}",
+            "record": e.record_key,
+            "status": e.status.value,
+            "reason": e.error or "",
+            "attempt": str(attempts.get((e.event_id or "", e.connector), 0) + 1),
+            "sync log": f"/integrations/data/{e.connector}?record_key={e.record_key}",
+        }
+        for e in entries
+        if e.status in NOT_DELIVERED
+    ][:UNDELIVERED_ROWS]
+
+
+def headline(rows: Sequence[dict[str, str]], destinations: int) -> str:
+    """One line: how many destinations did not take how many records, and the commonest reason."""
+    if not rows:
+        return "every record arrived or was settled"
+    by_status = Counter(r["status"] for r in rows)
+    where = len({r["destination"] for r in rows})
+    reason, _ = Counter(r["reason"] for r in rows).most_common(1)[0]
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    return f"{where} of {destinations} destinations did not take every record ({counts}): {reason}"
+
+
 @task(name="record", cache_policy=NONE)
 def record(ledger: Ledger, artifact_title: str) -> list[dict[str, int | str]]:
-    """Attach the summary table to the flow run (every outcome is already in the sync log)."""
+    """Attach the summary and, when a record did not arrive, why (every outcome is already recorded)."""
     table = summarise(ledger.entries)
     create_table_artifact(
         key="sync-summary",
@@ -205,6 +237,14 @@ def record(ledger: Ledger, artifact_title: str) -> list[dict[str, int | str]]:
             f"{artifact_title}: {len(ledger.event_ids)} events, outcomes per destination (counts only)"
         ),
     )
+    attempts = {(h.event_id, h.integration): h.attempts for h in ledger.held}
+    missing = undelivered(ledger.entries, attempts)
+    if missing:
+        create_table_artifact(
+            key="undelivered",
+            table=missing,
+            description=f"{artifact_title}: {headline(missing, len(table))}",
+        )
     open_ = sum(1 for e in ledger.entries if e.status in (SyncStatus.DEFERRED, SyncStatus.UNKNOWN))
     get_run_logger().info(
         "recorded %d outcomes for %d events (%d to be offered again)",

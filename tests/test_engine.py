@@ -230,3 +230,31 @@ def test_claims_never_hold_one_persons_deliveries_to_one_destination_twice(sqlit
     again = deliveries.claim("worker-b", 10)
     assert again is not None and again.event_type == "user.registered"
     assert second
+
+
+def test_a_batch_says_in_an_artifact_why_each_record_did_not_arrive(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from flows.assessment_completed import assessment_completed
+
+    _, _, bad = person_with_assessment(email="not-an-email")
+    state = assessment_completed(event_ids=[bad], return_state=True)
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["undelivered"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+            )
+        )
+    assert len(found) == 1
+    rows = json.loads(found[0].data) if isinstance(found[0].data, str) else found[0].data
+    hubspot = [r for r in rows if r["destination"] == "hubspot/contacts"]
+    assert hubspot and hubspot[0]["status"] == "rejected" and hubspot[0]["reason"].startswith("email:")
+    assert hubspot[0]["sync log"].startswith("/integrations/data/hubspot?record_key=user:")
+    assert "did not take every record" in (found[0].description or "")
+    assert "not-an-email" not in json.dumps(rows) + (found[0].description or "")
