@@ -235,6 +235,17 @@ class Delivery(Base):
     settled_at: Mapped[datetime | None] = mapped_column()
 
 
+class ErasedPerson(Base):
+    """The erasure list: a host user id that was erased, and when. Holds no personal data; every later event
+    or bulk sync of that id is skipped, so the person is never sent anywhere again."""
+
+    __tablename__ = "erased_people"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    event_id: Mapped[str | None] = mapped_column(String(64))  # the deletion request that put it here
+
+
 class WorkerHeartbeat(Base):
     """A delivery worker's sign of life: the status and readiness checks read it."""
 

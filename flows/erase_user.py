@@ -13,7 +13,7 @@ from connectors.base import Person
 from connectors.http import ConnectorError, RetryableError
 from ennu import deliveries
 from ennu.db import session_scope
-from ennu.models import HealthGoal, OutboxEvent, SyncLog, SyncStatus, User, utcnow
+from ennu.models import ErasedPerson, HealthGoal, OutboxEvent, SyncLog, SyncStatus, User, utcnow
 from tasks.admit import admit
 from tasks.push import connector_for
 from tasks.record import Ledger, SyncEntry, summarise
@@ -83,6 +83,13 @@ def pseudonymise_history(user_ids: list[int]) -> int:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
+def remember_erased(user_id: int, event_id: str) -> None:
+    """Put the person's host id on the erasure list (once; a repeated request keeps the first)."""
+    with session_scope() as session:
+        if session.get(ErasedPerson, user_id) is None:
+            session.add(ErasedPerson(user_id=user_id, event_id=event_id))
+
+
 def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncEntry]:
     """Cancel each person's other deliveries, wait out those in flight, then erase at every destination."""
     futures = []
@@ -103,6 +110,7 @@ def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncE
                 for i in held
             ]
             continue
+        remember_erased(person.user_id, event_id)  # first: no later event of theirs is routed anywhere
         deliveries.cancel_person(person.user_id, "person erased", except_event=event_id)
         if deliveries.in_flight_for(person.user_id, except_event=event_id):
             wait_until = utcnow() + IN_FLIGHT_WAIT

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from ennu import deliveries
 from ennu.db import session_scope
-from ennu.models import EventStatus, OutboxEvent, utcnow
+from ennu.models import ErasedPerson, EventStatus, OutboxEvent, SyncLog, SyncStatus, utcnow
 from ennu.settings import get_settings
 from mappings.routing import RoutingTable, routing_table
 
@@ -67,6 +67,32 @@ def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
             ]
             if not names:
                 nowhere.append(event_id)
+        erased = set(
+            session.execute(
+                select(ErasedPerson.user_id).where(ErasedPerson.user_id.in_({r[2] for r in rows if r[2]}))
+            ).scalars()
+        )
+        if erased:  # never sent anywhere again; the erasure of a re-created id's event still runs
+            rows = [r for r in rows if r[2] not in erased or r[1] == ERASURE]
+            skipped = [w for w in won if w[2] in erased and w[1] != ERASURE]
+            nowhere += [w[0] for w in skipped]
+            session.execute(
+                insert(SyncLog),
+                [
+                    {
+                        "event_id": event_id,
+                        "connector": "hub",
+                        "object": "event",
+                        "record_key": f"event:{event_id}",
+                        "user_id": subject,
+                        "status": SyncStatus.SKIPPED.value,
+                        "error": "erased",
+                        "attempt": 1,
+                        "created_at": now,
+                    }
+                    for event_id, _type, subject, *_ in skipped
+                ],
+            )
         deliveries.create(session, rows)
         if nowhere:
             session.execute(

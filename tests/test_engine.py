@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ennu import circuit, deliveries
 from ennu.db import session_scope
@@ -213,6 +213,22 @@ def test_an_erasure_cancels_the_persons_open_deliveries_first(
         ).scalar_one()
     assert state == "cancelled"
     assert sandbox.objects("hubspot", "contacts") == []
+
+    # The erasure list: a later event or a bulk sync of everyone never sends the person again.
+    sandbox.heal("hubspot")
+    again = add_event("user.registered", user_id, event_id="after-erasure")
+    with running_worker():
+        bulk_sync(event_type="user.registered")
+        wait_for(lambda: open_deliveries() == 0, "the later events settled")
+    with session_scope() as session:
+        skipped = session.execute(
+            select(SyncLog.status, SyncLog.error).where(SyncLog.event_id == again)
+        ).one()
+        later = session.execute(
+            select(func.count()).where(Delivery.user_id == user_id, Delivery.event_id.like("bulk-%"))
+        ).scalar_one()
+    assert tuple(skipped) == ("skipped", "erased") and later == 0
+    assert sandbox.objects("hubspot", "contacts") == [] and sandbox.objects("stripe", "customers") == []
 
 
 def test_claims_never_hold_one_persons_deliveries_to_one_destination_twice(sqlite_database: str) -> None:

@@ -37,6 +37,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('event_id', 'integration')
     )
+    op.create_table('erased_people',
+    sa.Column('user_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('event_id', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('user_id')
+    )
     op.create_table('worker_heartbeats',
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
@@ -96,3 +102,4 @@ def downgrade() -> None:
     with op.batch_alter_table('worker_heartbeats', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_worker_heartbeats_seen_at'))
     op.drop_table('worker_heartbeats')
+    op.drop_table('erased_people')
