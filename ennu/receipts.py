@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from ennu.db import session_scope
 from ennu.deliveries import retry_delay
@@ -104,8 +104,7 @@ def reopen_failed(integration: str | None = None) -> int:
 
 
 def unprocessed_count() -> int:
-    from sqlalchemy import func
-
+    """Receipts still owed work (the readiness checks read it)."""
     with session_scope() as session:
         return int(
             session.execute(select(func.count()).where(WebhookReceipt.processed_at.is_(None))).scalar_one()

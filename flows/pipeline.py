@@ -44,11 +44,9 @@ PUSH_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=4)
 def unusable_event_entries(extracted: Extracted, ledger: Ledger) -> list[SyncEntry]:
     """Events whose user or resource is gone: each held delivery is rejected, so nobody wonders why."""
     return [
-        SyncEntry(
-            integration, "event", f"event:{event_id}", event_id, None, SyncStatus.REJECTED, error=reason
-        )
+        event_entry(held, SyncStatus.REJECTED, reason)
         for event_id, reason in extracted.missing.items()
-        for integration in ledger.by_event.get(event_id, {})
+        for held in ledger.by_event.get(event_id, {}).values()
     ]
 
 
@@ -272,15 +270,7 @@ def _deliver(
         ]
     ledger.write(
         [
-            SyncEntry(
-                h.integration,
-                "event",
-                f"event:{h.event_id}",
-                h.event_id,
-                None,
-                SyncStatus.SKIPPED,
-                error="no longer routed",
-            )
+            event_entry(h, SyncStatus.SKIPPED, "no longer routed")
             for h in ledger.unsettled()
             if h.integration not in routed and h.event_id not in extracted.missing
         ]
@@ -292,20 +282,14 @@ def _deliver(
     leftover = ledger.unsettled()
     if leftover:  # a bug's safety net: nothing held is left leased without an outcome
         logger.error("%d deliveries had no outcome; offered again", len(leftover))
-        ledger.write(
-            [
-                SyncEntry(
-                    h.integration,
-                    "event",
-                    f"event:{h.event_id}",
-                    h.event_id,
-                    None,
-                    SyncStatus.DEFERRED,
-                    error=NO_OUTCOME,
-                )
-                for h in leftover
-            ]
-        )
+        ledger.write([event_entry(h, SyncStatus.DEFERRED, NO_OUTCOME) for h in leftover])
+
+
+def event_entry(held: deliveries.Held, status: SyncStatus, reason: str) -> SyncEntry:
+    """An outcome for a whole event at one destination (no record of it was mapped)."""
+    return SyncEntry(
+        held.integration, "event", f"event:{held.event_id}", held.event_id, None, status, error=reason
+    )
 
 
 def collect(futures: list[PushFuture], ledger: Ledger) -> None:
