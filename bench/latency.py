@@ -4,7 +4,8 @@ Posts `--rate` events a second for `--duration` seconds (`assessment.completed` 
 or `user.registered`), and times each from just before its POST to the contact's `createdAt` at the HubSpot
 stand-in (polled once a second). Prints p50, p95 and max, how many arrived, the backlog's peak (open
 deliveries and not-yet-routed events, sampled from the hub database every half second), the intake's own
-p95 answer time and the load average (1, 5, 15 min) at start and end.
+p95 answer time, the batches (flow runs x mean events each, own system only) and the load average
+(1, 5, 15 min) at start and end.
 
 Against its own system by default (bench/system.py: PostgreSQL, one delivery worker as in `make up`), or
 against a running `make up` with --intake-url, --sandbox-url and --database-url. The old path, one process
@@ -26,6 +27,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -85,6 +87,19 @@ class Result:
     intake_p95_ms: float | None
     load_start: tuple[float, float, float]
     load_end: tuple[float, float, float]
+    batches: int | None = None  # flow runs that recorded outcomes (own system only: from the logs)
+    events_per_batch: float | None = None
+
+
+RECORDED = re.compile(r"recorded \d+ outcomes for (\d+) events")
+
+
+def with_batches(result: Result, logs: list[str]) -> Result:
+    """The batch count and mean batch size, from the flow runs' "recorded … for N events" log lines."""
+    sizes = [int(n) for text in logs for n in RECORDED.findall(text)]
+    result.batches = len(sizes)
+    result.events_per_batch = round(sum(sizes) / len(sizes), 1) if sizes else None
+    return result
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -221,7 +236,8 @@ def run_old_path(system: System, target: Target, people: list[Person], args: arg
     def trigger(event_id: str) -> None:
         run_deployment(name, parameters={"event_ids": [event_id]}, timeout=0)
 
-    return measure(target, people, args.rate, args.old_timeout, "old: one process per event", trigger)
+    result = measure(target, people, args.rate, args.old_timeout, "old: one process per event", trigger)
+    return with_batches(result, [served.output()])
 
 
 def wait_for_deployment(name: str, alive: Callable[[], bool], timeout: float) -> None:
@@ -258,6 +274,7 @@ def show(results: list[Result], as_json: bool) -> None:
         "backlog",
         "unrouted",
         "intake95ms",
+        "batches",
         "load 1/5/15 start → end",
     )
     print("  ".join(f"{h:>10}" if i else f"{h:<28}" for i, h in enumerate(head)))
@@ -278,6 +295,7 @@ def show(results: list[Result], as_json: bool) -> None:
             str(r.backlog_peak),
             str(r.unrouted_peak),
             cell(r.intake_p95_ms),
+            "-" if r.batches is None else f"{r.batches}x{r.events_per_batch or 0:g}",
             f"{r.load_start} → {r.load_end}",
         ]
         print("  ".join(f"{v:>10}" if i else f"{v:<28}" for i, v in enumerate(values)), flush=True)
@@ -349,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             target = Target(system.intake_url, INTAKE_TOKEN, system.sandbox_url)
             if not args.old_path:
                 people = make_people(count, args.event_type)
-                results.append(measure(target, people, args.rate, args.timeout, f"worker x{args.workers}"))
+                result = measure(target, people, args.rate, args.timeout, f"worker x{args.workers}")
+                results.append(with_batches(result, [w.output() for w in system.workers]))
             if args.old_path or args.compare:
                 system.sandbox.reset()
                 results.append(run_old_path(system, target, make_people(count, args.event_type), args))
