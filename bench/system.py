@@ -1,8 +1,4 @@
-"""An isolated system from this checkout: hub database, Prefect server, sandbox, intake API, N workers.
-
-Everything runs on loopback on free ports, from a temporary directory (logs under `logs/`), and is
-stopped — every process group it started, and its databases dropped — on success, error or Ctrl-C.
-"""
+"""An isolated system from this checkout: hub DB, Prefect server, sandbox, intake, workers; always stopped."""
 
 from __future__ import annotations
 
