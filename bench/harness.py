@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.routing import routing_copy
 from sandbox.client import SandboxClient
-from tests.routing_copy import routing_copy  # the tests switch integrations on and off the same way
 
 # Every connector's own rate setting (read by its from_settings), raised so that the bench measures our
 # cost, not the vendor's allowance. Slack and Teams have no setting: their 1 a second is fixed in code.

@@ -14,6 +14,7 @@ from time import perf_counter
 from prefect import flow
 
 from bench.measure import BenchLine
+from bench.routing import routing_copy
 from connectors.twilio import TwilioConnector
 from connectors.zapier_store import ZapierSubscriptions
 from ennu.settings import get_settings, reload_settings
@@ -23,7 +24,6 @@ from tasks.alert import alert_critical
 from tasks.extract import extract_records
 from tasks.push import connector_for, to_records
 from tasks.validate import validate_mapped
-from tests.routing_copy import routing_copy
 
 # Twilio sends only between 08:00 and 21:00 in the person's zone; at 19:00 UTC that holds in every US zone
 # of the demo data (Honolulu 09:00, New York 14:00), so the bench measures sending, not quiet-hour deferrals.

@@ -1,0 +1,246 @@
+"""Counting at the stand-ins: what each destination holds, attributed to the bench's people by their ids."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bench.people import Person
+from ennu.db import session_scope
+from ennu.models import SyncLog
+from sandbox.client import SandboxClient
+
+USER_REF = re.compile(r"user:(\d+)")
+LOGGED_AS_SENT = ("created", "updated", "unchanged")
+
+
+@dataclass
+class Index:
+    """How a stand-in's object names a person: by e-mail, phone, user id, record id or event id."""
+
+    by_email: dict[str, int] = field(default_factory=dict)
+    by_phone: dict[str, int] = field(default_factory=dict)
+    by_resource: dict[tuple[str, str], int] = field(default_factory=dict)  # (event type, id) -> user
+    by_event: dict[str, int] = field(default_factory=dict)
+    users: set[int] = field(default_factory=set)
+
+    def add(self, person: Person, event_id: str | None = None) -> None:
+        self.by_email[person.email.lower()] = person.user_id
+        self.by_phone[person.phone] = person.user_id
+        self.users.add(person.user_id)
+        if person.resource is not None:
+            self.by_resource[(person.event_type, str(person.resource))] = person.user_id
+        if event_id is not None:
+            self.by_event[event_id] = person.user_id
+
+    def user(self, value: Any) -> int | None:
+        try:
+            number = int(str(value))
+        except ValueError:
+            return None
+        return number if number in self.users else None
+
+
+Key = Callable[[dict[str, Any], Index], int | None]
+
+
+def _props(o: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = o.get("properties") or {}
+    return found
+
+
+def _fhir_value(o: dict[str, Any], system_part: str) -> str | None:
+    for identifier in o.get("identifier") or []:
+        if system_part in str(identifier.get("system", "")):
+            return str(identifier.get("value"))
+    return None
+
+
+def _observation_user(o: dict[str, Any], ix: Index) -> int | None:
+    value = _fhir_value(o, "biomarker") or ""
+    return ix.by_resource.get(("biomarker.updated", value.removeprefix("biomarker-")))
+
+
+def _goal_user(goal_id: Any, ix: Index) -> int | None:
+    return ix.by_resource.get(("health_goal.completed", str(goal_id)))
+
+
+def _text_user(text: str, ix: Index) -> int | None:
+    found = USER_REF.search(text)
+    return ix.user(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One kind of object at one stand-in, the event types that put it there, and whose it is."""
+
+    name: str  # the row's name: stand-in/kind
+    integration: str  # the hub's name (deliveries, sync log)
+    log_object: str | None  # the sync log's object for it (None: not logged on its own)
+    events: tuple[str, ...]
+    key: Key
+    per_send: bool = False  # every send stores a new object (a message, an event, a hook call)
+
+    @property
+    def vendor(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def kind(self) -> str:
+        return self.name.split("/", 1)[1]
+
+
+DESTINATIONS: tuple[Destination, ...] = (
+    Destination("hubspot/contacts", "hubspot", "contacts", ("assessment.completed", "user.registered"),
+                lambda o, ix: ix.by_email.get(str(_props(o).get("email", "")).lower())),
+    Destination("hubspot/deals", "hubspot", "deals", ("health_goal.completed",),
+                lambda o, ix: _goal_user(_props(o).get("ennu_goal_id"), ix)),
+    Destination("mailchimp/members", "mailchimp", "members", ("assessment.completed", "user.registered"),
+                lambda o, ix: ix.by_email.get(str(o.get("email_address", "")).lower())),
+    Destination("stripe/customers", "stripe", "customers", ("user.registered",),
+                lambda o, ix: ix.by_email.get(str(o.get("email", "")).lower())),
+    Destination("salesforce/Contact", "salesforce", "Contact", ("user.registered",),
+                lambda o, ix: ix.user(o.get("ENNU_User_Id__c"))),
+    Destination("salesforce/Opportunity", "salesforce", "Opportunity", ("health_goal.completed",),
+                lambda o, ix: _goal_user(o.get("ENNU_Goal_Id__c"), ix)),
+    Destination("ga4/events", "ga4", "events", ("assessment.completed",),
+                lambda o, ix: ix.by_event.get(str((o.get("params") or {}).get("event_id"))), per_send=True),
+    Destination("zapier/payloads", "zapier", "hooks", ("assessment.completed",),
+                lambda o, ix: ix.by_event.get(str((o.get("payload") or {}).get("id"))), per_send=True),
+    Destination("twilio/messages", "twilio", "messages", ("biomarker.updated", "health_goal.completed"),
+                lambda o, ix: ix.by_phone.get(str(o.get("to"))), per_send=True),
+    Destination("fhir/Observation", "epic_fhir", "observations", ("biomarker.updated",), _observation_user),
+    Destination("fhir/Patient", "epic_fhir", None, ("biomarker.updated",),
+                lambda o, ix: ix.user(_fhir_value(o, "user-id"))),
+    Destination("slack/messages", "slack", "alerts", ("biomarker.updated",),
+                lambda o, ix: _text_user(str(o.get("text", "")), ix), per_send=True),
+    Destination("teams/messages", "teams", "alerts", ("biomarker.updated",),
+                lambda o, ix: _text_user(json.dumps(o.get("body")), ix), per_send=True),
+)  # fmt: skip
+VENDORS = tuple(dict.fromkeys(d.vendor for d in DESTINATIONS))
+
+
+def expected_for(people: Iterable[Person], only: Sequence[str] | None = None) -> dict[str, set[int]]:
+    """Destination -> the people it should hold; `only`: the integrations asked for (a bulk sync's)."""
+    wanted: dict[str, set[int]] = {}
+    for d in DESTINATIONS:
+        if only is not None and d.integration not in only:
+            continue
+        users = {p.user_id for p in people if p.event_type in d.events}
+        if users:
+            wanted[d.name] = users
+    return wanted
+
+
+def observe(sandbox: SandboxClient, ix: Index) -> dict[str, Counter[int | None]]:
+    """Destination -> how many objects each person has there (None: someone else's, e.g. an earlier run's)."""
+    seen: dict[str, Counter[int | None]] = {}
+    for d in DESTINATIONS:
+        objects = sandbox.objects(d.vendor, d.kind)
+        if objects:
+            seen[d.name] = Counter(d.key(o, ix) for o in objects)
+    return seen
+
+
+def request_counts(sandbox: SandboxClient) -> dict[str, int]:
+    """Requests each stand-in has received so far."""
+    return {v: len(sandbox.requests(v)) for v in VENDORS}
+
+
+def vendor_requests(sandbox: SandboxClient, since: dict[str, int] | None = None) -> dict[str, int]:
+    """Requests each stand-in received after `since` (counts from `request_counts`); only those with any."""
+    now = request_counts(sandbox)
+    return {v: n - (since or {}).get(v, 0) for v, n in now.items() if n - (since or {}).get(v, 0) > 0}
+
+
+def logged(users: Iterable[int]) -> dict[tuple[str, str], Counter[int]]:
+    """(integration, object) -> per person, how many sync-log rows say it was sent (created/updated/...)."""
+    ids = sorted(set(users))
+    out: dict[tuple[str, str], Counter[int]] = {}
+    with session_scope() as session:
+        for start in range(0, len(ids), 500):
+            rows = session.execute(
+                select(SyncLog.connector, SyncLog.object, SyncLog.user_id, SyncLog.status, func.count())
+                .where(SyncLog.user_id.in_(ids[start : start + 500]), SyncLog.status.in_(LOGGED_AS_SENT))
+                .group_by(SyncLog.connector, SyncLog.object, SyncLog.user_id, SyncLog.status)
+            ).all()
+            for connector, obj, user_id, status, n in rows:
+                counter = out.setdefault((connector, obj), Counter())
+                # A message-like destination logs each send as created; an upsert logs updates too.
+                counter[int(user_id)] += int(n) if status == "created" else 0
+                counter.setdefault(int(user_id), 0)
+    return out
+
+
+@dataclass
+class Row:
+    scenario: str
+    destination: str
+    expected: int
+    delivered: int
+    duplicated: int  # extra copies: a record created, or a message sent, more than once for one person
+    lost: int  # expected but absent after the scenario's ceiling
+    stray: int  # this scenario's people's objects where none was asked for (or, at a stand-in nothing was
+    # asked of, any requests during the scenario)
+    recovery_s: float | None  # from the scenario's reference moment to the last expected object
+    log_mismatch: int | None  # people whose sync log disagrees with the stand-in (None: not logged)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.stray == 0
+
+
+def complete(expected: dict[str, set[int]], seen: dict[str, Counter[int | None]]) -> set[str]:
+    """The destinations holding everything they should."""
+    return {name for name, users in expected.items() if users <= set(seen.get(name, Counter()))}
+
+
+def rows_for(
+    scenario: str,
+    expected: dict[str, set[int]],
+    seen: dict[str, Counter[int | None]],
+    requests: dict[str, int],
+    recovered: dict[str, float],
+    log: dict[tuple[str, str], Counter[int]],
+) -> list[Row]:
+    """One row per destination that should hold something or holds anything, then stray stand-ins."""
+    rows: list[Row] = []
+    by_name = {d.name: d for d in DESTINATIONS}
+    ours_anywhere = {n for n, c in seen.items() if any(u is not None for u in c)}
+    for name in [d.name for d in DESTINATIONS if d.name in expected or d.name in ours_anywhere]:
+        d = by_name[name]
+        want = expected.get(name, set())
+        have = seen.get(name, Counter())
+        ours = {u: n for u, n in have.items() if u in want}
+        mismatch: int | None = None
+        if d.log_object is not None:
+            says = log.get((d.integration, d.log_object), Counter())
+            if d.per_send:
+                mismatch = sum(1 for u in want if says.get(u, 0) != have.get(u, 0))
+            else:
+                mismatch = sum(1 for u in want if (u in says) != (u in have))
+        rows.append(
+            Row(
+                scenario,
+                name,
+                len(want),
+                len(ours),
+                sum(n - 1 for n in ours.values() if n > 1),
+                len(want - set(ours)),
+                sum(n for u, n in have.items() if u is not None and u not in want),
+                recovered.get(name),
+                mismatch,
+            )
+        )
+    asked = {by_name[n].vendor for n in expected}
+    for vendor, n in requests.items():
+        if vendor not in asked:
+            rows.append(Row(scenario, f"{vendor}/(requests)", 0, 0, 0, 0, n, None, None, "not asked for"))
+    return rows
