@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -12,8 +13,33 @@ from ennu.db import session_scope
 from ennu.models import NOT_DELIVERY_ATTEMPTS, EventStatus, OutboxEvent, SyncLog, SyncStatus, as_utc, utcnow
 from ennu.settings import get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from mappings.routing import RoutingTable
+
 ERRORS = (SyncStatus.FAILED.value, SyncStatus.REJECTED.value)
 DELIVERED = (SyncStatus.CREATED.value, SyncStatus.UPDATED.value, SyncStatus.UNCHANGED.value)
+# Critical results reach a care team through these routes; e-mail joins the channels once it exists.
+CRITICAL_EVENT = "biomarker.updated"
+CRITICAL_FILTER = "critical_biomarker"
+PROVIDER_CHANNELS = ("slack", "teams")
+CLINICAL_INTEGRATION = "epic_fhir"
+NO_PROVIDER_CHANNEL = "critical results have no provider channel"
+
+
+def provider_channels(table: RoutingTable) -> list[str]:
+    """Care-team channels reached by an enabled `biomarker.updated` route `where: critical_biomarker`."""
+    return [
+        spec.connector
+        for spec in table.routes_for(CRITICAL_EVENT)
+        if spec.connector in PROVIDER_CHANNELS and spec.where == CRITICAL_FILTER
+    ]
+
+
+def clinical_warnings(table: RoutingTable) -> list[str]:
+    """What makes the clinical path unsafe as configured (fixed sentences, never data)."""
+    return [] if provider_channels(table) else [NO_PROVIDER_CHANNEL]
 
 
 @dataclass(frozen=True)
@@ -27,6 +53,25 @@ class IntegrationStatus:
     pending: int
     counts_24h: dict[str, int]
     error_rate_24h: float | None
+    # Records whose latest outcome in the last 24 h is a deferral, by reason ("no patient match", ...).
+    deferred_24h: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def deferred_by_reason(session: Session, integration: str, since: datetime) -> dict[str, int]:
+    latest = (
+        select(func.max(SyncLog.id).label("id"))
+        .where(SyncLog.connector == integration, SyncLog.created_at >= since)
+        .group_by(SyncLog.object, SyncLog.record_key)
+        .subquery()
+    )
+    rows = session.execute(
+        select(SyncLog.error, func.count())
+        .join(latest, SyncLog.id == latest.c.id)
+        .where(SyncLog.status == SyncStatus.DEFERRED.value)
+        .group_by(SyncLog.error)
+    ).all()
+    return {str(reason or "no reason given"): int(n) for reason, n in rows}
 
 
 def pending_events_by_type() -> dict[str, int]:
@@ -45,6 +90,7 @@ def integration_status(
     routed_types: list[str],
     now: datetime | None = None,
     pending_by_type: dict[str, int] | None = None,
+    warnings: list[str] | None = None,
 ) -> IntegrationStatus:
     now = now or utcnow()
     since = now - timedelta(hours=24)
@@ -68,6 +114,7 @@ def integration_status(
             .order_by(SyncLog.id.desc())
             .limit(1)
         ).first()
+        deferred = deferred_by_reason(session, integration, since)
     circuit = circuit_state(integration, now)
     pending_by_type = pending_events_by_type() if pending_by_type is None else pending_by_type
     attempted = sum(n for status, n in counts.items() if status not in NOT_DELIVERY_ATTEMPTS)
@@ -86,6 +133,8 @@ def integration_status(
         pending=sum(pending_by_type.get(t, 0) for t in routed_types),
         counts_24h=counts,
         error_rate_24h=round(errors / attempted, 4) if attempted else None,
+        deferred_24h=deferred,
+        warnings=list(warnings or []),
     )
 
 
@@ -95,6 +144,8 @@ def all_statuses() -> list[IntegrationStatus]:
 
     table = routing_table(get_settings().mappings_dir)
     pending = pending_events_by_type()
+    # The clinical integration carries the warning: it is where a critical result is first flagged.
+    warnings = {CLINICAL_INTEGRATION: clinical_warnings(table)}
     statuses = []
     for name, config in sorted(table.integrations.items()):
         routed = [
@@ -102,5 +153,23 @@ def all_statuses() -> list[IntegrationStatus]:
             for event_type in table.routes
             if any(s.connector == name for s in table.routes_for(event_type))
         ]
-        statuses.append(integration_status(name, config.enabled, routed, pending_by_type=pending))
+        statuses.append(
+            integration_status(
+                name, config.enabled, routed, pending_by_type=pending, warnings=warnings.get(name)
+            )
+        )
     return statuses
+
+
+def health_problems() -> list[str]:
+    """The hub's standing problems: the clinical path's warnings and every open circuit (names only)."""
+    from mappings.routing import routing_table
+
+    table = routing_table(get_settings().mappings_dir)
+    now = utcnow()
+    circuits = [
+        f"{name}: circuit open"
+        for name, config in sorted(table.integrations.items())
+        if config.enabled and circuit_state(name, now).open
+    ]
+    return [*clinical_warnings(table), *circuits]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -18,7 +18,7 @@ from ennu import circuit
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
-from ennu.status import IntegrationStatus, all_statuses
+from ennu.status import IntegrationStatus, all_statuses, health_problems
 from intake.auth import require_operator, require_viewer
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
@@ -58,6 +58,11 @@ class SyncRequest(BaseModel):
     user_ids: list[Annotated[int, Field(gt=0, le=ID_MAX)]] | None = Field(
         default=None, max_length=10_000, description="only these people"
     )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    problems: list[str] = Field(description="fixed sentences naming integrations, never data")
 
 
 class SyncStarted(BaseModel):
@@ -100,8 +105,21 @@ def known(integration: str) -> str:
     dependencies=[Depends(require_viewer)],
 )
 def status() -> list[IntegrationStatus]:
-    """Per integration: enabled, last success and error, circuit state, pending events, 24 h counts."""
+    """Per integration: enabled, last success and error, circuit state, pending events, 24 h counts,
+    deferred records by reason, and warnings (the clinical path with no provider channel)."""
     return all_statuses()
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses=error_responses(401, 403),
+    dependencies=[Depends(require_viewer)],
+)
+def health() -> HealthOut:
+    """What needs an operator: a clinical path that cannot reach a care team, open circuits."""
+    problems = health_problems()
+    return HealthOut(status="degraded" if problems else "ok", problems=problems)
 
 
 @router.post(
