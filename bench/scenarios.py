@@ -20,7 +20,6 @@ from connectors.zapier_store import ZapierSubscriptions
 from ennu.settings import get_settings, reload_settings
 from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
 from mappings import apply_mapping, load_all_mappings
-from tasks.alert import alert_critical
 from tasks.extract import extract_records
 from tasks.push import connector_for, to_records
 from tasks.validate import validate_mapped
@@ -104,7 +103,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "slack",
         "biomarker.updated",
-        "alerts",
+        "messages",
         "slack",
         "notices",
         note="critical-result notices, one message each; Slack's 1 a second per webhook (no setting)",
@@ -112,7 +111,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "teams",
         "biomarker.updated",
-        "alerts",
+        "messages",
         "teams",
         "notices",
         note="critical-result notices, one card each; 3600 an hour fixed in code (no setting)",
@@ -123,25 +122,21 @@ NOTICE_CHANNELS = ("slack", "teams")
 
 def warm_up(event_type: str, event_ids: list[str]) -> None:
     """One run that pushes nothing, so that the first connector's figures do not carry Prefect's start-up."""
-    bench_pipeline(event_type, event_ids, [], False)
+    bench_pipeline(event_type, event_ids, [])
 
 
 @flow(name="bench-connector", task_runner=PUSH_RUNNER, log_prints=False)
-def bench_pipeline(event_type: str, event_ids: list[str], only: list[str], alerts: bool) -> SummaryTable:
-    """The event flows' pipeline, restricted to one destination (or to the alerts side stage alone)."""
-    return run_event_pipeline(
-        event_type, event_ids, force=True, only=only, side_stage=alert_critical if alerts else None
-    )
+def bench_pipeline(event_type: str, event_ids: list[str], only: list[str]) -> SummaryTable:
+    """The event flows' pipeline, restricted to one destination (critical notices are routes too)."""
+    return run_event_pipeline(event_type, event_ids, force=True, only=only)
 
 
 def run_batched(scenario: Scenario, event_ids: list[str], request_count: Callable[[str], int]) -> BenchLine:
     """The real pipeline for this connector's event type; requests counted at the sandbox before and after."""
-    alerts = scenario.connector in NOTICE_CHANNELS
     before = request_count(scenario.vendor)
     with prepared(scenario):
         started = perf_counter()
-        only = [] if alerts else [scenario.connector]
-        summary = bench_pipeline(scenario.event_type, event_ids, only, alerts)
+        summary = bench_pipeline(scenario.event_type, event_ids, [scenario.connector])
         seconds = perf_counter() - started
     rows = [row for row in summary if row["destination"] == scenario.destination]
     return BenchLine(

@@ -1,179 +1,61 @@
-"""Epic FHIR R4: biomarker Observations in one transaction Bundle, conditional create, SMART backend auth."""
+"""Epic FHIR R4: biomarker and assessment Observations, corrections, patient matching, SMART backend auth."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import os
-import re
-import threading
 import time
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
-from urllib.parse import urlparse
 
-import requests
 from pydantic import SecretStr
 
 from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured
+from connectors.epic_options import EpicOptions
 from connectors.fhir_observations import ObservationDraft, Rejected, plan_observations
-from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
+from connectors.fhir_panels import (
+    WAITING,
+    HalfPlan,
+    PanelPartners,
+    Waiting,
+    choose,
+    plan_halves,
+    read_partners,
+)
+from connectors.fhir_patients import NoPatient, PatientResolver
+from connectors.fhir_surveys import plan_surveys
+from connectors.fhir_writes import Capabilities, Delivery, ObservationWriter, Write, clinical_content
+from connectors.http import ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
 from connectors.smart_auth import DEFAULT_SCOPE, SmartBackendAuth, SmartClient
-from ennu.models import SyncStatus
+from ennu.models import SyncStatus, utcnow
 from ennu.secrets import read_secret
-from ennu.settings import Settings
-from mappings.loinc import LoincTable
+from ennu.settings import Settings, is_loopback_url
+from mappings.loinc import LoincTable, load_loinc_table
 
 logger = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
-FHIR_HEADERS = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
 SANDBOX_PATH = "fhir/r4"
-DEFAULT_PATIENT_IDENTIFIER_SYSTEM = "urn:ennu:user-id"
-DEFAULT_OBSERVATION_IDENTIFIER_SYSTEM = "urn:ennu:biomarker"
 DEFAULT_REQUESTS_PER_HOUR = 6000
 PATIENT_WRITE_SCOPE = "system/Patient.write"
 ERASURE_DECISION = "medical record retained (HIPAA); erasure decision recorded"
+SURVEYS_OFF = "assessment observations are off for this site (EPIC_ASSESSMENT_OBSERVATIONS)"
+NO_RESULT = "no result from epic_fhir"
 POLICY = ErrorPolicy()
-# Statuses whose OperationOutcome the connector turns into per-record outcomes (403 stays an auth failure).
-REFUSED_STATUSES = frozenset({400, 404, 409, 410, 412, 422})
-# FHIR issue types under `transient`: the same request may succeed later.
-TRANSIENT_CODES = frozenset(
-    {"transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"}
-)
-ENTRY_INDEX = re.compile(r"Bundle\.entry\[(\d+)\]")
-RESOURCE_PATH = re.compile(r"(?:^|/)(Patient|Observation)/([A-Za-z0-9\-.]{1,64})(?:/|$)")
-PATIENT_FIELDS = ("patient.family", "patient.given", "patient.birth_date", "patient.gender")
-
-
-def _flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    return (
-        default
-        if value is None or value.strip() == ""
-        else value.strip().lower() in ("1", "true", "yes", "on")
-    )
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True)
-class EpicOptions:
-    """How patients are found and created and how our resources are identified at the EHR."""
-
-    patient_identifier_system: str = DEFAULT_PATIENT_IDENTIFIER_SYSTEM
-    observation_identifier_system: str = DEFAULT_OBSERVATION_IDENTIFIER_SYSTEM
-    match_demographics: bool = False
-    create_patients: bool = False
-
-    @classmethod
-    def from_env(cls, *, sandbox: bool) -> EpicOptions:
-        return cls(
-            patient_identifier_system=os.environ.get("EPIC_PATIENT_IDENTIFIER_SYSTEM")
-            or DEFAULT_PATIENT_IDENTIFIER_SYSTEM,
-            observation_identifier_system=os.environ.get("EPIC_OBSERVATION_IDENTIFIER_SYSTEM")
-            or DEFAULT_OBSERVATION_IDENTIFIER_SYSTEM,
-            match_demographics=_flag("EPIC_PATIENT_MATCH_DEMOGRAPHICS", False),
-            create_patients=_flag("EPIC_CREATE_PATIENTS", sandbox),
-        )
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What the server's CapabilityStatement declares, read once."""
-
-    transaction: bool
-    conditional_create: bool
-
-    @classmethod
-    def from_statement(cls, statement: Mapping[str, Any]) -> Capabilities:
-        servers = [r for r in statement.get("rest") or [] if r.get("mode") == "server"]
-        transaction = any(i.get("code") == "transaction" for r in servers for i in r.get("interaction") or [])
-        conditional = any(
-            res.get("type") == "Observation" and res.get("conditionalCreate") is True
-            for r in servers
-            for res in r.get("resource") or []
-        )
-        return cls(transaction=transaction, conditional_create=conditional)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What happened to one Observation (shared by every record it carries)."""
-
-    status: SyncStatus
-    remote_id: str | None = None
-    error: str | None = None
-
-
-def issue_code(body: Any) -> str | None:
-    """The code of the first error or fatal issue of an OperationOutcome (never its diagnostics)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return None
-    issues = [i for i in body.get("issue") or [] if isinstance(i, dict)]
-    serious = [i for i in issues if i.get("severity") in ("error", "fatal")] or issues
-    code = serious[0].get("code") if serious else None
-    return str(code) if code else None
-
-
-def remote_id(location: Any, body: Any = None) -> str | None:
-    """`Observation/123` from a Location (absolute or relative, with or without `_history`) or a body."""
-    match = RESOURCE_PATH.search(str(location or ""))
-    if match:
-        return f"{match.group(1)}/{match.group(2)}"
-    if isinstance(body, dict) and body.get("id") and body.get("resourceType"):
-        return f"{body['resourceType']}/{body['id']}"
-    return None
-
-
-def delivery_of(status: int, body: Any, location: Any = None) -> Delivery:
-    """A created (201), existing (200) or refused resource; transient refusals wait for the drain."""
-    if status == 201:
-        return Delivery(SyncStatus.CREATED, remote_id(location, body))
-    if status == 200:
-        return Delivery(SyncStatus.UNCHANGED, remote_id(location, body))
-    if 200 < status < 300:
-        return Delivery(SyncStatus.UPDATED, remote_id(location, body))
-    code = issue_code(body)
-    error = f"http {status}" + (f" {code}" if code else "")
-    if status in RETRYABLE_STATUSES or code in TRANSIENT_CODES:
-        return Delivery(SyncStatus.DEFERRED, error=error)
-    return Delivery(SyncStatus.FAILED, error=error)
-
-
-def _entry_status(entry: Mapping[str, Any]) -> int:
-    text = str((entry.get("response") or {}).get("status") or "").strip()
-    head = text.split(" ", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+OBJECTS = {"observations": "biomarker results", "surveys": "assessment scores"}
 
 
 class EpicFhirConnector(Connector):
-    """Biomarker Observations for the person's Patient, identified so that none is ever written twice."""
+    """Observations for the person's Patient, identified so that none is ever written twice; a changed
+    result replaces the one the EHR holds (`status: corrected`)."""
 
     name: ClassVar[str] = "epic_fhir"
     consent_category: ClassVar[str] = "clinical"
-    batch_sizes: ClassVar[dict[str, int]] = {"observations": 100}
+    batch_sizes: ClassVar[dict[str, int]] = {"observations": 100, "surveys": 100}
     # Conditional create (or search, then create) by the Observation's identifier: never written twice.
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"
 
@@ -184,13 +66,17 @@ class EpicFhirConnector(Connector):
         *,
         table: LoincTable | None = None,
         capabilities: Capabilities | None = None,
+        partners: PanelPartners | None = None,
+        clock: Callable[[], Any] = utcnow,
     ) -> None:
         self.http = http
         self.options = options or EpicOptions()
         self.table = table
+        self.partners = partners
+        self.clock = clock
+        self.writer = ObservationWriter(http)
+        self.patients = PatientResolver(http, self.options, clock)
         self._capabilities = capabilities
-        self._patients: dict[int, str] = {}  # host user id -> "Patient/<id>", found or created
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -206,7 +92,7 @@ class EpicFhirConnector(Connector):
             sandbox = False
         else:
             base_url = base_url or f"{settings.sandbox_url.rstrip('/')}/{SANDBOX_PATH}"
-            if not _is_loopback(base_url):
+            if not is_loopback_url(base_url):
                 raise NotConfigured(
                     "epic_fhir: no EPIC_PRIVATE_KEY, and the FHIR base is not a loopback sandbox"
                 )
@@ -239,53 +125,68 @@ class EpicFhirConnector(Connector):
             policy=POLICY,
             rate_limit=rate,
         )
-        return cls(http, options)
+        # Reading the host's tables is the pipeline's job (tasks/), not a connector's: the connector is handed
+        # a reader of blood-pressure partners, wired here by default (imported late: tasks import connectors).
+        from tasks.host_biomarkers import HostBiomarkers
+
+        return cls(http, options, partners=HostBiomarkers(settings.mappings_dir))
 
     # ------------------------------------------------------------------ surface
 
     def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        if object_name != "observations" or upsert_key != "identifier":
+        """Plan the Observations, find the patients, read what the EHR holds, then write what differs."""
+        if object_name not in OBJECTS or upsert_key != "identifier":
             raise ValueError(f"epic_fhir: unsupported object {object_name!r} by {upsert_key!r}")
-        plan = plan_observations(records, self.options.observation_identifier_system, self.table)
-        outcomes = {key: Outcome(key, SyncStatus.REJECTED, error=why) for key, why in plan.rejected.items()}
-        patients = self._patients_for({d.user_id for d in plan.drafts}, records)
-        ready: list[tuple[ObservationDraft, dict[str, Any]]] = []
-        for draft in plan.drafts:
-            patient = patients[draft.user_id]
-            if isinstance(patient, Delivery):
-                outcomes.update(
-                    {k: Outcome(k, patient.status, error=patient.error) for k in draft.record_keys}
+        if object_name == "surveys" and not self.options.assessment_observations:
+            return [Outcome(r.record_key, SyncStatus.SKIPPED, error=SURVEYS_OFF) for r in records]
+        drafts, halves, rejected = self._plan(object_name, records)
+        outcomes = {k: Outcome(k, SyncStatus.REJECTED, error=why) for k, why in rejected.items()}
+        patients = self.patients.patients({d.user_id for d in drafts} | {h.user_id for h in halves}, records)
+        for user_id, patient in patients.items():
+            if isinstance(patient, NoPatient):
+                keys = [k for d in drafts if d.user_id == user_id for k in d.record_keys]
+                keys += [h.record_key for h in halves if h.user_id == user_id]
+                outcomes |= {
+                    k: Outcome(k, patient.status, error=patient.error, not_before=patient.not_before)
+                    for k in keys
+                }
+        drafts = [d for d in drafts if isinstance(patients[d.user_id], str)]
+        halves = [h for h in halves if isinstance(patients[h.user_id], str)]
+        held = self.writer.held(_tokens(drafts, halves))
+        held_values = {token.partition("|")[2] for token in held}
+        now = self.clock()
+        for half in halves:
+            choice = choose(half, held_values, now, self.options.panel_window)
+            if isinstance(choice, Waiting):
+                outcomes[choice.record_key] = Outcome(
+                    choice.record_key, SyncStatus.DEFERRED, error=WAITING, not_before=choice.not_before
                 )
-                continue
-            try:
-                ready.append((draft, draft.resource(patient)))
-            except Rejected as exc:
-                outcomes.update(
-                    {k: Outcome(k, SyncStatus.REJECTED, error=exc.reason) for k in draft.record_keys}
-                )
-        if ready:
-            capabilities = self.capabilities()
-            if capabilities.transaction and capabilities.conditional_create:
-                deliveries = self._send_transaction(ready)
             else:
-                deliveries = self._send_each(ready, capabilities.conditional_create)
-            for draft, _ in ready:
-                delivery = deliveries.get(draft.identifier_value) or Delivery(
-                    SyncStatus.FAILED, error="no result from epic_fhir"
-                )
-                if delivery.error and "not-found" in delivery.error:
-                    self._forget_patient(draft.user_id)  # merged or removed at the EHR: look it up again
-                outcomes.update(
-                    {
-                        k: Outcome(k, delivery.status, remote_id=delivery.remote_id, error=delivery.error)
-                        for k in draft.record_keys
-                    }
-                )
+                drafts.append(choice)
+        for draft, delivery in self._write(_merged(drafts), patients, held):
+            if delivery.error and "not-found" in delivery.error:
+                self.patients.forget(draft.user_id)
+            outcomes |= {
+                k: Outcome(k, delivery.status, remote_id=delivery.remote_id, error=delivery.error)
+                for k in draft.record_keys
+            }
         return [
-            outcomes.get(r.record_key)
-            or Outcome(r.record_key, SyncStatus.FAILED, error="no result from epic_fhir")
+            outcomes.get(r.record_key) or Outcome(r.record_key, SyncStatus.FAILED, error=NO_RESULT)
             for r in records
         ]
+
+    def _plan(
+        self, object_name: str, records: Sequence[Record]
+    ) -> tuple[list[ObservationDraft], list[HalfPlan], dict[str, str]]:
+        """The Observations of the records, the blood-pressure halves with their partners, and refusals."""
+        if object_name == "surveys":
+            drafts, rejected = plan_surveys(records, self.options.assessment_identifier_system)
+            return drafts, [], rejected
+        table = self.table or load_loinc_table()
+        system, window = self.options.observation_identifier_system, self.options.panel_window
+        plan = plan_observations(records, system, table)
+        candidates = read_partners(self.partners, plan.halves, table, window)
+        return plan.drafts, plan_halves(plan.halves, candidates, table, system, window), plan.rejected
 
     def test_connection(self) -> ConnectionCheck:
         """Fetch a token and read the CapabilityStatement (proves credentials, URL and FHIR version)."""
@@ -296,7 +197,8 @@ class EpicFhirConnector(Connector):
         detail = (
             f"FHIR {statement.get('fhirVersion', '?')} capability statement read; "
             f"transaction {'yes' if self._capabilities.transaction else 'no'}, "
-            f"conditional create {'yes' if self._capabilities.conditional_create else 'no'}"
+            f"conditional create {'yes' if self._capabilities.conditional_create else 'no'}, "
+            f"conditional update {'yes' if self._capabilities.conditional_update else 'no'}"
         )
         return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
 
@@ -318,189 +220,71 @@ class EpicFhirConnector(Connector):
             self._capabilities = Capabilities.from_statement(response.json())
         return self._capabilities
 
-    # ------------------------------------------------------------------ patients
+    # ------------------------------------------------------------------ writing
 
-    def _patients_for(self, user_ids: set[int], records: Sequence[Record]) -> dict[int, str | Delivery]:
-        """Each user's Patient reference, or why there is none (the user's Observations then fail)."""
-        fields_by_user = {r.user_id: r.fields for r in records if r.user_id is not None}
-        found: dict[int, str | Delivery] = {}
-        for user_id in sorted(user_ids):
-            with self._lock:
-                cached = self._patients.get(user_id)
-            result = cached or self._resolve_patient(user_id, fields_by_user.get(user_id, {}))
-            if isinstance(result, str):
-                with self._lock:
-                    self._patients[user_id] = result
-            found[user_id] = result
-        return found
-
-    def _forget_patient(self, user_id: int) -> None:
-        with self._lock:
-            self._patients.pop(user_id, None)
-
-    def _identifier(self, user_id: int) -> str:
-        return f"{self.options.patient_identifier_system}|{user_id}"
-
-    def _search_patients(self, params: dict[str, str]) -> list[str]:
-        response = self.http.request("GET", "Patient", params=params)
-        body: dict[str, Any] = response.json()
-        return [
-            f"Patient/{e['resource']['id']}"
-            for e in body.get("entry") or []
-            if (e.get("resource") or {}).get("resourceType") == "Patient" and e["resource"].get("id")
-        ]
-
-    def _resolve_patient(self, user_id: int, fields: Mapping[str, Any]) -> str | Delivery:
-        """By our identifier; then by MRN (not in the host tables yet); then by demographics if enabled;
-        then conditional create if enabled. Several matches are never guessed between."""
-        matches = self._search_patients({"identifier": self._identifier(user_id)})
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            return Delivery(SyncStatus.FAILED, error="several patients carry the host user id")
-        if self.options.match_demographics:
-            family, given = fields.get("patient.family"), fields.get("patient.given")
-            birth_date = fields.get("patient.birth_date")
-            if family and given and birth_date:
-                matches = self._search_patients(
-                    {"family": str(family), "given": str(given), "birthdate": str(birth_date)}
-                )
-                if len(matches) == 1:
-                    return matches[0]
-        if not self.options.create_patients:
-            return Delivery(SyncStatus.FAILED, error="no patient with the host user id")
-        return self._create_patient(user_id, fields)
-
-    def _create_patient(self, user_id: int, fields: Mapping[str, Any]) -> str | Delivery:
-        from fhir.resources.R4B.patient import Patient
-        from pydantic import ValidationError
-
-        resource: dict[str, Any] = {
-            "resourceType": "Patient",
-            "identifier": [{"system": self.options.patient_identifier_system, "value": str(user_id)}],
-        }
-        family, given = fields.get("patient.family"), fields.get("patient.given")
-        if family or given:
-            resource["name"] = [
-                {k: v for k, v in (("family", family), ("given", [given] if given else None)) if v}
-            ]
-        if fields.get("patient.birth_date"):
-            resource["birthDate"] = str(fields["patient.birth_date"])
-        if fields.get("patient.gender"):
-            resource["gender"] = str(fields["patient.gender"])
-        try:
-            body = Patient.model_validate(resource).model_dump(mode="json", exclude_none=True)
-        except ValidationError as exc:
-            where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)[:3])
-            return Delivery(SyncStatus.REJECTED, error=f"patient invalid: {where}")
-        response = self.http.request(
-            "POST",
-            "Patient",
-            data=json.dumps(body),
-            headers={**FHIR_HEADERS, "If-None-Exist": f"identifier={self._identifier(user_id)}"},
-            allow_statuses=REFUSED_STATUSES,
-        )
-        delivery = delivery_of(response.status_code, _json(response), response.headers.get("Location"))
-        if delivery.status in (SyncStatus.CREATED, SyncStatus.UNCHANGED) and delivery.remote_id:
-            return delivery.remote_id
-        if response.status_code == 412:
-            return Delivery(SyncStatus.FAILED, error="several patients carry the host user id")
-        return delivery if delivery.error else Delivery(SyncStatus.FAILED, error="patient not created")
-
-    # ------------------------------------------------------------------ observations
-
-    def _bundle(self, items: Sequence[tuple[ObservationDraft, dict[str, Any]]]) -> str:
-        return json.dumps(
-            {
-                "resourceType": "Bundle",
-                "type": "transaction",
-                "entry": [
-                    {
-                        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-                        "resource": resource,
-                        "request": {
-                            "method": "POST",
-                            "url": "Observation",
-                            "ifNoneExist": draft.if_none_exist,
-                        },
-                    }
-                    for draft, resource in items
-                ],
-            }
-        )
-
-    def _send_transaction(self, items: list[tuple[ObservationDraft, dict[str, Any]]]) -> dict[str, Delivery]:
-        """One transaction for all; if refused, the entries its OperationOutcome names fail and the rest go
-        again in one transaction; a refusal that names no entry is sorted out one Observation at a time."""
-        deliveries: dict[str, Delivery] = {}
-        pending = list(items)
-        while pending:
-            response = self.http.request(
-                "POST",
-                self.http.base_url,
-                data=self._bundle(pending),
-                headers=FHIR_HEADERS,
-                allow_statuses=REFUSED_STATUSES,
-            )
-            body = _json(response)
-            if response.status_code < 300:
-                entries = (body or {}).get("entry") or []
-                for (draft, _), entry in zip(pending, entries, strict=False):
-                    answer = entry.get("response") or {}
-                    deliveries[draft.identifier_value] = delivery_of(
-                        _entry_status(entry), answer.get("outcome"), answer.get("location")
-                    )
-                return deliveries
-            refused = delivery_of(response.status_code, body)
-            named = {
-                int(m.group(1))
-                for issue in (body or {}).get("issue") or []
-                for text in [*(issue.get("expression") or []), *(issue.get("location") or [])]
-                if (m := ENTRY_INDEX.search(str(text))) and int(m.group(1)) < len(pending)
-            }
-            if not named:
-                if len(pending) == 1:
-                    deliveries[pending[0][0].identifier_value] = refused
-                    return deliveries
-                deliveries.update(self._send_each(pending, conditional=True))
-                return deliveries
-            for index in named:
-                deliveries[pending[index][0].identifier_value] = refused
-            pending = [item for index, item in enumerate(pending) if index not in named]
-        return deliveries
-
-    def _send_each(
-        self, items: Sequence[tuple[ObservationDraft, dict[str, Any]]], conditional: bool
-    ) -> dict[str, Delivery]:
-        """One create per Observation: conditional when the server supports it, else search, then create."""
-        deliveries: dict[str, Delivery] = {}
-        for draft, resource in items:
-            headers = dict(FHIR_HEADERS)
-            if conditional:
-                headers["If-None-Exist"] = draft.if_none_exist
-            else:
-                search = self.http.request(
-                    "GET",
-                    "Observation",
-                    params={"identifier": f"{draft.identifier_system}|{draft.identifier_value}"},
-                )
-                existing = [e for e in search.json().get("entry") or [] if e.get("resource")]
-                if existing:
-                    deliveries[draft.identifier_value] = Delivery(
-                        SyncStatus.UNCHANGED, remote_id(None, existing[0]["resource"])
-                    )
+    def _write(
+        self,
+        drafts: Sequence[ObservationDraft],
+        patients: dict[int, str | NoPatient],
+        held: dict[str, list[dict[str, Any]]],
+    ) -> list[tuple[ObservationDraft, Delivery]]:
+        """Creates for what the EHR lacks, `corrected` updates for what changed; the same costs no write."""
+        writes: list[Write] = []
+        settled: list[tuple[ObservationDraft, Delivery]] = []
+        for draft in drafts:
+            patient = patients[draft.user_id]
+            assert isinstance(patient, str)
+            existing = held.get(draft.search_token) or []
+            try:
+                if not existing:
+                    writes.append(Write(draft, draft.resource(patient)))
                     continue
-            response = self.http.request(
-                "POST",
-                "Observation",
-                data=json.dumps(resource),
-                headers=headers,
-                allow_statuses=REFUSED_STATUSES,
+                resource = draft.resource(patient, status="corrected")
+                if len(existing) == 1 and clinical_content(existing[0]) == clinical_content(resource):
+                    found = f"Observation/{existing[0].get('id')}"
+                    settled.append((draft, Delivery(SyncStatus.UNCHANGED, found)))
+                    continue
+                # Several held: the conditional update lets the server refuse it (412) rather than guess.
+                writes.append(Write(draft, resource, "update", existing[0].get("id")))
+            except Rejected as exc:
+                settled.append((draft, Delivery(SyncStatus.REJECTED, error=exc.reason)))
+        if not writes:
+            return settled
+        capabilities = self.capabilities()
+        if capabilities.transaction and capabilities.conditional_create and capabilities.conditional_update:
+            deliveries = self.writer.send_transaction(writes)
+        else:
+            deliveries = self.writer.send_each(writes, capabilities)
+        for write in writes:
+            delivery = deliveries.get(write.draft.identifier_value) or Delivery(
+                SyncStatus.FAILED, error=NO_RESULT
             )
-            deliveries[draft.identifier_value] = delivery_of(
-                response.status_code, _json(response), response.headers.get("Location")
-            )
-        return deliveries
+            settled.append((write.draft, delivery))
+        return settled
+
+
+def _tokens(drafts: Sequence[ObservationDraft], halves: Sequence[HalfPlan]) -> list[str]:
+    """Every identifier whose Observation decides what to write: the drafts', and for each half its own
+    alone, its panel and its partner alone."""
+    tokens = [d.search_token for d in drafts]
+    for half in halves:
+        tokens += [half.alone.search_token] + ([half.panel.search_token] if half.panel else [])
+        if half.partner_alone:
+            tokens.append(f"{half.alone.identifier_system}|{half.partner_alone}")
+    return tokens
+
+
+def _merged(drafts: Sequence[ObservationDraft]) -> list[ObservationDraft]:
+    """One draft per identifier: both halves of a blood-pressure reading share their panel."""
+    by_identifier: dict[str, ObservationDraft] = {}
+    for draft in drafts:
+        known = by_identifier.get(draft.identifier_value)
+        if known is None:
+            by_identifier[draft.identifier_value] = draft
+        else:
+            keys = tuple(dict.fromkeys((*known.record_keys, *draft.record_keys)))
+            by_identifier[draft.identifier_value] = replace(known, record_keys=keys)
+    return list(by_identifier.values())
 
 
 def _key_from_file(path: str | None) -> SecretStr | None:

@@ -1,4 +1,4 @@
-"""Biomarker results as FHIR R4 Observations (LOINC, UCUM, category), checked before sending; criticals."""
+"""Biomarker results as FHIR R4 Observations (LOINC, UCUM, interpretation, reported precision), checked."""
 
 from __future__ import annotations
 
@@ -6,25 +6,32 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from connectors.base import Record
+from mappings.interpretation import INTERPRETATION_SYSTEM, Flag, interpret
 from mappings.loinc import LoincEntry, LoincTable, Panel, UnitNotConvertible, load_loinc_table
+from mappings.precision import json_number, reported
 
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
-CATEGORY_DISPLAY = {"laboratory": "Laboratory", "vital-signs": "Vital Signs"}
+CATEGORY_DISPLAY = {"laboratory": "Laboratory", "vital-signs": "Vital Signs", "survey": "Survey"}
 IDENTIFIER_PREFIX = "biomarker-"
+# Statuses an Observation of ours may carry: first sent `final`; a changed value after that `corrected`.
+SENDABLE_STATUSES = ("final", "corrected", "amended")
 
 # The destination fields of mappings/biomarker.updated/epic_fhir.yaml that this module reads.
 FIELD_IDENTIFIER = "identifier"
 FIELD_NAME = "biomarker_name"
 FIELD_VALUE = "value"
+FIELD_DECIMALS = "value_decimals"
 FIELD_UNIT = "unit"
 FIELD_REFERENCE_LOW = "reference_low"
 FIELD_REFERENCE_HIGH = "reference_high"
 FIELD_EFFECTIVE = "effective"
+FIELD_RECORDED = "recorded_at"
 
 
 class Rejected(ValueError):
@@ -46,23 +53,29 @@ def host_id(raw: Any) -> int:
     return int(number)
 
 
-def fhir_datetime(raw: Any) -> str:
-    """A FHIR dateTime with seconds and a zone; naive times are UTC (SQLite hands them back naive)."""
+def utc_moment(raw: Any, what: str = "effective") -> datetime:
+    """An aware UTC datetime; naive times are UTC (SQLite hands them back naive)."""
     if isinstance(raw, str):
         try:
             raw = datetime.fromisoformat(raw.strip())
         except ValueError:
-            raise Rejected("effective is not an ISO date-time") from None
+            raise Rejected(f"{what} is not an ISO date-time") from None
     if isinstance(raw, datetime):
         moment = raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
     elif isinstance(raw, date):
         moment = datetime(raw.year, raw.month, raw.day, tzinfo=UTC)
     else:
-        raise Rejected("effective is missing")
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        raise Rejected(f"{what} is missing")
+    return moment.astimezone(UTC)
 
 
-def _number(raw: Any, what: str, required: bool) -> float | None:
+def fhir_datetime(raw: Any) -> str:
+    """A FHIR dateTime with seconds and a zone, in UTC."""
+    return utc_moment(raw).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _number(raw: Any, what: str, required: bool, decimals: int | None = None) -> Decimal | None:
+    """The number as the lab reported it (its decimals given, or read off the stored value)."""
     if raw is None or isinstance(raw, bool):
         if required:
             raise Rejected(f"{what} is missing")
@@ -77,7 +90,17 @@ def _number(raw: Any, what: str, required: bool) -> float | None:
         return None
     if math.isinf(number):
         raise Rejected(f"{what} is not a number")
-    return number
+    return reported(number, decimals)
+
+
+def _decimals(raw: Any) -> int | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) and 0 <= number <= 6 else None
 
 
 @dataclass(frozen=True)
@@ -88,11 +111,17 @@ class BiomarkerResult:
     user_id: int
     biomarker_id: int
     name: str
-    value: float
+    value: Decimal
     unit: str
-    reference_low: float | None
-    reference_high: float | None
-    effective: str
+    reference_low: Decimal | None
+    reference_high: Decimal | None
+    observed_at: datetime
+    recorded_at: datetime | None = None  # when the host recorded it (a blood-pressure half waits from there)
+    decimals: int | None = None  # as the host declared them; None: read off the stored value
+
+    @property
+    def effective(self) -> str:
+        return self.observed_at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
     @classmethod
     def from_record(cls, record: Record) -> BiomarkerResult:
@@ -105,8 +134,10 @@ class BiomarkerResult:
         unit = str(fields.get(FIELD_UNIT) or "").strip()
         if not unit:
             raise Rejected("unit is missing")
-        value = _number(fields.get(FIELD_VALUE), "value", required=True)
+        decimals = _decimals(fields.get(FIELD_DECIMALS))
+        value = _number(fields.get(FIELD_VALUE), "value", True, decimals)
         assert value is not None
+        recorded = fields.get(FIELD_RECORDED)
         return cls(
             record_key=record.record_key,
             user_id=int(record.user_id),
@@ -116,19 +147,22 @@ class BiomarkerResult:
             unit=unit,
             reference_low=_number(fields.get(FIELD_REFERENCE_LOW), "reference_low", required=False),
             reference_high=_number(fields.get(FIELD_REFERENCE_HIGH), "reference_high", required=False),
-            effective=fhir_datetime(fields.get(FIELD_EFFECTIVE)),
+            observed_at=utc_moment(fields.get(FIELD_EFFECTIVE)),
+            recorded_at=None if recorded is None else utc_moment(recorded, "recorded_at"),
+            decimals=decimals,
         )
 
 
 @dataclass(frozen=True)
 class CodedResult:
-    """A result in its table entry's UCUM unit."""
+    """A result in its table entry's UCUM unit, at the precision it was reported with, and its flag."""
 
     result: BiomarkerResult
     entry: LoincEntry
-    value: float
-    reference_low: float | None
-    reference_high: float | None
+    value: Decimal
+    reference_low: Decimal | None
+    reference_high: Decimal | None
+    flag: Flag | None
 
 
 def coded(table: LoincTable, result: BiomarkerResult) -> CodedResult:
@@ -136,46 +170,78 @@ def coded(table: LoincTable, result: BiomarkerResult) -> CodedResult:
     entry = table.entry(result.name)
     if entry is None:
         raise Rejected(f"biomarker {result.name!r} has no LOINC entry in mappings/loinc.yaml")
+
+    def converted(value: Decimal | None, decimals: int | None = None) -> Decimal | None:
+        if value is None:
+            return None
+        as_reported = table.reported_in(entry, float(value), result.unit, decimals)
+        return table.convert_reported(entry, as_reported, result.unit, entry.unit)
+
     try:
+        value = converted(result.value, result.decimals)
+        assert value is not None
         return CodedResult(
             result,
             entry,
-            table.to_table_unit(entry, result.value, result.unit),
-            None
-            if result.reference_low is None
-            else table.to_table_unit(entry, result.reference_low, result.unit),
-            None
-            if result.reference_high is None
-            else table.to_table_unit(entry, result.reference_high, result.unit),
+            value,
+            converted(result.reference_low),
+            converted(result.reference_high),
+            interpret(table, entry, result.value, result.unit, result.reference_low, result.reference_high),
         )
     except UnitNotConvertible as exc:
         raise Rejected(str(exc)) from None
 
 
-def _quantity(value: float, entry: LoincEntry) -> dict[str, Any]:
-    return {"value": value, "unit": entry.human_unit, "system": UCUM_SYSTEM, "code": entry.unit}
+def code_results(records: Iterable[Record], table: LoincTable) -> tuple[list[CodedResult], dict[str, str]]:
+    """Every record coded, or why not (record key → reason)."""
+    results: list[CodedResult] = []
+    rejected: dict[str, str] = {}
+    for record in records:
+        try:
+            results.append(coded(table, BiomarkerResult.from_record(record)))
+        except Rejected as exc:
+            rejected[record.record_key] = exc.reason
+    return results, rejected
+
+
+def quantity(value: Decimal, entry: LoincEntry) -> dict[str, Any]:
+    return {"value": json_number(value), "unit": entry.human_unit, "system": UCUM_SYSTEM, "code": entry.unit}
 
 
 def _reference_range(result: CodedResult) -> list[dict[str, Any]]:
     bounds = {
-        name: _quantity(value, result.entry)
+        name: quantity(value, result.entry)
         for name, value in (("low", result.reference_low), ("high", result.reference_high))
         if value is not None
     }
     return [bounds] if bounds else []
 
 
-def _concept(loinc: str, display: str, text: str) -> dict[str, Any]:
-    return {"coding": [{"system": LOINC_SYSTEM, "code": loinc, "display": display}], "text": text}
+def interpretation(flag: Flag) -> list[dict[str, Any]]:
+    return [{"coding": [{"system": INTERPRETATION_SYSTEM, "code": flag.value, "display": flag.display}]}]
 
 
-def _category(code: str) -> list[dict[str, Any]]:
+def concept(system: str, code: str, display: str, text: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": text}
+
+
+def category(code: str) -> list[dict[str, Any]]:
     return [{"coding": [{"system": CATEGORY_SYSTEM, "code": code, "display": CATEGORY_DISPLAY[code]}]}]
+
+
+def _measured(result: CodedResult) -> dict[str, Any]:
+    """The value, its flag and its range: an Observation's or a component's own elements."""
+    out: dict[str, Any] = {"valueQuantity": quantity(result.value, result.entry)}
+    if result.flag is not None:
+        out["interpretation"] = interpretation(result.flag)
+    if reference_range := _reference_range(result):
+        out["referenceRange"] = reference_range
+    return out
 
 
 @dataclass(frozen=True)
 class ObservationDraft:
-    """One Observation to send (for one record, or a panel's records), still without its subject."""
+    """One Observation to send (for one record, or a panel's records), still without subject and status."""
 
     record_keys: tuple[str, ...]
     user_id: int
@@ -187,126 +253,125 @@ class ObservationDraft:
     def if_none_exist(self) -> str:
         return f"identifier={self.identifier_system}|{self.identifier_value}"
 
-    def resource(self, patient_reference: str) -> dict[str, Any]:
+    @property
+    def search_token(self) -> str:
+        return f"{self.identifier_system}|{self.identifier_value}"
+
+    def resource(self, patient_reference: str, status: str = "final") -> dict[str, Any]:
         """The Observation for this Patient, validated with fhir.resources and our own server checks."""
-        return validated_observation({**self.body, "subject": {"reference": patient_reference}})
+        return validated_observation(
+            {**self.body, "status": status, "subject": {"reference": patient_reference}}
+        )
 
 
 def single_draft(result: CodedResult, identifier_system: str) -> ObservationDraft:
+    """One Observation for one result (a blood-pressure half alone carries its own 8480-6 / 8462-4)."""
     entry = result.entry
     identifier = f"{IDENTIFIER_PREFIX}{result.result.biomarker_id}"
     body: dict[str, Any] = {
         "resourceType": "Observation",
         "identifier": [{"system": identifier_system, "value": identifier}],
-        "status": "final",
-        "category": _category(entry.category.value),
-        "code": _concept(entry.loinc, entry.display, entry.label),
+        "category": category(entry.category.value),
+        "code": concept(LOINC_SYSTEM, entry.loinc, entry.display, entry.label),
         "effectiveDateTime": result.result.effective,
-        "valueQuantity": _quantity(result.value, entry),
+        **_measured(result),
     }
-    if reference_range := _reference_range(result):
-        body["referenceRange"] = reference_range
     return ObservationDraft(
         (result.result.record_key,), result.result.user_id, identifier_system, identifier, body
     )
 
 
-def panel_draft(panel: Panel, members: Sequence[CodedResult], identifier_system: str) -> ObservationDraft:
-    """One Observation with a component per member (in the panel's order), e.g. blood pressure."""
+def panel_identifier(members: Sequence[CodedResult]) -> str:
+    return IDENTIFIER_PREFIX + "-".join(str(m.result.biomarker_id) for m in members)
+
+
+def panel_draft(
+    panel: Panel, members: Sequence[CodedResult], identifier_system: str, record_keys: Sequence[str] = ()
+) -> ObservationDraft:
+    """One Observation with a component per member (in the panel's order), each with its own flag."""
     first = members[0].result
-    identifier = IDENTIFIER_PREFIX + "-".join(str(m.result.biomarker_id) for m in members)
-    components = []
-    for member in members:
-        component: dict[str, Any] = {
-            "code": _concept(member.entry.loinc, member.entry.display, member.entry.label),
-            "valueQuantity": _quantity(member.value, member.entry),
-        }
-        if reference_range := _reference_range(member):
-            component["referenceRange"] = reference_range
-        components.append(component)
+    identifier = panel_identifier(members)
+    components = [
+        {"code": concept(LOINC_SYSTEM, m.entry.loinc, m.entry.display, m.entry.label), **_measured(m)}
+        for m in members
+    ]
     body = {
         "resourceType": "Observation",
         "identifier": [{"system": identifier_system, "value": identifier}],
-        "status": "final",
-        "category": _category(panel.category.value),
-        "code": _concept(panel.loinc, panel.display, panel.label),
+        "category": category(panel.category.value),
+        "code": concept(LOINC_SYSTEM, panel.loinc, panel.display, panel.label),
         "effectiveDateTime": first.effective,
         "component": components,
     }
-    return ObservationDraft(
-        tuple(m.result.record_key for m in members), first.user_id, identifier_system, identifier, body
-    )
+    keys = tuple(record_keys) or tuple(m.result.record_key for m in members)
+    return ObservationDraft(keys, first.user_id, identifier_system, identifier, body)
 
 
 @dataclass
 class ObservationPlan:
-    """The Observations to send and the records refused before sending (record key → reason)."""
+    """The Observations to send, the panel members still to pair, and the records refused (key → reason)."""
 
     drafts: list[ObservationDraft] = field(default_factory=list)
+    halves: list[CodedResult] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
 
 
 def plan_observations(
     records: Iterable[Record], identifier_system: str, table: LoincTable | None = None
 ) -> ObservationPlan:
-    """Code, convert and group the records: one draft per result, one per complete panel."""
+    """Code and convert the records: one draft per result; panel members (blood pressure) to be paired."""
     table = table or load_loinc_table()
-    plan = ObservationPlan()
-    panels: dict[tuple[str, int, str], list[CodedResult]] = {}
-    for record in records:
-        try:
-            result = coded(table, BiomarkerResult.from_record(record))
-        except Rejected as exc:
-            plan.rejected[record.record_key] = exc.reason
-            continue
+    results, rejected = code_results(records, table)
+    plan = ObservationPlan(rejected=rejected)
+    for result in results:
         if result.entry.panel is None:
             plan.drafts.append(single_draft(result, identifier_system))
         else:
-            key = (result.entry.panel, result.result.user_id, result.result.effective)
-            panels.setdefault(key, []).append(result)
-    for (panel_name, _, _), members in panels.items():
-        panel = table.panels[panel_name]
-        by_component = {name: [m for m in members if m.entry.name == name] for name in panel.components}
-        counts = [len(found) for found in by_component.values()]
-        if min(counts) == 0:
-            plan.rejected.update({m.result.record_key: panel.incomplete_reason for m in members})
-        elif max(counts) > 1:
-            reason = f"several {panel.label} results of one person at one time"
-            plan.rejected.update({m.result.record_key: reason for m in members})
-        else:
-            ordered = [found[0] for found in by_component.values()]
-            plan.drafts.append(panel_draft(panel, ordered, identifier_system))
+            plan.halves.append(result)
     return plan
 
 
+def critical_results(records: Iterable[Record], table: LoincTable | None = None) -> list[CodedResult]:
+    """The results flagged LL or HH; records that cannot be coded are left to the push to reject."""
+    results, _ = code_results(records, table or load_loinc_table())
+    return [r for r in results if r.flag is not None and r.flag.critical]
+
+
 def observation_problems(resource: dict[str, Any]) -> list[str]:
-    """What a FHIR server checks beyond the structure: LOINC and UCUM systems, category, subject, time."""
+    """What a FHIR server checks beyond the structure: LOINC and UCUM systems, category, subject, time.
+
+    A `survey` Observation (assessment scores) is coded in its own documented code system instead of LOINC.
+    """
     problems = []
+    survey = any(
+        c.get("system") == CATEGORY_SYSTEM and c.get("code") == "survey"
+        for cat in resource.get("category") or []
+        for c in cat.get("coding") or []
+    )
 
-    def loinc_coded(concept: Any) -> bool:
-        codings = concept.get("coding") if isinstance(concept, dict) else None
-        return any(c.get("system") == LOINC_SYSTEM and c.get("code") for c in codings or [])
-
-    def ucum(quantity: Any) -> bool:
-        return (
-            isinstance(quantity, dict)
-            and quantity.get("system") == UCUM_SYSTEM
-            and bool(quantity.get("code"))
+    def coded_ok(concept_: Any) -> bool:
+        codings = concept_.get("coding") if isinstance(concept_, dict) else None
+        return any(
+            c.get("code") and (c.get("system") == LOINC_SYSTEM or (survey and c.get("system")))
+            for c in codings or []
         )
 
-    if resource.get("status") != "final":
-        problems.append("status is not final")
+    def ucum(value: Any) -> bool:
+        return isinstance(value, dict) and value.get("system") == UCUM_SYSTEM and bool(value.get("code"))
+
+    if resource.get("status") not in SENDABLE_STATUSES:
+        problems.append("status is not final, corrected or amended")
     if not any(
         c.get("system") == CATEGORY_SYSTEM
         for cat in resource.get("category") or []
         for c in cat.get("coding") or []
     ):
         problems.append("category is missing")
-    if not loinc_coded(resource.get("code")):
+    if not coded_ok(resource.get("code")):
         problems.append("code has no LOINC coding")
     components = resource.get("component") or []
     if components:
-        if not all(loinc_coded(c.get("code")) and ucum(c.get("valueQuantity")) for c in components):
+        if not all(coded_ok(c.get("code")) and ucum(c.get("valueQuantity")) for c in components):
             problems.append("a component lacks a LOINC code or a UCUM quantity")
     elif not ucum(resource.get("valueQuantity")):
         problems.append("valueQuantity lacks a UCUM system and code")
@@ -340,49 +405,3 @@ def validated_observation(resource: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise Rejected("observation invalid: " + "; ".join(problems))
     return body
-
-
-@dataclass(frozen=True)
-class CriticalAlert:
-    """A result beyond its critical range. `text` names the marker and the host user id, never the value."""
-
-    record_key: str
-    user_id: int
-    biomarker: str
-    loinc: str
-    direction: str  # "low" or "high"
-    text: str
-
-
-def critical_alerts(records: Iterable[Record], table: LoincTable | None = None) -> list[CriticalAlert]:
-    """The records whose value (in the table's unit) is below `critical_low` or above `critical_high`.
-
-    Records that cannot be coded or converted raise no alert here: they are rejected by the push.
-    """
-    table = table or load_loinc_table()
-    alerts = []
-    for record in records:
-        try:
-            result = coded(table, BiomarkerResult.from_record(record))
-        except Rejected:
-            continue
-        entry = result.entry
-        direction = None
-        if entry.critical_low is not None and result.value < entry.critical_low:
-            direction = "low"
-        elif entry.critical_high is not None and result.value > entry.critical_high:
-            direction = "high"
-        if direction is None:
-            continue
-        alerts.append(
-            CriticalAlert(
-                record_key=record.record_key,
-                user_id=result.result.user_id,
-                biomarker=entry.name,
-                loinc=entry.loinc,
-                direction=direction,
-                text=f"Critical {entry.label} result for user:{result.result.user_id}: "
-                "review it in the clinical record.",
-            )
-        )
-    return alerts

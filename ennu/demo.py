@@ -725,6 +725,7 @@ def _biomarkers(
     systolic_shift = rng.normal(0.0, 1.0, n)
 
     value = np.zeros(r)
+    decimals = np.ones(r, dtype=np.int64)  # as reported: the lab's decimals, which a float cannot keep
     for idx, spec in enumerate(BIOMARKER_CATALOGUE):
         rows_of = np.flatnonzero(marker == idx)
         if not len(rows_of):
@@ -752,6 +753,7 @@ def _biomarkers(
             very_low = rng.random(len(rows_of)) < _CRITICAL_LOW_RATE
             v = np.where(very_low, spec.critical_low * rng.uniform(0.6, 0.97, len(rows_of)), v)
         value[rows_of] = _round(v, dist.decimals)
+        decimals[rows_of] = dist.decimals
 
     names = _CATALOGUE_NAMES[marker]
     loinc = _CATALOGUE_LOINC[marker]
@@ -765,6 +767,7 @@ def _biomarkers(
         hit = molar & (marker == _CATALOGUE_INDEX[name])
         digits = 1 if name == "glucose" else 2
         value[hit] = _round(value[hit] / factor, digits)
+        decimals[hit] = digits
         low[hit] = _round(low[hit] / factor, digits)
         high[hit] = _round(high[hit] / factor, digits)
         unit[hit] = MOLAR_UNIT
@@ -776,6 +779,7 @@ def _biomarkers(
         loinc[unknown] = None
         unit[unknown] = "%"
         value[unknown] = _round(rng.normal(6.0, 1.5, int(unknown.sum())).clip(2.0, 14.0), 1)
+        decimals[unknown] = 1
         low[unknown] = 8.0
         high[unknown] = np.nan
 
@@ -790,6 +794,7 @@ def _biomarkers(
         "name": names,
         "loinc_code": loinc,
         "value": value,
+        "value_decimals": decimals,
         "unit": unit,
         "reference_low": low,
         "reference_high": high,

@@ -55,6 +55,8 @@ class User(Base):
     lifecycle_stage: Mapped[str | None] = mapped_column(String(40))
     hubspot_owner_id: Mapped[str | None] = mapped_column(String(40))
     salesforce_owner_id: Mapped[str | None] = mapped_column(String(40))
+    # The clinic EHR's medical record number, when the host knows it (its system: EPIC_MRN_SYSTEM).
+    mrn: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
@@ -108,6 +110,8 @@ class Biomarker(Base):
     name: Mapped[str] = mapped_column(String(60), index=True)
     loinc_code: Mapped[str | None] = mapped_column(String(20), index=True)
     value: Mapped[float] = mapped_column(Float)
+    # Decimals the lab reported (76 -> 0, 5.55 -> 2); None: derived from the stored value.
+    value_decimals: Mapped[int | None] = mapped_column(Integer)
     unit: Mapped[str] = mapped_column(String(30))
     reference_low: Mapped[float | None] = mapped_column(Float)
     reference_high: Mapped[float | None] = mapped_column(Float)

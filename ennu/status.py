@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -13,8 +14,33 @@ from ennu.deliveries import counts_by_integration
 from ennu.models import NOT_DELIVERY_ATTEMPTS, DeliveryStatus, SyncLog, SyncStatus, as_utc, utcnow
 from ennu.settings import get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from mappings.routing import RoutingTable
+
 ERRORS = (SyncStatus.FAILED.value, SyncStatus.REJECTED.value)
 DELIVERED = (SyncStatus.CREATED.value, SyncStatus.UPDATED.value, SyncStatus.UNCHANGED.value)
+# Critical results reach a care team through these routes; e-mail joins the channels once it exists.
+CRITICAL_EVENT = "biomarker.updated"
+CRITICAL_FILTER = "critical_biomarker"
+PROVIDER_CHANNELS = ("slack", "teams")
+CLINICAL_INTEGRATION = "epic_fhir"
+NO_PROVIDER_CHANNEL = "critical results have no provider channel"
+
+
+def provider_channels(table: RoutingTable) -> list[str]:
+    """Care-team channels reached by an enabled `biomarker.updated` route `where: critical_biomarker`."""
+    return [
+        spec.connector
+        for spec in table.routes_for(CRITICAL_EVENT)
+        if spec.connector in PROVIDER_CHANNELS and spec.where == CRITICAL_FILTER
+    ]
+
+
+def clinical_warnings(table: RoutingTable) -> list[str]:
+    """What makes the clinical path unsafe as configured (fixed sentences, never data)."""
+    return [] if provider_channels(table) else [NO_PROVIDER_CHANNEL]
 
 
 @dataclass(frozen=True)
@@ -29,6 +55,25 @@ class IntegrationStatus:
     deliveries: dict[str, int]  # open deliveries by state, and `failed` dead letters awaiting a replay
     counts_24h: dict[str, int]
     error_rate_24h: float | None
+    # Records whose latest outcome in the last 24 h is a deferral, by reason ("no patient match", ...).
+    deferred_24h: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def deferred_by_reason(session: Session, integration: str, since: datetime) -> dict[str, int]:
+    latest = (
+        select(func.max(SyncLog.id).label("id"))
+        .where(SyncLog.connector == integration, SyncLog.created_at >= since)
+        .group_by(SyncLog.object, SyncLog.record_key)
+        .subquery()
+    )
+    rows = session.execute(
+        select(SyncLog.error, func.count())
+        .join(latest, SyncLog.id == latest.c.id)
+        .where(SyncLog.status == SyncStatus.DEFERRED.value)
+        .group_by(SyncLog.error)
+    ).all()
+    return {str(reason or "no reason given"): int(n) for reason, n in rows}
 
 
 def integration_status(
@@ -36,6 +81,7 @@ def integration_status(
     enabled: bool,
     now: datetime | None = None,
     by_state: dict[str, int] | None = None,
+    warnings: list[str] | None = None,
 ) -> IntegrationStatus:
     now = now or utcnow()
     since = now - timedelta(hours=24)
@@ -59,6 +105,7 @@ def integration_status(
             .order_by(SyncLog.id.desc())
             .limit(1)
         ).first()
+        deferred = deferred_by_reason(session, integration, since)
     circuit = circuit_state(integration, now)
     by_state = counts_by_integration().get(integration, {}) if by_state is None else by_state
     attempted = sum(n for status, n in counts.items() if status not in NOT_DELIVERY_ATTEMPTS)
@@ -78,6 +125,8 @@ def integration_status(
         deliveries=dict(sorted(by_state.items())),
         counts_24h=counts,
         error_rate_24h=round(errors / attempted, 4) if attempted else None,
+        deferred_24h=deferred,
+        warnings=list(warnings or []),
     )
 
 
@@ -87,7 +136,23 @@ def all_statuses() -> list[IntegrationStatus]:
 
     table = routing_table(get_settings().mappings_dir)
     states = counts_by_integration()
+    # The clinical integration carries the warning: it is where a critical result is first flagged.
+    warnings = {CLINICAL_INTEGRATION: clinical_warnings(table)}
     return [
-        integration_status(name, config.enabled, by_state=states.get(name, {}))
+        integration_status(name, config.enabled, by_state=states.get(name, {}), warnings=warnings.get(name))
         for name, config in sorted(table.integrations.items())
     ]
+
+
+def health_problems() -> list[str]:
+    """The hub's standing problems: the clinical path's warnings and every open circuit (names only)."""
+    from mappings.routing import routing_table
+
+    table = routing_table(get_settings().mappings_dir)
+    now = utcnow()
+    circuits = [
+        f"{name}: circuit open"
+        for name, config in sorted(table.integrations.items())
+        if config.enabled and circuit_state(name, now).open
+    ]
+    return [*clinical_warnings(table), *circuits]

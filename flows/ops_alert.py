@@ -1,7 +1,8 @@
 """`ops-alert`: tell the operators, in Slack or Teams, that a flow run failed or a circuit opened.
 
 Started by Prefect automations (see `deployments/catalogue.py`): a failed, crashed or timed-out run of any
-deployment tagged `ennu`, and the `ennu.integration.circuit-opened` event of `test-connections`. The notice
+deployment tagged `ennu`, and the `ennu.integration.circuit-opened` event of `test-connections`; and called
+directly when critical results have no provider channel (`biomarker-updated`, `test-connections`). The notice
 names the flow, the run and its state with a link to the Prefect UI; never a message, a parameter or a
 value. The channels are the chat integrations enabled in `mappings/routing.yaml`; with none enabled the
 alert is still a markdown artifact and an error line in the run's log.
@@ -19,6 +20,7 @@ from prefect.settings import PREFECT_UI_URL
 from connectors.http import ConnectorError
 from connectors.notices import NoticeConnector
 from connectors.registry import build_connector
+from ennu.status import NO_PROVIDER_CHANNEL
 from tasks.alert import enabled_alert_channels
 
 FLOW_RUN_PREFIX = "prefect.flow-run."
@@ -42,8 +44,9 @@ def ops_alert(kind: str, subject: str, detail: str = "") -> dict[str, str]:
     """Send one operator notice.
 
     Args:
-        kind: "flow-run-failed" (subject: the flow run's resource id) or "circuit-opened" (subject:
-            `ennu.integration.<name>`, detail: the failure's code).
+        kind: "flow-run-failed" (subject: the flow run's resource id), "circuit-opened" (subject:
+            `ennu.integration.<name>`, detail: the failure's code) or "no-provider-channel" (subject:
+            `ennu.integration.epic_fhir`, detail: a count such as "2 critical results").
     """
     logger = get_run_logger()
     if kind == "flow-run-failed":
@@ -52,6 +55,12 @@ def ops_alert(kind: str, subject: str, detail: str = "") -> dict[str, str]:
         integration = subject.removeprefix(INTEGRATION_PREFIX)
         title = "ENNU integration paused"
         text = f"{integration}: circuit opened after repeated failures ({detail or 'no reason given'})."
+    elif kind == "no-provider-channel":
+        title = f"ENNU: {NO_PROVIDER_CHANNEL}"
+        text = (
+            f"{detail or 'Critical results'}: no Slack or Teams route of biomarker.updated is enabled in "
+            "mappings/routing.yaml, so no care team is told about critical results. Enable one."
+        )
     else:
         raise ValueError(f"unknown alert kind {kind!r}")
     outcomes: dict[str, str] = {}

@@ -183,7 +183,6 @@ def run_event_pipeline(
     *,
     force: bool = False,
     only: list[str] | None = None,
-    side_stage: Task[[pd.DataFrame], list[SyncEntry]] | None = None,
 ) -> SummaryTable:
     """Carry the held deliveries of these events to their destinations and record each outcome.
 
@@ -203,7 +202,7 @@ def run_event_pipeline(
     with deliveries.keep_leased(owner):
         ledger = Ledger(owner, deliveries.take(owner, event_ids, only))
         try:
-            _deliver(event_type, ledger, push, force, side_stage)
+            _deliver(event_type, ledger, push, force)
         except BaseException as exc:
             # Whatever was not recorded is offered again (an attempt spent), and fails at the cap.
             # Where a send may have reached a vendor without idempotency keys, it is looked up first.
@@ -225,7 +224,6 @@ def _deliver(
     ledger: Ledger,
     push: Task[..., list[Outcome]],
     force: bool,
-    side_stage: Task[[pd.DataFrame], list[SyncEntry]] | None,
 ) -> None:
     logger = get_run_logger()
     if not ledger.held:
@@ -233,7 +231,6 @@ def _deliver(
         return
     extracted = extract(event_type, ledger.event_ids)
     ledger.write(unusable_event_entries(extracted, ledger))
-    side = side_stage.submit(extracted.frame) if side_stage is not None else None
     routed: set[str] = set()
     futures: list[PushFuture] = []
     for full in route(event_type, extracted.frame):
@@ -276,9 +273,6 @@ def _deliver(
         ]
     )
     collect(futures, ledger)
-    if side is not None:
-        result: Any = side.result(raise_on_failure=False)
-        ledger.entries.extend(result if isinstance(result, list) else [])
     leftover = ledger.unsettled()
     if leftover:  # a bug's safety net: nothing held is left leased without an outcome
         logger.error("%d deliveries had no outcome; offered again", len(leftover))

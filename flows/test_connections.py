@@ -10,12 +10,15 @@ from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit
 from ennu.settings import get_settings
+from ennu.status import CLINICAL_INTEGRATION, clinical_warnings
+from flows.ops_alert import ops_alert
 from mappings.routing import routing_table
 
 
 @flow(name="test-connections", log_prints=False)
 def test_connections() -> list[dict[str, str | int | bool | None]]:
-    """Check each integration; failures count toward its circuit, and an opened circuit raises an alert."""
+    """Check each integration; failures count toward its circuit, and an opened circuit raises an alert.
+    A clinical path with no provider channel is a failed check and alerts the operators."""
     logger = get_run_logger()
     table = routing_table(get_settings().mappings_dir)
     rows: list[dict[str, str | int | bool | None]] = []
@@ -43,5 +46,9 @@ def test_connections() -> list[dict[str, str | int | bool | None]]:
                 )
         finally:
             connector.close()
+    for warning in clinical_warnings(table):
+        rows.append({"integration": "provider channels", "ok": False, "detail": warning, "latency_ms": None})
+        logger.error("%s", warning)
+        ops_alert(kind="no-provider-channel", subject=f"ennu.integration.{CLINICAL_INTEGRATION}")
     create_table_artifact(key="connection-tests", table=rows, description="Connection test per integration")
     return rows

@@ -18,7 +18,7 @@ from ennu import circuit, deliveries, receipts
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
-from ennu.status import IntegrationStatus, all_statuses
+from ennu.status import IntegrationStatus, all_statuses, health_problems
 from intake.auth import require_operator, require_viewer
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
@@ -79,6 +79,11 @@ class ReplayStarted(BaseModel):
     receipts: int
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    problems: list[str] = Field(description="fixed sentences naming integrations, never data")
+
+
 class SyncStarted(BaseModel):
     flow_run_id: str
     ui_url: str
@@ -119,8 +124,21 @@ def known(integration: str) -> str:
     dependencies=[Depends(require_viewer)],
 )
 def status() -> list[IntegrationStatus]:
-    """Per integration: enabled, last success and error, circuit state, pending events, 24 h counts."""
+    """Per integration: enabled, last success and error, circuit state, pending events, 24 h counts,
+    deferred records by reason, and warnings (the clinical path with no provider channel)."""
     return all_statuses()
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    responses=error_responses(401, 403),
+    dependencies=[Depends(require_viewer)],
+)
+def health() -> HealthOut:
+    """What needs an operator: a clinical path that cannot reach a care team, open circuits."""
+    problems = health_problems()
+    return HealthOut(status="degraded" if problems else "ok", problems=problems)
 
 
 @router.post(

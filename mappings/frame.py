@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mappings.schema import FieldSpec, Mapping
+from mappings.schema import NESTED_SOURCES, FieldSpec, Mapping
 from mappings.transforms import TRANSFORMS, MultiSourceTransform, Transform, blanks_to_none, nulls_to_none
 
 META_COLUMNS = ("_record_key", "_event_id", "_user_id")
@@ -44,6 +44,12 @@ def _ids(ids: pd.Series) -> pd.Series:
     return nulls_to_none(ids)
 
 
+def _sparse(column: str) -> bool:
+    """A pivoted column (`assessment.scores.<category>`): it exists only when some row of the batch has it."""
+    kind, _, rest = column.partition(".")
+    return any(rest.startswith(f"{nested}.") for nested in NESTED_SOURCES.get(kind, ()))
+
+
 def apply_mapping(mapping: Mapping, source: pd.DataFrame) -> pd.DataFrame:
     """The destination frame: meta columns, then one column per mapped field, and nothing else.
 
@@ -53,11 +59,15 @@ def apply_mapping(mapping: Mapping, source: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         A frame with `source`'s index, object columns `_record_key` ("user:42"), `_event_id`, `_user_id`
-        and the mapping's destination fields in mapping order; nulls and empty strings are None.
+        and the mapping's destination fields in mapping order; nulls and empty strings are None (so is a
+        score category that no row of the batch has).
     """
     record_id = f"{mapping.record}.id"
     needed = mapping.source_columns | {record_id, "event.id", "user.id"}
-    missing = sorted(needed - set(source.columns))
+    absent = needed - set(source.columns)
+    if any(_sparse(c) for c in absent):  # no row of this batch has that score: null, like a row without it
+        source = source.assign(**{c: None for c in absent if _sparse(c)})
+    missing = sorted(c for c in absent if not _sparse(c))
     if missing:
         raise MissingSourceColumns(f"mapping {mapping.name}: source columns missing: {', '.join(missing)}")
     record_ids = _ids(source[record_id])

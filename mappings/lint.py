@@ -5,9 +5,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mappings.ennu_codes import check_codes_file
 from mappings.inbound import inbound_mappings
-from mappings.loader import MappingError, lint_mappings, mapping_files
+from mappings.loader import MappingError, lint_mappings, load_all_mappings, mapping_files
 from mappings.routing import RoutingError, load_routing
+
+SCORE_SOURCE = "assessment.scores."
+
+
+def code_problems(root: Path) -> list[str]:
+    """The ENNU code system is valid, and every score a mapping reads has a code in it."""
+    path = root / "ennu_codes.yaml"
+    if not path.exists():
+        return []
+    codes, errors = check_codes_file(path)
+    if codes is None:
+        return [str(e) for e in errors]
+    return [
+        f"{root / mapping.event_type / mapping.connector}.yaml: field {name!r}: score {source!r} has no code "
+        f"in {path.name}"
+        for (_, connector), mapping in load_all_mappings(root).items()
+        if connector == "epic_fhir"
+        for name, spec in mapping.fields.items()
+        for source in spec.sources
+        if source.startswith(SCORE_SOURCE) and source.removeprefix(SCORE_SOURCE) not in codes.scores
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             inbound_mappings(root)
         except MappingError as exc:
             problems += str(exc).splitlines()
+        problems += code_problems(root)
     routing = root / "routing.yaml"
     if routing.exists():
         try:

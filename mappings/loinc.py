@@ -4,7 +4,7 @@ conversions and critical ranges; loaded through one schema, with mistakes report
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mappings.loader import LintError
+from mappings.precision import MAX_DECIMALS, decimals_of, reported, round_significant, significant_digits
 
 LOINC_TABLE_PATH = Path(__file__).resolve().parent / "loinc.yaml"
 LOINC_CODE = re.compile(r"^(\d{1,7})-(\d)$")
@@ -78,7 +79,7 @@ class Conversion(BaseModel):
 
     unit: str
     factor: float = Field(gt=0)
-    decimals: int = Field(ge=0, le=6)  # precision of results reported in `unit`
+    decimals: int = Field(ge=0, le=6)  # precision of results reported in `unit` (when the host does not say)
 
     _ucum = field_validator("unit")(_check_ucum)
 
@@ -95,7 +96,7 @@ class LoincEntry(BaseModel):
     unit: str
     unit_display: str | None = None
     category: Category
-    decimals: int | None = Field(default=None, ge=0, le=6)  # precision of converted values in `unit`
+    decimals: int | None = Field(default=None, ge=0, le=6)  # most decimals of a value converted to `unit`
     critical_low: float | None = None
     critical_high: float | None = None
     conversions: tuple[Conversion, ...] = ()
@@ -200,20 +201,40 @@ class LoincTable(BaseModel):
 
     def convert(self, entry: LoincEntry, value: float, from_unit: str, to_unit: str) -> float:
         """Convert between the entry's unit and one of its declared units, in either direction."""
+        return float(
+            self.convert_reported(entry, self.reported_in(entry, value, from_unit), from_unit, to_unit)
+        )
+
+    def reported_in(self, entry: LoincEntry, value: float, unit: str, decimals: int | None = None) -> Decimal:
+        """A value as the lab reported it in `unit`: with its declared decimals; unknown, with those of the
+        stored number but no fewer than results in a converted unit carry (2.0 mmol/L was 2.00)."""
+        if decimals is not None:
+            return reported(value, decimals)
+        stored = reported(value)
+        conversion = entry.conversion(self.ucum(unit))
+        if conversion is None:
+            return stored
+        return reported(value, max(decimals_of(stored), conversion.decimals))
+
+    def convert_reported(self, entry: LoincEntry, value: Decimal, from_unit: str, to_unit: str) -> Decimal:
+        """A reported value in another unit, to the significant digits it was reported with (never more
+        decimals than results in the target unit carry: `decimals` of the entry or of the conversion)."""
+        factor, decimals = self.factor(entry, from_unit, to_unit)
+        if factor == 1:
+            return value
+        return round_significant(value * factor, significant_digits(value), decimals)
+
+    def factor(self, entry: LoincEntry, from_unit: str, to_unit: str) -> tuple[Decimal, int]:
+        """(exact factor, decimals of the target unit) between two units of the entry; 1 when they agree."""
         source, target = self.ucum(from_unit), self.ucum(to_unit)
         if source == target:
-            return value
+            return Decimal(1), MAX_DECIMALS
         if target == entry.unit and (forward := entry.conversion(source)) is not None:
             assert entry.decimals is not None  # the schema requires it with conversions
-            return _scaled(value, Decimal(repr(forward.factor)), entry.decimals)
+            return Decimal(repr(forward.factor)), entry.decimals
         if source == entry.unit and (backward := entry.conversion(target)) is not None:
-            return _scaled(value, 1 / Decimal(repr(backward.factor)), backward.decimals)
+            return 1 / Decimal(repr(backward.factor)), backward.decimals
         raise UnitNotConvertible(f"no exact conversion of {entry.name} from {source} to {target}")
-
-
-def _scaled(value: float, factor: Decimal, decimals: int) -> float:
-    exact = Decimal(repr(float(value))) * factor
-    return float(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
 
 
 def _line_of(root: yaml.Node, loc: tuple[Any, ...]) -> int:

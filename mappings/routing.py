@@ -5,11 +5,21 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from ennu.events import EVENT_TYPES
+
+SANDBOX_ONLY = "sandbox"
 
 
 class ConsentNeed(StrEnum):
@@ -24,10 +34,23 @@ DEFAULT_PRIORITY = 5
 class IntegrationRouting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # `sandbox` in the file: on while the hub runs against its local sandbox (`make up`, tests), else off.
     enabled: bool = True
+    declared: bool | Literal["sandbox"] = True  # what the file says (kept for status and health)
     consent: ConsentNeed = ConsentNeed.NONE
     # The drain serves waiting events of higher-priority integrations first (1 is first).
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=9)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sandbox_only(cls, raw: object, info: ValidationInfo) -> object:
+        if not isinstance(raw, dict) or "declared" in raw:
+            return raw
+        declared = raw.get("enabled", True)
+        if declared == SANDBOX_ONLY:
+            local = bool((info.context or {}).get("local_sandbox", False))
+            return {**raw, "enabled": local, "declared": SANDBOX_ONLY}
+        return {**raw, "declared": declared}
 
 
 class RouteSpec(BaseModel):
@@ -39,6 +62,9 @@ class RouteSpec(BaseModel):
     mapping: str | None = None
     enabled: bool = True
     where: str | None = None  # a named record filter (tasks/route_filters.py), e.g. critical_biomarker
+    # This route's priority where it differs from its integration's (assessment scores to the EHR are
+    # not as urgent as the EHR's results).
+    priority: int | None = Field(default=None, ge=1, le=9)
 
     @property
     def mapping_name(self) -> str:
@@ -65,7 +91,10 @@ class RoutingTable(BaseModel):
 
     def event_priority(self, event_type: str) -> int:
         """The most urgent priority among the event type's enabled destinations (9 when it has none)."""
-        return min((self.integrations[s.connector].priority for s in self.routes_for(event_type)), default=9)
+        return min(
+            (s.priority or self.integrations[s.connector].priority for s in self.routes_for(event_type)),
+            default=9,
+        )
 
     def routes_for(self, event_type: str) -> list[RouteSpec]:
         """The enabled routes of one event type, in table order."""
@@ -80,19 +109,23 @@ class RoutingError(ValueError):
     pass
 
 
-def load_routing(path: Path) -> RoutingTable:
+def load_routing(path: Path, *, local: bool = False) -> RoutingTable:
+    """The routing table; `local`: the hub runs against its local sandbox (turns on `enabled: sandbox`)."""
     try:
         data = yaml.safe_load(path.read_text())
-        return RoutingTable.model_validate(data)
+        return RoutingTable.model_validate(data, context={"local_sandbox": local})
     except (yaml.YAMLError, ValidationError) as exc:
         raise RoutingError(f"{path}: {exc}") from None
 
 
 @lru_cache(maxsize=8)
-def _cached(path: Path, mtime_ns: int) -> RoutingTable:
-    return load_routing(path)
+def _cached(path: Path, mtime_ns: int, local: bool) -> RoutingTable:
+    return load_routing(path, local=local)
 
 
 def routing_table(mappings_dir: Path) -> RoutingTable:
+    """The routing table of this process: `enabled: sandbox` is on when ENNU_SANDBOX_URL is on loopback."""
+    from ennu.settings import get_settings, is_loopback_url
+
     path = mappings_dir / "routing.yaml"
-    return _cached(path, path.stat().st_mtime_ns)
+    return _cached(path, path.stat().st_mtime_ns, is_loopback_url(get_settings().sandbox_url))

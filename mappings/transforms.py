@@ -58,6 +58,10 @@ class RoundParams(Params):
     digits: int = Field(default=0, ge=0, le=15)
 
 
+class TemplateParams(Params):
+    template: str = Field(min_length=3, pattern=r"^[^{}]*\{\}[^{}]*$")  # one `{}`, where the value goes
+
+
 P = TypeVar("P", bound=Params | None)
 
 
@@ -326,6 +330,68 @@ def concat_1(values: list[Any], params: ConcatParams) -> Any:
     return params.separator.join(str(v) for v in values if not is_blank(v) and str(v) != "") or None
 
 
+# --------------------------------------------------------------------------- template
+
+
+def _as_text(value: Any) -> str:
+    """An id as text: 12, 12.0 and "12" are all "12" (a join with misses turns integer ids into floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def template_v(series: pd.Series, params: TemplateParams) -> pd.Series:
+    out = blanks_to_none(series)
+    present = out.notna()
+    if present.any():
+        text = out.loc[present].map(_as_text).astype(TEXT)
+        before, after = params.template.split("{}")
+        out.loc[present] = (before + text + after).to_numpy(dtype=object)
+    return out
+
+
+def template_1(value: Any, params: TemplateParams) -> Any:
+    return None if is_blank(value) else params.template.replace("{}", _as_text(value))
+
+
+# --------------------------------------------------------------------------- biomarkers (mappings/loinc.yaml)
+
+
+def biomarker_label_v(series: pd.Series, _: None) -> pd.Series:
+    from mappings.loinc import load_loinc_table
+
+    labels = {name: entry.label for name, entry in load_loinc_table().biomarkers.items()}
+    names = _on_text(series, lambda s: s.str.strip().str.lower())
+    return nulls_to_none(names.map(labels))
+
+
+def biomarker_label_1(value: Any, _: None) -> Any:
+    from mappings.loinc import load_loinc_table
+
+    if is_blank(value):
+        return None
+    entry = load_loinc_table().entry(str(value).strip().lower())
+    return None if entry is None else entry.label
+
+
+def interpretation_flag_v(frame: pd.DataFrame, _: None) -> pd.Series:
+    # One LOINC lookup and exact unit conversion per result: only critical results take the routes that
+    # use it (`where: critical_biomarker`), a handful per batch.
+    rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+    return pd.Series(
+        [interpretation_flag_1(list(row), None) for row in rows], index=frame.index, dtype=object
+    )
+
+
+def interpretation_flag_1(values: list[Any], _: None) -> Any:
+    """N, L, H, LL or HH of [name, value, unit(, reference low, reference high)]; None when not judged."""
+    from mappings.interpretation import flag_of
+
+    clean = [None if is_blank(v) else v for v in values]
+    flag = flag_of(*clean[:5])
+    return None if flag is None else flag.value
+
+
 TRANSFORMS: dict[str, Transform[Any] | MultiSourceTransform[Any]] = {
     t.name: t
     for t in (
@@ -339,6 +405,9 @@ TRANSFORMS: dict[str, Transform[Any] | MultiSourceTransform[Any]] = {
         Transform("value_map", value_map_v, value_map_1, ValueMapParams),
         Transform("default", default_v, default_1, DefaultParams),
         Transform("round", round_v, round_1, RoundParams),
+        Transform("template", template_v, template_1, TemplateParams),
+        Transform("biomarker_label", biomarker_label_v, biomarker_label_1),
         MultiSourceTransform("concat", concat_v, concat_1, ConcatParams),
+        MultiSourceTransform("interpretation_flag", interpretation_flag_v, interpretation_flag_1),
     )
 }

@@ -260,14 +260,27 @@ def _check_quantity(quantity: Any, where: str) -> None:
         raise Invalid(422, "required", f"a quantity needs system {UCUM_SYSTEM} and a UCUM code", where)
 
 
+def _check_survey_coding(concept: Any, where: str) -> None:
+    """A survey (questionnaire score) may be coded in a code system of its own: a system and a code."""
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    if not any(isinstance(c, dict) and c.get("system") and c.get("code") for c in codings or []):
+        raise Invalid(422, "required", "a coding with a system and a code is required", where)
+
+
 def check_observation(resource: dict[str, Any], root: str, patient_exists: Callable[[str], bool]) -> None:
-    """What a server checks beyond the structure: value sets, terminology systems, resolvable references."""
+    """What a server checks beyond the structure: value sets, terminology systems, resolvable references.
+
+    Results are coded in LOINC; a `survey` Observation may carry another code system (ENNU's scores).
+    """
     if resource.get("status") not in OBSERVATION_STATUSES:
         raise Invalid(422, "code-invalid", "status is not in the required value set", f"{root}.status")
     categories = resource.get("category") or []
-    if not any(c.get("system") == CATEGORY_SYSTEM for cat in categories for c in (cat.get("coding") or [])):
+    codings = [c for cat in categories for c in (cat.get("coding") or [])]
+    if not any(c.get("system") == CATEGORY_SYSTEM for c in codings):
         raise Invalid(422, "required", "an observation-category coding is required", f"{root}.category")
-    _check_loinc_coding(resource.get("code"), f"{root}.code")
+    survey = any(c.get("system") == CATEGORY_SYSTEM and c.get("code") == "survey" for c in codings)
+    check_coding = _check_survey_coding if survey else _check_loinc_coding
+    check_coding(resource.get("code"), f"{root}.code")
     components = resource.get("component") or []
     has_value = any(k.startswith("value") for k in resource) or "dataAbsentReason" in resource
     if not has_value and not components:
@@ -275,7 +288,7 @@ def check_observation(resource: dict[str, Any], root: str, patient_exists: Calla
     _check_quantity(resource.get("valueQuantity"), f"{root}.valueQuantity")
     for i, component in enumerate(components):
         where = f"{root}.component[{i}]"
-        _check_loinc_coding(component.get("code"), f"{where}.code")
+        check_coding(component.get("code"), f"{where}.code")
         _check_quantity(component.get("valueQuantity"), f"{where}.valueQuantity")
     for i, reference_range in enumerate(resource.get("referenceRange") or []):
         for bound in ("low", "high"):
@@ -340,10 +353,32 @@ class FhirStore:
         stored["id"] = self.vendor.new_id()
         stored["meta"] = {"versionId": "1", "lastUpdated": iso_now()}
         self.resources(resource_type)[stored["id"]] = stored
-        for identifier in stored.get("identifier") or []:
-            key = f"{resource_type}|{identifier.get('system')}|{identifier.get('value')}"
-            self._index().setdefault(key, []).append(stored["id"])
+        self._index_identifiers(stored)
         return stored
+
+    def _index_identifiers(self, stored: dict[str, Any]) -> None:
+        for identifier in stored.get("identifier") or []:
+            key = f"{stored['resourceType']}|{identifier.get('system')}|{identifier.get('value')}"
+            self._index().setdefault(key, []).append(stored["id"])
+
+    def replace(self, current: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+        """A new version of `current` with the content of `resource` (same id, versionId + 1)."""
+        self.remove(current)
+        stored = dict(resource)
+        stored["id"] = current["id"]
+        version = int(str((current.get("meta") or {}).get("versionId") or "1")) + 1
+        stored["meta"] = {"versionId": str(version), "lastUpdated": iso_now()}
+        self.resources(stored["resourceType"])[stored["id"]] = stored
+        self._index_identifiers(stored)
+        return stored
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        """Put back a version that an undone transaction replaced."""
+        current = self.get(previous["resourceType"], previous["id"])
+        if current is not None:
+            self.remove(current)
+        self.resources(previous["resourceType"])[previous["id"]] = previous
+        self._index_identifiers(previous)
 
     def remove(self, stored: dict[str, Any]) -> None:
         resource_type = stored["resourceType"]
@@ -366,9 +401,14 @@ class FhirStore:
 
     def _matches(self, resource_type: str, name: str, value: str) -> list[dict[str, Any]]:
         everything = list(self.resources(resource_type).values())
-        if name == "identifier":
-            system, code = _token_pair(value)
-            return self.by_identifier(resource_type, system or None, code)
+        if name == "identifier":  # a comma separates values any of which may match (FHIR search OR)
+            found: list[dict[str, Any]] = []
+            for token in value.split(","):
+                system, code = _token_pair(token)
+                found += [
+                    r for r in self.by_identifier(resource_type, system or None, code) if r not in found
+                ]
+            return found
         if resource_type == "Patient" and name in ("family", "given"):
             wanted = value.strip().lower()
 
@@ -404,10 +444,12 @@ class FhirStore:
 # --------------------------------------------------------------------------- create, conditional create
 
 
-def _criteria(resource_type: str, criteria: str) -> tuple[str | None, str]:
+def _criteria(resource_type: str, criteria: str, what: str = "create") -> tuple[str | None, str]:
     params = parse_qsl(criteria, keep_blank_values=True)
-    if len(params) != 1 or params[0][0] != "identifier" or not params[0][1]:
-        raise Invalid(400, "not-supported", f"{resource_type} conditional create supports identifier only")
+    if len(params) != 1 or params[0][0] != "identifier" or not params[0][1] or "," in params[0][1]:
+        raise Invalid(
+            400, "not-supported", f"{resource_type} conditional {what} supports one identifier only"
+        )
     system, value = _token_pair(params[0][1])
     return system or None, value
 
@@ -416,14 +458,7 @@ def create_resource(
     store: FhirStore, resource: Any, criteria: str | None, root: str, expected_type: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     """Validate and create (201), or return the one match of the criteria (200); several matches: 412."""
-    validate_structure(resource, root)
-    resource_type = resource["resourceType"]
-    if resource_type not in RESOURCE_TYPES or (expected_type and resource_type != expected_type):
-        raise Invalid(400, "not-supported", f"{resource_type} cannot be created here", f"{root}.resourceType")
-    if resource_type == "Observation":
-        check_observation(resource, root, lambda pid: store.get("Patient", pid) is not None)
-    else:
-        check_patient(resource, root)
+    resource_type = _checked(store, resource, root, expected_type)
     if criteria:
         system, value = _criteria(resource_type, criteria)
         matches = store.by_identifier(resource_type, system, value)
@@ -432,6 +467,49 @@ def create_resource(
         if matches:
             return 200, matches[0]
     return 201, store.create(resource)
+
+
+def _checked(store: FhirStore, resource: Any, root: str, expected_type: str | None) -> str:
+    validate_structure(resource, root)
+    resource_type: str = resource["resourceType"]
+    if resource_type not in RESOURCE_TYPES or (expected_type and resource_type != expected_type):
+        raise Invalid(400, "not-supported", f"{resource_type} cannot be written here", f"{root}.resourceType")
+    if resource_type == "Observation":
+        check_observation(resource, root, lambda pid: store.get("Patient", pid) is not None)
+    else:
+        check_patient(resource, root)
+    return resource_type
+
+
+def update_resource(
+    store: FhirStore,
+    resource: Any,
+    criteria: str | None,
+    root: str,
+    expected_type: str | None = None,
+    resource_id: str | None = None,
+) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """Update by id, or conditionally (`?identifier=`): no match creates (201), one match is replaced
+    (200), several refuse (412). Also returns the version replaced, so that a transaction can undo it."""
+    resource_type = _checked(store, resource, root, expected_type)
+    if resource_id is not None:
+        current = store.get(resource_type, resource_id)
+        if resource.get("id") != resource_id:
+            raise Invalid(400, "invalid", "the resource id must be the id in the URL", f"{root}.id")
+        if current is None:
+            raise Invalid(404, "not-found", f"{resource_type}/{resource_id} is not known", root)
+        return 200, store.replace(current, resource), current
+    if not criteria:
+        raise Invalid(400, "not-supported", "an update names an id or identifier criteria")
+    system, value = _criteria(resource_type, criteria, "update")
+    matches = store.by_identifier(resource_type, system, value)
+    if len(matches) > 1:
+        raise Invalid(412, "duplicate", "the conditional update criteria match several resources", root)
+    if matches:
+        if resource.get("id") not in (None, matches[0]["id"]):
+            raise Invalid(400, "invalid", "the resource id is not the matched resource's", f"{root}.id")
+        return 200, store.replace(matches[0], resource), matches[0]
+    return 201, store.create({k: v for k, v in resource.items() if k != "id"}), None
 
 
 def _location(stored: dict[str, Any]) -> str:
@@ -467,13 +545,14 @@ def _searchset(base: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def capability_statement(token_url: str) -> dict[str, Any]:
-    """What this server supports: transactions, batches and conditional create, SMART backend auth."""
+    """What this server supports: transactions, batches, conditional create and update, SMART backend auth."""
 
     def resource(kind: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         return {
             "type": kind,
-            "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "create"}],
+            "interaction": [{"code": c} for c in ("read", "search-type", "create", "update")],
             "conditionalCreate": True,
+            "conditionalUpdate": True,
             "searchParam": [{"name": n, "type": t} for n, t in params],
         }
 
@@ -693,6 +772,41 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             {"Location": f"{base}/{_location(stored)}", "ETag": f'W/"{stored["meta"]["versionId"]}"'},
         )
 
+    @router.put("/r4/{resource_type}")
+    async def conditional_update(
+        resource_type: str, request: Request, granted: frozenset[str] = Depends(scopes)
+    ) -> Response:
+        return await _update(resource_type, None, request, granted)
+
+    @router.put("/r4/{resource_type}/{resource_id}")
+    async def update(
+        resource_type: str, resource_id: str, request: Request, granted: frozenset[str] = Depends(scopes)
+    ) -> Response:
+        return await _update(resource_type, resource_id, request, granted)
+
+    async def _update(
+        resource_type: str, resource_id: str | None, request: Request, granted: frozenset[str]
+    ) -> Response:
+        if resource_type not in RESOURCE_TYPES:
+            return Invalid(404, "not-supported", "unknown resource type").response()
+        if not allowed(granted, resource_type, "write"):
+            return forbidden(resource_type, "write")
+        try:
+            resource = await _json_body(request)
+            with state.lock:
+                status, stored, _ = update_resource(
+                    store(), resource, request.url.query, resource_type, resource_type, resource_id
+                )
+        except Invalid as exc:
+            return exc.response()
+        suffix = f"/r4/{resource_type}" + (f"/{resource_id}" if resource_id is not None else "")
+        base = fhir_base(request, suffix)
+        return fhir_response(
+            status,
+            stored,
+            {"Location": f"{base}/{_location(stored)}", "ETag": f'W/"{stored["meta"]["versionId"]}"'},
+        )
+
     @router.post("/r4")
     async def bundle(request: Request, granted: frozenset[str] = Depends(scopes)) -> Response:
         try:
@@ -703,12 +817,11 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             entries = body.get("entry") or []
             for i, entry in enumerate(entries):
                 resource_type = (entry.get("resource") or {}).get("resourceType", "")
-                request_part = entry.get("request") or {}
-                if request_part.get("method") != "POST" or request_part.get("url") != resource_type:
+                if _entry_action(entry, resource_type) is None:
                     raise Invalid(
                         400,
                         "not-supported",
-                        "entries POST a resource to its type",
+                        "entries POST a resource to its type or PUT it to its type?identifier= or id",
                         f"Bundle.entry[{i}].request",
                     )
                 if not allowed(granted, resource_type, "write"):
@@ -770,20 +883,51 @@ def _criteria_of(entry: dict[str, Any]) -> str | None:
     return str(criteria) if criteria else None
 
 
+def _entry_action(entry: dict[str, Any], resource_type: str) -> tuple[str, str | None, str | None] | None:
+    """(method, criteria, id) of an entry: POST to its type, PUT to `Type?identifier=…` or `Type/id`."""
+    request_part = entry.get("request") or {}
+    method, url = request_part.get("method"), str(request_part.get("url") or "")
+    if method == "POST" and url == resource_type and resource_type:
+        return "POST", _criteria_of(entry), None
+    if method == "PUT" and resource_type and url.startswith(f"{resource_type}?"):
+        return "PUT", url.partition("?")[2], None
+    if method == "PUT" and resource_type and url.startswith(f"{resource_type}/"):
+        return "PUT", None, url.partition("/")[2]
+    return None
+
+
+def _run_entry(
+    store: FhirStore, entry: dict[str, Any], root: str
+) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    resource = entry.get("resource")
+    resource_type = str((resource or {}).get("resourceType", "")) if isinstance(resource, dict) else ""
+    action = _entry_action(entry, resource_type)
+    if action is None:
+        raise Invalid(400, "not-supported", "unsupported entry request", root)
+    method, criteria, resource_id = action
+    if method == "PUT":
+        return update_resource(store, resource, criteria, root, resource_id=resource_id)
+    status, stored = create_resource(store, resource, criteria, root)
+    return status, stored, None
+
+
 def run_transaction(store: FhirStore, entries: list[dict[str, Any]]) -> JSONResponse:
-    """All entries or none: the first refusal undoes what this Bundle created and answers for all."""
+    """All entries or none: the first refusal undoes what this Bundle created or replaced, and answers."""
     created: list[dict[str, Any]] = []
+    replaced: list[dict[str, Any]] = []
     responses = []
     for i, entry in enumerate(entries):
         try:
-            status, stored = create_resource(
-                store, entry.get("resource"), _criteria_of(entry), f"Bundle.entry[{i}].resource"
-            )
+            status, stored, previous = _run_entry(store, entry, f"Bundle.entry[{i}].resource")
         except Invalid as exc:
             for resource in created:
                 store.remove(resource)
+            for version in reversed(replaced):
+                store.restore(version)
             return exc.response()
-        if status == 201:
+        if previous is not None:
+            replaced.append(previous)
+        elif status == 201:
             created.append(stored)
         responses.append(_entry_response(status, stored))
     return fhir_response(
@@ -802,9 +946,7 @@ def run_batch(store: FhirStore, entries: list[dict[str, Any]]) -> dict[str, Any]
     responses = []
     for i, entry in enumerate(entries):
         try:
-            status, stored = create_resource(
-                store, entry.get("resource"), _criteria_of(entry), f"Bundle.entry[{i}].resource"
-            )
+            status, stored, _ = _run_entry(store, entry, f"Bundle.entry[{i}].resource")
         except Invalid as exc:
             responses.append(
                 {

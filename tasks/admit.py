@@ -21,15 +21,19 @@ BULK_ORIGIN = "bulk-sync"
 BULK_PRIORITY_OFFSET = deliveries.BULK_PRIORITY  # a bulk sync queues behind live events of every priority
 
 
-def destinations(table: RoutingTable, event_type: str, requested: Sequence[str] | None) -> list[str]:
-    """The integrations an event of this type goes to, narrowed to those it asks for."""
+def destinations(
+    table: RoutingTable, event_type: str, requested: Sequence[str] | None
+) -> list[tuple[str, int]]:
+    """The integrations an event of this type goes to, with their priority (a route may set its own),
+    narrowed to those it asks for."""
     if event_type == ERASURE:
-        routed = [name for name, config in table.integrations.items() if config.enabled]
+        routed = {name: config.priority for name, config in table.integrations.items() if config.enabled}
     else:
-        routed = list(dict.fromkeys(spec.connector for spec in table.routes_for(event_type)))
-    if requested is None:
-        return routed
-    return [name for name in routed if name in set(requested)]
+        routed = {}
+        for spec in table.routes_for(event_type):
+            routed.setdefault(spec.connector, spec.priority or table.integrations[spec.connector].priority)
+    wanted = None if requested is None else set(requested)
+    return [(name, priority) for name, priority in routed.items() if wanted is None or name in wanted]
 
 
 def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
@@ -61,10 +65,7 @@ def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
         for event_id, event_type, subject, requested, payload in won:
             names = destinations(table, event_type, requested)
             offset = BULK_PRIORITY_OFFSET if (payload or {}).get("origin") == BULK_ORIGIN else 0
-            rows += [
-                (event_id, event_type, subject, name, table.integrations[name].priority + offset)
-                for name in names
-            ]
+            rows += [(event_id, event_type, subject, name, priority + offset) for name, priority in names]
             if not names:
                 nowhere.append(event_id)
         erased = set(

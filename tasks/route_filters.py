@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from connectors.fhir_observations import critical_alerts
+from connectors.fhir_observations import critical_results
 from ennu.settings import get_settings
 from mappings import apply_mapping, load_all_mappings
 from tasks.push import to_records
@@ -21,10 +21,11 @@ RouteFilter = Callable[[pd.DataFrame], pd.Series]
 
 
 def critical_biomarker(frame: pd.DataFrame) -> pd.Series:
-    """Results beyond their critical range in mappings/loinc.yaml (the same rule as the care-team alert)."""
+    """Results flagged LL or HH: beyond the critical limits of mappings/loinc.yaml, read through the EHR's
+    mapping, so that the care team is told about exactly the results the EHR flags critical."""
     mapping = load_all_mappings(get_settings().mappings_dir)[("biomarker.updated", "epic_fhir")]
     mapped = apply_mapping(mapping, frame)
-    critical = {alert.record_key for alert in critical_alerts(to_records(mapped))}
+    critical = {c.result.record_key for c in critical_results(to_records(mapped))}
     return mapped["_record_key"].isin(critical).reindex(frame.index, fill_value=False).astype(bool)
 
 

@@ -28,6 +28,7 @@ def api(sqlite_database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
 ENDPOINTS = [
     ("GET", "/integrations/status", None),
+    ("GET", "/integrations/health", None),
     ("GET", "/integrations/data/hubspot", None),
     ("POST", "/integrations/test/hubspot", None),
     (
@@ -38,8 +39,13 @@ ENDPOINTS = [
 ]
 ALLOWED = {
     "host-app": {"/events"},
-    "viewer": {"/integrations/status", "/integrations/data/hubspot"},
-    "operator": {"/integrations/status", "/integrations/data/hubspot", "/integrations/test/hubspot"},
+    "viewer": {"/integrations/status", "/integrations/health", "/integrations/data/hubspot"},
+    "operator": {
+        "/integrations/status",
+        "/integrations/health",
+        "/integrations/data/hubspot",
+        "/integrations/test/hubspot",
+    },
 }
 
 

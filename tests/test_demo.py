@@ -191,6 +191,8 @@ def test_biomarkers_are_coded_except_the_deliberate_unknowns(url: str) -> None:
         assert (r["reference_low"] is None) == (spec.reference_low is None)
         assert (r["reference_high"] is None) == (spec.reference_high is None)
         assert r["value"] > 0
+        # the decimals the lab reported travel with the value (a float keeps no trailing zero)
+        assert 0 <= r["value_decimals"] <= 2 and round(r["value"], r["value_decimals"]) == r["value"]
     assert molar > 0
     # every catalogue marker appears; most results inside the reference range; a few critical glucoses
     assert {r["name"] for r in coded} == {b.name for b in BIOMARKER_CATALOGUE}
@@ -254,8 +256,9 @@ def test_people_goals_and_consents_look_real(url: str) -> None:
     assert {"female", "male", "other"} == set(sexes)
     assert sexes.count("female") > sexes.count("male") > sexes.count("other")
     # CRM-owned columns (lifecycle stage, owners) stay empty: only the inbound sync writes them
-    for _id, first, last, _email, _phone, born, _sex, zone, _m, _c, *crm, created, updated in users:
+    for _id, first, last, _email, _phone, born, _sex, zone, _m, _c, *crm, mrn, created, updated in users:
         assert crm == [None, None, None]
+        assert mrn is None  # the EHR's record number: the demo's people are not patients of a clinic
         assert first and last
         assert date(1945, 1, 1) <= born <= date(2005, 12, 31)
         zoneinfo.ZoneInfo(zone)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import date, datetime
+from collections.abc import Collection, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -15,7 +15,8 @@ import requests
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from connectors.base import Person, Record
-from connectors.epic_fhir import ERASURE_DECISION, Capabilities, EpicFhirConnector
+from connectors.epic_fhir import ERASURE_DECISION, SURVEYS_OFF, Capabilities, EpicFhirConnector
+from connectors.fhir_panels import WAITING
 from connectors.http import RetryableError
 from connectors.smart_auth import SmartBackendAuth
 from ennu.models import SyncStatus
@@ -38,10 +39,29 @@ EPIC_ENV = (
     "EPIC_PATIENT_MATCH_DEMOGRAPHICS",
     "EPIC_PATIENT_IDENTIFIER_SYSTEM",
     "EPIC_OBSERVATION_IDENTIFIER_SYSTEM",
+    "EPIC_MRN_SYSTEM",
+    "EPIC_PATIENT_IDENTIFIERS",
+    "EPIC_ASSESSMENT_OBSERVATIONS",
+    "EPIC_BP_PAIR_SECONDS",
+    "EPIC_BP_WAIT_SECONDS",
+    "EPIC_BP_RECHECK_SECONDS",
+    "EPIC_PATIENT_RECHECK_SECONDS",
 )
+MRN_SYSTEM = "urn:oid:2.16.840.1.113883.3.9999.1"  # a clinic's MRN system (synthetic)
 
 
-def biomarker(biomarker_id: int, name: str, value: float, unit: str, user_id: int = 1) -> Record:
+def biomarker(
+    biomarker_id: int,
+    name: str,
+    value: float,
+    unit: str,
+    user_id: int = 1,
+    *,
+    mrn: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    recorded: datetime | None = None,
+) -> Record:
     return Record(
         f"biomarker:{biomarker_id}",
         f"evt-{biomarker_id}",
@@ -50,10 +70,13 @@ def biomarker(biomarker_id: int, name: str, value: float, unit: str, user_id: in
             "identifier": biomarker_id,
             "biomarker_name": name,
             "value": value,
+            "value_decimals": None,
             "unit": unit,
-            "reference_low": None,
-            "reference_high": None,
+            "reference_low": low,
+            "reference_high": high,
             "effective": OBSERVED,
+            "recorded_at": recorded or OBSERVED,
+            "patient.mrn": mrn,
             "patient.family": "Doe",
             "patient.given": "Ada",
             "patient.birth_date": "1980-02-03",
@@ -83,11 +106,38 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
 
 
+class Partners:
+    """What the host holds of blood-pressure partners, for connector tests (the flow tests read the host)."""
+
+    def __init__(self, *records: Record) -> None:
+        self.records = list(records)
+
+    def around(
+        self, user_ids: Collection[int], names: Collection[str], start: datetime, end: datetime
+    ) -> list[Record]:
+        return [
+            r
+            for r in self.records
+            if r.user_id in user_ids
+            and r.fields["biomarker_name"] in names
+            and start <= r.fields["effective"].replace(tzinfo=UTC) <= end
+        ]
+
+
+def connector(**changes: Any) -> EpicFhirConnector:
+    """From settings (the sandbox), with the host's partners replaced by `Partners`."""
+    built = EpicFhirConnector.from_settings(get_settings(), rate_limited=False)
+    built.partners = changes.pop("partners", Partners())
+    for name, value in changes.items():
+        setattr(built, name, value)
+    return built
+
+
 @pytest.fixture()
 def epic(sandbox: Any, clean_env: pytest.MonkeyPatch) -> Iterator[EpicFhirConnector]:
-    connector = EpicFhirConnector.from_settings(get_settings(), rate_limited=False)
-    yield connector
-    connector.close()
+    built = connector()
+    yield built
+    built.close()
 
 
 def posts(sandbox: Any, path: str) -> int:
@@ -110,11 +160,13 @@ def test_a_biomarker_batch_goes_in_one_transaction_and_again_creates_nothing(
     again = epic.push("observations", "identifier", batch())
     assert [o.status for o in again] == [SyncStatus.UNCHANGED] * 8
     assert [o.remote_id for o in again] == [o.remote_id for o in first]
-    assert posts(sandbox, "/fhir/r4") == 2
+    assert posts(sandbox, "/fhir/r4") == 1  # what the EHR already holds unchanged costs no write
     assert len(sandbox.objects("fhir", "Observation")) == 7
-    # patients are looked up once per connector, and the capability statement read once
+    # patients are looked up once per connector, the capability statement read once, and what the EHR
+    # holds for the batch's identifiers is one search per push
     assert sum(1 for r in sandbox.requests("fhir") if r["path"] == "/fhir/r4/Patient") == 4
     assert sum(1 for r in sandbox.requests("fhir") if r["path"] == "/fhir/r4/metadata") == 1
+    assert sum(1 for r in sandbox.requests("fhir") if r["path"] == "/fhir/r4/Observation") == 2
 
 
 def test_the_stored_observation_is_converted_coded_and_refers_to_the_patient(
@@ -131,7 +183,7 @@ def test_the_stored_observation_is_converted_coded_and_refers_to_the_patient(
         "display": "Cholesterol in LDL [Mass/volume] in Serum or Plasma by calculation",
     }
     assert observation["valueQuantity"] == {
-        "value": 97.0,  # 2.5 mmol/L * 38.67
+        "value": 97,  # 2.50 mmol/L * 38.67 = 96.675, in whole mg/dL
         "unit": "mg/dL",
         "system": "http://unitsofmeasure.org",
         "code": "mg/dL",
@@ -152,19 +204,19 @@ def test_rejected_records_get_reasons_and_the_rest_are_sent(epic: EpicFhirConnec
         SyncStatus.CREATED,
         SyncStatus.REJECTED,
         SyncStatus.REJECTED,
-        SyncStatus.REJECTED,
+        SyncStatus.CREATED,  # a half whose wait ended long ago, alone: never a silent loss
     ]
     assert "no LOINC entry" in (outcomes[1].error or "")
     assert outcomes[2].error == "no exact conversion of glucose from g/L to mg/dL"
-    assert outcomes[3].error == "blood pressure needs both systolic and diastolic"
-    assert len(sandbox.objects("fhir", "Observation")) == 1
+    observations = sandbox.objects("fhir", "Observation")
+    assert sorted(o["code"]["coding"][0]["code"] for o in observations) == ["2345-7", "8480-6"]
 
 
 def test_a_patient_is_found_by_identifier_and_never_created_twice(
     epic: EpicFhirConnector, sandbox: Any
 ) -> None:
     epic.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
-    fresh = EpicFhirConnector.from_settings(get_settings(), rate_limited=False)
+    fresh = connector()
     try:
         fresh.push("observations", "identifier", [biomarker(2, "hba1c", 5.1, "%")])
     finally:
@@ -175,16 +227,18 @@ def test_a_patient_is_found_by_identifier_and_never_created_twice(
     assert len(subjects) == 1
 
 
-def test_without_patient_creation_an_unknown_person_fails(
+def test_without_patient_creation_an_unknown_person_is_deferred_with_a_reason(
     sandbox: Any, clean_env: pytest.MonkeyPatch
 ) -> None:
     clean_env.setenv("EPIC_CREATE_PATIENTS", "false")
-    connector = EpicFhirConnector.from_settings(get_settings(), rate_limited=False)
+    epic = connector()
+    before = datetime.now(UTC)
     try:
-        [outcome] = connector.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
+        [outcome] = epic.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
     finally:
-        connector.close()
-    assert (outcome.status, outcome.error) == (SyncStatus.FAILED, "no patient with the host user id")
+        epic.close()
+    assert (outcome.status, outcome.error) == (SyncStatus.DEFERRED, "no patient match")
+    assert outcome.not_before is not None and outcome.not_before >= before + timedelta(minutes=59)
     assert sandbox.objects("fhir", "Patient") == [] and sandbox.objects("fhir", "Observation") == []
 
 
@@ -204,11 +258,11 @@ def test_demographic_matching_finds_an_existing_patient(
     ).json()
     clean_env.setenv("EPIC_CREATE_PATIENTS", "false")
     clean_env.setenv("EPIC_PATIENT_MATCH_DEMOGRAPHICS", "true")
-    connector = EpicFhirConnector.from_settings(get_settings(), rate_limited=False)
+    matching = connector()
     try:
-        [outcome] = connector.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
+        [outcome] = matching.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
     finally:
-        connector.close()
+        matching.close()
     assert outcome.status == SyncStatus.CREATED
     [observation] = sandbox.objects("fhir", "Observation")
     assert observation["subject"]["reference"] == f"Patient/{created['id']}"
@@ -243,7 +297,10 @@ def test_without_transactions_each_observation_is_a_conditional_create(
     epic: EpicFhirConnector, sandbox: Any
 ) -> None:
     per_resource = EpicFhirConnector(
-        epic.http, epic.options, capabilities=Capabilities(transaction=False, conditional_create=True)
+        epic.http,
+        epic.options,
+        capabilities=Capabilities(transaction=False, conditional_create=True),
+        partners=Partners(),
     )
     first = per_resource.push("observations", "identifier", batch()[:3] + batch()[3:5])
     assert [o.status for o in first] == [SyncStatus.CREATED] * 5
@@ -257,7 +314,9 @@ def test_without_conditional_create_each_observation_is_searched_then_created(
     epic: EpicFhirConnector, sandbox: Any
 ) -> None:
     plain = EpicFhirConnector(
-        epic.http, epic.options, capabilities=Capabilities(transaction=False, conditional_create=False)
+        epic.http,
+        epic.options,
+        capabilities=Capabilities(transaction=False, conditional_create=False, conditional_update=False),
     )
     records = [biomarker(1, "glucose", 92, "mg/dL"), biomarker(2, "hba1c", 5.2, "%")]
     assert [o.status for o in plain.push("observations", "identifier", records)] == [SyncStatus.CREATED] * 2
@@ -266,7 +325,12 @@ def test_without_conditional_create_each_observation_is_searched_then_created(
     searches = [
         r for r in sandbox.requests("fhir") if r["method"] == "GET" and r["path"] == "/fhir/r4/Observation"
     ]
-    assert len(searches) == 4 and "identifier=urn%3Aennu%3Abiomarker%7Cbiomarker-1" in searches[0]["query"]
+    # one search per push for every identifier of the batch (OR-joined), before anything is written
+    assert len(searches) == 2 and "identifier=urn%3Aennu%3Abiomarker%7Cbiomarker-1" in searches[0]["query"]
+    changed = [biomarker(1, "glucose", 126, "mg/dL")]
+    assert [o.status for o in plain.push("observations", "identifier", changed)] == [SyncStatus.UPDATED]
+    [put] = [r for r in sandbox.requests("fhir") if r["method"] == "PUT"]
+    assert put["path"].startswith("/fhir/r4/Observation/")  # no conditional update: by the id searched
 
 
 def test_the_wire_format_is_smart_backend_services_and_a_fhir_transaction(
@@ -337,13 +401,16 @@ def test_the_mapping_file_feeds_the_connector(epic: EpicFhirConnector, sandbox: 
             "user.sex": ["female", "female"],
             "biomarker.id": [31.0, 32.0],  # float after the left join in extract
             "biomarker.user_id": [5, 5],
+            "user.mrn": [None, None],
             "biomarker.name": ["glucose", "ferritin"],
             "biomarker.loinc_code": ["2345-7", "2276-4"],
             "biomarker.value": [5.2, 80.0],
+            "biomarker.value_decimals": [None, 0],
             "biomarker.unit": ["mmol/L", "ng/mL"],
             "biomarker.reference_low": [3.9, None],
             "biomarker.reference_high": [5.5, None],
             "biomarker.observed_at": [pd.Timestamp("2024-05-01 08:30:00")] * 2,
+            "biomarker.updated_at": [pd.Timestamp("2024-05-01 10:00:00")] * 2,
         }
     )
     records = to_records(apply_mapping(load_mapping(MAPPING), frame))
@@ -351,10 +418,13 @@ def test_the_mapping_file_feeds_the_connector(epic: EpicFhirConnector, sandbox: 
         "identifier",
         "biomarker_name",
         "value",
+        "value_decimals",
         "unit",
         "reference_low",
         "reference_high",
         "effective",
+        "recorded_at",
+        "patient.mrn",
         "patient.family",
         "patient.given",
         "patient.birth_date",
@@ -365,9 +435,8 @@ def test_the_mapping_file_feeds_the_connector(epic: EpicFhirConnector, sandbox: 
     glucose = next(
         o for o in sandbox.objects("fhir", "Observation") if o["identifier"][0]["value"] == "biomarker-31"
     )
-    assert (
-        glucose["valueQuantity"]["value"] == 94.0 and glucose["effectiveDateTime"] == "2024-05-01T08:30:00Z"
-    )
+    assert glucose["valueQuantity"]["value"] == 94 and glucose["effectiveDateTime"] == "2024-05-01T08:30:00Z"
+    assert glucose["interpretation"][0]["coding"][0]["code"] == "N"  # 5.2 mmol/L, range 3.9-5.5
     [patient] = sandbox.objects("fhir", "Patient")
     assert (patient["birthDate"], patient["gender"]) == ("1980-02-03", "female")
 
@@ -438,3 +507,256 @@ def test_a_refused_transaction_leaves_nothing_behind(
     assert answer.status_code == 422
     assert answer.json()["issue"][0]["expression"] == ["Bundle.entry[1].resource.subject"]
     assert len(sandbox.objects("fhir", "Observation")) == 1
+
+
+# --------------------------------------------------------------------------- corrections, patients, panels
+
+
+def held(sandbox: Any, identifier: str) -> list[dict[str, Any]]:
+    return [o for o in sandbox.objects("fhir", "Observation") if o["identifier"][0]["value"] == identifier]
+
+
+def test_a_changed_value_is_a_conditional_update_with_status_corrected(
+    epic: EpicFhirConnector, sandbox: Any
+) -> None:
+    [first] = epic.push("observations", "identifier", [biomarker(1, "glucose", 76, "mg/dL", low=70, high=99)])
+    [again] = epic.push("observations", "identifier", [biomarker(1, "glucose", 76, "mg/dL", low=70, high=99)])
+    assert (first.status, again.status) == (SyncStatus.CREATED, SyncStatus.UNCHANGED)
+    [changed] = epic.push(
+        "observations", "identifier", [biomarker(1, "glucose", 126, "mg/dL", low=70, high=99)]
+    )
+    assert changed.status == SyncStatus.UPDATED and changed.remote_id == first.remote_id
+    [stored] = held(sandbox, "biomarker-1")
+    assert stored["status"] == "corrected" and stored["valueQuantity"]["value"] == 126
+    assert stored["interpretation"][0]["coding"][0]["code"] == "H" and stored["meta"]["versionId"] == "2"
+    bundle = [b["body"] for b in sandbox.bodies("fhir") if b["path"] == "/fhir/r4"][-1]
+    assert [e["request"] for e in bundle["entry"]] == [
+        {"method": "PUT", "url": "Observation?identifier=urn:ennu:biomarker|biomarker-1"}
+    ]
+    assert posts(sandbox, "/fhir/r4") == 2  # the create and the correction; the unchanged cost no write
+
+
+def test_the_sandbox_answers_a_conditional_update_201_200_and_412(
+    epic: EpicFhirConnector, sandbox: Any, sandbox_url: str
+) -> None:
+    epic.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
+    [stored] = sandbox.objects("fhir", "Observation")
+    resource = {k: v for k, v in stored.items() if k not in ("id", "meta")}
+    url = f"{sandbox_url}/fhir/r4/Observation"
+
+    def put(identifier: str, body: dict[str, Any]) -> requests.Response:
+        return requests.put(
+            url,
+            params={"identifier": f"urn:ennu:biomarker|{identifier}"},
+            json=body,
+            headers=bearer(epic),
+            timeout=10,
+        )
+
+    fresh = {**resource, "identifier": [{"system": "urn:ennu:biomarker", "value": "biomarker-9"}]}
+    assert put("biomarker-9", fresh).status_code == 201  # no match: created
+    updated = put("biomarker-1", {**resource, "status": "corrected"})
+    assert updated.status_code == 200 and updated.json()["id"] == stored["id"]
+    assert updated.json()["meta"]["versionId"] == "2"
+    twin = {**resource, "identifier": [{"system": "urn:ennu:biomarker", "value": "biomarker-9"}]}
+    requests.post(url, json=twin, headers=bearer(epic), timeout=10)  # a second biomarker-9, unconditionally
+    refused = put("biomarker-9", fresh)
+    assert refused.status_code == 412 and refused.json()["issue"][0]["code"] == "duplicate"
+    assert len(sandbox.objects("fhir", "Observation")) == 3
+
+
+def test_a_refused_transaction_undoes_its_updates_too(
+    epic: EpicFhirConnector, sandbox: Any, sandbox_url: str
+) -> None:
+    epic.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
+    [stored] = sandbox.objects("fhir", "Observation")
+    good = {k: v for k, v in stored.items() if k not in ("id", "meta")}
+    changed = {**good, "status": "corrected", "valueQuantity": {**good["valueQuantity"], "value": 120}}
+    bad = {**good, "subject": {"reference": "Patient/404404"}, "identifier": []}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": changed,
+                "request": {"method": "PUT", "url": "Observation?identifier=urn:ennu:biomarker|biomarker-1"},
+            },
+            {"resource": bad, "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
+    answer = requests.post(f"{sandbox_url}/fhir/r4", json=bundle, headers=bearer(epic), timeout=10)
+    assert answer.status_code == 422
+    [after] = sandbox.objects("fhir", "Observation")
+    assert after["valueQuantity"]["value"] == 92 and after["meta"]["versionId"] == "1"
+
+
+def add_patient(epic: EpicFhirConnector, identifiers: list[dict[str, str]]) -> str:
+    body = {
+        "resourceType": "Patient",
+        "identifier": identifiers,
+        "name": [{"family": "Roe", "given": ["Bo"]}],
+    }
+    created = epic.http.request(
+        "POST", "Patient", data=json.dumps(body), headers={"Content-Type": "application/fhir+json"}
+    ).json()
+    return f"Patient/{created['id']}"
+
+
+def test_a_patient_is_found_by_mrn_first_then_by_our_identifier(
+    epic: EpicFhirConnector, sandbox: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    by_mrn = add_patient(epic, [{"system": MRN_SYSTEM, "value": "MRN-0001"}])
+    by_ours = add_patient(epic, [{"system": "urn:ennu:user-id", "value": "2"}])
+    clean_env.setenv("EPIC_MRN_SYSTEM", MRN_SYSTEM)
+    clean_env.setenv("EPIC_CREATE_PATIENTS", "false")
+    matching = connector()
+    try:
+        outcomes = matching.push(
+            "observations",
+            "identifier",
+            [
+                biomarker(1, "glucose", 92, "mg/dL", user_id=1, mrn="MRN-0001"),
+                biomarker(2, "glucose", 93, "mg/dL", user_id=2, mrn=None),
+            ],
+        )
+    finally:
+        matching.close()
+    assert [o.status for o in outcomes] == [SyncStatus.CREATED, SyncStatus.CREATED]
+    subjects = {
+        o["identifier"][0]["value"]: o["subject"]["reference"] for o in sandbox.objects("fhir", "Observation")
+    }
+    assert subjects == {"biomarker-1": by_mrn, "biomarker-2": by_ours}
+    searches = [
+        r["query"]
+        for r in sandbox.requests("fhir")
+        if r["method"] == "GET" and r["path"] == "/fhir/r4/Patient"
+    ]
+    assert "MRN-0001" in searches[0] and "user-id" not in searches[0]  # the MRN is looked up first
+    assert len(sandbox.objects("fhir", "Patient")) == 2  # nobody created
+
+
+def test_a_person_whose_mrn_the_ehr_does_not_know_is_deferred_never_created(
+    sandbox: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("EPIC_MRN_SYSTEM", MRN_SYSTEM)  # creation stays on (the sandbox default)
+    epic = connector()
+    try:
+        [outcome] = epic.push(
+            "observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL", mrn="MRN-UNKNOWN")]
+        )
+    finally:
+        epic.close()
+    assert (outcome.status, outcome.error) == (SyncStatus.DEFERRED, "no patient with the MRN")
+    assert outcome.not_before is not None
+    assert sandbox.objects("fhir", "Patient") == [] and sandbox.objects("fhir", "Observation") == []
+
+
+@pytest.mark.parametrize("first", ["blood_pressure_systolic", "blood_pressure_diastolic"])
+def test_blood_pressure_halves_pushed_apart_become_one_panel(
+    sandbox: Any, clean_env: pytest.MonkeyPatch, first: str
+) -> None:
+    now = datetime.now(UTC)
+    systolic = biomarker(3, "blood_pressure_systolic", 128, "mm[Hg]", recorded=now)
+    diastolic = biomarker(4, "blood_pressure_diastolic", 79, "mm[Hg]", recorded=now + timedelta(seconds=1))
+    early, late = (systolic, diastolic) if first == "blood_pressure_systolic" else (diastolic, systolic)
+    partners = Partners(early)  # the host has only the first half so far
+    epic = connector(partners=partners)
+    try:
+        [waiting] = epic.push("observations", "identifier", [early])
+        assert (waiting.status, waiting.error) == (SyncStatus.DEFERRED, WAITING)
+        assert waiting.not_before is not None and waiting.not_before <= now + timedelta(minutes=15)
+        assert sandbox.objects("fhir", "Observation") == []
+        partners.records.append(late)  # the second half arrives a second later
+        [panel] = epic.push("observations", "identifier", [late])
+        [again] = epic.push("observations", "identifier", [early])  # the deferred half, offered again
+    finally:
+        epic.close()
+    assert panel.status == SyncStatus.CREATED and again.status == SyncStatus.UNCHANGED
+    assert panel.remote_id == again.remote_id
+    [observation] = sandbox.objects("fhir", "Observation")
+    assert observation["identifier"][0]["value"] == "biomarker-3-4"
+    assert [c["valueQuantity"]["value"] for c in observation["component"]] == [128, 79]
+
+
+def test_a_lone_half_is_deferred_until_the_window_ends_then_sent_alone(
+    sandbox: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    recorded = datetime.now(UTC)
+    clock = {"now": recorded}
+    epic = connector(clock=lambda: clock["now"])
+    epic.patients.clock = epic.clock
+    half = biomarker(3, "blood_pressure_systolic", 128, "mm[Hg]", recorded=recorded)
+    try:
+        [waiting] = epic.push("observations", "identifier", [half])
+        assert waiting.status == SyncStatus.DEFERRED
+        assert waiting.not_before == recorded + timedelta(minutes=1)
+        clock["now"] = recorded + timedelta(minutes=14, seconds=30)
+        [last] = epic.push("observations", "identifier", [half])
+        assert last.not_before == recorded + timedelta(minutes=15)  # the last offer: the window's end
+        clock["now"] = recorded + timedelta(minutes=15)
+        [alone] = epic.push("observations", "identifier", [half])
+    finally:
+        epic.close()
+    assert alone.status == SyncStatus.CREATED
+    [observation] = sandbox.objects("fhir", "Observation")
+    assert observation["code"]["coding"][0]["code"] == "8480-6"
+    assert observation["identifier"][0]["value"] == "biomarker-3"
+
+
+def assessment(assessment_id: int, user_id: int = 1, **scores: float | None) -> Record:
+    return Record(
+        f"assessment:{assessment_id}",
+        f"evt-a{assessment_id}",
+        user_id,
+        {
+            "identifier": assessment_id,
+            "assessment_type": "sleep",
+            "effective": OBSERVED,
+            "overall_score": 7.4,
+            **{f"score.{k}": v for k, v in scores.items()},
+            "patient.mrn": None,
+            "patient.family": "Doe",
+            "patient.given": "Ada",
+            "patient.birth_date": "1980-02-03",
+            "patient.gender": "female",
+        },
+    )
+
+
+def test_an_assessment_is_one_survey_observation_coded_in_ennus_code_system(
+    epic: EpicFhirConnector, sandbox: Any
+) -> None:
+    records = [assessment(12, sleep_quality=6.5, energy=8.0, stress=None)]
+    [outcome] = epic.push("surveys", "identifier", records)
+    assert outcome.status == SyncStatus.CREATED
+    [survey] = sandbox.objects("fhir", "Observation")
+    assert survey["identifier"] == [{"system": "urn:ennu:assessment", "value": "assessment-12"}]
+    assert survey["category"][0]["coding"][0]["code"] == "survey"
+    assert survey["code"]["coding"][0] == {
+        "system": "urn:ennu:fhir:code-system:assessment-score",
+        "code": "sleep",
+        "display": "ENNU sleep assessment",
+    }
+    components = {c["code"]["coding"][0]["code"]: c["valueQuantity"] for c in survey["component"]}
+    assert set(components) == {"overall", "energy", "sleep_quality"}  # a category not scored is not sent
+    assert components["overall"] == {
+        "value": 7.4,
+        "unit": "score",
+        "system": "http://unitsofmeasure.org",
+        "code": "{score}",
+    }
+    assert components["energy"]["value"] == 8 and survey["subject"]["reference"].startswith("Patient/")
+    assert epic.push("surveys", "identifier", records)[0].status == SyncStatus.UNCHANGED
+
+
+def test_assessment_observations_are_off_for_a_site_unless_it_turns_them_on(
+    sandbox: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("EPIC_ASSESSMENT_OBSERVATIONS", "false")
+    epic = connector()
+    try:
+        [outcome] = epic.push("surveys", "identifier", [assessment(12, energy=8.0)])
+    finally:
+        epic.close()
+    assert (outcome.status, outcome.error) == (SyncStatus.SKIPPED, SURVEYS_OFF)
+    assert sandbox.requests("fhir") == []

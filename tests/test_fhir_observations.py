@@ -1,8 +1,9 @@
-"""Biomarker results to FHIR Observations: LOINC table, units, blood-pressure panels, critical alerts."""
+"""Biomarker results to FHIR Observations: LOINC table, units, precision, flags, blood-pressure panels."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,16 @@ from connectors.base import Record
 from connectors.fhir_observations import (
     LOINC_SYSTEM,
     UCUM_SYSTEM,
+    ObservationDraft,
     Rejected,
-    critical_alerts,
+    critical_results,
     fhir_datetime,
     host_id,
     plan_observations,
 )
+from connectors.fhir_panels import PanelWindow, Waiting, choose, plan_halves
 from ennu.demo import BIOMARKER_CATALOGUE, UNKNOWN_BIOMARKER
+from mappings.interpretation import INTERPRETATION_SYSTEM
 from mappings.loinc import (
     LOINC_TABLE_PATH,
     LoincTableError,
@@ -31,6 +35,7 @@ from mappings.loinc import (
 
 SYSTEM = "urn:ennu:biomarker"
 OBSERVED = datetime(2024, 5, 1, 8, 30)
+WINDOW = PanelWindow()
 
 
 def result(
@@ -42,6 +47,7 @@ def result(
     low: float | None = None,
     high: float | None = None,
     observed: Any = OBSERVED,
+    decimals: int | None = None,
 ) -> Record:
     return Record(
         f"biomarker:{biomarker_id}",
@@ -51,12 +57,26 @@ def result(
             "identifier": biomarker_id,
             "biomarker_name": name,
             "value": value,
+            "value_decimals": decimals,
             "unit": unit,
             "reference_low": low,
             "reference_high": high,
             "effective": observed,
+            "recorded_at": observed,
         },
     )
+
+
+def panels_of(records: list[Record]) -> list[ObservationDraft]:
+    """The blood-pressure drafts the halves of a batch make among themselves (no host, no EHR)."""
+    plan = plan_observations(records, SYSTEM)
+    table = load_loinc_table()
+    halves = plan_halves(plan.halves, plan.halves, table, SYSTEM, WINDOW)
+    return [h.panel for h in halves if h.panel is not None]
+
+
+def flags(body: dict[str, Any]) -> list[str]:
+    return [c["code"] for i in body.get("interpretation") or [] for c in i["coding"]]
 
 
 def catalogue_records() -> list[Record]:
@@ -92,8 +112,9 @@ def test_the_table_covers_the_required_markers_with_their_codes() -> None:
 def test_every_observation_validates_with_fhir_resources_and_carries_loinc_and_ucum() -> None:
     plan = plan_observations(catalogue_records(), SYSTEM)
     assert plan.rejected == {}
-    assert len(plan.drafts) == len(BIOMARKER_CATALOGUE) - 1  # systolic + diastolic are one Observation
-    for draft in plan.drafts:
+    assert len(plan.drafts) == len(BIOMARKER_CATALOGUE) - 2 and len(plan.halves) == 2
+    [pressure] = {p.identifier_value: p for p in panels_of(catalogue_records())}.values()
+    for draft in [*plan.drafts, pressure]:
         body = draft.resource("Patient/42")
         # the serialised body round-trips through the fhir.resources R4B model unchanged
         assert Observation.model_validate(body).model_dump(mode="json", exclude_none=True) == body
@@ -134,10 +155,11 @@ def test_glucose_100_mg_dl_is_5_55_mmol_l_and_back() -> None:
 def test_a_mmol_result_is_sent_in_the_tables_unit_with_its_reference_range() -> None:
     plan = plan_observations([result(3, "glucose", 5.55, "mmol/L", low=3.9, high=5.5)], SYSTEM)
     body = plan.drafts[0].body
-    assert body["valueQuantity"] == {"value": 100.0, "unit": "mg/dL", "system": UCUM_SYSTEM, "code": "mg/dL"}
+    assert body["valueQuantity"] == {"value": 100, "unit": "mg/dL", "system": UCUM_SYSTEM, "code": "mg/dL"}
     assert (
         body["referenceRange"][0]["low"]["value"] == 70 and body["referenceRange"][0]["high"]["value"] == 99
     )
+    assert flags(body) == ["H"]  # 5.55 mmol/L is above 5.5: judged in the unit the lab reported
 
 
 def test_an_unconvertible_unit_is_rejected_with_a_reason() -> None:
@@ -153,14 +175,13 @@ def test_an_unconvertible_unit_is_rejected_with_a_reason() -> None:
 
 
 def test_unit_spellings_are_aliases_of_their_ucum_code() -> None:
-    plan = plan_observations(
+    panels = panels_of(
         [
             result(6, "blood_pressure_systolic", 120, "mmHg"),
             result(7, "blood_pressure_diastolic", 80, "mmHg"),
-        ],
-        SYSTEM,
+        ]
     )
-    component = plan.drafts[0].body["component"][0]
+    component = panels[0].body["component"][0]
     assert component["valueQuantity"] == {
         "value": 120.0,
         "unit": "mmHg",
@@ -176,44 +197,130 @@ def test_a_blood_pressure_pair_becomes_one_observation_with_two_components() -> 
         result(12, "glucose", 90, "mg/dL"),
     ]
     plan = plan_observations(records, SYSTEM)
-    assert plan.rejected == {}
-    pressure = next(d for d in plan.drafts if len(d.record_keys) == 2)
-    assert set(pressure.record_keys) == {"biomarker:10", "biomarker:11"}
+    assert plan.rejected == {} and len(plan.drafts) == 1 and len(plan.halves) == 2
+    panels = panels_of(records)
+    assert len(panels) == 2 and len({p.identifier_value for p in panels}) == 1  # both halves: one panel
+    pressure = panels[0]
     assert pressure.identifier_value == "biomarker-10-11"  # systolic first, as the panel lists them
     body = pressure.resource("Patient/1")
     assert body["code"]["coding"][0]["code"] == "85354-9"
-    assert "valueQuantity" not in body
+    assert "valueQuantity" not in body and "interpretation" not in body
     assert [c["code"]["coding"][0]["code"] for c in body["component"]] == ["8480-6", "8462-4"]
     assert [c["valueQuantity"]["value"] for c in body["component"]] == [131, 82]
+    assert [flags(c) for c in body["component"]] == [["H"], ["H"]]  # each component its own flag
     assert body["category"][0]["coding"][0]["code"] == "vital-signs"
 
 
-def test_half_a_blood_pressure_pair_is_rejected() -> None:
+def test_halves_measured_apart_are_no_panel_and_a_lone_half_waits_then_goes_alone() -> None:
     records = [
         result(20, "blood_pressure_systolic", 131, "mm[Hg]"),
         result(21, "blood_pressure_diastolic", 82, "mm[Hg]", observed=datetime(2024, 5, 2, 9, 0)),
     ]
     plan = plan_observations(records, SYSTEM)
-    assert plan.drafts == []
-    assert set(plan.rejected.values()) == {"blood pressure needs both systolic and diastolic"}
+    table = load_loinc_table()
+    systolic, diastolic = plan_halves(plan.halves, plan.halves, table, SYSTEM, WINDOW)
+    assert systolic.panel is None and diastolic.panel is None
+    recorded = OBSERVED.replace(tzinfo=UTC)
+    waiting = choose(systolic, set(), recorded + timedelta(minutes=1), WINDOW)
+    assert waiting == Waiting("biomarker:20", recorded + timedelta(minutes=2))
+    last = choose(systolic, set(), recorded + timedelta(minutes=14, seconds=30), WINDOW)
+    assert last == Waiting("biomarker:20", recorded + WINDOW.wait)  # the last offer: the window's end
+    alone = choose(systolic, set(), recorded + WINDOW.wait, WINDOW)
+    assert isinstance(alone, ObservationDraft) and alone.identifier_value == "biomarker-20"
+    assert alone.body["code"]["coding"][0]["code"] == "8480-6"  # the half as its own coded Observation
 
 
-def test_a_critical_glucose_gives_one_alert_without_the_value() -> None:
+def test_what_the_ehr_holds_keeps_both_halves_consistent() -> None:
+    records = [
+        result(40, "blood_pressure_systolic", 131, "mm[Hg]"),
+        result(41, "blood_pressure_diastolic", 82, "mm[Hg]"),
+    ]
+    plan = plan_observations(records, SYSTEM)
+    systolic, _ = plan_halves(plan.halves, plan.halves, load_loinc_table(), SYSTEM, WINDOW)
+    now = datetime.now(UTC)
+    assert choose(systolic, set(), now, WINDOW) == systolic.panel
+    # The diastolic went alone after its window: the systolic goes alone too, never beside a panel.
+    assert choose(systolic, {"biomarker-41"}, now, WINDOW) == systolic.alone
+    assert choose(systolic, {"biomarker-40"}, now, WINDOW) == systolic.alone
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "unit", "low", "high", "flag"),
+    [
+        ("glucose", 85, "mg/dL", 70, 99, "N"),
+        ("glucose", 65, "mg/dL", 70, 99, "L"),
+        ("glucose", 126, "mg/dL", 70, 99, "H"),
+        ("glucose", 38, "mg/dL", 70, 99, "LL"),
+        ("glucose", 452, "mg/dL", 70, 99, "HH"),
+        ("glucose", 5.55, "mmol/L", 3.9, 5.5, "H"),  # converted: 100 mg/dL, range 70-99
+        ("glucose", 2.0, "mmol/L", 3.9, 5.5, "LL"),  # 36.03 mg/dL: below the critical 40
+        ("glucose", 22.3, "mmol/L", 3.9, 5.5, "HH"),  # 401.76 mg/dL: above the critical 400
+        ("ldl", 2.5, "mmol/L", None, 2.59, "N"),  # an open range: only a high bound
+        ("hdl", 35, "mg/dL", 40, None, "L"),
+        ("tsh", 4.5, "m[IU]/L", 0.45, 4.5, "N"),  # on the bound is inside
+        ("tsh", 4.51, "m[IU]/L", 0.45, 4.5, "H"),
+        ("blood_pressure_diastolic", 125, "mm[Hg]", 60, 80, "HH"),
+    ],
+)
+def test_interpretation_codes_normal_low_high_and_critical(
+    name: str, value: float, unit: str, low: float | None, high: float | None, flag: str
+) -> None:
+    records = [result(50, name, value, unit, low=low, high=high)]
+    plan = plan_observations(records, SYSTEM)
+    halves = plan_halves(plan.halves, plan.halves, load_loinc_table(), SYSTEM, WINDOW)
+    [body] = [d.body for d in plan.drafts] + [h.alone.body for h in halves]
+    assert body["interpretation"] == [
+        {
+            "coding": [
+                {
+                    "system": INTERPRETATION_SYSTEM,
+                    "code": flag,
+                    "display": {"N": "Normal", "L": "Low", "H": "High"}.get(flag)
+                    or {"LL": "Critical low", "HH": "Critical high"}[flag],
+                }
+            ]
+        }
+    ]
+
+
+def test_without_a_range_only_critical_values_are_flagged() -> None:
+    plan = plan_observations(
+        [result(60, "body_weight", 71.5, "kg"), result(61, "glucose", 35, "mg/dL")], SYSTEM
+    )
+    weight, glucose = (d.body for d in plan.drafts)
+    assert "interpretation" not in weight and flags(glucose) == ["LL"]
+
+
+def test_values_keep_the_precision_the_lab_reported() -> None:
+    plan = plan_observations(
+        [
+            result(70, "glucose", 76.0, "mg/dL", low=70.0, high=99.0),  # stored as a float: 76.0
+            result(71, "creatinine", 5.55, "mg/dL"),
+            result(72, "glucose", 4.2, "mmol/L"),  # 4.20 (mmol/L is reported to 2 decimals): 75.67 → 76 mg/dL
+            result(73, "hba1c", 5.0, "%", decimals=1),  # the host says: reported with one decimal
+        ],
+        SYSTEM,
+    )
+    values = [d.body["valueQuantity"]["value"] for d in plan.drafts]
+    assert values == [76, 5.55, 76, 5.0]
+    table = load_loinc_table()
+    glucose = table.biomarkers["glucose"]
+    # A converted value keeps the significant digits it was reported with: 0.9 mmol/L (one) is 20 mg/dL.
+    assert (
+        table.convert_reported(glucose, table.reported_in(glucose, 0.9, "mmol/L", 1), "mmol/L", "mg/dL") == 20
+    )
+    assert [type(v) for v in values] == [int, float, int, float]
+    wire = json.dumps([d.resource("Patient/1") for d in plan.drafts])
+    assert '"value": 76,' in wire and '"value": 5.55,' in wire and "76.0" not in wire
+    assert '"low": {"value": 70,' in wire
+
+
+def test_critical_results_are_the_ll_and_hh_ones_judged_in_the_tables_unit() -> None:
     critical = result(30, "glucose", 452, "mg/dL", user_id=42)
     normal = result(31, "glucose", 91, "mg/dL", user_id=43)
-    alerts = critical_alerts([critical, normal])
-    assert len(alerts) == 1
-    alert = alerts[0]
-    assert (alert.user_id, alert.biomarker, alert.loinc, alert.direction) == (42, "glucose", "2345-7", "high")
-    assert "critical" in alert.text.lower() and "glucose" in alert.text and "user:42" in alert.text
-    assert "452" not in alert.text
-    assert critical_alerts([normal]) == []
-
-
-def test_critical_values_are_judged_in_the_tables_unit() -> None:
     low_mmol = result(32, "glucose", 2.0, "mmol/L")  # 36 mg/dL: below the critical 40
-    assert [a.direction for a in critical_alerts([low_mmol])] == ["low"]
-    assert critical_alerts([result(33, UNKNOWN_BIOMARKER, 99, "%")]) == []
+    found = critical_results([critical, normal, low_mmol, result(33, UNKNOWN_BIOMARKER, 99, "%")])
+    assert [(c.result.record_key, c.flag) for c in found] == [("biomarker:30", "HH"), ("biomarker:32", "LL")]
 
 
 def test_host_ids_and_times_are_normalised() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from mappings import Mapping, MappingError, apply_mapping, lint_mappings, load_all_mappings, load_mapping
 from mappings.frame import MissingSourceColumns
 from mappings.lint import main as lint_main
+from mappings.routing import load_routing
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -331,3 +333,56 @@ def test_a_route_filter_must_be_known_and_outbound_fields_never_read_crm_owned_c
     out = capsys.readouterr().out
     assert "unknown filter where: 'everything_urgent'; known: critical_biomarker" in out
     assert "user.login/hubspot.yaml" in out and "which the CRMs own through the inbound sync" in out
+
+
+def test_a_score_without_an_ennu_code_is_a_lint_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "mappings"
+    shutil.copytree(REPO_MAPPINGS, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    survey = copy / "assessment.completed" / "epic_fhir.yaml"
+    survey.write_text(survey.read_text().replace("assessment.scores.tone", "assessment.scores.tonus"))
+    assert lint_main([str(copy)]) == 1
+    assert (
+        "field 'score.tone': score 'assessment.scores.tonus' has no code in ennu_codes.yaml"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_sparse_score_column_is_null_and_other_missing_columns_still_fail() -> None:
+    mapping = load_all_mappings(REPO_MAPPINGS)[("assessment.completed", "epic_fhir")]
+    frame = pd.DataFrame(
+        {
+            "event.id": ["e1"],
+            "user.id": [1],
+            "user.mrn": [None],
+            "user.first_name": ["Ada"],
+            "user.last_name": ["Doe"],
+            "user.date_of_birth": [date(1980, 1, 1)],
+            "user.sex": ["female"],
+            "assessment.id": [9],
+            "assessment.type": ["sleep"],
+            "assessment.completed_at": [datetime(2026, 11, 1, tzinfo=UTC)],
+            "assessment.overall_score": [7.4],
+            "assessment.scores.energy": [8.0],  # the batch's only category: the others are not columns
+        }
+    )
+    mapped = apply_mapping(mapping, frame)
+    assert mapped.loc[0, "score.energy"] == 8.0 and mapped.loc[0, "score.tone"] is None
+    with pytest.raises(MissingSourceColumns):
+        apply_mapping(mapping, frame.drop(columns=["assessment.type"]))
+
+
+def test_enabled_sandbox_is_on_only_against_a_local_sandbox() -> None:
+    routing = REPO_MAPPINGS / "routing.yaml"
+    local, remote = load_routing(routing, local=True), load_routing(routing, local=False)
+    assert local.integrations["slack"].enabled and local.integrations["teams"].enabled
+    assert not remote.integrations["slack"].enabled and not remote.integrations["teams"].enabled
+    assert remote.integrations["slack"].declared == "sandbox" and remote.integrations["hubspot"].enabled
+    assert [s.connector for s in local.routes_for("biomarker.updated")] == [
+        "epic_fhir",
+        "slack",
+        "teams",
+        "twilio",
+    ]
+    assert [s.connector for s in remote.routes_for("biomarker.updated")] == ["epic_fhir", "twilio"]

@@ -26,7 +26,7 @@ def crm_and_marketing_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     shutil.copytree(REPO_MAPPINGS, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     routing = copy / "routing.yaml"
     text = routing.read_text()
-    for name in ("ga4", "zapier"):
+    for name in ("ga4", "zapier", "epic_fhir"):
         text = text.replace(f"  {name}: {{enabled: true", f"  {name}: {{enabled: false")
     routing.write_text(text)
     monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(copy))
@@ -47,12 +47,25 @@ def test_thousand_records_cost_at_most_ten_hubspot_and_two_mailchimp_requests(
     assert len(sandbox.objects("mailchimp", "members")) == 1000
     assert len(sandbox.requests("hubspot")) <= 10
     assert len(sandbox.requests("mailchimp")) - mailchimp_setup <= 2
-    assert sandbox.requests("ga4") == [] and sandbox.requests("zapier") == []
+    assert (
+        sandbox.requests("ga4") == [] and sandbox.requests("zapier") == [] and sandbox.requests("fhir") == []
+    )
 
 
 def _only(connector: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every other integration off: the sandbox then counts `connector`'s requests alone."""
-    others = ("hubspot", "mailchimp", "stripe", "twilio", "salesforce", "ga4", "zapier", "epic_fhir")
+    others = (
+        "hubspot",
+        "mailchimp",
+        "stripe",
+        "twilio",
+        "salesforce",
+        "ga4",
+        "zapier",
+        "epic_fhir",
+        "slack",
+        "teams",
+    )
     copy = routing_copy(tmp_path / "mappings", disable=[n for n in others if n != connector])
     monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(copy))
     reload_settings()

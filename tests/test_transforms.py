@@ -20,6 +20,7 @@ from mappings.transforms import (
     MultiSourceTransform,
     Params,
     RoundParams,
+    TemplateParams,
     Transform,
     ValueMapParams,
 )
@@ -171,6 +172,57 @@ def test_concat(rows: list[tuple[Any, Any, Any]], separator: str) -> None:
     assert got == [concat.per_value(list(row), params) for row in rows]
 
 
+IDS = st.one_of(
+    NULLS, st.integers(1, 10**6), st.integers(1, 10**6).map(float), st.sampled_from(["12", "x y"])
+)
+NAMES = st.one_of(
+    NULLS, st.sampled_from(["glucose", " Glucose ", "tsh", "omega3_index", "blood_pressure_systolic"])
+)
+UNITS = st.one_of(NULLS, st.sampled_from(["mg/dL", "mmol/L", "m[IU]/L", "g/L", "mm[Hg]", "%"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(IDS, max_size=25))
+def test_template(values: list[Any]) -> None:
+    check("template", values, TemplateParams(template="https://ehr.example.org/results/{}?view=1"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(NAMES, TEXT), max_size=25))
+def test_biomarker_label(values: list[Any]) -> None:
+    check("biomarker_label", values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(NAMES, NUMBERS, UNITS), max_size=20))
+def test_interpretation_flag(rows: list[tuple[Any, Any, Any]]) -> None:
+    flag = TRANSFORMS["interpretation_flag"]
+    assert isinstance(flag, MultiSourceTransform)
+    frame = pd.DataFrame(
+        {c: pd.Series([row[i] for row in rows], dtype=object) for i, c in enumerate("nvu")}, dtype=object
+    )
+    assert flag.vectorised(frame, None).tolist() == [flag.per_value(list(row), None) for row in rows]
+
+
+def test_known_labels_flags_and_links() -> None:
+    assert vectorised("biomarker_label", [" TSH ", "omega3_index"]) == ["TSH", None]  # no entry: None
+    assert vectorised("biomarker_label", ["tsh", "blood_pressure_systolic"]) == [
+        "TSH",
+        "systolic blood pressure",
+    ]
+    flag = TRANSFORMS["interpretation_flag"]
+    assert isinstance(flag, MultiSourceTransform)
+    rows = [["glucose", 612, "mg/dL"], ["glucose", 2.0, "mmol/L"], ["glucose", 92, "mg/dL"], ["x", 1, "%"]]
+    assert [flag.per_value(r, None) for r in rows] == ["HH", "LL", None, None]
+    assert flag.per_value(["glucose", 92, "mg/dL", 70, 99], None) == "N"
+    link = TemplateParams(template="https://ehr.example.org/r/{}")
+    assert vectorised("template", [12.0, 7, None], link) == [
+        "https://ehr.example.org/r/12",
+        "https://ehr.example.org/r/7",
+        None,
+    ]
+
+
 PROPERTY_TESTS = {
     "trim": test_trim,
     "lower": test_lower,
@@ -183,6 +235,9 @@ PROPERTY_TESTS = {
     "value_map": test_value_map,
     "default": test_default,
     "concat": test_concat,
+    "template": test_template,
+    "biomarker_label": test_biomarker_label,
+    "interpretation_flag": test_interpretation_flag,
 }
 
 
@@ -246,7 +301,8 @@ def test_nulls_never_become_strings() -> None:
     nulls = [None, float("nan"), pd.NA, pd.NaT, ""]
     for name, transform in TRANSFORMS.items():
         if isinstance(transform, Transform) and name not in ("default",):
-            params = transform.params.model_validate({"map": {"x": "y"}}) if name == "value_map" else None
+            required = {"value_map": {"map": {"x": "y"}}, "template": {"template": "x/{}"}}
+            params = transform.params.model_validate(required[name]) if name in required else None
             if transform.params is not None and params is None:
                 params = transform.params()
             assert vectorised(name, nulls, params) == [None] * len(nulls), name
