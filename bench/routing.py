@@ -1,4 +1,4 @@
-"""A copy of the repository's mappings with some integrations switched on or off (the bench's own)."""
+"""A copy of the repository's mappings with some integrations switched on or off, for tests and the bench."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def routing_copy(
     text = routing.read_text()
     for names, value in ((enable, "true"), (disable, "false")):
         for name in names:
-            pattern = re.compile(rf"^(  {re.escape(name)}: \{{enabled: )(true|false)", re.MULTILINE)
+            pattern = re.compile(rf"^(  {re.escape(name)}: \{{enabled: )(true|false|sandbox)", re.MULTILINE)
             text, found = pattern.subn(rf"\g<1>{value}", text)
             if found != 1:
                 raise ValueError(f"routing.yaml has no integration {name!r}")

@@ -15,13 +15,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from sqlalchemy import select, update
 
+from bench.routing import routing_copy
 from ennu.db import session_scope
 from ennu.models import Biomarker, OutboxEvent, SyncLog, User
 from ennu.settings import reload_settings
 from flows.biomarker_updated import biomarker_updated
 from intake.app import create_app
 from tests.factories import add_event, add_person, zone_at_local_hour
-from tests.routing_copy import routing_copy
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 VIEWER = {"Authorization": "Bearer viewer-token"}

@@ -11,12 +11,12 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 
+from bench.routing import routing_copy
 from deployments.catalogue import ALERT_TAGS, catalogue
 from deployments.render import PREFECT_YAML, render
 from ennu.events import EVENT_TYPES
 from ennu.settings import reload_settings
 from flows.ops_alert import ops_alert
-from tests.routing_copy import routing_copy
 
 
 def test_prefect_yaml_is_the_rendered_catalogue() -> None:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from bench.routing import routing_copy
 from connectors.mailchimp import MailchimpConnector
 from ennu.settings import get_settings, reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.user_registered import user_registered
 from tests.factories import add_assessment, add_event, add_person, completed_event, person_with_assessment
-from tests.routing_copy import routing_copy
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
