@@ -17,6 +17,7 @@ from ennu.models import SyncLog
 from sandbox.client import SandboxClient
 
 USER_REF = re.compile(r"user:(\d+)")
+BIOMARKER_REF = re.compile(r"biomarker-(\d+)")
 LOGGED_AS_SENT = ("created", "updated", "unchanged")
 
 
@@ -71,9 +72,14 @@ def _goal_user(goal_id: Any, ix: Index) -> int | None:
     return ix.by_resource.get(("health_goal.completed", str(goal_id)))
 
 
-def _text_user(text: str, ix: Index) -> int | None:
-    found = USER_REF.search(text)
-    return ix.user(found.group(1)) if found else None
+def _notice_user(notice: dict[str, Any], ix: Index) -> int | None:
+    """A care-team notice names no person: its link carries the result's id (`biomarker-<id>`)."""
+    text = json.dumps(notice)
+    found = BIOMARKER_REF.search(text)
+    if found:
+        return ix.by_resource.get(("biomarker.updated", found.group(1)))
+    user = USER_REF.search(text)
+    return ix.user(user.group(1)) if user else None
 
 
 @dataclass(frozen=True)
@@ -116,12 +122,12 @@ DESTINATIONS: tuple[Destination, ...] = (
     Destination("twilio/messages", "twilio", "messages", ("biomarker.updated", "health_goal.completed"),
                 lambda o, ix: ix.by_phone.get(str(o.get("to"))), per_send=True),
     Destination("fhir/Observation", "epic_fhir", "observations", ("biomarker.updated",), _observation_user),
-    Destination("fhir/Patient", "epic_fhir", None, ("biomarker.updated",),
+    Destination("fhir/Patient", "epic_fhir", None, ("biomarker.updated", "assessment.completed"),
                 lambda o, ix: ix.user(_fhir_value(o, "user-id"))),
     Destination("slack/messages", "slack", "alerts", ("biomarker.updated",),
-                lambda o, ix: _text_user(str(o.get("text", "")), ix), per_send=True),
+                _notice_user, per_send=True),
     Destination("teams/messages", "teams", "alerts", ("biomarker.updated",),
-                lambda o, ix: _text_user(json.dumps(o.get("body")), ix), per_send=True),
+                _notice_user, per_send=True),
 )  # fmt: skip
 VENDORS = tuple(dict.fromkeys(d.vendor for d in DESTINATIONS))
 
