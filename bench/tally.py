@@ -124,9 +124,9 @@ DESTINATIONS: tuple[Destination, ...] = (
     Destination("fhir/Observation", "epic_fhir", "observations", ("biomarker.updated",), _observation_user),
     Destination("fhir/Patient", "epic_fhir", None, ("biomarker.updated", "assessment.completed"),
                 lambda o, ix: ix.user(_fhir_value(o, "user-id"))),
-    Destination("slack/messages", "slack", "alerts", ("biomarker.updated",),
+    Destination("slack/messages", "slack", "messages", ("biomarker.updated",),
                 _notice_user, per_send=True),
-    Destination("teams/messages", "teams", "alerts", ("biomarker.updated",),
+    Destination("teams/messages", "teams", "messages", ("biomarker.updated",),
                 _notice_user, per_send=True),
 )  # fmt: skip
 VENDORS = tuple(dict.fromkeys(d.vendor for d in DESTINATIONS))
