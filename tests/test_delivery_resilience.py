@@ -73,7 +73,8 @@ def test_outage_beyond_retries_defers_then_the_drain_delivers_once(
 
     assert statuses("hubspot") == ["deferred"] * 3
     assert statuses("mailchimp") == ["created"] * 3
-    assert circuit.circuit_state("hubspot").open
+    # The breaker opened (its first open period is short: it may have passed by now).
+    assert circuit.circuit_state("hubspot").opened_until is not None
     with session_scope() as session:
         assert {e.status for e in session.execute(select(OutboxEvent)).scalars()} == {"pending"}
         states = session.execute(select(Delivery.integration, Delivery.status)).tuples().all()
