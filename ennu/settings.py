@@ -97,12 +97,16 @@ def reload_settings() -> Settings:
     return get_settings()
 
 
-def is_loopback_url(url: str | None) -> bool:
-    """Whether a URL's host is this machine (localhost or a loopback address): a local sandbox."""
-    host = urlparse(url or "").hostname or ""
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or address is this machine (localhost or a loopback address)."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether a URL's host is this machine: a local sandbox."""
+    return is_loopback_host(urlparse(url or "").hostname or "")

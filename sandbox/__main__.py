@@ -6,8 +6,9 @@ import argparse
 
 import uvicorn
 
+from ennu.settings import is_loopback_host
 from sandbox.config import SandboxConfig
-from sandbox.server import is_loopback, uvicorn_config
+from sandbox.server import uvicorn_config
 
 
 def rate(text: str) -> tuple[str, float]:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         help="start with this rate limit (e.g. hubspot=10); repeatable",
     )
     args = parser.parse_args(argv)
-    if not args.allow_remote and not is_loopback(args.host):
+    if not args.allow_remote and not is_loopback_host(args.host):
         parser.error(f"the sandbox serves on loopback only, not {args.host} (--allow-remote to override)")
     config = SandboxConfig(rates=dict(args.rate))
     print(f"sandbox: http://{args.host}:{args.port} (control API under /_sandbox)", flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -10,17 +9,9 @@ from types import TracebackType
 
 import uvicorn
 
+from ennu.settings import is_loopback_host
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def uvicorn_config(
@@ -72,7 +63,7 @@ def start_sandbox(
     startup_timeout: float = 15.0,
 ) -> RunningSandbox:
     """Serve the sandbox from a background thread; port 0 takes a free port (bound here, so no race)."""
-    if not allow_remote and not is_loopback(host):
+    if not allow_remote and not is_loopback_host(host):
         raise ValueError(f"the sandbox serves on loopback only, not {host!r} (allow_remote=True to override)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
