@@ -1,12 +1,22 @@
-"""Per-integration request rates as Prefect global concurrency limits, so they hold across processes."""
+"""Per-integration request rates as Prefect global concurrency limits, so they hold across processes.
+
+Slots are taken from the global limit in chunks, not one API round trip per request: each process keeps
+the slots it took for a moment (`TAKE_AHEAD_SECONDS`) and hands them to its next requests. A chunk is as
+big as the requests of the last second (at least one, at most the limit's burst), so a lone request costs
+one round trip, a stream of them about one round trip a second, and a slot nobody used in time is given up
+(never saved for later: the global limit holds across processes within that moment).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectAlreadyExists
@@ -15,6 +25,74 @@ logger = logging.getLogger(__name__)
 
 _ensured: set[tuple[str, int, float]] = set()
 _ensure_lock = threading.Lock()
+TAKE_AHEAD_SECONDS = 1.0
+
+
+class TakenSlots:
+    """The slots of one global limit this process took and has not used yet; one refill at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.refilling = threading.Lock()
+        self.ready: deque[float] = deque()  # each slot's use-by time
+        self.recent: deque[float] = deque()  # when requests asked for a slot, over the last moment
+        self.round_trips = 0
+
+    def _fresh(self, now: float) -> None:
+        while self.ready and self.ready[0] <= now:
+            self.ready.popleft()
+        while self.recent and self.recent[0] <= now - TAKE_AHEAD_SECONDS:
+            self.recent.popleft()
+
+    def _take(self) -> bool:
+        with self.lock:
+            self._fresh(time.monotonic())
+            if self.ready:
+                self.ready.popleft()
+                return True
+            return False
+
+    def acquire(self, name: str, burst: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self._fresh(now)
+            self.recent.append(now)
+            if self.ready:
+                self.ready.popleft()
+                return
+        with self.refilling:
+            if self._take():  # another thread's refill brought enough
+                return
+            with self.lock:
+                chunk = max(1, min(burst, len(self.recent)))
+            if chunk == 1 or not _take_now(name, chunk):
+                chunk = 1  # no room for a chunk: wait for one slot as Prefect does
+                rate_limit(name, occupy=1, strict=True)
+            with self.lock:
+                self.round_trips += 1
+                use_by = time.monotonic() + TAKE_AHEAD_SECONDS
+                self.ready.extend([use_by] * (chunk - 1))  # one is this request's
+
+
+def _take_now(name: str, slots: int) -> bool:
+    """Take `slots` of the global limit at once if they are free now; False (nothing taken) if not."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.increment_concurrency_slots(names=[name], slots=slots, mode="rate_limit")
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == httpx.codes.LOCKED:
+                return False
+            raise
+    return True
+
+
+_taken: dict[str, TakenSlots] = {}
+_taken_lock = threading.Lock()
+
+
+def taken_slots(name: str) -> TakenSlots:
+    with _taken_lock:
+        return _taken.setdefault(name, TakenSlots())
 
 
 def limit_name(integration: str) -> str:
@@ -56,12 +134,14 @@ class RateLimit:
             _ensured.add(key)
 
     def acquire(self) -> None:
-        """Block until one request may be sent."""
+        """Block until one request may be sent (a slot this process took a moment ago, or a new chunk)."""
         self.ensure()
-        rate_limit(self.name, occupy=1, strict=True)
+        taken_slots(self.name).acquire(self.name, self.burst)
 
 
 def forget_ensured_limits() -> None:
     """For tests that point the process at another Prefect server."""
     with _ensure_lock:
         _ensured.clear()
+    with _taken_lock:
+        _taken.clear()

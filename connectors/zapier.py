@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
-from connectors.zapier_store import ZapierSubscriptions
+from connectors.zapier_store import Subscription, ZapierSubscriptions
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
@@ -70,19 +70,22 @@ class ZapierConnector(Connector):
     def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         if object_name != "hooks":
             raise ValueError(f"zapier: unsupported object {object_name!r}")
-        return [self._deliver(record) for record in records]
+        subscribed: dict[str, list[Subscription]] = {}  # read once per event type and push
+        return [self._deliver(record, subscribed) for record in records]
 
-    def _deliver(self, record: Record) -> Outcome:
+    def _deliver(self, record: Record, subscribed: dict[str, list[Subscription]]) -> Outcome:
         event_type = record.fields.get(EVENT_FIELD)
         if not event_type:
             return Outcome(record.record_key, SyncStatus.FAILED, error=f"no {EVENT_FIELD} field")
-        hooks = self.subscriptions.list(str(event_type))
+        if str(event_type) not in subscribed:
+            subscribed[str(event_type)] = self.subscriptions.list(str(event_type))
+        hooks = subscribed[str(event_type)]
         if not hooks:
             return Outcome(record.record_key, SyncStatus.SKIPPED, error="no zapier subscription")
         payload = hook_payload(record.fields)
         failures: list[str] = []
         delivered = 0
-        for hook in hooks:
+        for hook in list(hooks):
             key = (record.event_id, record.record_key, hook.id)
             if self._already_delivered(key):
                 delivered += 1
@@ -92,6 +95,7 @@ class ZapierConnector(Connector):
             )
             if response.status_code == GONE:
                 self.subscriptions.remove(hook.id)
+                hooks.remove(hook)  # the push's later records skip it too
             elif response.status_code >= 400:
                 failures.append(f"http {response.status_code}")
             else:

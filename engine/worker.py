@@ -12,12 +12,14 @@ PostgreSQL) share the work through the claims.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,17 @@ class WorkerStats:
         with self.lock:
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
+
+
+@contextlib.contextmanager
+def without_flow_heartbeats() -> Iterator[None]:
+    """Prefect's flow-run heartbeat thread sleeps in one-second steps and is joined when a sync flow ends,
+    which holds a batch thread up to a second after its work. This worker's liveness is its own heartbeat
+    (`worker_heartbeats`), and a crashed worker's deliveries come back through their leases."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def warm_up(threads: int) -> None:
@@ -85,7 +98,7 @@ class DeliveryWorker:
         from flows.registry import EVENT_FLOWS
 
         try:
-            with deliveries.owned_by(owner):
+            with deliveries.owned_by(owner), without_flow_heartbeats():
                 EVENT_FLOWS[event_type](event_ids=event_ids)
             self.stats.add(batches=1, events=len(event_ids))
         except BaseException:
@@ -100,7 +113,7 @@ class DeliveryWorker:
         from flows.webhook_received import webhook_received
 
         try:
-            with deliveries.owned_by(owner):
+            with deliveries.owned_by(owner), without_flow_heartbeats():
                 webhook_received(receipt_ids=receipt_ids)
             self.stats.add(receipts=len(receipt_ids))
         except BaseException:

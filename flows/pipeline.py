@@ -233,13 +233,16 @@ def _deliver(
     ledger.write(unusable_event_entries(extracted, ledger))
     routed: set[str] = set()
     futures: list[PushFuture] = []
+    sending: list[Route] = []
     for full in route(event_type, extracted.frame):
         routed.add(full.connector)
         r = _only_held(full, ledger)
         ledger.write(withheld_entries(r))
-        if not len(r.frame):
-            continue
-        checked = validate(r.mapping, map_records(r.mapping, r.frame))
+        if len(r.frame):
+            sending.append(r)
+    mapped = map_records([(r.mapping, r.frame) for r in sending]) if sending else []
+    checks = validate([(r.mapping, m) for r, m in zip(sending, mapped, strict=True)]) if sending else []
+    for r, checked in zip(sending, checks, strict=True):
         ledger.write(rejected_entries(r, checked))
         records, found = looked_up(r, to_records(checked.valid), ledger)
         ledger.write(found)

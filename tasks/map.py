@@ -10,6 +10,7 @@ from mappings import Mapping, apply_mapping
 
 
 @task(name="map", cache_policy=NONE)
-def map_records(mapping: Mapping, frame: pd.DataFrame) -> pd.DataFrame:
-    """Destination fields (and `_record_key`, `_event_id`, `_user_id`) for every routed row."""
-    return apply_mapping(mapping, frame)
+def map_records(routes: list[tuple[Mapping, pd.DataFrame]]) -> list[pd.DataFrame]:
+    """Per route, in order: destination fields (and `_record_key`, `_event_id`, `_user_id`) for every
+    routed row."""
+    return [apply_mapping(mapping, frame) for mapping, frame in routes]

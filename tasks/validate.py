@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import warnings
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from mappings import Mapping
 from mappings.frame import META_COLUMNS
-from mappings.schema import Constraints
 
 # Before GX is first imported anywhere through this module: the machine is offline.
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
-ROW = "_row"  # positional row id handed to GX: the only thing kept from its results
+AT = "_at"  # the long frame's row id handed to GX: the only thing kept from its results
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,6 @@ def _quiet_gx() -> None:
     warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
 
 
-SuiteKey = tuple[tuple[str, Constraints], ...]
-
-
-def _suite_key(mapping: Mapping) -> SuiteKey:
-    """A suite depends only on the fields' constraints: equal constraints share it."""
-    return tuple((name, spec.constraints) for name, spec in mapping.fields.items())
-
-
 def expectations_for(mapping: Mapping) -> list[tuple[str, str, dict[str, Any]]]:
     """(column, expectation class name, arguments) for every declared constraint of every field.
 
@@ -85,11 +80,79 @@ def _raised(info: dict[str, Any] | None) -> bool:
     return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
 
 
+ExpectationKey = tuple[str, str]  # (expectation class name, its arguments as canonical JSON)
+NOT_NULL = "ExpectColumnValuesToNotBeNull"
+
+
+def expectation_key(expectation: str, arguments: dict[str, Any]) -> ExpectationKey:
+    return expectation, json.dumps(arguments, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class Block:
+    """The rows of the long frame holding one field of one part (a mapped frame), in the part's order."""
+
+    part: int
+    field: str
+    start: int
+    stop: int
+
+
+@dataclass
+class LongFrame:
+    """Every checked value of every part, one row per (part, record, field), one column per distinct
+    expectation: an expectation declared on many fields of many destinations runs once over all of them.
+
+    A cell outside an expectation's fields is null (GX skips nulls in every expectation but "not null",
+    whose column is filled with a present value instead).
+    """
+
+    frame: pd.DataFrame
+    blocks: list[Block]
+    columns: dict[ExpectationKey, str]
+    members: dict[ExpectationKey, list[Block]]
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple[Mapping, pd.DataFrame]]) -> LongFrame:
+        wanted: list[tuple[int, str, list[ExpectationKey]]] = []
+        for p, (mapping, _) in enumerate(parts):
+            by_field: dict[str, list[ExpectationKey]] = {}
+            for column, expectation, arguments in expectations_for(mapping):
+                by_field.setdefault(column, []).append(expectation_key(expectation, arguments))
+            wanted += [(p, column, keys) for column, keys in by_field.items()]
+        total = sum(len(parts[p][1]) for p, _, _ in wanted)
+        columns: dict[ExpectationKey, str] = {}
+        members: dict[ExpectationKey, list[Block]] = {}
+        data: dict[str, np.ndarray[Any, Any]] = {}
+        blocks: list[Block] = []
+        at = 0
+        for p, column, keys in wanted:
+            values = parts[p][1][column].to_numpy(dtype=object)
+            block = Block(p, column, at, at + len(values))
+            blocks.append(block)
+            for key in keys:
+                name = columns.setdefault(key, f"x{len(columns)}")
+                if name not in data:
+                    data[name] = np.full(total, True if key[0] == NOT_NULL else None, dtype=object)
+                data[name][block.start : block.stop] = values
+                members.setdefault(key, []).append(block)
+            at = block.stop
+        frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in data.items()})
+        frame[AT] = np.arange(total)
+        return cls(frame, blocks, columns, members)
+
+
+def _label(block: Block, expectation_type: str) -> str:
+    return f"{block.field}: {expectation_type}"
+
+
 class _ThreadValidator:
     """GX contexts are not thread-safe: each thread builds and keeps its own context and suites."""
 
     def __init__(self) -> None:
         self.local = threading.local()
+        self.runs = 0  # GX validation runs, every thread: what the cost of a batch is counted in
+        self.runs_lock = threading.Lock()
 
     def _batch_definition(self) -> Any:
         definition = getattr(self.local, "batch_definition", None)
@@ -112,70 +175,99 @@ class _ThreadValidator:
         """Build this thread's context now (the GX import and set-up cost seconds, once per thread)."""
         self._batch_definition()
 
-    def _suite(self, mapping: Mapping) -> Any:
-        key = _suite_key(mapping)
-        suite = self.local.suites.get(key)
+    def _suite(self, expectations: tuple[tuple[ExpectationKey, str], ...]) -> Any:
+        suite = self.local.suites.get(expectations)
         if suite is None:
             import great_expectations as gx
 
-            suite = gx.ExpectationSuite(name=f"{mapping.name}.{len(self.local.suites)}")
-            for column, expectation_type, arguments in expectations_for(mapping):
-                expectation_class = getattr(gx.expectations, expectation_type)
-                suite.add_expectation(expectation_class(column=column, **arguments))
-            self.local.suites[key] = suite
+            suite = gx.ExpectationSuite(name=f"checks.{len(self.local.suites)}")
+            for (expectation, arguments), column in expectations:
+                expectation_class = getattr(gx.expectations, expectation)
+                suite.add_expectation(expectation_class(column=column, **json.loads(arguments)))
+            self.local.suites[expectations] = suite
         return suite
 
-    def failed_rows(self, mapping: Mapping, frame: pd.DataFrame) -> dict[str, set[int]]:
-        """Failed expectation label ("field: expectation_type") → the `_row` ids that failed it."""
-        definition = self._batch_definition()
-        suite = self._suite(mapping)
-        batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(
-            suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW]}
+    def _results(
+        self, frame: pd.DataFrame, expectations: tuple[tuple[ExpectationKey, str], ...], *, rows: bool
+    ) -> Any:
+        with self.runs_lock:
+            self.runs += 1
+        batch = self._batch_definition().get_batch(batch_parameters={"dataframe": frame})
+        result_format: Any = (
+            {"result_format": "COMPLETE", "unexpected_index_column_names": [AT]} if rows else "BOOLEAN_ONLY"
         )
-        failures: dict[str, set[int]] = {}
-        for item in result.results:
+        return batch.validate(self._suite(expectations), result_format=result_format).results
+
+    def failed_rows(self, parts: Sequence[tuple[Mapping, pd.DataFrame]]) -> dict[int, dict[int, set[str]]]:
+        """Part → row position → the failed labels ("field: expectation_type") of that row.
+
+        One GX run with every distinct expectation (results as booleans, the cheap format); only the
+        expectations that failed run again for the rows. One that could not run on a column mixing
+        several fields is tried on each field alone, so it rejects only the rows it could not check.
+        """
+        long = LongFrame.of(parts)
+        if not len(long.frame):
+            return {}
+        every = tuple(long.columns.items())
+        by_column = {column: key for key, column in long.columns.items()}
+        failed = tuple(
+            (by_column[item.expectation_config.kwargs["column"]], item.expectation_config.kwargs["column"])
+            for item in self._results(long.frame, every, rows=False)
+            if not item.success
+        )
+        out: dict[int, dict[int, set[str]]] = {}
+
+        def mark(block: Block, positions: Sequence[int], label: str) -> None:
+            rows = out.setdefault(block.part, {})
+            for at in positions:
+                rows.setdefault(at - block.start, set()).add(label)
+
+        if not failed:
+            return out
+        for item in self._results(long.frame, failed, rows=True):
             if item.success:
                 continue
-            config = item.expectation_config
-            column = config.kwargs.get("column") if config is not None else None
-            label = f"{column}: {config.type if config is not None else 'expectation'}"
+            column = item.expectation_config.kwargs["column"]
+            key = by_column[column]
+            if _raised(item.exception_info):
+                for block in long.members[key]:
+                    self._one_block(long, key, column, block, mark)
+                continue
             # Each entry also carries the failing value: only the row id leaves this loop.
-            rows = {int(entry[ROW]) for entry in item.result.get("unexpected_index_list") or ()}
-            if not rows and _raised(item.exception_info):
-                rows = set(range(len(frame)))  # the expectation could not run: reject rather than pass
-            failures[label] = rows
-        del result, batch
-        return failures
+            ats = sorted(int(entry[AT]) for entry in item.result.get("unexpected_index_list") or ())
+            for block in long.members[key]:
+                lo, hi = bisect_left(ats, block.start), bisect_left(ats, block.stop)
+                mark(block, ats[lo:hi], _label(block, item.expectation_config.type))
+        return out
+
+    def _one_block(
+        self,
+        long: LongFrame,
+        key: ExpectationKey,
+        column: str,
+        block: Block,
+        mark: Callable[[Block, Sequence[int], str], None],
+    ) -> None:
+        """An expectation on one field alone; if it still cannot run, every row of the field fails it."""
+        frame = long.frame.iloc[block.start : block.stop][[column, AT]]
+        [item] = self._results(frame, ((key, column),), rows=True)
+        if item.success:
+            return
+        label = _label(block, item.expectation_config.type)
+        ats = [int(entry[AT]) for entry in item.result.get("unexpected_index_list") or ()]
+        if not ats and _raised(item.exception_info):
+            ats = list(range(block.start, block.stop))  # it could not run: reject rather than pass
+        mark(block, ats, label)
 
 
 _validator = _ThreadValidator()
 
 
-def validate_mapped(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
-    """Split a mapped frame into the rows meeting every declared constraint and rejections naming what failed.
-
-    Args:
-        mapping: the mapping that produced `frame`; its constraints are the expectations.
-        frame: the output of `apply_mapping` (meta columns and destination fields).
-
-    Returns:
-        The valid rows (same index and columns) and one `Rejection` per other row, with ids and the
-        failed expectations only.
-    """
-    if frame.empty:
-        return ValidationResult(frame, [])
-    positional = frame.reset_index(drop=True)
-    checked = positional.assign(**{ROW: range(len(positional))})
-    failures = _validator.failed_rows(mapping, checked)
-    labels_by_row: dict[int, list[str]] = {}
-    for label, rows in failures.items():
-        for row in rows:
-            labels_by_row.setdefault(row, []).append(label)
+def _split(mapping: Mapping, frame: pd.DataFrame, labels_by_row: dict[int, set[str]]) -> ValidationResult:
     if not labels_by_row:
         return ValidationResult(frame, [])
     bad = sorted(labels_by_row)
-    meta = positional.iloc[bad][list(META_COLUMNS)].to_numpy(dtype=object)
+    meta = frame.iloc[bad][list(META_COLUMNS)].to_numpy(dtype=object)
     rejected = [
         Rejection(
             record_key="" if record_key is None else str(record_key),
@@ -185,15 +277,42 @@ def validate_mapped(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
         )
         for row, (record_key, event_id, user_id) in zip(bad, meta, strict=True)
     ]
-    keep = ~positional.index.isin(bad)
-    return ValidationResult(frame.loc[keep], rejected)
+    keep = np.ones(len(frame), dtype=bool)
+    keep[bad] = False
+    return ValidationResult(frame.iloc[keep], rejected)
+
+
+def validate_parts(parts: Sequence[tuple[Mapping, pd.DataFrame]]) -> list[ValidationResult]:
+    """Split each mapped frame into the rows meeting every declared constraint and rejections naming what
+    failed; all frames are checked in one Great Expectations run.
+
+    Args:
+        parts: (mapping, the output of `apply_mapping` for it) per destination; the mapping's constraints
+            are the expectations.
+
+    Returns:
+        Per part, in order: the valid rows (same index and columns) and one `Rejection` per other row,
+        with ids and the failed expectations only.
+    """
+    failures = _validator.failed_rows(parts)
+    return [_split(mapping, frame, failures.get(p, {})) for p, (mapping, frame) in enumerate(parts)]
+
+
+def validate_mapped(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
+    """`validate_parts` for one mapped frame."""
+    [result] = validate_parts([(mapping, frame)])
+    return result
 
 
 @task(name="validate", cache_policy=NONE)
-def validate(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
-    """The validation stage as a Prefect task; logs counts only."""
-    result = validate_mapped(mapping, frame)
+def validate(parts: list[tuple[Mapping, pd.DataFrame]]) -> list[ValidationResult]:
+    """The validation stage as a Prefect task, every destination of the batch at once; logs counts only."""
+    results = validate_parts(parts)
     get_run_logger().info(
-        "validate %s: %d valid, %d rejected", mapping.name, len(result.valid), len(result.rejected)
+        "validate: %s",
+        ", ".join(
+            f"{mapping.name} {len(r.valid)} valid, {len(r.rejected)} rejected"
+            for (mapping, _), r in zip(parts, results, strict=True)
+        ),
     )
-    return result
+    return results

@@ -33,3 +33,59 @@ def test_product_defaults_hold_back_the_request_after_the_burst() -> None:
     limit.acquire()
     with pytest.raises(TimeoutError):
         rate_limit(limit.name, occupy=1, timeout_seconds=1, strict=True)
+
+
+def test_a_stream_of_requests_takes_slots_in_chunks_not_one_round_trip_each() -> None:
+    from connectors.rate_limit import taken_slots
+
+    limit = RateLimit("chunktest", per_hour=3_600_000)  # room for everything: only the cost is measured
+    for _ in range(100):
+        limit.acquire()
+    # Chunks grow with the requests of the last second: 1, 2, 4, … up to the burst.
+    assert taken_slots(limit.name).round_trips <= 8
+
+
+CLAIMANT = """
+import sys, threading, time
+from connectors.rate_limit import RateLimit
+limit = RateLimit(sys.argv[1], per_hour=int(sys.argv[2]))
+got = 0
+def take():
+    global got
+    while True:
+        limit.acquire()
+        got += 1
+threading.Thread(target=take, daemon=True).start()
+time.sleep(float(sys.argv[3]))
+print(got, flush=True)
+"""
+
+
+def test_two_processes_taking_chunks_stay_within_one_global_limit() -> None:
+    """Each process keeps the slots it took; together they never exceed the limit's burst plus its decay."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    per_hour, seconds = 360, 6.0  # a burst of 6, then one slot every 10 s
+    limit = RateLimit("twoprocs", per_hour=per_hour)
+    limit.ensure()
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMANT, limit.name, str(per_hour), str(seconds)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    counts = [int(p.communicate(timeout=180)[0].strip()) for p in procs]
+    elapsed = time.monotonic() - started
+    allowed = limit.burst + limit.slots_per_second * elapsed
+    assert sum(counts) <= allowed, (counts, allowed)
+    assert sum(counts) >= limit.burst  # the burst itself was used, by one process or both

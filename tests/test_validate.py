@@ -197,3 +197,43 @@ def test_concurrent_validation_gives_each_batch_its_own_right_answer() -> None:
 
     assert len(threads_used) == 8
     assert all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} batches got a wrong invalid-row set"
+
+
+def test_every_destination_of_a_batch_is_checked_in_one_run_and_failures_in_one_more() -> None:
+    """All routes' frames go through one GX run; only when something failed, a second finds the rows."""
+    from tasks.validate import _validator, validate_parts
+
+    connectors = ("hubspot", "mailchimp", "ga4", "zapier")
+    good = mapped([f"p{i}@example.com" for i in range(20)], [float(i % 10) for i in range(20)])
+    parts = [
+        (mapping(c), mapped([f"p{i}@example.com" for i in range(20)], [1.0] * 20, connector=c))
+        for c in connectors[1:]
+    ]
+    before = _validator.runs
+    results = validate_parts([(mapping(), good), *parts])
+    assert _validator.runs - before == 1
+    assert [len(r.valid) for r in results] == [len(good), *(len(frame) for _, frame in parts)]
+    assert all(r.rejected == [] for r in results)
+
+    bad = good.copy()
+    bad.loc[bad.index[3], "email"] = "not-an-email"
+    mailchimp = mapped(["a@example.com", "broken"], [1.0, 2.0], connector="mailchimp")
+    before = _validator.runs
+    hubspot_result, mailchimp_result = validate_parts([(mapping(), bad), (mapping("mailchimp"), mailchimp)])
+    assert _validator.runs - before == 2
+    assert [r.record_key for r in hubspot_result.rejected] == ["user:4"]
+    assert [(r.record_key, r.failed) for r in mailchimp_result.rejected] == [
+        ("user:2", ("email_address: expect_column_values_to_match_regex",))
+    ]
+
+
+def test_an_expectation_that_cannot_run_in_one_destination_leaves_the_others_checked() -> None:
+    from tasks.validate import validate_parts
+
+    broken = mapped(["a@example.com", "b@example.com"], [1.0, 2.0])
+    broken.loc[broken.index[0], "ennu_overall_score"] = "high"
+    fine = mapped(["c@example.com", "d@example.com"], [3.0, 42.0])
+    broken_result, fine_result = validate_parts([(mapping(), broken), (mapping(), fine)])
+    assert broken_result.valid.empty
+    assert [r.record_key for r in fine_result.rejected] == ["user:2"]  # 42 is out of range, nothing else
+    assert list(fine_result.valid["_record_key"]) == ["user:1"]
