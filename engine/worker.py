@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,32 +47,24 @@ class WorkerStats:
                 setattr(self, name, getattr(self, name) + n)
 
 
-@contextlib.contextmanager
-def without_flow_heartbeats() -> Iterator[None]:
-    """Prefect's flow-run heartbeat thread sleeps in one-second steps and is joined when a sync flow ends,
-    which holds a batch thread up to a second after its work. This worker's liveness is its own heartbeat
-    (`worker_heartbeats`), and a crashed worker's deliveries come back through their leases."""
+_thread_contexts = threading.local()
+
+
+def batch_thread_setup() -> None:
+    """What every batch thread keeps for its life, so that no flow run pays for it again:
+
+    - one Prefect API client (each flow run would otherwise build and open its own);
+    - no flow-run heartbeat thread: it sleeps in one-second steps and is joined when a sync flow ends,
+      which held a batch thread up to a second after its work. This worker's liveness is its own heartbeat
+      (`worker_heartbeats`), and a crashed worker's deliveries come back through their leases.
+    """
+    from prefect.context import SyncClientContext
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
-
-
-def warm_up(threads: int) -> None:
-    """Import the flows and build a Great Expectations context in every batch thread, once."""
-    import flows.registry
-    import flows.webhook_received  # noqa: F401
-    from tasks.validate import _validator
-
-    barrier = threading.Barrier(threads)
-
-    def build() -> None:
-        _validator.warm()
-        barrier.wait(timeout=120)
-
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(build) for _ in range(threads)]:
-            future.result()
+    stack = contextlib.ExitStack()
+    stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    stack.enter_context(SyncClientContext.get_or_create())
+    _thread_contexts.stack = stack  # kept open for the thread's life
 
 
 class DeliveryWorker:
@@ -86,10 +77,29 @@ class DeliveryWorker:
         self.stats = WorkerStats()
         self.stop = threading.Event()
         self.idle_until = 0.0
-        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="batch")
+        self.pool = ThreadPoolExecutor(
+            self.concurrency, thread_name_prefix="batch", initializer=batch_thread_setup
+        )
         self.in_flight: set[Future[Any]] = set()
         self.api_ok = False
         self.api_checked_at = float("-inf")
+
+    def warm_up(self) -> None:
+        """Import the flows and build a Great Expectations context in every batch thread, once."""
+        import fastapi.encoders  # noqa: F401 - a flow run's first parameter serialisation imports it
+
+        import flows.registry
+        import flows.webhook_received  # noqa: F401
+        from tasks.validate import _validator
+
+        barrier = threading.Barrier(self.concurrency)
+
+        def build() -> None:
+            _validator.warm()
+            barrier.wait(timeout=120)  # every thread of the pool takes one
+
+        for future in [self.pool.submit(build) for _ in range(self.concurrency)]:
+            future.result()
 
     def owner(self) -> str:
         return f"{self.name}/{uuid.uuid4().hex[:8]}"
@@ -98,7 +108,7 @@ class DeliveryWorker:
         from flows.registry import EVENT_FLOWS
 
         try:
-            with deliveries.owned_by(owner), without_flow_heartbeats():
+            with deliveries.owned_by(owner):
                 EVENT_FLOWS[event_type](event_ids=event_ids)
             self.stats.add(batches=1, events=len(event_ids))
         except BaseException:
@@ -113,7 +123,7 @@ class DeliveryWorker:
         from flows.webhook_received import webhook_received
 
         try:
-            with deliveries.owned_by(owner), without_flow_heartbeats():
+            with deliveries.owned_by(owner):
                 webhook_received(receipt_ids=receipt_ids)
             self.stats.add(receipts=len(receipt_ids))
         except BaseException:
@@ -205,7 +215,7 @@ def main() -> None:
     worker = DeliveryWorker(args.name, concurrency=args.concurrency)
     started = time.monotonic()
     worker.beat(warm=False)
-    warm_up(worker.concurrency)
+    worker.warm_up()
     logger.info("delivery worker %s warm in %.1f s; polling", worker.name, time.monotonic() - started)
 
     def shut_down(*_: object) -> None:

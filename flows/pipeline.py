@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 from prefect import Task, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from connectors.base import Outcome, Record
 from connectors.http import ConnectorError
@@ -23,12 +24,12 @@ from ennu import circuit, deliveries
 from ennu.models import DeliveryStatus, SyncStatus, utcnow
 from ennu.settings import get_settings
 from tasks.admit import admit
-from tasks.extract import Extracted, extract
-from tasks.map import map_records
+from tasks.extract import Extracted
+from tasks.prepare import prepare
 from tasks.push import plan_push, push_batch, reconcile, to_records
 from tasks.record import Ledger, SyncEntry, record
-from tasks.route import Route, route
-from tasks.validate import ValidationResult, validate
+from tasks.route import Route
+from tasks.validate import ValidationResult
 
 SummaryTable = list[dict[str, int | str]]
 # (route, the batch, every record of the route, payload hashes, the push)
@@ -39,6 +40,13 @@ RESENDABLE = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, Deliv
 
 # Batches of several destinations go out concurrently; vendors cap concurrent connections (Mailchimp: 10).
 PUSH_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=4)
+T = TypeVar("T")
+
+
+def as_is(value: T) -> T:
+    """A task argument Prefect hands over without walking it for futures (Prefect's `quote`): walking a
+    batch's frames, mappings and records costs more than the stage itself for a small batch."""
+    return cast(T, quote(value))
 
 
 def unusable_event_entries(extracted: Extracted, ledger: Ledger) -> list[SyncEntry]:
@@ -164,7 +172,7 @@ def looked_up(r: Route, records: list[Record], ledger: Ledger) -> tuple[list[Rec
         return records, []
     times = [h.last_attempt_at for h in unknown.values() if h.last_attempt_at is not None]
     since = min(times) if times else utcnow() - timedelta(days=1)
-    state = reconcile.submit(r.connector, r.mapping.object, suspects, since)
+    state = reconcile.submit(r.connector, r.mapping.object, as_is(suspects), since)
     state.wait()
     found: Any = state.result(raise_on_failure=False)
     if isinstance(found, BaseException):  # the lookup failed: still unknown, never re-sent blindly
@@ -216,7 +224,7 @@ def run_event_pipeline(
                 ],
             )
             raise
-    return record(ledger, event_type)
+    return record(as_is(ledger), event_type)
 
 
 def _deliver(
@@ -229,20 +237,14 @@ def _deliver(
     if not ledger.held:
         logger.info("nothing to deliver: these events' deliveries are settled or held by another worker")
         return
-    extracted = extract(event_type, ledger.event_ids)
+    prepared = prepare(event_type, ledger.event_ids, lambda r: _only_held(r, ledger))
+    extracted = prepared.extracted
     ledger.write(unusable_event_entries(extracted, ledger))
-    routed: set[str] = set()
+    routed = {r.connector for r in prepared.routes}
     futures: list[PushFuture] = []
-    sending: list[Route] = []
-    for full in route(event_type, extracted.frame):
-        routed.add(full.connector)
-        r = _only_held(full, ledger)
+    for r in prepared.routes:
         ledger.write(withheld_entries(r))
-        if len(r.frame):
-            sending.append(r)
-    mapped = map_records([(r.mapping, r.frame) for r in sending]) if sending else []
-    checks = validate([(r.mapping, m) for r, m in zip(sending, mapped, strict=True)]) if sending else []
-    for r, checked in zip(sending, checks, strict=True):
+    for r, checked in prepared.sending:
         ledger.write(rejected_entries(r, checked))
         records, found = looked_up(r, to_records(checked.valid), ledger)
         ledger.write(found)
@@ -264,7 +266,7 @@ def _deliver(
                 batch,
                 records,
                 plan.hashes,
-                push.submit(r.connector, r.mapping.object, r.mapping.upsert_key, batch),
+                push.submit(r.connector, r.mapping.object, r.mapping.upsert_key, as_is(batch)),
             )
             for batch in plan.batches
         ]

@@ -1,1 +1,1 @@
-"""Pipeline stages as Prefect tasks: extract, route, map, validate, push, record."""
+"""Pipeline stages: prepare (extract, route, map and validate, as plain functions), push, record."""

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -147,16 +145,3 @@ def extract_records(event_type: str, event_ids: Sequence[str]) -> Extracted:
         frame = frame.loc[~lost_user].reset_index(drop=True)
     frame["user.id"] = frame["user.id"].astype("int64")
     return Extracted(event_type, frame, missing)
-
-
-@task(name="extract", cache_policy=NONE)
-def extract(event_type: str, event_ids: list[str]) -> Extracted:
-    """Read the events and the records they point at."""
-    extracted = extract_records(event_type, event_ids)
-    get_run_logger().info(
-        "extracted %d records from %d events (%d unusable)",
-        len(extracted.frame),
-        len(event_ids),
-        len(extracted.missing),
-    )
-    return extracted

@@ -181,6 +181,7 @@ def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outc
 
 @task(
     name="push",
+    task_run_name="push {connector_name}/{object_name}",
     cache_policy=NONE,
     retries=2,
     retry_delay_seconds=[1, 2],

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
 from sqlalchemy import select
 
 from ennu.db import session_scope
@@ -97,16 +95,4 @@ def plan_routes(event_type: str, frame: pd.DataFrame) -> list[Route]:
             )
             continue
         routes.append(Route(spec.connector, mapping, frame.loc[mask], frame.loc[~mask]))
-    return routes
-
-
-@task(name="route", cache_policy=NONE)
-def route(event_type: str, frame: pd.DataFrame) -> list[Route]:
-    """Destinations for this batch from the routing table, with consent applied."""
-    routes = plan_routes(event_type, frame)
-    logger = get_run_logger()
-    for r in routes:
-        logger.info(
-            "%s: %d records routed, %d withheld for consent", r.destination, len(r.frame), len(r.refused)
-        )
     return routes

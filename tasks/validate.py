@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
 
 from mappings import Mapping
 from mappings.frame import META_COLUMNS
@@ -302,17 +300,3 @@ def validate_mapped(mapping: Mapping, frame: pd.DataFrame) -> ValidationResult:
     """`validate_parts` for one mapped frame."""
     [result] = validate_parts([(mapping, frame)])
     return result
-
-
-@task(name="validate", cache_policy=NONE)
-def validate(parts: list[tuple[Mapping, pd.DataFrame]]) -> list[ValidationResult]:
-    """The validation stage as a Prefect task, every destination of the batch at once; logs counts only."""
-    results = validate_parts(parts)
-    get_run_logger().info(
-        "validate: %s",
-        ", ".join(
-            f"{mapping.name} {len(r.valid)} valid, {len(r.rejected)} rejected"
-            for (mapping, _), r in zip(parts, results, strict=True)
-        ),
-    )
-    return results
