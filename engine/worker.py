@@ -90,7 +90,13 @@ class DeliveryWorker:
 
         import flows.registry
         import flows.webhook_received  # noqa: F401
+        from mappings import load_all_mappings
+        from mappings.routing import routing_table
         from tasks.validate import _validator
+
+        settings = get_settings()
+        load_all_mappings(settings.mappings_dir)  # read and checked once, then only stat-ed
+        routing_table(settings.mappings_dir)
 
         barrier = threading.Barrier(self.concurrency)
 

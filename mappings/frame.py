@@ -31,10 +31,10 @@ class MissingSourceColumns(KeyError):
 PER_VALUE_ROWS = 16
 
 
-def _per_value(spec: FieldSpec, source: pd.DataFrame) -> list[Any]:
+def _per_value(spec: FieldSpec, source: dict[str, list[Any]]) -> list[Any]:
     assert spec.source is not None
     steps = list(spec.transforms)
-    columns = [source[column].tolist() for column in spec.source]
+    columns = [source[column] for column in spec.source]
     values: list[Any]
     if len(spec.source) > 1:
         joiner = TRANSFORMS[steps[0].name]
@@ -50,12 +50,17 @@ def _per_value(spec: FieldSpec, source: pd.DataFrame) -> list[Any]:
     return [None if is_blank(v) else v for v in values]
 
 
-def field_values(spec: FieldSpec, source: pd.DataFrame) -> pd.Series:
-    """One destination column: the literal, or the source column(s) through the field's transforms."""
+def field_values(
+    spec: FieldSpec, source: pd.DataFrame, as_lists: dict[str, list[Any]] | None = None
+) -> pd.Series:
+    """One destination column: the literal, or the source column(s) through the field's transforms.
+
+    `as_lists` (the source's columns as lists, for a small frame) selects the per-value definitions.
+    """
     if spec.source is None:
         return pd.Series([spec.value] * len(source), index=source.index, dtype=object)
-    if len(source) <= PER_VALUE_ROWS:
-        return pd.Series(_per_value(spec, source), index=source.index, dtype=object)
+    if as_lists is not None:
+        return pd.Series(_per_value(spec, as_lists), index=source.index, dtype=object)
     steps = list(spec.transforms)
     values: pd.Series
     if len(spec.source) > 1:
@@ -112,6 +117,10 @@ def apply_mapping(mapping: Mapping, source: pd.DataFrame) -> pd.DataFrame:
         "_event_id": nulls_to_none(source["event.id"]),
         "_user_id": _ids(source["user.id"]),
     }
+    # A small frame's columns as lists, read once: a pandas column access costs more than its values.
+    as_lists: dict[str, list[Any]] | None = None
+    if len(source) <= PER_VALUE_ROWS:
+        as_lists = {str(k): v for k, v in source[sorted(mapping.source_columns)].to_dict("list").items()}
     for name, spec in mapping.fields.items():
-        columns[name] = field_values(spec, source)
+        columns[name] = field_values(spec, source, as_lists)
     return pd.DataFrame(columns, index=source.index, dtype=object)
