@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import math
 import time
 from urllib.parse import urlencode
 
@@ -22,6 +23,10 @@ LINK_SECONDS = 24 * 3600
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _or_nan(value: float | None, scale: float = 1.0) -> float:
+    return math.nan if value is None else value * scale
+
+
 def render_chart(fig: Figures) -> bytes:
     """Three stacked panels: records a day, error rate a day, p50 and p95 latency a day."""
     days = [d.day.strftime("%a %d") for d in fig.days]
@@ -30,12 +35,13 @@ def render_chart(fig: Figures) -> bytes:
     volume.bar(days, [d.records for d in fig.days], color="#4477aa")
     volume.set_ylabel("records")
     volume.set_title(f"{fig.integration}: last 7 days (UTC)", loc="left", fontsize=11)
-    errors.plot(days, [100 * (d.error_rate or 0.0) for d in fig.days], marker="o", color="#cc3311")
+    # A day without records has no rate and no latency: a gap in the line, not a zero.
+    errors.plot(days, [_or_nan(d.error_rate, 100) for d in fig.days], marker="o", color="#cc3311")
     errors.axhline(100 * get_settings().alert_error_rate, color="#999999", linestyle="--", linewidth=1)
     errors.set_ylabel("error rate %")
     errors.set_ylim(bottom=0)
-    latency.plot(days, [d.p50_ms or 0 for d in fig.days], marker="o", label="p50", color="#228833")
-    latency.plot(days, [d.p95_ms or 0 for d in fig.days], marker="o", label="p95", color="#ccbb44")
+    latency.plot(days, [_or_nan(d.p50_ms) for d in fig.days], marker="o", label="p50", color="#228833")
+    latency.plot(days, [_or_nan(d.p95_ms) for d in fig.days], marker="o", label="p95", color="#ccbb44")
     latency.set_ylabel("latency ms")
     latency.set_ylim(bottom=0)
     latency.legend(loc="upper left", fontsize=8)

@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from ennu.charts import chart_link
 from ennu.models import utcnow
-from ennu.performance import figures
+from ennu.performance import Figures, figures
 from ennu.settings import get_settings
 from ennu.status import IntegrationStatus, all_statuses, integration_names
 from flows.ops_alert import INTEGRATION_PREFIX, ops_alert
@@ -32,13 +32,13 @@ COLUMNS = (
     "last error",
     "queue",
     "oldest waiting",
-    "24 h records",
-    "24 h errors",
+    "records 24 h",
+    "errors 24 h",
     "error rate 24 h",
     "error rate 1 h",
     "p50 ms",
     "p95 ms",
-    "vs 7 d",
+    "records vs 7 d",
 )
 
 
@@ -70,8 +70,6 @@ def row(s: IntegrationStatus, over: set[str], now: datetime) -> list[str]:
     records = sum(n for status, n in counts.items() if status not in ("skipped", "received"))
     errors = counts.get("failed", 0) + counts.get("rejected", 0)
     last_error = _when(s.last_error, now)
-    if s.last_error and s.last_error_reason:
-        last_error += f" ({s.last_error_reason[:60].replace('|', '/')})"
     return [
         s.integration,
         status_label(s, over),
@@ -90,7 +88,10 @@ def row(s: IntegrationStatus, over: set[str], now: datetime) -> list[str]:
     ]
 
 
-def dashboard_markdown(statuses: list[IntegrationStatus], current: list[Breach], now: datetime) -> str:
+def dashboard_markdown(
+    statuses: list[IntegrationStatus], current: list[Breach], active: set[str], now: datetime
+) -> str:
+    """`active`: the integrations with a record in the last 7 days (the others get no chart)."""
     settings = get_settings()
     over = {b.key for b in current}
     lines = [
@@ -105,12 +106,27 @@ def dashboard_markdown(statuses: list[IntegrationStatus], current: list[Breach],
         "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(row(s, over, now)) + " |" for s in statuses]
+    reasons = [
+        f"- **{s.integration}**, {_when(s.last_error, now)}: `{s.last_error_reason[:80]}`"
+        for s in statuses
+        if s.last_error and s.last_error_reason
+    ]
+    if reasons:
+        lines += ["", "Last error per integration (field and expectation, or vendor code):", "", *reasons]
     lines += ["", "## Last 7 days: records, error rate, p50/p95 latency", ""]
-    for s in statuses:
-        if s.enabled:
-            lines.append(f"![{s.integration}]({chart_link(s.integration, now.timestamp())})")
+    charted = [s for s in statuses if s.enabled and s.integration in active]
+    # One paragraph: the UI sets the pictures side by side as far as the page is wide.
+    stamp = now.timestamp()
+    lines.append(" ".join(f"![{s.integration}]({chart_link(s.integration, stamp)})" for s in charted))
+    quiet = [s.integration for s in statuses if s.enabled and s.integration not in active]
+    if quiet:
+        lines += ["", f"No records in 7 days: {', '.join(quiet)}."]
     lines += ["", "Counts only; why a record did not arrive is in each batch's `undelivered` artifact."]
     return "\n".join(lines)
+
+
+def active_in(perf: dict[str, Figures]) -> set[str]:
+    return {name for name, fig in perf.items() if any(day.records for day in fig.days)}
 
 
 @flow(name="integrations-dashboard", log_prints=False)
@@ -122,7 +138,7 @@ def integrations_dashboard() -> dict[str, int]:
     current = breaches({s.integration: perf[s.integration] for s in statuses if s.enabled})
     create_markdown_artifact(
         key=ARTIFACT_KEY,
-        markdown=dashboard_markdown(statuses, current, now),
+        markdown=dashboard_markdown(statuses, current, active_in(perf), now),
         description=f"Integrations at {now:%H:%M} UTC: "
         + (f"{len(current)} over a threshold" if current else "nothing over a threshold"),
     )

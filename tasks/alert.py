@@ -44,14 +44,15 @@ def email_credentials() -> EmailServerCredentials:
 def send_alert_email(title: str, text: str) -> None:
     """One plain-text e-mail to the operators through prefect-email's `email_send_message` task."""
     settings = get_settings()
-    email_send_message(
+    # An async task: from this synchronous flow it runs on the flow's task runner.
+    email_send_message.submit(
         subject=title,
         msg=f"<p>{html.escape(text)}</p>",
         msg_plain=text,
         email_server_credentials=email_credentials(),
         email_from=settings.alert_email_from,
         email_to=alert_recipients(),
-    )
+    ).result()
 
 
 @task(name="provider-channel-check", cache_policy=NONE)
