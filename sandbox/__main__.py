@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--smtp-port", type=int, default=8025, help="the SMTP stand-in's port (0: none)")
+    parser.add_argument(
+        "--smtp-port", type=int, default=0, help="serve the SMTP stand-in on this port too (make up: 8025)"
+    )
     parser.add_argument("--allow-remote", action="store_true", help="serve on a non-loopback address")
     parser.add_argument(
         "--rate",

@@ -46,7 +46,7 @@ def test_every_event_type_and_maintenance_flow_has_a_deployment() -> None:
     # in-process batches have no deployment and no tags.
     (on_failure, _) = alert.triggers
     watched = on_failure.match_related
-    assert isinstance(watched, ResourceSpecification) and watched["prefect.resource.role"] == "flow"
+    assert isinstance(watched, ResourceSpecification) and watched["prefect.resource.role"] == ["flow"]
     names = set(watched["prefect.resource.name"])
     assert {t.flow_name for t in EVENT_TYPES.values()} <= names and "ops-alert" not in names
     assert "ennu" not in alert.tags and set(alert.tags) == set(ALERT_TAGS)  # no alert about an alert
