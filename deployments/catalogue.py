@@ -17,9 +17,12 @@ from ennu.events import EVENT_TYPES
 from flows.bulk_sync import bulk_sync
 from flows.cleanup import cleanup
 from flows.daily_stats import daily_stats
+from flows.dashboard import integrations_dashboard
 from flows.drain import drain
+from flows.health_report import health_report
 from flows.inbound_sync import inbound_sync
 from flows.ops_alert import ops_alert
+from flows.performance import performance
 from flows.registry import EVENT_FLOWS
 from flows.replay import replay
 from flows.test_connections import test_connections
@@ -57,13 +60,15 @@ class DeploymentSpec:
         )
 
 
-def failure_trigger() -> DeploymentEventTrigger:
-    """Any run of a deployment tagged `ennu` that fails, crashes or times out."""
+def failure_trigger(watched: list[str]) -> DeploymentEventTrigger:
+    """Any run of one of our flows that fails, crashes or times out — a deployment's run, a subflow, or a
+    delivery worker's in-process batch (no deployment, no tags: it is known by its flow's name). A batch
+    fails when deliveries became dead letters (tasks/run_state.py)."""
     return DeploymentEventTrigger(
         name="on a failed ennu flow run",
         expect=set(FAILED_STATES),
         match_related=ResourceSpecification(
-            {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.ennu"}
+            {"prefect.resource.role": "flow", "prefect.resource.name": watched}
         ),
         parameters={"kind": "flow-run-failed", "subject": "{{ event.resource.id }}"},
     )
@@ -146,11 +151,36 @@ def catalogue() -> list[DeploymentSpec]:
             bulk_sync, "on-demand", "Every record of a kind to one or more destinations.", MAINTENANCE_TAGS
         ),
         DeploymentSpec(
+            integrations_dashboard,
+            "every-5-minutes",
+            "The integrations-dashboard artifact refreshed; error-rate and backlog thresholds alerted once.",
+            MAINTENANCE_TAGS,
+            "*/5 * * * *",
+        ),
+        DeploymentSpec(
+            performance,
+            "hourly",
+            "The last hour's p50/p95 latency, volume and error rate per integration, recorded.",
+            MAINTENANCE_TAGS,
+            "10 * * * *",
+        ),
+        DeploymentSpec(
+            health_report,
+            "daily",
+            "The readiness checks, standing problems and each integration's day, as a report artifact.",
+            MAINTENANCE_TAGS,
+            "15 6 * * *",
+        ),
+    ]
+    # Every flow of ours alerts when it fails, but the alert itself (no alert about an alert).
+    watched = sorted({spec.flow.name for spec in specs} | {f.name for f in EVENT_FLOWS.values()})
+    specs += [
+        DeploymentSpec(
             ops_alert,
             "default",
-            "Tells the operators in Slack or Teams about a failed flow run or an opened circuit.",
+            "Tells the operators (Slack, Teams, e-mail) about a failed flow run or an opened circuit.",
             ALERT_TAGS,
-            triggers=(failure_trigger(), circuit_trigger()),
+            triggers=(failure_trigger(watched), circuit_trigger()),
         ),
     ]
     return specs

@@ -25,6 +25,7 @@ from typing import Any
 
 from ennu import deliveries, heartbeats, receipts
 from ennu.settings import get_settings
+from tasks.run_state import raise_unless_recorded
 
 logger = logging.getLogger("ennu.worker")
 RECEIPTS_PER_BATCH = 50
@@ -115,7 +116,8 @@ class DeliveryWorker:
 
         try:
             with deliveries.owned_by(owner):
-                EVENT_FLOWS[event_type](event_ids=event_ids)
+                # A run that failed because deliveries did is an outcome (recorded); one that raised is not.
+                raise_unless_recorded(EVENT_FLOWS[event_type](event_ids=event_ids, return_state=True))
             self.stats.add(batches=1, events=len(event_ids))
         except BaseException:
             self.stats.add(errors=1)

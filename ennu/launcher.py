@@ -15,7 +15,9 @@ from ennu.supervisor import Part, ReadinessCheck, Supervisor
 LOOPBACK = "127.0.0.1"
 
 
-def local_environment(prefect_port: int, sandbox_port: int) -> dict[str, str]:
+def local_environment(
+    prefect_port: int, sandbox_port: int, smtp_port: int = 8025, intake_port: int = 8000
+) -> dict[str, str]:
     """Defaults for a one-machine start; anything already set in the environment wins."""
     prefect_home = STATE_DIR / "prefect"
     defaults = {
@@ -35,6 +37,13 @@ def local_environment(prefect_port: int, sandbox_port: int) -> dict[str, str]:
         # Local-only tokens for the demo's viewer and operator (the host app's is dev-intake-token).
         "ENNU_VIEWER_TOKENS": "dev-viewer-token",
         "ENNU_OPERATOR_TOKENS": "dev-operator-token",
+        # Operator alerts: Slack and Teams reach their stand-ins (routing.yaml: `enabled: sandbox`), e-mail
+        # the sandbox's SMTP stand-in; the dashboard's chart links point at this intake.
+        "ENNU_ALERT_EMAIL_TO": "ops@example.org",
+        "ENNU_SMTP_HOST": LOOPBACK,
+        "ENNU_SMTP_PORT": str(smtp_port),
+        "ENNU_SMTP_TYPE": "INSECURE",
+        "ENNU_INTAKE_PUBLIC_URL": f"http://{LOOPBACK}:{intake_port}",
     }
     env = dict(os.environ)
     for key, value in defaults.items():
@@ -75,7 +84,9 @@ def _timestamp(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def parts(prefect_port: int, intake_port: int, sandbox_port: int, api_url: str) -> list[Part]:
+def parts(
+    prefect_port: int, intake_port: int, sandbox_port: int, api_url: str, smtp_port: int = 8025
+) -> list[Part]:
     """Everything `make up` keeps running, one `Part` each; a part starts once the parts it needs are up."""
     py = sys.executable
     return [
@@ -86,7 +97,17 @@ def parts(prefect_port: int, intake_port: int, sandbox_port: int, api_url: str) 
         ),
         Part(
             "sandbox",
-            (py, "-m", "sandbox", "--host", LOOPBACK, "--port", str(sandbox_port)),
+            (
+                py,
+                "-m",
+                "sandbox",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(sandbox_port),
+                "--smtp-port",
+                str(smtp_port),
+            ),
             health_url=f"http://{LOOPBACK}:{sandbox_port}/_sandbox/health",
         ),
         Part(
@@ -136,15 +157,16 @@ def main() -> None:
     parser.add_argument("--prefect-port", type=int, default=int(os.environ.get("ENNU_PREFECT_PORT", 4200)))
     parser.add_argument("--intake-port", type=int, default=int(os.environ.get("ENNU_INTAKE_PORT", 8000)))
     parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("ENNU_SANDBOX_PORT", 8765)))
+    parser.add_argument("--smtp-port", type=int, default=int(os.environ.get("ENNU_SANDBOX_SMTP_PORT", 8025)))
     parser.add_argument("--demo-people", type=int, default=1000)
     args = parser.parse_args()
 
-    env = local_environment(args.prefect_port, args.sandbox_port)
+    env = local_environment(args.prefect_port, args.sandbox_port, args.smtp_port, args.intake_port)
     os.environ.update(env)
     print(f"demo database: {prepare_demo_database(args.demo_people)}", flush=True)
 
     supervisor = Supervisor(
-        parts(args.prefect_port, args.intake_port, args.sandbox_port, env["PREFECT_API_URL"]),
+        parts(args.prefect_port, args.intake_port, args.sandbox_port, env["PREFECT_API_URL"], args.smtp_port),
         env=env,
         cwd=PROJECT_ROOT,
         log_dir=STATE_DIR / "logs",
@@ -158,6 +180,7 @@ def main() -> None:
             f"  Intake API     http://{LOOPBACK}:{args.intake_port}   (docs at /docs)\n"
             f"  Sandbox        http://{LOOPBACK}:{args.sandbox_port}"
             "  (what it received: /_sandbox/hubspot/objects/contacts)\n"
+            f"  Alerts         Slack, Teams and e-mail stand-ins: /_sandbox/email/objects/messages\n"
             f"  Logs           {STATE_DIR / 'logs'}\n"
             "Fire the README's curl event and watch the flow run appear in the UI. Ctrl-C stops everything.",
             flush=True,

@@ -80,6 +80,28 @@ class Settings(BaseSettings):
     # and a change committed just after the previous read would otherwise fall behind the watermark.
     inbound_overlap_seconds: int = Field(default=120, alias="ENNU_INBOUND_OVERLAP_SECONDS")
 
+    # Alerts and readiness (flows/ops_alert.py, flows/dashboard.py, ennu/readiness.py)
+    # An integration whose failed and rejected records pass this share of the last hour's alerts once.
+    alert_error_rate: float = Field(default=0.01, ge=0, le=1, alias="ENNU_ALERT_ERROR_RATE")
+    # ...counted only over at least this many records (one error among three is not yet a trend).
+    alert_error_rate_min_records: int = Field(default=10, ge=1, alias="ENNU_ALERT_ERROR_RATE_MIN_RECORDS")
+    # A delivery still owed after this long is a backlog: an alert, and /health/ready fails.
+    alert_backlog_seconds: int = Field(default=900, ge=1, alias="ENNU_ALERT_BACKLOG_SECONDS")
+    # A webhook receipt not applied after this long fails /health/ready.
+    ready_receipt_seconds: int = Field(default=300, ge=1, alias="ENNU_READY_RECEIPT_SECONDS")
+    # E-mail alerts: recipients (comma-separated; empty: no e-mail), sender, and the SMTP server, either a
+    # saved prefect-email EmailServerCredentials block (by name) or host, port and protocol.
+    alert_email_to: str = Field(default="", alias="ENNU_ALERT_EMAIL_TO")
+    alert_email_from: str = Field(default="ennu-alerts@localhost", alias="ENNU_ALERT_EMAIL_FROM")
+    alert_email_block: str | None = Field(default=None, alias="ENNU_ALERT_EMAIL_BLOCK")
+    smtp_host: str = Field(default="127.0.0.1", alias="ENNU_SMTP_HOST")
+    smtp_port: int = Field(default=8025, alias="ENNU_SMTP_PORT")
+    smtp_type: str = Field(default="STARTTLS", alias="ENNU_SMTP_TYPE")
+    # Where the dashboard's chart links point (the intake API as a browser reaches it), and the key that
+    # signs them (an image in the Prefect UI cannot send a bearer token; a link is good for a day).
+    intake_public_url: str = Field(default="http://127.0.0.1:8000", alias="ENNU_INTAKE_PUBLIC_URL")
+    chart_link_key: SecretStr = Field(default=SecretStr("dev-chart-link-key"), alias="ENNU_CHART_LINK_KEY")
+
     # Retention of the hub's own tables (Prefect's runs, logs and events are vacuumed by Prefect itself)
     retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")

@@ -12,6 +12,7 @@ from ennu.circuit import circuit_state
 from ennu.db import session_scope
 from ennu.deliveries import counts_by_integration
 from ennu.models import NOT_DELIVERY_ATTEMPTS, DeliveryStatus, SyncLog, SyncStatus, as_utc, utcnow
+from ennu.performance import Figures, figures
 from ennu.settings import get_settings
 
 if TYPE_CHECKING:
@@ -58,6 +59,15 @@ class IntegrationStatus:
     # Records whose latest outcome in the last 24 h is a deferral, by reason ("no patient match", ...).
     deferred_24h: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # The dashboard's figures (ennu.performance): the last hour, latency, the oldest delivery still owed,
+    # and the last 24 h against the daily average of the 7 days before.
+    error_rate_1h: float | None = None
+    p50_ms_24h: int | None = None
+    p95_ms_24h: int | None = None
+    oldest_waiting_at: datetime | None = None
+    records_per_day_7d: float = 0.0
+    error_rate_7d: float | None = None
+    trend_vs_7d: str = "flat"
 
 
 def deferred_by_reason(session: Session, integration: str, since: datetime) -> dict[str, int]:
@@ -82,8 +92,10 @@ def integration_status(
     now: datetime | None = None,
     by_state: dict[str, int] | None = None,
     warnings: list[str] | None = None,
+    perf: Figures | None = None,
 ) -> IntegrationStatus:
     now = now or utcnow()
+    perf = perf or figures([integration], now)[integration]
     since = now - timedelta(hours=24)
     with session_scope() as session:
         counts = {
@@ -127,19 +139,41 @@ def integration_status(
         error_rate_24h=round(errors / attempted, 4) if attempted else None,
         deferred_24h=deferred,
         warnings=list(warnings or []),
+        error_rate_1h=perf.error_rate_1h,
+        p50_ms_24h=perf.p50_ms_24h,
+        p95_ms_24h=perf.p95_ms_24h,
+        oldest_waiting_at=perf.oldest_waiting_at,
+        records_per_day_7d=perf.records_per_day_7d,
+        error_rate_7d=perf.error_rate_7d,
+        trend_vs_7d=perf.trend_vs_7d,
     )
 
 
-def all_statuses() -> list[IntegrationStatus]:
-    """Every integration of the routing table."""
+def integration_names() -> list[str]:
+    from mappings.routing import routing_table
+
+    return sorted(routing_table(get_settings().mappings_dir).integrations)
+
+
+def all_statuses(perf: dict[str, Figures] | None = None) -> list[IntegrationStatus]:
+    """Every integration of the routing table (with `perf`: these figures, computed by the caller)."""
     from mappings.routing import routing_table
 
     table = routing_table(get_settings().mappings_dir)
     states = counts_by_integration()
     # The clinical integration carries the warning: it is where a critical result is first flagged.
     warnings = {CLINICAL_INTEGRATION: clinical_warnings(table)}
+    now = utcnow()
+    perf = perf or figures(sorted(table.integrations), now)
     return [
-        integration_status(name, config.enabled, by_state=states.get(name, {}), warnings=warnings.get(name))
+        integration_status(
+            name,
+            config.enabled,
+            now,
+            by_state=states.get(name, {}),
+            warnings=warnings.get(name),
+            perf=perf[name],
+        )
         for name, config in sorted(table.integrations.items())
     ]
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import Any
 
-from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
+from prefect import flow
+from prefect.states import State
+
+from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from tasks.run_state import batch_state
 
 
 @flow(name="assessment-completed", task_runner=PUSH_RUNNER, log_prints=False)
-def assessment_completed(event_ids: list[str], force: bool = False) -> SummaryTable:
+def assessment_completed(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events (ids only: personal data never becomes a flow parameter).
 
     Args:
         event_ids: outbox event ids of type `assessment.completed`.
         force: send even records whose content the destination already has.
     """
-    return run_event_pipeline("assessment.completed", event_ids, force=force)
+    return batch_state(run_event_pipeline("assessment.completed", event_ids, force=force))

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
+from prefect.states import State
 
 from ennu.status import CLINICAL_INTEGRATION
 from flows.ops_alert import ops_alert
-from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
+from flows.pipeline import PUSH_RUNNER, run_event_pipeline
 from tasks.alert import unnotified_critical_results
+from tasks.run_state import batch_state
 
 EVENT_TYPE = "biomarker.updated"
 
 
 @flow(name="biomarker-updated", task_runner=PUSH_RUNNER, log_prints=False)
-def biomarker_updated(event_ids: list[str], force: bool = False) -> SummaryTable:
+def biomarker_updated(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events of type `biomarker.updated` (ids only, never personal data).
 
     Critical results go to the care team as deliveries of the slack and teams routes; if none of them is
@@ -31,4 +35,4 @@ def biomarker_updated(event_ids: list[str], force: bool = False) -> SummaryTable
             subject=f"ennu.integration.{CLINICAL_INTEGRATION}",
             detail=f"{unnotified} critical results",
         )
-    return summary
+    return batch_state(summary)

@@ -16,6 +16,7 @@ from ennu.models import OPEN_DELIVERY, Delivery, utcnow
 from ennu.settings import get_settings
 from flows.registry import EVENT_FLOWS
 from tasks.admit import admit
+from tasks.run_state import raise_unless_recorded
 
 
 def make_due_now() -> int:
@@ -58,7 +59,7 @@ def drain(batch_size: int | None = None, max_events: int = 100_000) -> dict[str,
             )
             deliveries.release(owner, claim.event_ids)
             break
-        event_flow(event_ids=claim.event_ids)
+        raise_unless_recorded(event_flow(event_ids=claim.event_ids, return_state=True))
         processed[claim.event_type] = processed.get(claim.event_type, 0) + len(claim.event_ids)
         total += len(claim.event_ids)
     logger.info("drained %s (%d deferred deliveries pulled forward)", processed, pulled)

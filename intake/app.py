@@ -1,16 +1,17 @@
-"""FastAPI app: `POST /events` writes the outbox and emits the Prefect event; `GET /health`."""
+"""FastAPI app: `POST /events` writes the outbox and emits the Prefect event; health, readiness, metrics."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ennu.events import HostEvent
 from ennu.outbox import ingest
-from intake import integrations, webhooks, zapier
+from ennu.readiness import run_checks
+from intake import charts, integrations, metrics, webhooks, zapier
 from intake.auth import require_host_app
 from intake.errors import error_responses, install_error_handlers, require_json_body
 from intake.limits import BodySizeLimit
@@ -27,6 +28,12 @@ EVENT_EXAMPLE: dict[str, Any] = {
 }
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "unready"]
+    failing: list[str] = Field(description="the names of the checks that failed")
+    checks: dict[str, str] = Field(description="each check's fixed sentence; never a secret or a record")
+
+
 class Accepted(BaseModel):
     event_id: str
     status: str
@@ -41,9 +48,29 @@ def create_app() -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(zapier.router)
 
+    app.include_router(charts.router)
+    app.include_router(metrics.router)
+
     @app.get("/health")
     def health() -> dict[str, str]:
+        """Liveness: the process answers (nothing else is checked; see /health/ready)."""
         return {"status": "ok"}
+
+    @app.get(
+        "/health/ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A check failed; `failing` names it."}},
+    )
+    def ready() -> JSONResponse:
+        """Readiness: hub database, Prefect API, a live delivery worker, the oldest due delivery's wait,
+        unprocessed webhook receipts, a provider channel for critical results. Names and fixed sentences."""
+        checks = run_checks()
+        body = Readiness(
+            status="ready" if all(c.ok for c in checks) else "unready",
+            failing=[c.name for c in checks if not c.ok],
+            checks={c.name: c.detail for c in checks},
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
 
     @app.post(
         "/events",

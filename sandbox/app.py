@@ -11,7 +11,20 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from sandbox import control, fhir, ga4, hubspot, mailchimp, salesforce, slack, stripe, teams, twilio, zapier
+from sandbox import (
+    control,
+    fhir,
+    ga4,
+    hubspot,
+    mailchimp,
+    salesforce,
+    slack,
+    smtp,
+    stripe,
+    teams,
+    twilio,
+    zapier,
+)
 from sandbox.config import SandboxConfig
 from sandbox.gate import VendorGate
 from sandbox.state import SandboxState
@@ -64,7 +77,8 @@ def create_app(config: SandboxConfig | None = None) -> SandboxApp:
     """`/hubspot/...`, `/mailchimp/3.0/...` (the vendors' real paths after the prefix) and `/_sandbox/...`."""
     vendors = [Vendor(name, prefix, module) for name, (prefix, module) in VENDORS.items()]
     app = SandboxApp(config or SandboxConfig(), vendors)
-    app.include_router(control.build_router(app.sandbox, [v.name for v in vendors]))
+    # The SMTP stand-in (sandbox/smtp.py) is served beside the app and shares its state and control API.
+    app.include_router(control.build_router(app.sandbox, [*(v.name for v in vendors), smtp.VENDOR]))
     for vendor in vendors:
         router = vendor.module.build_router(app.sandbox, app.config)
         app.include_router(router, prefix=vendor.prefix, tags=[vendor.name])

@@ -8,10 +8,12 @@ import time
 from types import TracebackType
 
 import uvicorn
+from aiosmtpd.controller import Controller
 
 from ennu.settings import is_loopback_host
-from sandbox.app import create_app
+from sandbox.app import SandboxApp, create_app
 from sandbox.config import SandboxConfig
+from sandbox.smtp import start_smtp
 
 
 def uvicorn_config(
@@ -34,16 +36,22 @@ def uvicorn_config(
 
 
 class RunningSandbox:
-    """A sandbox serving from a daemon thread; `url` is its base URL (`{url}/hubspot`, ...)."""
+    """A sandbox serving from a daemon thread; `url` is its base URL (`{url}/hubspot`, ...), `smtp_port`
+    its SMTP stand-in's port on the same host."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str) -> None:
+    def __init__(
+        self, server: uvicorn.Server, thread: threading.Thread, url: str, smtp: Controller
+    ) -> None:
         self.server = server
         self.thread = thread
         self.url = url
+        self.smtp = smtp
+        self.smtp_port = int(smtp.port)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        self.smtp.stop()
 
     def __enter__(self) -> RunningSandbox:
         return self
@@ -61,6 +69,7 @@ def start_sandbox(
     *,
     allow_remote: bool = False,
     startup_timeout: float = 15.0,
+    smtp_port: int = 0,
 ) -> RunningSandbox:
     """Serve the sandbox from a background thread; port 0 takes a free port (bound here, so no race)."""
     if not allow_remote and not is_loopback_host(host):
@@ -83,4 +92,7 @@ def start_sandbox(
             raise RuntimeError("the sandbox did not start")
         time.sleep(0.01)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    return RunningSandbox(server, thread, f"http://{shown}:{bound_port}")
+    app = server.config.app
+    assert isinstance(app, SandboxApp)
+    smtp = start_smtp(app.sandbox, host, smtp_port)
+    return RunningSandbox(server, thread, f"http://{shown}:{bound_port}", smtp)

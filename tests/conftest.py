@@ -52,6 +52,9 @@ def sandbox_url() -> Iterator[str]:
 
     with start_sandbox() as running:
         os.environ["ENNU_SANDBOX_URL"] = running.url
+        # E-mail alerts go to the sandbox's SMTP stand-in once a test names recipients (ENNU_ALERT_EMAIL_TO).
+        os.environ.update({"ENNU_SMTP_HOST": "127.0.0.1", "ENNU_SMTP_PORT": str(running.smtp_port)})
+        os.environ["ENNU_SMTP_TYPE"] = "INSECURE"
         reload_settings()
         yield running.url
 

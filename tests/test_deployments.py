@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.events.schemas.events import ResourceSpecification
 
 from bench.routing import routing_copy
 from deployments.catalogue import ALERT_TAGS, catalogue
@@ -29,9 +30,25 @@ def test_every_event_type_and_maintenance_flow_has_a_deployment() -> None:
         spec = specs[(event_type.flow_name, "default")]
         # The delivery workers run event flows in-process; no trigger starts a process per event.
         assert spec.triggers == ()
-    crons = {flow_name: spec.cron for (flow_name, _), spec in specs.items() if spec.cron}
-    assert set(crons) == {"drain", "test-connections", "inbound-sync", "cleanup", "daily-stats"}
     alert = specs[("ops-alert", "default")]
+    crons = {flow_name: spec.cron for (flow_name, _), spec in specs.items() if spec.cron}
+    assert set(crons) == {
+        "drain",
+        "test-connections",
+        "inbound-sync",
+        "cleanup",
+        "daily-stats",
+        "integrations-dashboard",
+        "performance",
+        "health-report",
+    }
+    # Every flow of ours but the alert raises it when it fails: by flow name, since the delivery workers'
+    # in-process batches have no deployment and no tags.
+    (on_failure, _) = alert.triggers
+    watched = on_failure.match_related
+    assert isinstance(watched, ResourceSpecification) and watched["prefect.resource.role"] == ["flow"]
+    names = set(watched["prefect.resource.name"])
+    assert {t.flow_name for t in EVENT_TYPES.values()} <= names and "ops-alert" not in names
     assert "ennu" not in alert.tags and set(alert.tags) == set(ALERT_TAGS)  # no alert about an alert
     assert specs[("webhook-received", "default")].triggers == ()
     assert ("replay", "on-demand") in specs

@@ -107,8 +107,11 @@ def test_attempts_are_capped_then_the_dead_letter_is_visible_and_a_replay_delive
     reload_settings()
     sandbox.fail("hubspot", mode="status", status=500)
     person_with_assessment()
-    with running_worker():
+    with running_worker() as worker:
         wait_for(lambda: delivery_states("hubspot") == {"failed": 1}, "the dead letter")
+        # The batch's run ended Failed (a dead letter): an outcome for the worker, not a crash.
+        wait_for(lambda: worker.stats.batches >= 3, "the three batches counted")
+        assert worker.stats.errors == 0
         assert len(sandbox.requests("hubspot")) == 3  # three attempts, one request each
         with TestClient(create_app()) as api:
             status = {s["integration"]: s for s in api.get("/integrations/status", headers=OPERATOR).json()}

@@ -196,10 +196,89 @@ def test_a_failed_deployment_run_raises_the_operators_alert(served: None) -> Non
     )
     assert failed.state is not None and failed.state.is_failed()  # type: ignore[union-attr]
 
-    def finished_alerts() -> list[Any]:
-        return [run for run in runs_of("ops-alert/default") if run.state and run.state.is_final()]
+    def finished_alerts() -> list[Any]:  # this run's alert (another test's may be in the harness too)
+        return [
+            run
+            for run in runs_of("ops-alert/default")
+            if run.state and run.state.is_final() and str(failed.id) in str(run.parameters)
+        ]
 
     alerts = wait_for(finished_alerts, "the ops-alert run")
     assert [(run.parameters, run.state.name) for run in alerts] == [
         ({"kind": "flow-run-failed", "subject": f"prefect.flow-run.{failed.id}"}, "Completed")  # type: ignore[union-attr]
     ]
+
+
+@pytest.fixture()
+def email_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Operators' e-mail to the sandbox's SMTP stand-in (set before `served` copies the environment)."""
+    monkeypatch.setenv("ENNU_ALERT_EMAIL_TO", "ops@example.org")
+
+
+@pytest.mark.e2e
+def test_a_batch_with_a_rejected_and_a_failed_record_fails_and_alerts_chat_and_email_without_data(
+    email_alerts: None, served: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from ennu.settings import reload_settings
+    from flows.user_registered import user_registered
+    from tasks.run_state import raise_unless_recorded
+
+    # One attempt, no quick retries: HubSpot's 503 makes the valid person's contact a dead letter at once.
+    monkeypatch.setenv("ENNU_DELIVERY_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("ENNU_PUSH_RETRIES", "0")
+    monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "1000")
+    reload_settings()
+    bad_phone, good_email = "(555) 01", "grace.canary@example.org"
+    rejected = add_person(phone=bad_phone, first_name="Zelda")
+    failed = add_person(email=good_email, first_name="Quinta")
+    from tests.factories import add_event
+
+    events = [add_event("user.registered", rejected), add_event("user.registered", failed)]
+    sandbox.fail("hubspot", mode="status", status=503)
+
+    # As the delivery worker runs it: in-process, no deployment, no tags.
+    state = user_registered(event_ids=events, return_state=True)
+    raise_unless_recorded(state)  # a Failed batch is an outcome, not a crash
+    assert state.is_failed()
+    assert (state.message or "").startswith("failed deliveries: hubspot/contacts 1; rejected: ")
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["undelivered"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+            )
+        )
+    rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    at_hubspot = {r["status"]: r for r in rows if r["destination"] == "hubspot/contacts"}
+    assert at_hubspot["rejected"]["reason"].startswith("phone: expect_column_values_to_match_regex")
+    assert at_hubspot["rejected"]["record"] == f"user:{rejected}"
+    assert "503" in at_hubspot["failed"]["reason"] and at_hubspot["failed"]["attempt"] == "1"
+    assert {r["destination"] for r in rows if r["status"] == "rejected"} >= {"stripe/customers"}
+
+    def finished_alert() -> list[Any]:
+        return [
+            run
+            for run in runs_of("ops-alert/default")
+            if run.state and run.state.is_final() and str(run_id) in str(run.parameters)
+        ]
+
+    (alert,) = wait_for(finished_alert, "the ops-alert run of the failed batch", timeout=180)
+    assert alert.state.name == "Completed"  # type: ignore[union-attr]
+    notices = {
+        "slack": [str(b["body"]) for b in sandbox.bodies("slack")],
+        "teams": [str(b["body"]) for b in sandbox.bodies("teams")],
+        "email": [f"{m['subject']} {m['text']}" for m in sandbox.objects("email", "messages")],
+    }
+    assert {channel: len(sent) for channel, sent in notices.items()} == {"slack": 1, "teams": 1, "email": 1}
+    (message,) = sandbox.objects("email", "messages")
+    assert message["to"] == ["ops@example.org"]
+    personal = (bad_phone, "55501", good_email, "grace", "Zelda", "Quinta", "Tester")
+    for channel, (text,) in notices.items():
+        assert "user-registered" in text and "Dead letters: hubspot/contacts 1" in text, channel
+        assert not [p for p in personal if p in text], channel
+    assert not [p for p in personal if p in json.dumps(rows) + str(artifact.description) + str(state.message)]

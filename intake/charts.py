@@ -1,0 +1,45 @@
+"""`GET /integrations/charts/{integration}.png`: the dashboard's picture of one integration, drawn now.
+
+The link is signed (`ennu.charts.chart_link`, good for a day) so that the Prefect UI can show it as an
+image; a viewer token works too. Aggregates only: records, error rate and latency per day.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from ennu.charts import link_is_valid, render_chart
+from ennu.performance import figures
+from intake.auth import GRANTS, Role, bearer, role_of
+from intake.errors import error_responses
+from intake.integrations import IntegrationPath, known
+
+router = APIRouter(prefix="/integrations", tags=["integrations"])
+
+
+@router.get(
+    "/charts/{integration}.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "7 days of volume, error rate and latency"},
+        **error_responses(401, 404, 422, e404="Unknown integration."),
+    },
+)
+async def chart(
+    integration: IntegrationPath,
+    request: Request,
+    expires: int | None = Query(default=None, ge=0, le=2**40),
+    sig: str | None = Query(default=None, max_length=64, pattern=r"^[0-9a-f]+$"),
+) -> Response:
+    """One integration's PNG chart; a signed link from the dashboard artifact, or a viewer's token."""
+    known(integration)
+    signed = expires is not None and sig is not None and link_is_valid(integration, expires, sig)
+    if not signed:
+        credentials = await bearer(request)
+        role = role_of(credentials.credentials) if credentials else None
+        if role is None or Role.VIEWER not in GRANTS[role]:
+            raise HTTPException(401, "a valid signed link or a viewer token is needed")
+    png = render_chart(figures([integration])[integration])
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
