@@ -12,6 +12,7 @@ markdown artifact and an error line in the run's log.
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -19,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_UI_URL
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.http import ConnectorError
 from connectors.notices import NoticeConnector
@@ -28,6 +30,7 @@ from ennu.models import SyncLog, SyncStatus
 from ennu.status import NO_PROVIDER_CHANNEL
 from tasks.alert import EMAIL, enabled_alert_channels, send_alert_email
 
+logger = logging.getLogger(__name__)
 FLOW_RUN_PREFIX = "prefect.flow-run."
 INTEGRATION_PREFIX = "ennu.integration."
 KINDS = ("flow-run-failed", "circuit-opened", "no-provider-channel", "error-rate", "backlog")
@@ -62,7 +65,11 @@ def describe_flow_run(resource_id: str) -> tuple[str, str]:
     state = (run.state.name if run.state is not None else None) or "unknown"
     ui = PREFECT_UI_URL.value()
     link = f"{ui}/runs/flow-run/{run_id}" if ui else f"flow run {run_id}"
-    outcomes = not_delivered_by(run_id)
+    try:
+        outcomes = not_delivered_by(run_id)
+    except SQLAlchemyError as exc:  # the hub database is away: the alert still goes, without the counts
+        logger.warning("outcomes of the failed run not read: %s", type(exc).__name__)
+        outcomes = "(what did not arrive could not be read from the hub database)"
     text = f"{flow_name} / {run.name} ended {state}. {outcomes + ' ' if outcomes else ''}{link}"
     return f"ENNU flow run {state.lower()}", text
 
