@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,15 @@ class Connector(ABC):
     ambiguous_sends: ClassVar[AmbiguousSends]
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
+    # Requests a record costs where the vendor takes them one by one (look-up-then-create: 2); 0: a
+    # batch is one request. Rate-limit slots for a push are taken ahead by this estimate.
+    requests_per_record: ClassVar[int] = 0
+
+    def expected_requests(self, object_name: str, records: int) -> int:
+        """About how many requests pushing `records` records costs (an estimate: never a limit)."""
+        if self.requests_per_record:
+            return self.requests_per_record * records
+        return max(1, math.ceil(records / self.batch_sizes.get(object_name, 1)))
 
     @classmethod
     @abstractmethod

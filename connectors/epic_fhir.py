@@ -56,6 +56,7 @@ class EpicFhirConnector(Connector):
     name: ClassVar[str] = "epic_fhir"
     consent_category: ClassVar[str] = "clinical"
     batch_sizes: ClassVar[dict[str, int]] = {"observations": 100, "surveys": 100}
+    requests_per_record: ClassVar[int] = 2  # at most: a patient look-up and create; writes are batched
     # Conditional create (or search, then create) by the Observation's identifier: never written twice.
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"
 

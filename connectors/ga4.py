@@ -158,6 +158,7 @@ class Ga4Connector(Connector):
     name: ClassVar[str] = "ga4"
     consent_category: ClassVar[str] = "analytics"
     batch_sizes: ClassVar[dict[str, int]] = {"events": MAX_EVENTS_PER_REQUEST}
+    requests_per_record: ClassVar[int] = 1  # at most: one person's events share a request
     batch_group_field: ClassVar[str | None] = "client_id"
     # A lost answer is sent again: GA4 has no look-up and does not de-duplicate collected events, so this
     # errs toward an event counted twice (it carries `params.event_id` for reports to de-duplicate on)

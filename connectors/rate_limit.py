@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 _ensured: set[tuple[str, int, float]] = set()
 _ensure_lock = threading.Lock()
 TAKE_AHEAD_SECONDS = 1.0
+EXPECTED_SECONDS = 5.0  # a push's estimate is forgotten after this long
 
 
 class TakenSlots:
@@ -36,13 +37,31 @@ class TakenSlots:
         self.refilling = threading.Lock()
         self.ready: deque[float] = deque()  # each slot's use-by time
         self.recent: deque[float] = deque()  # when requests asked for a slot, over the last moment
+        self.expected = 0  # requests a push said are coming (`expect`), not yet asked for
+        self.expected_until = 0.0
         self.round_trips = 0
+
+    def expect(self, requests: int) -> None:
+        """Requests about to be made (a push's estimate): the next chunk may take their slots at once."""
+        with self.lock:
+            now = time.monotonic()
+            if now >= self.expected_until:
+                self.expected = 0
+            self.expected += requests
+            self.expected_until = now + EXPECTED_SECONDS
 
     def _fresh(self, now: float) -> None:
         while self.ready and self.ready[0] <= now:
             self.ready.popleft()
         while self.recent and self.recent[0] <= now - TAKE_AHEAD_SECONDS:
             self.recent.popleft()
+        if now >= self.expected_until:
+            self.expected = 0
+
+    def _chunk(self, burst: int) -> int:
+        """Slots to take for this request: as many as asked for over the last moment, or this one and
+        those expected, whichever is more; at most the burst."""
+        return max(1, min(burst, max(len(self.recent), 1 + self.expected)))
 
     def _take(self) -> bool:
         with self.lock:
@@ -57,6 +76,7 @@ class TakenSlots:
             now = time.monotonic()
             self._fresh(now)
             self.recent.append(now)
+            self.expected = max(0, self.expected - 1)
             if self.ready:
                 self.ready.popleft()
                 return
@@ -64,7 +84,7 @@ class TakenSlots:
             if self._take():  # another thread's refill brought enough
                 return
             with self.lock:
-                chunk = max(1, min(burst, len(self.recent)))
+                chunk = self._chunk(burst)
             if chunk == 1 or not _take_now(name, chunk):
                 chunk = 1  # no room for a chunk: wait for one slot as Prefect does
                 rate_limit(name, occupy=1, strict=True)
@@ -93,6 +113,11 @@ _taken_lock = threading.Lock()
 def taken_slots(name: str) -> TakenSlots:
     with _taken_lock:
         return _taken.setdefault(name, TakenSlots())
+
+
+def expect_requests(integration: str, requests: int) -> None:
+    """A push to `integration` is about to make about `requests` requests (see `TakenSlots.expect`)."""
+    taken_slots(limit_name(integration)).expect(requests)
 
 
 def limit_name(integration: str) -> str:

@@ -90,6 +90,7 @@ class StripeConnector(Connector):
     consent_category: ClassVar[str] = "payments"
     # One call per customer; a retried task replays earlier calls by their idempotency keys.
     batch_sizes: ClassVar[dict[str, int]] = {"customers": 25}
+    requests_per_record: ClassVar[int] = 2  # a look-up, then a create or an update
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # every write carries an idempotency key
 
     def __init__(self, http: VendorHttp) -> None:

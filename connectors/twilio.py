@@ -108,6 +108,7 @@ class TwilioConnector(Connector):
     # Outcomes are per record and push never raises once a message may have gone, so a retried task
     # cannot send one twice. 20 keeps a batch to about 20 s at a long code's one message a second.
     batch_sizes: ClassVar[dict[str, int]] = {"messages": 20, "calls": 20}
+    requests_per_record: ClassVar[int] = 1
     ambiguous_sends: ClassVar[AmbiguousSends] = "reconcile"
 
     def __init__(

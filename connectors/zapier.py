@@ -43,6 +43,7 @@ class ZapierConnector(Connector):
     name: ClassVar[str] = "zapier"
     consent_category: ClassVar[str] = "automation"
     batch_sizes: ClassVar[dict[str, int]] = {"hooks": 50}  # one POST per hook and record
+    requests_per_record: ClassVar[int] = 1  # each record to each hook
     # A lost answer is posted again: a hook cannot be asked what it received, so this errs toward a Zap
     # triggered twice (each payload's `id`, the host event id, lets the Zap de-duplicate) rather than never.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"

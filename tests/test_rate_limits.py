@@ -45,6 +45,16 @@ def test_a_stream_of_requests_takes_slots_in_chunks_not_one_round_trip_each() ->
     assert taken_slots(limit.name).round_trips <= 8
 
 
+def test_a_push_that_says_how_many_requests_it_will_make_takes_their_slots_in_one_round_trip() -> None:
+    from connectors.rate_limit import expect_requests, taken_slots
+
+    limit = RateLimit("expecttest", per_hour=3_600_000)
+    expect_requests("expecttest", 20)
+    for _ in range(20):
+        limit.acquire()
+    assert taken_slots(limit.name).round_trips == 1
+
+
 CLAIMANT = """
 import sys, threading, time
 from connectors.rate_limit import RateLimit
