@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings", alias="ENNU_MAPPINGS_DIR")
     sandbox_url: str = Field(default="http://127.0.0.1:8765", alias="ENNU_SANDBOX_URL")
     intake_token: SecretStr = Field(default=SecretStr("dev-intake-token"), alias="ENNU_INTAKE_TOKEN")
+    # The secret key of every pseudonym the hub derives from a person (GA4 client_id/user_id): HMAC-SHA256,
+    # never a plain hash. Unset, a published development pepper is used only while the sandbox is local
+    # (ennu/pseudonyms.py); anywhere else a pseudonym without a pepper is refused. Rotation: README.
+    pseudonym_pepper: SecretStr | None = Field(default=None, alias="ENNU_PSEUDONYM_PEPPER")
+    # The pepper before the last rotation: an erasure also deletes the ids derived under it.
+    pseudonym_pepper_previous: SecretStr | None = Field(default=None, alias="ENNU_PSEUDONYM_PEPPER_PREVIOUS")
+    # A destination that held an erased person but is disabled (and has no credentials) is asked again
+    # after this long, and by every drain; enabled again, it erases the person then.
+    erasure_pending_retry_seconds: int = Field(default=3600, ge=1, alias="ENNU_ERASURE_PENDING_RETRY_SECONDS")
 
     # Vendor credentials are not settings: `ennu.secrets.read_secret` reads them from the environment
     # or from Prefect Secret blocks (HUBSPOT_ACCESS_TOKEN, MAILCHIMP_API_KEY, ...).

@@ -7,7 +7,6 @@ model of its parameters (or None). Every transform passes nulls through as None,
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -154,17 +153,23 @@ def upper_1(value: Any, _: None) -> Any:
     return _text_1(value, str.upper)
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+def _pseudonym(text: str) -> str:
+    from ennu.pseudonyms import pseudonym
+
+    return pseudonym(text)
 
 
-def md5_v(series: pd.Series, _: None) -> pd.Series:
-    # hashlib has no vectorised form in pandas or numpy: one C call per value is the operation itself
-    return _on_text(series, lambda s: s.map(_md5))
+def pseudonym_v(series: pd.Series, _: None) -> pd.Series:
+    """HMAC-SHA256 under the hub's secret pepper (ennu/pseudonyms.py): never a plain, reversible hash."""
+    from ennu.pseudonyms import current_pepper, pseudonym
+
+    pepper = current_pepper()  # once per column, not per value
+    # hmac has no vectorised form in pandas or numpy: one C call per value is the operation itself
+    return _on_text(series, lambda s: s.map(lambda v: pseudonym(v, pepper)))
 
 
-def md5_1(value: Any, _: None) -> Any:
-    return _text_1(value, _md5)
+def pseudonym_1(value: Any, _: None) -> Any:
+    return _text_1(value, _pseudonym)
 
 
 # --------------------------------------------------------------------------- E.164 phone
@@ -398,7 +403,7 @@ TRANSFORMS: dict[str, Transform[Any] | MultiSourceTransform[Any]] = {
         Transform("trim", trim_v, trim_1),
         Transform("lower", lower_v, lower_1),
         Transform("upper", upper_v, upper_1),
-        Transform("md5", md5_v, md5_1),
+        Transform("pseudonym", pseudonym_v, pseudonym_1),
         Transform("e164_phone", e164_v, e164_1, E164Params),
         Transform("iso_date", iso_date_v, iso_date_1),
         Transform("epoch_ms_date", epoch_ms_date_v, epoch_ms_date_1),
