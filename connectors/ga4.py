@@ -10,14 +10,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from pydantic import SecretStr
+
 from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
+from connectors.google_auth import ServiceAccount, ServiceAccountAuth
 from connectors.http import ErrorPolicy, VendorHttp
 from connectors.rate_limit import RateLimit
 from ennu.models import SyncStatus
+from ennu.pseudonyms import peppers, person_pseudonym
+from ennu.secrets import read_secret
 from ennu.settings import Settings
 
 VENDOR_BASE_URL = "https://www.google-analytics.com"
+ADMIN_BASE_URL = "https://analyticsadmin.googleapis.com"
 SANDBOX_API_SECRET = "sandbox-ga4-secret"  # noqa: S105 - the sandbox's published dummy secret
 SANDBOX_MEASUREMENT_ID = "G-SANDBOX01"
 DEFAULT_REQUESTS_PER_HOUR = 36000
@@ -43,9 +49,49 @@ RESERVED_EVENT_NAMES = frozenset(
     }
 )  # fmt: skip
 PARAMS_PREFIX = "params."
-ERASE_NOT_SUPPORTED = "GA4 user deletion needs the Admin API: not configured"
+ERASE_NOT_CONFIGURED = "GA4 user deletion needs GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY"
+# The GA4 mappings send one pseudonym as both client_id and user_id: a deletion asks for both kinds.
+DELETION_IDENTIFIERS = ("userId", "clientId")
 # The collect endpoint answers 2xx even for events it drops; only 429/5xx/timeouts mean anything.
 POLICY = ErrorPolicy()
+
+
+@dataclass(frozen=True)
+class AdminApi:
+    """Where user deletions go: the property, and a client signed in as the service account."""
+
+    http: VendorHttp
+    property_id: str
+
+
+def admin_api(settings: Settings, *, sandbox: bool, sandbox_base: str) -> AdminApi | None:
+    """The Admin API client from GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY (the sandbox's own without)."""
+    key = read_secret("GA4_SERVICE_ACCOUNT_KEY")
+    property_id = os.environ.get("GA4_PROPERTY_ID") or ""
+    base = os.environ.get("GA4_ADMIN_BASE_URL") or None
+    if key is not None and property_id:
+        account = ServiceAccount.from_key_file(key.get_secret_value())
+        base = base or ADMIN_BASE_URL
+    elif sandbox:
+        from sandbox.fhir import sandbox_private_key_pem
+        from sandbox.ga4 import SANDBOX_KEY_ID, SANDBOX_PROPERTY_ID, SANDBOX_SERVICE_ACCOUNT
+
+        base = base or sandbox_base
+        account = ServiceAccount(
+            SANDBOX_SERVICE_ACCOUNT, SANDBOX_KEY_ID, SecretStr(sandbox_private_key_pem()), f"{base}/token"
+        )
+        property_id = SANDBOX_PROPERTY_ID
+    else:
+        return None
+    token_http = VendorHttp("ga4", "", timeout=settings.http_timeout_seconds, policy=POLICY)
+    http = VendorHttp(
+        "ga4",
+        base,
+        auth=ServiceAccountAuth(token_http, account),
+        timeout=settings.http_timeout_seconds,
+        policy=POLICY,
+    )
+    return AdminApi(http, property_id)
 
 
 @dataclass(frozen=True)
@@ -164,11 +210,15 @@ class Ga4Connector(Connector):
     # errs toward an event counted twice (it carries `params.event_id` for reports to de-duplicate on)
     # rather than one never counted.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
+    credential_names: ClassVar[tuple[str, ...]] = ("GA4_API_SECRET", "GA4_SERVICE_ACCOUNT_KEY")
 
-    def __init__(self, http: VendorHttp, measurement_id: str, api_secret: str) -> None:
+    def __init__(
+        self, http: VendorHttp, measurement_id: str, api_secret: str, admin: AdminApi | None = None
+    ) -> None:
         self.http = http
         self.measurement_id = measurement_id
         self._api_secret = api_secret
+        self.admin = admin
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -193,7 +243,8 @@ class Ga4Connector(Connector):
             policy=POLICY,
             rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
         )
-        return cls(http, measurement_id, endpoint.secret.get_secret_value())
+        admin = admin_api(settings, sandbox=endpoint.sandbox, sandbox_base=endpoint.base_url)
+        return cls(http, measurement_id, endpoint.secret.get_secret_value(), admin)
 
     @property
     def _query(self) -> dict[str, str]:
@@ -243,7 +294,30 @@ class Ga4Connector(Connector):
         return ConnectionCheck(self.name, True, "sample event validated", latency)
 
     def erase(self, person: Person) -> Outcome:
-        return Outcome(f"user:{person.user_id}", SyncStatus.SKIPPED, error=ERASE_NOT_SUPPORTED)
+        """`properties.submitUserDeletion` for the person's user id and client id, under every pepper in use.
+
+        GA4 deletes the data within 72 hours; the outcome's reference is the latest deletionRequestTime.
+        """
+        key = f"user:{person.user_id}"
+        if self.admin is None:
+            return Outcome(key, SyncStatus.SKIPPED, error=ERASE_NOT_CONFIGURED)
+        requested: list[str] = []
+        for pepper in peppers():
+            pseudonymous_id = person_pseudonym(person.user_id, pepper)
+            for identifier in DELETION_IDENTIFIERS:
+                response = self.admin.http.request(
+                    "POST",
+                    f"/v1alpha/properties/{self.admin.property_id}:submitUserDeletion",
+                    json={identifier: pseudonymous_id},
+                )
+                answer: dict[str, Any] = response.json() if response.content else {}
+                requested.append(str(answer.get("deletionRequestTime") or ""))
+        return Outcome(key, SyncStatus.ERASED, remote_id=f"deletionRequestTime={max(requested)}")
 
     def close(self) -> None:
         self.http.close()
+        if self.admin is not None:
+            self.admin.http.close()
+            auth = self.admin.http.session.auth
+            if isinstance(auth, ServiceAccountAuth):
+                auth.token_http.close()

@@ -1,4 +1,4 @@
-"""GA4 Measurement Protocol stand-in: /mp/collect (204, keeps valid events), /debug/mp/collect (messages)."""
+"""GA4 stand-in: /mp/collect (204, keeps valid events), /debug/mp/collect, Admin API user deletion."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -209,5 +211,123 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         """The validation server: 200 with validationMessages; it does not check the api_secret."""
         problems = request_problems(request.query_params.get("measurement_id"), await request.body())
         return JSONResponse({"validationMessages": problems})
+
+    router.include_router(build_admin_router(state))
+    return router
+
+
+# --------------------------------------------------------------------------- the Admin API: user deletion
+
+# The sandbox's published service account (its key is the sandbox's published RSA test key, sandbox.fhir).
+SANDBOX_SERVICE_ACCOUNT = "ennu-sandbox@ennu-sandbox.iam.gserviceaccount.com"
+SANDBOX_KEY_ID = "ennu-sandbox-ga4-key"
+SANDBOX_PROPERTY_ID = "123456789"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+EDIT_SCOPE = "https://www.googleapis.com/auth/analytics.edit"
+TOKEN_LIFETIME_SECONDS = 3600
+MAX_ASSERTION_SECONDS = 3600  # Google refuses an assertion valid for more than an hour
+USER_IDENTIFIERS = ("userId", "clientId", "appInstanceId", "userProvidedData")
+
+
+def google_error(status: int, message_text: str, reason: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"code": status, "message": message_text, "status": reason}}
+    )
+
+
+def oauth_error(error: str, description: str) -> JSONResponse:
+    return JSONResponse(status_code=400, content={"error": error, "error_description": description})
+
+
+def assertion_problem(assertion: str, token_url: str) -> str | None:
+    """None for a good service-account assertion (RS256, iss, scope, aud = the token URI, ≤ 1 h)."""
+    import jwt
+
+    from sandbox.fhir import sandbox_public_key_pem
+
+    try:
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(
+            assertion,
+            sandbox_public_key_pem(),
+            algorithms=["RS256"],
+            audience=token_url,
+            options={"require": ["iss", "aud", "exp", "iat", "scope"]},
+        )
+    except jwt.ExpiredSignatureError:
+        return "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
+    except jwt.InvalidAudienceError:
+        return "Invalid JWT: aud must be the token URI."
+    except jwt.PyJWTError:
+        return "Invalid JWT Signature."
+    if header.get("kid") != SANDBOX_KEY_ID or claims["iss"] != SANDBOX_SERVICE_ACCOUNT:
+        return "Invalid JWT Signature."
+    if int(claims["exp"]) - int(claims["iat"]) > MAX_ASSERTION_SECONDS:
+        return "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
+    if EDIT_SCOPE not in str(claims["scope"]).split():
+        return "Invalid scope: analytics.edit is needed for user deletion."
+    return None
+
+
+def build_admin_router(state: SandboxState) -> APIRouter:
+    """Google's OAuth token endpoint for service accounts and `properties.submitUserDeletion`."""
+    router = APIRouter()
+
+    @router.post("/token")
+    async def token(request: Request) -> JSONResponse:
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        if form.get("grant_type") != JWT_BEARER_GRANT or not form.get("assertion"):
+            return oauth_error("unsupported_grant_type", "Invalid grant_type.")
+        problem = assertion_problem(form["assertion"], str(request.url).split("?", 1)[0])
+        if problem is not None:
+            return oauth_error("invalid_grant", problem)
+        access_token = "ya29." + uuid.uuid4().hex
+        with state.lock:
+            state.vendor(VENDOR).kind("tokens")[access_token] = {
+                "expires_at": time.time() + TOKEN_LIFETIME_SECONDS,
+                "scope": EDIT_SCOPE,
+            }
+        return JSONResponse(
+            {"access_token": access_token, "expires_in": TOKEN_LIFETIME_SECONDS, "token_type": "Bearer"}
+        )
+
+    @router.post("/v1alpha/properties/{property_id}:submitUserDeletion")
+    async def submit_user_deletion(property_id: str, request: Request) -> JSONResponse:
+        """Exactly one user identifier; the property's events of that user (or client) are deleted."""
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        with state.lock:
+            grant = state.vendor(VENDOR).kind("tokens").get(bearer) if scheme.lower() == "bearer" else None
+        if grant is None or grant["expires_at"] <= time.time():
+            return google_error(
+                401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"
+            )
+        if property_id != SANDBOX_PROPERTY_ID:
+            return google_error(403, "The caller does not have permission", "PERMISSION_DENIED")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return google_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
+        given = [k for k in USER_IDENTIFIERS if isinstance(body, dict) and body.get(k)]
+        extra = set(body) - {*USER_IDENTIFIERS, "name"} if isinstance(body, dict) else set()
+        if len(given) != 1 or extra:
+            return google_error(
+                400, "Exactly one of userId, clientId, appInstanceId, userProvidedData.", "INVALID_ARGUMENT"
+            )
+        kind, value = given[0], body[given[0]]
+        field = {"userId": "user_id", "clientId": "client_id"}.get(kind)
+        requested = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        with state.lock:
+            vendor = state.vendor(VENDOR)
+            events = vendor.kind("events")
+            if field is not None:
+                for event_key in [k for k, e in events.items() if e.get(field) == value]:
+                    del events[event_key]
+            vendor.kind("user_deletions")[str(uuid.uuid4())] = {
+                "property": property_id,
+                "identifier": kind,
+                "value": value,
+                "deletionRequestTime": requested,
+            }
+        return JSONResponse({"deletionRequestTime": requested})
 
     return router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -10,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 from connectors.base import Person, Record
 from connectors.ga4 import (
-    ERASE_NOT_SUPPORTED,
     MAX_BODY_BYTES,
     Ga4Connector,
     as_event,
@@ -22,7 +23,7 @@ from connectors.ga4 import (
 )
 from connectors.http import RetryableError
 from ennu.models import SyncStatus
-from ennu.settings import get_settings
+from ennu.settings import get_settings, reload_settings
 from mappings import Mapping, apply_mapping, load_all_mappings
 from mappings.loader import check_file
 from tasks.validate import validate_mapped
@@ -156,7 +157,7 @@ def test_mapped_payloads_meet_the_published_limits_and_carry_no_contact_data() -
         raw = json.dumps(body)
         assert len(raw.encode()) < 130_000
         assert len(body["events"]) <= 25
-        assert re.fullmatch(r"[0-9a-f]{32}", body["client_id"])  # md5 of the user id, never personal data
+        assert re.fullmatch(r"[0-9a-f]{64}", body["client_id"])  # a keyed pseudonym, never personal data
         for item in body["events"]:
             assert EVENT_NAME.match(item["name"])
             assert len(item["params"]) <= 25
@@ -230,9 +231,115 @@ def test_collect_answers_204_and_drops_a_wrong_secret_silently(ga4: Ga4Connector
     assert sandbox.objects("ga4", "dropped") == [{"codes": ["API_SECRET_INVALID"]}]
 
 
-def test_erase_needs_the_admin_api(ga4: Ga4Connector) -> None:
+def plain_hashes(value: str) -> set[str]:
+    return {hashlib.new(name, value.encode()).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")}
+
+
+def mapped_ids(user_id: int) -> tuple[str, str]:
+    mapping = ga4_mapping()
+    frame = source(1).assign(**{"user.id": [user_id]})
+    [record] = records_of(apply_mapping(mapping, frame), mapping)
+    return str(record.fields["client_id"]), str(record.fields["user_id"])
+
+
+def test_ga4_ids_are_stable_under_one_pepper_new_under_another_and_never_a_plain_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENNU_PSEUDONYM_PEPPER", "pepper-one")
+    reload_settings()
+    first, again = mapped_ids(42), mapped_ids(42)
+    assert first == again and first[0] == first[1] and mapped_ids(43) != first
+    monkeypatch.setenv("ENNU_PSEUDONYM_PEPPER", "pepper-two")
+    reload_settings()
+    rotated = mapped_ids(42)
+    assert rotated != first
+    for ids in (first, rotated):
+        assert not set(ids) & plain_hashes("42")
+    monkeypatch.delenv("ENNU_PSEUDONYM_PEPPER")
+    reload_settings()
+
+
+def test_no_pepper_outside_a_local_sandbox_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ennu.pseudonyms import PepperMissing, person_pseudonym
+
+    monkeypatch.delenv("ENNU_PSEUDONYM_PEPPER", raising=False)
+    monkeypatch.setenv("ENNU_SANDBOX_URL", "https://sandbox.example.org")
+    reload_settings()
+    try:
+        with pytest.raises(PepperMissing):
+            person_pseudonym(42)
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+
+
+def test_erase_submits_a_user_deletion_for_both_ids_under_service_account_auth(
+    ga4: Ga4Connector, sandbox: Any
+) -> None:
+    from ennu.pseudonyms import person_pseudonym
+
+    mine, other = person_pseudonym(5), person_pseudonym(6)
+    ga4.push(
+        "events", "client_id", [event(1, client=mine, user_id=mine), event(2, client=other, user_id=other)]
+    )
+
     outcome = ga4.erase(Person(user_id=5))
-    assert (outcome.status, outcome.error) == (SyncStatus.SKIPPED, ERASE_NOT_SUPPORTED)
+
+    assert outcome.status == SyncStatus.ERASED and (outcome.remote_id or "").startswith(
+        "deletionRequestTime="
+    )
+    assert [e["client_id"] for e in sandbox.objects("ga4", "events")] == [other]
+    deletions = sandbox.objects("ga4", "user_deletions")
+    assert sorted((d["identifier"], d["value"], d["property"]) for d in deletions) == [
+        ("clientId", mine, "123456789"),
+        ("userId", mine, "123456789"),
+    ]
+    paths = [r["path"] for r in sandbox.requests("ga4")]
+    assert paths.count("/ga4/token") == 1  # one token for both requests
+    assert paths.count("/ga4/v1alpha/properties/123456789:submitUserDeletion") == 2
+
+
+def test_the_admin_stand_in_checks_auth_and_body_as_google_documents(sandbox_url: str, sandbox: Any) -> None:
+    import requests
+
+    from connectors.google_auth import ANALYTICS_EDIT_SCOPE, ServiceAccount, assertion
+    from sandbox.fhir import sandbox_private_key_pem
+    from sandbox.ga4 import SANDBOX_KEY_ID, SANDBOX_SERVICE_ACCOUNT
+
+    base = f"{sandbox_url}/ga4"
+    deletion = f"{base}/v1alpha/properties/123456789:submitUserDeletion"
+    assert requests.post(deletion, json={"userId": "x"}, timeout=10).status_code == 401
+    account = ServiceAccount(
+        SANDBOX_SERVICE_ACCOUNT, SANDBOX_KEY_ID, SecretStr(sandbox_private_key_pem()), f"{base}/token"
+    )
+    wrong_scope = requests.post(
+        f"{base}/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": assertion(account, "email"),
+        },
+        timeout=10,
+    )
+    assert (wrong_scope.status_code, wrong_scope.json()["error"]) == (400, "invalid_grant")
+    token = requests.post(
+        f"{base}/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": assertion(account, ANALYTICS_EDIT_SCOPE),
+        },
+        timeout=10,
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    both = requests.post(deletion, json={"userId": "x", "clientId": "y"}, headers=auth, timeout=10)
+    assert (both.status_code, both.json()["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    other_property = requests.post(
+        deletion.replace("123456789", "987"), json={"userId": "x"}, headers=auth, timeout=10
+    )
+    assert other_property.status_code == 403
+    assert (
+        "deletionRequestTime"
+        in requests.post(deletion, json={"userId": "x"}, headers=auth, timeout=10).json()
+    )
 
 
 def test_every_new_mapping_file_passes_the_lint() -> None:
