@@ -47,6 +47,19 @@ CALLBACK_IDS = ("event_id", "record_key")
 # A reconciliation compares Twilio's date_created with our clock: allow for the two to differ.
 CLOCK_SKEW = timedelta(minutes=2)
 LIST_PAGE_SIZE = 100  # Twilio's default is 50, its maximum 1000
+# Erasure: a scheduled message and a queued or ringing call are canceled, then deleted; a record still on
+# its way cannot be deleted yet (20009) and is left for the erasure's next attempt.
+CANCEL_FIRST = {"messages": frozenset({"scheduled"}), "calls": frozenset({"queued", "ringing"})}
+STILL_ON_ITS_WAY = frozenset({"accepted", "queued", "sending", "in-progress"})
+NOT_YET_DELETABLE = frozenset({409})
+
+
+def e164_number(phone: str | None) -> str | None:
+    """The host's phone as Twilio stores it (E.164, the mappings' default country), None when unusable."""
+    from mappings.transforms import E164Params, e164_1
+
+    value = e164_1(phone, E164Params()) if phone else None
+    return str(value) if value else None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -110,6 +123,7 @@ class TwilioConnector(Connector):
     batch_sizes: ClassVar[dict[str, int]] = {"messages": 20, "calls": 20}
     requests_per_record: ClassVar[int] = 1
     ambiguous_sends: ClassVar[AmbiguousSends] = "reconcile"
+    credential_names: ClassVar[tuple[str, ...]] = ("TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SECRET")
 
     def __init__(
         self,
@@ -327,8 +341,49 @@ class TwilioConnector(Connector):
         return ConnectionCheck(self.name, True, "account read", int((time.monotonic() - started) * 1000))
 
     def erase(self, person: Person) -> Outcome:
-        # Messages and calls are logs Twilio keeps (and redacts on request); nothing here is a person record.
-        return Outcome(f"user:{person.user_id}", SyncStatus.UNCHANGED, error="no person record at Twilio")
+        """Delete every message and call record to the person's number (canceling scheduled/queued first).
+
+        ERASED with a count as the reference; DEFERRED while some record is still on its way (an attempt of
+        the erasure's delivery is spent and it is tried again).
+        """
+        key = f"user:{person.user_id}"
+        to = e164_number(person.phone)
+        if to is None:
+            return Outcome(key, SyncStatus.UNCHANGED, error="no phone number to look up")
+        deleted = {"messages": 0, "calls": 0}
+        pending = 0
+        for resource in deleted:
+            for record in self.records_to(resource, to):
+                sid, status = str(record["sid"]), str(record.get("status") or "")
+                path = f"{self.account_path}/{RESOURCES[resource].removesuffix('.json')}/{sid}.json"
+                if status in CANCEL_FIRST[resource]:
+                    self.http.request("POST", path, data={"Status": "canceled"})
+                elif status in STILL_ON_ITS_WAY:
+                    pending += 1
+                    continue
+                response = self.http.request(
+                    "DELETE", path, allow_statuses=NOT_YET_DELETABLE | frozenset({404})
+                )
+                if response.status_code in NOT_YET_DELETABLE:
+                    pending += 1
+                else:
+                    deleted[resource] += 1
+        reference = f"{deleted['messages']} messages, {deleted['calls']} calls deleted"
+        if pending:
+            waiting = f"{pending} records still on their way; {reference}"
+            return Outcome(key, SyncStatus.DEFERRED, error=waiting)
+        return Outcome(key, SyncStatus.ERASED, remote_id=reference)
+
+    def records_to(self, resource: str, to: str) -> list[dict[str, Any]]:
+        """Every message or call record to `to`, through every page."""
+        path: str | None = f"{self.account_path}/{RESOURCES[resource]}"
+        params: dict[str, Any] | None = {"To": to, "PageSize": LIST_PAGE_SIZE}
+        found: list[dict[str, Any]] = []
+        while path:
+            page: dict[str, Any] = self.http.request("GET", path, params=params).json()
+            found += page.get(resource) or []
+            path, params = page.get("next_page_uri"), None
+        return found
 
     def close(self) -> None:
         self.http.close()

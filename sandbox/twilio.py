@@ -1,4 +1,4 @@
-"""Twilio stand-in: Messages (create, list, read), Calls and the account (2010-04-01); auth, error codes."""
+"""Twilio stand-in: Messages and Calls (create, list, read, cancel, delete), the account; auth, errors."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DATE_FILTERS = ("DateSent", "DateSent<", "DateSent>")  # that day; on or before it; on or after it
 PAGING = ("PageSize", "Page", "PageToken")
+# A record still on its way cannot be deleted (20009); a scheduled message or a queued call can be canceled.
+MESSAGE_IN_PROGRESS = frozenset({"accepted", "scheduled", "queued", "sending"})
+CALL_IN_PROGRESS = frozenset({"queued", "ringing", "in-progress"})
+CANCELABLE_CALLS = frozenset({"queued", "ringing"})
 GENERIC_MESSAGES = {
     400: "Bad request",
     403: "Forbidden",
@@ -222,6 +226,9 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         problem = callback_problem(form)
         if problem is not None:
             return problem
+        scheduled = form.get("ScheduleType") == "fixed"
+        if scheduled and (not service or not form.get("SendAt")):
+            return twilio_error(400, 35111, "Scheduling requires a MessagingServiceSid and SendAt.")
         message_sid = "SM" + uuid.uuid4().hex
         now = _now()
         answer = {
@@ -242,7 +249,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             "price": None,
             "price_unit": "USD",
             # With a messaging service Twilio first accepts the message, then picks a sender and queues it.
-            "status": "queued" if sender else "accepted",
+            "status": "scheduled" if scheduled else "queued" if sender else "accepted",
             "to": to,
             "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}.json",
             "subresource_uris": {
@@ -252,7 +259,8 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         }
         # The answer is the message as accepted; the stand-in then hands it to the carrier at once.
         with state.lock:
-            twilio().kind("messages")[message_sid] = {**answer, "status": "sent", "date_sent": now}
+            stored = answer if scheduled else {**answer, "status": "sent", "date_sent": now}
+            twilio().kind("messages")[message_sid] = stored
         return JSONResponse(_public(answer), status_code=201)
 
     @router.get("/2010-04-01/Accounts/{sid}/Messages.json")
@@ -309,6 +317,98 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         if message is None:
             return not_found(request.url.path)
         return JSONResponse(_public(message))
+
+    @router.post("/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json")
+    async def update_message(sid: str, message_sid: str, request: Request) -> Response:
+        """`Status=canceled` cancels a scheduled message (30409 once it is past `scheduled`)."""
+        form = await form_of(request)
+        with state.lock:
+            message = twilio().kind("messages").get(message_sid) if sid == account_sid else None
+            if message is None:
+                return not_found(request.url.path)
+            if form.get("Status") == "canceled":
+                if message["status"] != "scheduled":
+                    return twilio_error(400, 30409, "This message cannot be canceled")
+                message.update(status="canceled", date_updated=_now())
+            elif "Body" in form and form["Body"] == "":
+                message.update(body="", date_updated=_now())  # redaction: an empty body
+            else:
+                return twilio_error(400, 20001, "Invalid parameter")
+            return JSONResponse(_public(message))
+
+    @router.delete("/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json")
+    async def delete_message(sid: str, message_sid: str, request: Request) -> Response:
+        """204; a message still on its way cannot be deleted yet (20009)."""
+        with state.lock:
+            messages = twilio().kind("messages")
+            message = messages.get(message_sid) if sid == account_sid else None
+            if message is None:
+                return not_found(request.url.path)
+            if message["status"] in MESSAGE_IN_PROGRESS:
+                return twilio_error(409, 20009, "Cannot delete this resource before it is complete")
+            del messages[message_sid]
+        return Response(status_code=204)
+
+    @router.get("/2010-04-01/Accounts/{sid}/Calls.json")
+    async def list_calls(sid: str, request: Request) -> Response:
+        """Calls filtered by To and From, newest first, one page (PageSize)."""
+        if sid != account_sid:
+            return not_found(request.url.path)
+        query = dict(request.query_params)
+        try:
+            page_size = int(query.get("PageSize", DEFAULT_PAGE_SIZE))
+        except ValueError:
+            return twilio_error(400, 20001, "Invalid parameter")
+        with state.lock:
+            stored = [_public(c) for c in twilio().kind("calls").values()]
+        matching = [
+            c
+            for c in reversed(stored)
+            if ("To" not in query or c["to"] == query["To"])
+            and ("From" not in query or c["from"] == query["From"])
+        ]
+        shown = matching[:page_size]
+        base = f"/{API_VERSION}/Accounts/{account_sid}/Calls.json"
+        return JSONResponse(
+            {
+                "calls": shown,
+                "page": 0,
+                "page_size": page_size,
+                "uri": base,
+                "first_page_uri": base,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+            }
+        )
+
+    @router.post("/2010-04-01/Accounts/{sid}/Calls/{call_sid}.json")
+    async def update_call(sid: str, call_sid: str, request: Request) -> Response:
+        """`Status=canceled` ends a queued or ringing call; `Status=completed` one in progress."""
+        form = await form_of(request)
+        with state.lock:
+            call = twilio().kind("calls").get(call_sid) if sid == account_sid else None
+            if call is None:
+                return not_found(request.url.path)
+            wanted = form.get("Status")
+            if wanted == "canceled" and call["status"] in CANCELABLE_CALLS:
+                call.update(status="canceled", date_updated=_now())
+            elif wanted == "completed" and call["status"] == "in-progress":
+                call.update(status="completed", date_updated=_now())
+            elif wanted not in ("canceled", "completed"):
+                return twilio_error(400, 20001, "Invalid parameter")
+            return JSONResponse(_public(call))
+
+    @router.delete("/2010-04-01/Accounts/{sid}/Calls/{call_sid}.json")
+    async def delete_call(sid: str, call_sid: str, request: Request) -> Response:
+        with state.lock:
+            calls = twilio().kind("calls")
+            call = calls.get(call_sid) if sid == account_sid else None
+            if call is None:
+                return not_found(request.url.path)
+            if call["status"] in CALL_IN_PROGRESS:
+                return twilio_error(409, 20009, "Cannot delete this resource before it is complete")
+            del calls[call_sid]
+        return Response(status_code=204)
 
     @router.post("/2010-04-01/Accounts/{sid}/Calls.json")
     async def create_call(sid: str, request: Request) -> Response:

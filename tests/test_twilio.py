@@ -372,10 +372,46 @@ def test_connection_test_reads_the_account_and_a_wrong_token_is_refused(
     assert refusal.value.status == 401 and refusal.value.code == "20003"
 
 
-def test_erase_reports_that_twilio_holds_no_person_record(twilio: TwilioConnector, sandbox: Any) -> None:
-    outcome = twilio.erase(Person(user_id=5, phone="+14155550101"))
-    assert outcome == Outcome("user:5", SyncStatus.UNCHANGED, error="no person record at Twilio")
-    assert sandbox.requests("twilio") == []
+def test_erase_deletes_the_persons_messages_and_calls_and_cancels_queued_ones_first(
+    twilio: TwilioConnector, sandbox: Any, sandbox_url: str
+) -> None:
+    import requests
+
+    mine, theirs = "+14155550101", "+14155550202"
+    twilio.push("messages", "To", [sms(1, mine), sms(2, mine), sms(3, theirs)])
+    account = f"{sandbox_url}/twilio/2010-04-01/Accounts/{SANDBOX_ACCOUNT_SID}"
+    auth = (SANDBOX_ACCOUNT_SID, "sandbox-twilio-token")
+    scheduled = requests.post(
+        f"{account}/Messages.json",
+        data={
+            "To": mine,
+            "MessagingServiceSid": "MG" + "0" * 32,
+            "Body": BODY,
+            "ScheduleType": "fixed",
+            "SendAt": "2030-01-01T10:00:00Z",
+        },
+        auth=auth,
+        timeout=10,
+    ).json()
+    assert scheduled["status"] == "scheduled"
+    call = requests.post(
+        f"{account}/Calls.json",
+        data={"To": mine, "From": "+15005550006", "Url": CALLBACK},
+        auth=auth,
+        timeout=10,
+    ).json()
+    # A record on its way cannot be deleted (Twilio's 20009): canceled first.
+    refused = requests.delete(f"{account}/Calls/{call['sid']}.json", auth=auth, timeout=10)
+    assert (refused.status_code, refused.json()["code"]) == (409, 20009)
+
+    outcome = twilio.erase(Person(user_id=5, phone="(415) 555-0101"))
+
+    assert outcome == Outcome("user:5", SyncStatus.ERASED, remote_id="3 messages, 1 calls deleted")
+    assert [m["to"] for m in sandbox.objects("twilio", "messages")] == [theirs]
+    assert sandbox.objects("twilio", "calls") == []
+    calls = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in sandbox.requests("twilio")]
+    assert ("POST", f"{scheduled['sid']}.json") in calls and ("POST", f"{call['sid']}.json") in calls
+    assert twilio.erase(Person(user_id=5, phone=mine)).remote_id == "0 messages, 0 calls deleted"
 
 
 def test_the_mapping_passes_the_linter_with_a_fixed_text() -> None:
