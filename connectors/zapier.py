@@ -22,7 +22,7 @@ GONE = 410  # Zapier's answer for a hook whose Zap was turned off or deleted: un
 PER_HOOK_STATUSES = frozenset(s for s in range(400, 500) if s not in RETRYABLE_STATUSES)
 POLICY = ErrorPolicy()
 REMEMBERED_DELIVERIES = 10_000
-ERASE_NOT_SUPPORTED = "zapier keeps deliveries in each Zap's task history: the Zap owner must delete them"
+ERASURE_EVENT = "user.erased"  # what every hook is told when a person is erased, so its Zap can clean up
 
 
 def hook_payload(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,7 +123,33 @@ class ZapierConnector(Connector):
         return ConnectionCheck(self.name, True, f"{self.subscriptions.count()} hook subscriptions", None)
 
     def erase(self, person: Person) -> Outcome:
-        return Outcome(f"user:{person.user_id}", SyncStatus.SKIPPED, error=ERASE_NOT_SUPPORTED)
+        """Tell every subscribed hook (once per URL) that the person with this pseudonymous id was erased.
+
+        Zapier keeps what it received in each Zap's task history; the notice is what lets a Zap's owner
+        (or the Zap itself) delete it. A hook that answers 410 is unsubscribed, as for any delivery.
+        """
+        from ennu.pseudonyms import person_pseudonym
+
+        key = f"user:{person.user_id}"
+        pseudonymous_id = person_pseudonym(person.user_id)
+        notice = {
+            "id": f"{ERASURE_EVENT}:{pseudonymous_id}",
+            "event": ERASURE_EVENT,
+            "user_id": pseudonymous_id,
+        }
+        hooks = {hook.target_url: hook for hook in self.subscriptions.list(None)}
+        told = 0
+        for hook in hooks.values():
+            response = self.http.request(
+                "POST", hook.target_url, json=notice, allow_statuses=PER_HOOK_STATUSES
+            )
+            if response.status_code == GONE:
+                self.subscriptions.remove(hook.id)
+            elif response.status_code >= 400:
+                return Outcome(key, SyncStatus.FAILED, error=f"http {response.status_code}")
+            else:
+                told += 1
+        return Outcome(key, SyncStatus.ERASED, remote_id=f"{told} hooks notified")
 
     def close(self) -> None:
         self.http.close()

@@ -47,13 +47,14 @@ class ZapierSubscriptions:
     def __init__(self, database_url: str | None = None) -> None:
         self.database_url = database_url
 
-    def list(self, event_type: str) -> builtins.list[Subscription]:
-        """The hooks subscribed to one event type, oldest first."""
+    def list(self, event_type: str | None) -> builtins.list[Subscription]:
+        """The hooks subscribed to one event type (None: to any), oldest first."""
         with session_scope(self.database_url) as session:
+            query = select(ZapierSubscription)
+            if event_type is not None:
+                query = query.where(ZapierSubscription.event_type == event_type)
             rows = session.execute(
-                select(ZapierSubscription)
-                .where(ZapierSubscription.event_type == event_type)
-                .order_by(ZapierSubscription.created_at, ZapierSubscription.id)
+                query.order_by(ZapierSubscription.created_at, ZapierSubscription.id)
             ).scalars()
             return [Subscription(r.id, r.event_type, r.target_url) for r in rows]
 

@@ -173,6 +173,8 @@ def test_unsubscribe_removes_the_hook(api: TestClient) -> None:
 
 
 def test_the_sample_is_one_payload_mapped_like_deliveries(api: TestClient) -> None:
+    from ennu.pseudonyms import person_pseudonym
+
     answer = api.get("/zapier/sample/assessment.completed", headers=ZAPIER_TOKEN)
 
     assert answer.status_code == 200
@@ -180,16 +182,32 @@ def test_the_sample_is_one_payload_mapped_like_deliveries(api: TestClient) -> No
     assert sample == {
         "id": "evt-sample-0001",
         "event": "assessment.completed",
-        "user_id": 1,
+        "user_id": person_pseudonym(1),  # a keyed pseudonym, never the host id
         "assessment": {"id": 1, "type": "sleep", "completed_on": "2026-01-15", "overall_score": 7.4},
     }
     assert api.get("/zapier/sample/biomarker.updated", headers=ZAPIER_TOKEN).status_code == 404
 
 
-def test_erase_and_connection_test(zapier: ZapierConnector) -> None:
-    assert zapier.erase(Person(user_id=1)).status == SyncStatus.SKIPPED
+def test_an_erasure_notice_with_the_pseudonymous_id_reaches_every_hook_once(
+    api: TestClient, zapier: ZapierConnector, sandbox: Any, sandbox_url: str
+) -> None:
+    from ennu.pseudonyms import person_pseudonym
+
+    subscribe(api, f"{sandbox_url}/zapier/hooks/hook-a")
+    subscribe(api, f"{sandbox_url}/zapier/hooks/hook-a", event="health_goal.created")
+    subscribe(api, f"{sandbox_url}/zapier/hooks/hook-goals", event="health_goal.created")
+
+    outcome = zapier.erase(Person(user_id=1))
+
+    assert (outcome.status, outcome.remote_id) == (SyncStatus.ERASED, "2 hooks notified")
+    notice = {
+        "id": f"user.erased:{person_pseudonym(1)}",
+        "event": "user.erased",
+        "user_id": person_pseudonym(1),
+    }
+    assert payloads(sandbox, "hook-a") == payloads(sandbox, "hook-goals") == [notice]
     check = zapier.test_connection()
-    assert check.ok and check.detail == "0 hook subscriptions"
+    assert check.ok and check.detail == "3 hook subscriptions"
 
 
 def test_hook_payload_nests_dotted_names() -> None:
