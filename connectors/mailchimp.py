@@ -80,6 +80,7 @@ class MailchimpConnector(Connector):
     consent_category: ClassVar[str] = "marketing"
     batch_sizes: ClassVar[dict[str, int]] = {MEMBERS: 500, JOURNEY_MEMBERS: 500}
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # members are keyed by the e-mail's hash
+    credential_names: ClassVar[tuple[str, ...]] = ("MAILCHIMP_API_KEY",)
 
     def __init__(
         self,
@@ -215,7 +216,8 @@ class MailchimpConnector(Connector):
         )
         if response.status_code == 404:
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
-        return Outcome(key, done, remote_id=member)
+        # The member hash is the e-mail's MD5: it stays at Mailchimp, never in the hub's log.
+        return Outcome(key, done, remote_id=f"{method} member{action}".strip())
 
     def close(self) -> None:
         self.http.close()

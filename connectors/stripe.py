@@ -92,6 +92,7 @@ class StripeConnector(Connector):
     batch_sizes: ClassVar[dict[str, int]] = {"customers": 25}
     requests_per_record: ClassVar[int] = 2  # a look-up, then a create or an update
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # every write carries an idempotency key
+    credential_names: ClassVar[tuple[str, ...]] = ("STRIPE_API_KEY",)
 
     def __init__(self, http: VendorHttp) -> None:
         self.http = http
@@ -230,11 +231,15 @@ class StripeConnector(Connector):
                 continue
             self.http.request("DELETE", f"/customers/{customer_id}", allow_statuses=frozenset({404}))
             deleted.append(customer_id)
+        # Counts, not customer ids: a customer id would tie the hub's log back to the person.
         if kept:
             return Outcome(
-                key, SyncStatus.SKIPPED, remote_id=",".join(kept), error="active subscription: customer kept"
+                key,
+                SyncStatus.SKIPPED,
+                remote_id=f"{len(deleted)} customers deleted, {len(kept)} kept",
+                error="active subscription: customer kept",
             )
-        return Outcome(key, SyncStatus.ERASED, remote_id=",".join(deleted))
+        return Outcome(key, SyncStatus.ERASED, remote_id=f"{len(deleted)} customers deleted")
 
     def close(self) -> None:
         self.http.close()
