@@ -88,6 +88,9 @@ class Connector(ABC):
     # "reconcile": look it up with `reconcile` first, send only what is not there;
     # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate.
     ambiguous_sends: ClassVar[AmbiguousSends]
+    # The secrets (environment variables or Secret blocks) whose presence means real credentials are set;
+    # empty: the connector needs none. An erasure asks a disabled destination only when it has them.
+    credential_names: ClassVar[tuple[str, ...]] = ()
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
     # Requests a record costs where the vendor takes them one by one (look-up-then-create: 2); 0: a
@@ -114,6 +117,13 @@ class Connector(ABC):
         Raises `connectors.http.RetryableError` when the whole batch should be retried later (a connector
         whose sends are not idempotent raises it only while nothing of the batch has been sent).
         """
+
+    @classmethod
+    def has_credentials(cls) -> bool:
+        """Whether this site configured the connector's credentials (never the sandbox's stand-ins)."""
+        from ennu.secrets import read_secret
+
+        return not cls.credential_names or any(read_secret(name) for name in cls.credential_names)
 
     @abstractmethod
     def test_connection(self) -> ConnectionCheck:

@@ -59,6 +59,7 @@ class EpicFhirConnector(Connector):
     requests_per_record: ClassVar[int] = 2  # at most: a patient look-up and create; writes are batched
     # Conditional create (or search, then create) by the Observation's identifier: never written twice.
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"
+    credential_names: ClassVar[tuple[str, ...]] = ("EPIC_PRIVATE_KEY", "EPIC_PRIVATE_KEY_FILE")
 
     def __init__(
         self,

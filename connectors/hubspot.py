@@ -57,6 +57,7 @@ class HubSpotConnector(Connector):
     consent_category: ClassVar[str] = "crm"
     batch_sizes: ClassVar[dict[str, int]] = {"contacts": 100, "companies": 100, "deals": 100}
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # batch upsert by a unique idProperty
+    credential_names: ClassVar[tuple[str, ...]] = ("HUBSPOT_ACCESS_TOKEN",)
 
     def __init__(
         self,

@@ -145,6 +145,7 @@ class SalesforceConnector(Connector):
         "Opportunity": COLLECTION_LIMIT,
     }
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # upsert by an external-id field
+    credential_names: ClassVar[tuple[str, ...]] = ("SALESFORCE_CONSUMER_KEY",)
 
     def __init__(
         self,

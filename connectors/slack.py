@@ -65,6 +65,7 @@ class SlackConnector(NoticeConnector):
     # A lost answer is posted again: an incoming webhook has nothing to read back, so this errs toward a
     # notice shown twice, which a reader sees through, rather than an alert nobody saw.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
+    credential_names: ClassVar[tuple[str, ...]] = ("SLACK_WEBHOOK_URL",)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:

@@ -65,6 +65,7 @@ class TeamsConnector(NoticeConnector):
     # A lost answer is posted again: a Workflows webhook only starts a flow and has nothing to read back,
     # so this errs toward a card shown twice, which a reader sees through, rather than an alert nobody saw.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
+    credential_names: ClassVar[tuple[str, ...]] = ("TEAMS_WEBHOOK_URL",)
 
     def __init__(self, http: VendorHttp, legacy: bool = False) -> None:
         super().__init__(http)
