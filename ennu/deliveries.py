@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, inse
 from sqlalchemy.orm import Session, aliased
 
 from ennu.db import session_scope
+from ennu.erasure import ERASURE_EVENT, not_erased
 from ennu.models import (
     OPEN_DELIVERY,
     Delivery,
@@ -40,8 +41,6 @@ from ennu.settings import get_settings
 
 logger = logging.getLogger(__name__)
 DELIVERY_TABLE = cast(Table, Delivery.__table__)
-
-logger = logging.getLogger(__name__)
 
 BULK_PRIORITY = 10  # deliveries of a bulk sync are queued at their integration's priority + 10
 CLAIM_LOCK_KEY = 72_611_009  # pg_advisory_xact_lock key of the claim section
@@ -169,7 +168,13 @@ def _ready(now: datetime) -> ColumnElement[bool]:
         Delivery.status.in_(OPEN),
         or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
         or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
+        _may_send(),
     )
+
+
+def _may_send() -> ColumnElement[bool]:
+    """Never a delivery of an erased person (routed just before their erasure), except the erasure's own."""
+    return or_(Delivery.event_type == ERASURE_EVENT, Delivery.user_id.is_(None), not_erased(Delivery.user_id))
 
 
 def _person_free(now: datetime) -> ColumnElement[bool]:
@@ -427,9 +432,12 @@ def reopen(
     event_ids: Sequence[str] | None = None,
     integrations: Sequence[str] | None = None,
 ) -> int:
-    """Replay: matching settled deliveries are pending again with their attempts reset; returns how many."""
+    """Replay: matching settled deliveries are pending again with their attempts reset; returns how many.
+
+    An erased person's deliveries are never replayed (their erasure's own may be).
+    """
     with session_scope() as session:
-        query = update(Delivery).where(Delivery.status.in_(list(statuses)))
+        query = update(Delivery).where(Delivery.status.in_(list(statuses)), _may_send())
         if integration is not None:
             query = query.where(Delivery.integration == integration)
         if integrations is not None:
@@ -458,12 +466,16 @@ def reopen(
 
 
 def cancel_person(user_id: int, reason: str, *, except_event: str | None = None) -> int:
-    """Cancel the person's open deliveries that no worker holds now (an erasure does this first)."""
+    """Cancel the person's open deliveries that no worker holds now (an erasure does this first, and last).
+
+    Erasures' own deliveries are never cancelled: a destination still owing one keeps it.
+    """
     now = utcnow()
     with session_scope() as session:
         query = update(Delivery).where(
             Delivery.user_id == user_id,
             Delivery.status.in_(OPEN),
+            Delivery.event_type != ERASURE_EVENT,
             or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at <= now),
         )
         if except_event is not None:

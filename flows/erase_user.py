@@ -7,21 +7,27 @@ from datetime import timedelta
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from connectors.base import Person
 from connectors.http import ConnectorError, RetryableError
+from connectors.registry import CONNECTORS
 from ennu import deliveries
 from ennu.db import session_scope
-from ennu.models import ErasedPerson, HealthGoal, OutboxEvent, SyncLog, SyncStatus, User, utcnow
+from ennu.erasure import ERASURE_OBJECT, scrub_person
+from ennu.erasure_report import erasure_report
+from ennu.models import ErasedPerson, HealthGoal, OutboxEvent, SyncStatus, User, utcnow
+from ennu.settings import get_settings
+from mappings.routing import routing_table
 from tasks.admit import admit
 from tasks.push import connector_for
-from tasks.record import Ledger, SyncEntry, summarise
+from tasks.record import Ledger, SyncEntry
 
 # An erasure waits this long for the person's deliveries in flight to finish, then looks again.
 IN_FLIGHT_WAIT = timedelta(seconds=2)
 # Destinations that keep the record by law or by design, and only record the decision.
 RETAINED = {"epic_fhir": "medical record retained (HIPAA retention); erasure decision recorded"}
+DISABLED = "pending: destination disabled"
 
 
 def people_to_erase(event_ids: list[str]) -> dict[str, Person | None]:
@@ -52,12 +58,26 @@ def erase_at(integration: str, person: Person, event_id: str) -> SyncEntry:
     if integration in RETAINED:
         return SyncEntry(
             integration,
-            "person",
+            ERASURE_OBJECT,
             key,
             event_id,
             person.user_id,
             SyncStatus.SKIPPED,
             error=RETAINED[integration],
+        )
+    config = routing_table(get_settings().mappings_dir).integrations.get(integration)
+    if (config is None or not config.enabled) and not CONNECTORS[integration].has_credentials():
+        # It once received the person; asked again after a while (and by every drain) until enabled.
+        wait = timedelta(seconds=get_settings().erasure_pending_retry_seconds)
+        return SyncEntry(
+            integration,
+            ERASURE_OBJECT,
+            key,
+            event_id,
+            person.user_id,
+            SyncStatus.DEFERRED,
+            error=DISABLED,
+            not_before=utcnow() + wait,
         )
     try:
         outcome = connector_for(integration).erase(person)
@@ -65,22 +85,19 @@ def erase_at(integration: str, person: Person, event_id: str) -> SyncEntry:
         raise
     except ConnectorError as exc:
         return SyncEntry(
-            integration, "person", key, event_id, person.user_id, SyncStatus.FAILED, error=exc.reason
+            integration, ERASURE_OBJECT, key, event_id, person.user_id, SyncStatus.FAILED, error=exc.reason
         )
     return SyncEntry(
-        integration, "person", key, event_id, person.user_id, outcome.status, outcome.remote_id, outcome.error
+        integration,
+        ERASURE_OBJECT,
+        key,
+        event_id,
+        person.user_id,
+        outcome.status,
+        outcome.remote_id,
+        outcome.error,
+        not_before=outcome.not_before,
     )
-
-
-def pseudonymise_history(user_ids: list[int]) -> int:
-    """Keep that syncs happened, drop what could identify the person at a vendor."""
-    with session_scope() as session:
-        result = session.execute(
-            update(SyncLog)
-            .where(SyncLog.user_id.in_(user_ids), SyncLog.status != SyncStatus.ERASED.value)
-            .values(remote_id=None, payload_hash=None, error=None)
-        )
-        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def remember_erased(user_id: int, event_id: str) -> None:
@@ -100,7 +117,7 @@ def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncE
             entries += [
                 SyncEntry(
                     i,
-                    "person",
+                    ERASURE_OBJECT,
                     f"event:{event_id}",
                     event_id,
                     None,
@@ -117,7 +134,7 @@ def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncE
             entries += [
                 SyncEntry(
                     i,
-                    "person",
+                    ERASURE_OBJECT,
                     f"user:{person.user_id}",
                     event_id,
                     person.user_id,
@@ -137,7 +154,7 @@ def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncE
         entries.append(
             SyncEntry(
                 integration,
-                "person",
+                ERASURE_OBJECT,
                 f"user:{person.user_id}",
                 event_id,
                 person.user_id,
@@ -148,9 +165,26 @@ def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncE
     return entries
 
 
+def leave_no_trace(person: Person) -> int:
+    """After the destinations: cancel what was routed meanwhile, and scrub the hub's rows of the person."""
+    cancelled = deliveries.cancel_person(person.user_id, "person erased")
+    scrubbed = scrub_person(person.user_id, person.email, person.phone)
+    return cancelled + scrubbed.sync_log + scrubbed.outbox + scrubbed.deliveries + scrubbed.receipts
+
+
+def report_rows(user_ids: list[int]) -> list[dict[str, str]]:
+    """The erasure report of each person: destination, outcome, time, reference, what is outstanding."""
+    rows: list[dict[str, str]] = []
+    for user_id in user_ids:
+        report = erasure_report(user_id)
+        if report is not None:
+            rows += [{"person": str(user_id), **row} for row in report.rows()]
+    return rows
+
+
 @flow(name="erase-user", log_prints=False)
-def erase_user(event_ids: list[str]) -> list[dict[str, int | str]]:
-    """Erase the people of these `user.deletion_requested` events at every destination their events ask."""
+def erase_user(event_ids: list[str]) -> list[dict[str, str]]:
+    """Erase the people of these `user.deletion_requested` events at every destination that held them."""
     logger = get_run_logger()
     owner = deliveries.current_owner()
     admit(event_ids)
@@ -158,12 +192,17 @@ def erase_user(event_ids: list[str]) -> list[dict[str, int | str]]:
         ledger = Ledger(owner, deliveries.take(owner, event_ids))
         people = people_to_erase(ledger.event_ids)
         ledger.write(erase_people(ledger, people))
-        cleared = pseudonymise_history([p.user_id for p in people.values() if p is not None])
-    summary = summarise(ledger.entries)
+        erased = [p for p in people.values() if p is not None]
+        cleared = sum(leave_no_trace(p) for p in erased)
+    rows = report_rows(sorted({p.user_id for p in erased}))
+    outstanding = sum(1 for r in rows if r["outstanding"] == "True")
     create_table_artifact(
         key="erasure-outcomes",
-        table=summary,
-        description=f"Erasure of {len(people)} people: outcome per destination (counts only)",
+        table=rows,
+        description=(
+            f"Erasure of {len(erased)} people: outcome per destination, {outstanding} outstanding "
+            "(host ids and references only; GET /integrations/erasures/{person} for one person)"
+        ),
     )
-    logger.info("erased %d people; %d history rows pseudonymised", len(people), cleared)
-    return summary
+    logger.info("erased %d people; %d hub rows cancelled or scrubbed", len(erased), cleared)
+    return rows

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
+from connectors.registry import CONNECTORS
 from ennu import deliveries
 from ennu.db import session_scope
+from ennu.erasure import SKIPPED_ERASED, received_by
 from ennu.models import ErasedPerson, EventStatus, OutboxEvent, SyncLog, SyncStatus, utcnow
 from ennu.settings import get_settings
-from mappings.routing import RoutingTable, routing_table
+from mappings.routing import DEFAULT_PRIORITY, RoutingTable, routing_table
 
 ERASURE = "user.deletion_requested"
 BULK_ORIGIN = "bulk-sync"
@@ -34,6 +37,17 @@ def destinations(
             routed.setdefault(spec.connector, spec.priority or table.integrations[spec.connector].priority)
     wanted = None if requested is None else set(requested)
     return [(name, priority) for name, priority in routed.items() if wanted is None or name in wanted]
+
+
+def held_elsewhere(
+    session: Session, table: RoutingTable, user_id: int, asked: set[str]
+) -> list[tuple[str, int]]:
+    """Destinations that received the person at any time and are not enabled now: an erasure asks them too."""
+    return [
+        (name, table.integrations[name].priority if name in table.integrations else DEFAULT_PRIORITY)
+        for name in sorted(received_by(session, user_id) - asked)
+        if name in CONNECTORS
+    ]
 
 
 def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
@@ -64,6 +78,8 @@ def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
         nowhere = []
         for event_id, event_type, subject, requested, payload in won:
             names = destinations(table, event_type, requested)
+            if event_type == ERASURE and subject is not None:
+                names += held_elsewhere(session, table, subject, {n for n, _ in names})
             offset = BULK_PRIORITY_OFFSET if (payload or {}).get("origin") == BULK_ORIGIN else 0
             rows += [(event_id, event_type, subject, name, priority + offset) for name, priority in names]
             if not names:
@@ -87,7 +103,7 @@ def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
                         "record_key": f"event:{event_id}",
                         "user_id": subject,
                         "status": SyncStatus.SKIPPED.value,
-                        "error": "erased",
+                        "error": SKIPPED_ERASED,
                         "attempt": 1,
                         "created_at": now,
                     }

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from connectors.base import ChangedRecord, Person
 from connectors.registry import CONNECTORS, build_connector
 from ennu.db import session_scope
+from ennu.erasure import erased_among
 from ennu.models import SyncLog, SyncStatus, User
 from ennu.settings import get_settings
 from ennu.vendor_schema import fingerprint
@@ -70,9 +71,10 @@ def apply_changes(
             by_user[user_id] = change  # the newest change of a record wins
     with session_scope() as session:
         users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(list(by_user))))}
+        erased = erased_among(session, by_user)  # never written back, nor logged with the vendor's id
         for user_id, change in by_user.items():
             user = users.get(user_id)
-            if user is None:
+            if user is None or user_id in erased:
                 summary.unmatched += 1
                 continue
             wanted = host_values(inbound, change.values)
@@ -109,9 +111,11 @@ def withdraw_marketing(user_ids: list[int]) -> list[SyncEntry]:
         if config.enabled and config.consent == ConsentNeed.MARKETING and name in CONNECTORS
     ]
     with session_scope() as session:
+        erased = erased_among(session, user_ids)
         people = [
             Person(user_id=u.id, email=u.email, phone=u.phone)
             for u in session.scalars(select(User).where(User.id.in_(user_ids)))
+            if u.id not in erased
         ]
     entries: list[SyncEntry] = []
     for name in targets:
