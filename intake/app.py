@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from ennu.events import HostEvent
 from ennu.outbox import ingest
 from ennu.readiness import run_checks
-from intake import charts, integrations, metrics, webhooks, zapier
+from intake import charts, erasures, integrations, metrics, webhooks, zapier
 from intake.auth import require_host_app
 from intake.errors import error_responses, install_error_handlers, require_json_body
 from intake.limits import BodySizeLimit
@@ -45,6 +45,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)
     app.include_router(integrations.router)
+    app.include_router(erasures.router)
     app.include_router(webhooks.router)
     app.include_router(zapier.router)
 
