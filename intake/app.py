@@ -38,6 +38,9 @@ class Accepted(BaseModel):
     event_id: str
     status: str
     duplicate: bool
+    dropped_payload_keys: int = Field(
+        default=0, description="payload keys no mapping reads: dropped, never stored (README: Payloads)"
+    )
 
 
 def create_app() -> FastAPI:
@@ -96,7 +99,12 @@ def create_app() -> FastAPI:
     ) -> Any:
         """Accept one host-app event: durable in the outbox before the answer, then announced to Prefect."""
         result = ingest(event)
-        body = Accepted(event_id=result.event_id, status=result.status, duplicate=not result.created)
+        body = Accepted(
+            event_id=result.event_id,
+            status=result.status,
+            duplicate=not result.created,
+            dropped_payload_keys=result.dropped_payload_keys,
+        )
         if not result.created:
             return JSONResponse(status_code=200, content=body.model_dump())
         return body

@@ -182,3 +182,17 @@ def load_all_mappings(root: Path) -> dict[tuple[str, str], Mapping]:
     """Every mapping under `root` by (event type, connector); read again when a file changes."""
     stamp = tuple((str(p), p.stat().st_mtime_ns) for p in mapping_files(root))
     return dict(_load_all(root, stamp))
+
+
+# What every event carries outside its payload; a mapping's `event.<column>` source reads these.
+EVENT_ENVELOPE = frozenset({"id", "type", "occurred_at", "subject", "resource"})
+
+
+def event_payload_keys(root: Path) -> frozenset[str]:
+    """The payload keys some mapping reads (`event.<key>` beyond the envelope): all the intake stores."""
+    return frozenset(
+        column.partition(".")[2]
+        for mapping in load_all_mappings(root).values()
+        for column in mapping.source_columns
+        if column.startswith("event.") and column.partition(".")[2] not in EVENT_ENVELOPE
+    )

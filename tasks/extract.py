@@ -22,6 +22,8 @@ from ennu.models import (
     Subscription,
     User,
 )
+from ennu.settings import get_settings
+from mappings.loader import event_payload_keys
 
 IN_CHUNK = 500
 
@@ -87,22 +89,27 @@ def read_scores(session: Session, assessment_ids: Iterable[int]) -> pd.DataFrame
 
 
 def read_events(session: Session, event_ids: Sequence[str]) -> pd.DataFrame:
+    """The events' envelopes, and an `event.<key>` column for each payload key a mapping reads."""
+    read = sorted(event_payload_keys(get_settings().mappings_dir))
+    columns: list[Any] = [
+        OutboxEvent.id,
+        OutboxEvent.type,
+        OutboxEvent.occurred_at,
+        OutboxEvent.subject,
+        OutboxEvent.resource,
+    ]
+    if read:
+        columns.append(OutboxEvent.payload)
     rows: list[Any] = []
     for part in chunks(list(dict.fromkeys(event_ids))):
-        rows.extend(
-            session.execute(
-                select(
-                    OutboxEvent.id,
-                    OutboxEvent.type,
-                    OutboxEvent.occurred_at,
-                    OutboxEvent.subject,
-                    OutboxEvent.resource,
-                ).where(OutboxEvent.id.in_(part))
-            ).all()
-        )
-    return pd.DataFrame(
-        rows, columns=["event.id", "event.type", "event.occurred_at", "event.subject", "event.resource"]
-    )
+        rows.extend(session.execute(select(*columns).where(OutboxEvent.id.in_(part))).all())
+    names = ["event.id", "event.type", "event.occurred_at", "event.subject", "event.resource"]
+    if not read:
+        return pd.DataFrame(rows, columns=names)
+    frame = pd.DataFrame(rows, columns=[*names, "event.__payload"])
+    for key in read:
+        frame[f"event.{key}"] = [(p or {}).get(key) for p in frame["event.__payload"]]
+    return frame.drop(columns=["event.__payload"])
 
 
 def extract_records(event_type: str, event_ids: Sequence[str]) -> Extracted:

@@ -45,10 +45,30 @@ def test_event_is_stored_once_and_a_duplicate_returns_the_first_result(client: T
     again = client.post("/events", json=event(), headers=TOKEN)
 
     assert first.status_code == 202
-    assert first.json() == {"event_id": "evt-1", "status": "pending", "duplicate": False}
+    assert first.json() == {
+        "event_id": "evt-1",
+        "status": "pending",
+        "duplicate": False,
+        "dropped_payload_keys": 0,
+    }
     assert again.status_code == 200
     assert again.json()["duplicate"] is True
     assert outbox_count() == 1
+
+
+def test_payload_keys_no_mapping_reads_are_dropped_and_never_stored(client: TestClient) -> None:
+    login = event(
+        type="user.login",
+        resource=None,
+        payload={"email": "jane@example.com", "ip": "203.0.113.9", "name": "Jane Doe"},
+    )
+
+    answer = client.post("/events", json=login, headers=TOKEN)
+
+    assert answer.status_code == 202 and answer.json()["dropped_payload_keys"] == 3
+    assert "jane" not in answer.text.lower() and "203.0.113.9" not in answer.text
+    with session_scope() as session:
+        assert session.execute(select(OutboxEvent.payload)).scalar_one() == {}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic eDp5"}])
