@@ -75,6 +75,9 @@ class Person:
 
 
 AmbiguousSends = Literal["idempotent", "reconcile", "resend"]
+# The consents a person can withdraw in the host (users.marketing_consent, users.communication_consent).
+MARKETING = "marketing"
+COMMUNICATION = "communication"
 
 
 class Connector(ABC):
@@ -133,8 +136,11 @@ class Connector(ABC):
     def erase(self, person: Person) -> Outcome:
         """Erase or anonymise the person at the vendor (right to deletion)."""
 
-    def withdraw_consent(self, person: Person) -> Outcome | None:
-        """Stop what the person no longer consents to (e.g. unsubscribe from a list); None: nothing to do."""
+    def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
+        """Stop what the person no longer consents to: `withdrawn` holds "marketing" and/or "communication".
+
+        E.g. unsubscribe from a list, set a CRM's opt-out fields. None: nothing of that here.
+        """
         return None
 
     def reconcile(self, object_name: str, records: Sequence[Record], since: datetime) -> dict[str, Outcome]:

@@ -19,10 +19,20 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
+from urllib.parse import quote
 
 import requests
 
-from connectors.base import AmbiguousSends, ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import (
+    MARKETING,
+    AmbiguousSends,
+    ChangedRecord,
+    ConnectionCheck,
+    Connector,
+    Outcome,
+    Person,
+    Record,
+)
 from connectors.endpoint import resolve_endpoint
 from connectors.http import ErrorPolicy, PermanentError, VendorHttp
 from connectors.hubspot_properties import (
@@ -313,6 +323,22 @@ class HubSpotConnector(Connector):
         return ConnectionCheck(
             self.name, True, "account details read", int((time.monotonic() - started) * 1000)
         )
+
+    def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
+        """A withdrawn marketing consent opts the address out of all email (communication preferences v4).
+
+        HubSpot then shows the contact's `hs_email_optout`; it cannot be set as a property. There is no
+        SMS or call consent on our HubSpot contacts, so a withdrawn communication consent changes nothing.
+        """
+        if MARKETING not in withdrawn:
+            return None
+        key = f"user:{person.user_id}"
+        if not person.email:
+            return Outcome(key, SyncStatus.SKIPPED, error="no e-mail to identify the contact")
+        subscriber = quote(person.email.strip().lower(), safe="")
+        path = f"/communication-preferences/v4/statuses/{subscriber}/unsubscribe-all"
+        self.http.request("POST", path, params={"channel": "EMAIL"})
+        return Outcome(key, SyncStatus.UPDATED, remote_id="email opted out of all")
 
     def erase(self, person: Person) -> Outcome:
         """GDPR-delete the contact (HubSpot also forgets its e-mail) and archive the deals of their goals.

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
-from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import MARKETING, AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
 from connectors.http import ErrorPolicy, VendorHttp
 from connectors.mailchimp_journey import JourneyStep, trigger_journey
@@ -203,8 +203,9 @@ class MailchimpConnector(Connector):
         """Unsubscribe and archive (a withdrawn consent): the member can be added back later."""
         return self._remove(person, "DELETE", "", SyncStatus.UPDATED)
 
-    def withdraw_consent(self, person: Person) -> Outcome:
-        return self.archive(person)
+    def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
+        """A withdrawn marketing consent unsubscribes and archives the member."""
+        return self.archive(person) if MARKETING in withdrawn else None
 
     def _remove(self, person: Person, method: str, action: str, done: SyncStatus) -> Outcome:
         key = f"user:{person.user_id}"

@@ -18,7 +18,17 @@ import jwt
 import requests
 from pydantic import SecretStr
 
-from connectors.base import AmbiguousSends, ChangedRecord, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import (
+    COMMUNICATION,
+    MARKETING,
+    AmbiguousSends,
+    ChangedRecord,
+    ConnectionCheck,
+    Connector,
+    Outcome,
+    Person,
+    Record,
+)
 from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.http import ErrorPolicy, PermanentError, VendorHttp
 from connectors.rate_limit import RateLimit
@@ -355,6 +365,23 @@ class SalesforceConnector(Connector):
         daily = limits.get("DailyApiRequests") or {}
         detail = f"daily API requests remaining {daily.get('Remaining', '?')}/{daily.get('Max', '?')}"
         return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
+
+    def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
+        """Set the Contact's opt-outs: Email Opt Out for marketing, Do Not Call for SMS and calls."""
+        fields = {
+            name: True
+            for name, category in (("HasOptedOutOfEmail", MARKETING), ("DoNotCall", COMMUNICATION))
+            if category in withdrawn
+        }
+        if not fields:
+            return None
+        key = f"user:{person.user_id}"
+        record = Record(key, None, person.user_id, {DEFAULT_EXTERNAL_ID_FIELD: str(person.user_id), **fields})
+        outcome = self.upsert_one("Contact", DEFAULT_EXTERNAL_ID_FIELD, record)
+        if outcome.status == SyncStatus.FAILED and outcome.error == "REQUIRED_FIELD_MISSING":
+            # No Contact of theirs: an upsert would create one, which needs a name. Nothing to opt out.
+            return Outcome(key, SyncStatus.UNCHANGED, error="not found")
+        return Outcome(key, outcome.status, remote_id=",".join(sorted(fields)))
 
     def erase(self, person: Person) -> Outcome:
         """Delete the person's Contact and Lead, and the Opportunities of their health goals, by external id.

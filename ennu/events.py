@@ -34,6 +34,8 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("health_goal.created", "health-goal-created", "health_goal"),
         EventType("health_goal.completed", "health-goal-completed", "health_goal"),
         EventType("user.deletion_requested", "erase-user", None),
+        # The host changed users.marketing_consent / communication_consent (flows/consent_changed.py).
+        EventType("user.consent_changed", "consent-changed", None),
         EventType("subscription.changed", "subscription-changed", "subscription", origin="hub"),
     )
 }

@@ -8,6 +8,7 @@ from prefect import Flow
 
 from flows.assessment_completed import assessment_completed
 from flows.biomarker_updated import biomarker_updated
+from flows.consent_changed import consent_changed
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
@@ -23,5 +24,6 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "health_goal.created": health_goal_created,
     "health_goal.completed": health_goal_completed,
     "user.deletion_requested": erase_user,
+    "user.consent_changed": consent_changed,
     "subscription.changed": subscription_changed,
 }

@@ -795,6 +795,28 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 links.pop(link_key)
         return Response(status_code=204)
 
+    @router.post("/communication-preferences/v4/statuses/{subscriber}/unsubscribe-all")
+    async def unsubscribe_all(subscriber: str, request: Request) -> Response:
+        """Opt an address out of every email subscription (the status is the address's, contact or not)."""
+        channel = request.query_params.get("channel")
+        if channel != "EMAIL":
+            return error(400, "channel must be one of EMAIL, SMS, WHATSAPP; only EMAIL is served here")
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        with state.lock:
+            store = state.vendor("hubspot")
+            store.kind("opted_out_of_all")[subscriber.lower()] = {"channel": channel, "timestamp": now}
+            located = find_by(store, "contacts", "email", subscriber)
+            if located is not None:
+                located[1]["properties"]["hs_email_optout"] = "true"
+        status = {
+            "channel": channel,
+            "status": "UNSUBSCRIBED",
+            "subscriberIdString": subscriber,
+            "timestamp": now,
+            "wideStatusType": "PORTAL_WIDE",
+        }
+        return JSONResponse({"status": "COMPLETE", "results": [status], "startedAt": now, "completedAt": now})
+
     # ---------------------------------------------------------------- properties and groups
 
     @router.get("/crm/v3/properties/{object_type}")

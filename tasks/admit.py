@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from connectors.base import Connector
 from connectors.registry import CONNECTORS
 from ennu import deliveries
 from ennu.db import session_scope
@@ -20,8 +21,14 @@ from ennu.settings import get_settings
 from mappings.routing import DEFAULT_PRIORITY, RoutingTable, routing_table
 
 ERASURE = "user.deletion_requested"
+CONSENT_CHANGE = "user.consent_changed"
 BULK_ORIGIN = "bulk-sync"
 BULK_PRIORITY_OFFSET = deliveries.BULK_PRIORITY  # a bulk sync queues behind live events of every priority
+
+
+def withdraws_consent(connector: type[Connector]) -> bool:
+    """Whether a connector has anything to stop when a person withdraws a consent."""
+    return connector.withdraw_consent is not Connector.withdraw_consent
 
 
 def destinations(
@@ -31,6 +38,12 @@ def destinations(
     narrowed to those it asks for."""
     if event_type == ERASURE:
         routed = {name: config.priority for name, config in table.integrations.items() if config.enabled}
+    elif event_type == CONSENT_CHANGE:
+        routed = {
+            name: config.priority
+            for name, config in table.integrations.items()
+            if config.enabled and name in CONNECTORS and withdraws_consent(CONNECTORS[name])
+        }
     else:
         routed = {}
         for spec in table.routes_for(event_type):

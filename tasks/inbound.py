@@ -13,7 +13,7 @@ from datetime import datetime
 from prefect import task
 from sqlalchemy import select
 
-from connectors.base import ChangedRecord, Person
+from connectors.base import MARKETING, ChangedRecord, Person
 from connectors.registry import CONNECTORS, build_connector
 from ennu.db import session_scope
 from ennu.erasure import erased_among
@@ -122,7 +122,7 @@ def withdraw_marketing(user_ids: list[int]) -> list[SyncEntry]:
         connector = build_connector(name)
         try:
             for person in people:
-                outcome = connector.withdraw_consent(person)
+                outcome = connector.withdraw_consent(person, frozenset({MARKETING}))
                 if outcome is not None:
                     entries.append(
                         SyncEntry(
