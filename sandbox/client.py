@@ -54,6 +54,11 @@ class SandboxClient:
         result: list[dict[str, Any]] = self._call("GET", f"/{vendor}/bodies")
         return result
 
+    def holdings(self, vendor: str) -> dict[str, list[Any]]:
+        """Everything the stand-in stores for `vendor`, by kind."""
+        result: dict[str, list[Any]] = self._call("GET", f"/{vendor}/objects")
+        return result
+
     def objects(self, vendor: str, kind: str) -> list[dict[str, Any]]:
         """What the stand-in stores, e.g. ("hubspot", "contacts") or ("mailchimp", "members")."""
         result: list[dict[str, Any]] = self._call("GET", f"/{vendor}/objects/{kind}")

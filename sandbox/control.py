@@ -64,6 +64,14 @@ def build_router(state: SandboxState, vendors: list[str]) -> APIRouter:
         with state.lock:
             return copy.deepcopy(list(received.bodies))
 
+    @router.get("/{vendor}/objects")
+    async def everything_stored(vendor: str) -> dict[str, list[Any]]:
+        """Every kind of object the stand-in stores for this vendor (what an erasure must have removed)."""
+        stored = vendor_state(vendor)
+        with state.lock:
+            kinds = list(stored.objects)
+        return {kind: stored.snapshot(kind) for kind in kinds}
+
     @router.get("/{vendor}/objects/{kind}")
     async def objects(vendor: str, kind: str) -> list[dict[str, Any]]:
         return vendor_state(vendor).snapshot(kind)
