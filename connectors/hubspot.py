@@ -363,7 +363,8 @@ class HubSpotConnector(Connector):
         )
         if response.status_code == 404 and not deals:
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
-        return Outcome(key, SyncStatus.ERASED)
+        contact = "contact GDPR-deleted" if response.status_code != 404 else "no contact"
+        return Outcome(key, SyncStatus.ERASED, remote_id=f"{contact}, {len(deals)} deals archived")
 
     def close(self) -> None:
         self.http.close()

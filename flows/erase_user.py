@@ -31,7 +31,11 @@ DISABLED = "pending: destination disabled"
 
 
 def people_to_erase(event_ids: list[str]) -> dict[str, Person | None]:
-    """Event id → the person (keys destinations know them by), None when the user row is gone."""
+    """Event id → the person (keys destinations know them by), None for an event without a subject.
+
+    When the host already deleted the user row, the person is still erased by host id: destinations that
+    key them by it (Salesforce, GA4, Zapier) erase, those that need the e-mail say so in the report.
+    """
     with session_scope() as session:
         events = session.execute(
             select(OutboxEvent.id, OutboxEvent.subject).where(
@@ -48,7 +52,10 @@ def people_to_erase(event_ids: list[str]) -> dict[str, Person | None]:
             u.id: Person(user_id=u.id, email=u.email, phone=u.phone, goal_ids=tuple(goals.get(u.id, ())))
             for u in session.execute(select(User).where(User.id.in_(subjects))).scalars()
         }
-    return {event_id: users.get(subject) if subject else None for event_id, subject in events}
+    return {
+        event_id: users.get(subject) or Person(user_id=subject) if subject else None
+        for event_id, subject in events
+    }
 
 
 @task(name="erase-at-destination", cache_policy=NONE, retries=1, retry_delay_seconds=[2])
@@ -122,7 +129,7 @@ def erase_people(ledger: Ledger, people: dict[str, Person | None]) -> list[SyncE
                     event_id,
                     None,
                     SyncStatus.REJECTED,
-                    error="user not found",
+                    error="no subject to erase",
                 )
                 for i in held
             ]

@@ -126,7 +126,7 @@ def _text_1(value: Any, operation: Callable[[str], str]) -> Any:
     return None if is_blank(value) else (operation(str(value)) or None)
 
 
-# --------------------------------------------------------------------------- trim, lower, upper, md5
+# --------------------------------------------------------------------------- trim, lower, upper, pseudonym
 
 
 def trim_v(series: pd.Series, _: None) -> pd.Series:

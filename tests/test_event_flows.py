@@ -94,7 +94,7 @@ def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
     assert sandbox.objects("salesforce", "Contact") and sandbox.objects("salesforce", "Opportunity")
     assert sandbox.objects("hubspot", "deals")
 
-    summary = erase_user(event_ids=[add_event("user.deletion_requested", user_id)])
+    report = erase_user(event_ids=[add_event("user.deletion_requested", user_id)])
 
     assert sandbox.objects("hubspot", "contacts") == []
     assert sandbox.objects("mailchimp", "members") == []
@@ -102,11 +102,12 @@ def test_erasure_reaches_every_destination_and_leaves_a_pseudonymous_trail(
         sandbox.objects("salesforce", "Contact") == [] and sandbox.objects("salesforce", "Opportunity") == []
     )
     assert sandbox.objects("hubspot", "deals") == []
-    erased = {row["destination"]: row["erased"] for row in summary}
-    assert erased["hubspot/person"] == 1 and erased["mailchimp/person"] == 1
+    outcomes = {row["destination"]: row["outcome"] for row in report}
+    assert outcomes["hubspot"] == outcomes["mailchimp"] == outcomes["salesforce"] == "erased"
+    assert outcomes["epic_fhir"] == "retained" and {row["outstanding"] for row in report} == {"False"}
     with session_scope() as session:
         history = list(session.execute(select(SyncLog).where(SyncLog.user_id == user_id)).scalars())
-    assert all(r.remote_id is None for r in history if r.status != "erased")
+    assert all(r.remote_id is None and r.payload_hash is None for r in history if r.object != "person")
     assert "forget.me" not in str([(r.error, r.record_key) for r in history])
 
 
