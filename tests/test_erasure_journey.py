@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from connectors.hubspot import HubSpotConnector
 from connectors.mailchimp import subscriber_hash
 from connectors.zapier_store import ZapierSubscriptions
 from ennu.db import get_engine, session_scope
-from ennu.models import Base, Biomarker, Delivery, SyncLog, User, WebhookReceipt
+from ennu.models import Base, Biomarker, Delivery, OutboxEvent, SyncLog, User, WebhookReceipt
 from ennu.pseudonyms import person_pseudonym
 from ennu.settings import get_settings
 from flows.bulk_sync import bulk_sync
@@ -152,6 +153,32 @@ def hub_rows_naming(canary: Canary) -> list[str]:
     return found
 
 
+def hub_rows_of(user_id: int) -> dict[str, Any]:
+    """What the hub keeps of the person after the erasure (for the closing note): counts and states only."""
+    with session_scope() as session:
+        log = session.execute(
+            select(
+                SyncLog.connector, SyncLog.object, SyncLog.status, SyncLog.remote_id, SyncLog.payload_hash
+            ).where(SyncLog.user_id == user_id)
+        ).all()
+        states = session.execute(select(Delivery.status).where(Delivery.user_id == user_id)).scalars().all()
+        payloads = session.execute(
+            select(OutboxEvent.payload).where(OutboxEvent.subject == user_id)
+        ).scalars()
+        kept_payloads = sorted({json.dumps(p) for p in payloads})
+        receipts = session.execute(select(WebhookReceipt.payload)).scalars().all()
+    return {
+        "sync_log rows": len(log),
+        "sync_log rows with a remote id or hash (outside the erasure's own)": sum(
+            1 for r in log if r[1] != "person" and (r[3] or r[4])
+        ),
+        "erasure references": sorted({f"{r[0]}: {r[3]}" for r in log if r[1] == "person" and r[3]}),
+        "deliveries by state": dict(Counter(states)),
+        "outbox payloads": kept_payloads,
+        "webhook receipts": [json.dumps(p) for p in receipts],
+    }
+
+
 def prefect_rows_naming(canary: Canary) -> list[str]:
     """Every text of every table of Prefect's own database (the test harness's SQLite file)."""
     from prefect.logging.handlers import APILogHandler
@@ -281,5 +308,6 @@ def test_an_erased_canary_is_never_sent_again_and_leaves_no_trace(
     print(  # the closing note's figures: pytest -s
         "\nstand-ins naming the canary before:", json.dumps(before),
         "\nafter:", json.dumps(after),
+        "\nhub rows of the person after:", json.dumps(hub_rows_of(canary.user_id), indent=1),
         "\nerasure report:", json.dumps(report, indent=1),
     )  # fmt: skip
