@@ -10,7 +10,9 @@ the next registration or profile sync carries it.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from typing import Any
+
+from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from sqlalchemy import select
@@ -23,6 +25,7 @@ from ennu.models import Consent, OutboxEvent, SyncStatus, User
 from tasks.admit import CONSENT_CHANGE, admit
 from tasks.push import connector_for
 from tasks.record import Ledger, SyncEntry, summarise
+from tasks.run_state import batch_state
 
 CONSENT_OBJECT = "consent"
 
@@ -152,7 +155,7 @@ def withdraw_everywhere(ledger: Ledger) -> list[SyncEntry]:
 
 
 @flow(name="consent-changed", log_prints=False)
-def consent_changed(event_ids: list[str]) -> list[dict[str, int | str]]:
+def consent_changed(event_ids: list[str]) -> State[Any]:
     """Carry these `user.consent_changed` events: each withdrawn consent stops at every vendor holding it."""
     owner = deliveries.current_owner()
     admit(event_ids)
@@ -166,4 +169,4 @@ def consent_changed(event_ids: list[str]) -> list[dict[str, int | str]]:
         description="Consent withdrawals per destination (counts only)",
     )
     get_run_logger().info("consent changes of %d events carried", len(ledger.event_ids))
-    return summary
+    return batch_state(summary)  # a withdrawal a vendor refused for good fails the run, and alerts
