@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
+import requests
+
+from connectors.errors import DEFAULT_TABLE, ErrorTable
+from connectors.http import VendorHttp
 from ennu.models import SyncStatus
 
 if TYPE_CHECKING:
+    from connectors.settings import VendorSettings
     from ennu.settings import Settings
 
 
@@ -74,6 +80,24 @@ class Person:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object a connector writes, as data: what a mapping may name and how its records are sent."""
+
+    name: str
+    batch_size: int  # records per request (1: one request per record)
+    # The destination fields a mapping may use as this object's upsert key; empty: any field it maps.
+    upsert_keys: tuple[str, ...] = ()
+    # The fields the vendor object accepts, where they are fixed (a wrong name is a lint error); None:
+    # open (custom properties, free-form payloads).
+    fields: frozenset[str] | None = None
+    changes: bool = False  # the inbound sync can read its changes at the vendor (`fetch_changes`)
+
+
+class UnsupportedObject(ValueError):
+    """A mapping names an object its connector does not write."""
+
+
 AmbiguousSends = Literal["idempotent", "reconcile", "resend"]
 # The consents a person can withdraw in the host (users.marketing_consent, users.communication_consent).
 MARKETING = "marketing"
@@ -84,21 +108,33 @@ class Connector(ABC):
     """A destination: subclasses set the class attributes without a default and implement the surface."""
 
     name: ClassVar[str]
-    consent_category: ClassVar[str]  # "crm", "marketing", "communication", "analytics", "clinical", ...
-    batch_sizes: ClassVar[dict[str, int]]  # destination object -> records per request
+    objects: ClassVar[tuple[ObjectSpec, ...]]
+    batch_sizes: ClassVar[dict[str, int]]  # destination object -> records per request, from `objects`
+    settings_class: ClassVar[type[VendorSettings]]  # its typed settings (connectors.settings)
     # What to do with a send that may have reached the vendor unanswered (UNKNOWN, AmbiguousError):
     # "idempotent": send again, the vendor de-duplicates (upsert by key, idempotency key, conditional create);
     # "reconcile": look it up with `reconcile` first, send only what is not there;
     # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate.
     ambiguous_sends: ClassVar[AmbiguousSends]
-    # The secrets (environment variables or Secret blocks) whose presence means real credentials are set;
-    # empty: the connector needs none. An erasure asks a disabled destination only when it has them.
-    credential_names: ClassVar[tuple[str, ...]] = ()
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
     # Requests a record costs where the vendor takes them one by one (look-up-then-create: 2); 0: a
     # batch is one request. Rate-limit slots for a push are taken ahead by this estimate.
     requests_per_record: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "objects" in cls.__dict__:
+            cls.batch_sizes = {spec.name: spec.batch_size for spec in cls.objects}
+
+    @classmethod
+    def object_spec(cls, object_name: str) -> ObjectSpec:
+        """The declared object, or `UnsupportedObject` naming the ones there are."""
+        for spec in cls.objects:
+            if spec.name == object_name:
+                return spec
+        known = ", ".join(spec.name for spec in cls.objects)
+        raise UnsupportedObject(f"{cls.name} has no object {object_name!r} (it has {known})")
 
     def expected_requests(self, object_name: str, records: int) -> int:
         """About how many requests pushing `records` records costs (an estimate: never a limit)."""
@@ -111,22 +147,27 @@ class Connector(ABC):
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
         """A connector configured from settings and secrets (or the sandbox when none are set)."""
 
-    @abstractmethod
     def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Send one batch (at most `batch_sizes[object_name]` records) and return one outcome per record.
 
         `upsert_key` is the destination field that identifies a record at the vendor (e.g. `email`).
 
-        Raises `connectors.http.RetryableError` when the whole batch should be retried later (a connector
+        Raises `UnsupportedObject` for an object the connector does not declare, and
+        `connectors.http.RetryableError` when the whole batch should be offered again later (a connector
         whose sends are not idempotent raises it only while nothing of the batch has been sent).
         """
+        self.object_spec(object_name)
+        return self.send(object_name, upsert_key, records)
+
+    @abstractmethod
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """`push` for a declared object: the vendor's requests for one batch."""
 
     @classmethod
     def has_credentials(cls) -> bool:
         """Whether this site configured the connector's credentials (never the sandbox's stand-ins)."""
-        from ennu.secrets import read_secret
-
-        return not cls.credential_names or any(read_secret(name) for name in cls.credential_names)
+        secrets = cls.settings_class.secrets
+        return not secrets or any(cls.settings_class.secret(name) for name in secrets)
 
     @abstractmethod
     def test_connection(self) -> ConnectionCheck:
@@ -162,3 +203,57 @@ class Connector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""
+
+
+class HttpConnector(Connector):
+    """A connector over one vendor HTTP API: owns the shared client (pool, error table, rate limit),
+    closes it, and times the connection test around `check_connection`."""
+
+    table: ClassVar[ErrorTable] = DEFAULT_TABLE
+
+    def __init__(self, http: VendorHttp) -> None:
+        self.http = http
+
+    @classmethod
+    def client(
+        cls,
+        base_url: str,
+        *,
+        requests_per_hour: int | None,
+        rate_limited: bool = True,
+        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        table: ErrorTable | None = None,
+        pool_size: int = 10,
+    ) -> VendorHttp:
+        """The shared client for this vendor: its error table, its rate limit (unless `rate_limited` is off
+        or no rate is set), the hub's timeout and per-request retry settings."""
+        from connectors.rate_limit import RateLimit
+        from ennu.settings import get_settings
+
+        core = get_settings()
+        limit = RateLimit(cls.name, requests_per_hour) if rate_limited and requests_per_hour else None
+        return VendorHttp(
+            cls.name,
+            base_url,
+            auth=auth,
+            headers=headers,
+            timeout=core.http_timeout_seconds,
+            table=table or cls.table,
+            rate_limit=limit,
+            pool_size=pool_size,
+            retries=core.http_retries,
+            max_retry_wait=core.http_retry_max_wait_seconds,
+        )
+
+    def test_connection(self) -> ConnectionCheck:
+        started = time.monotonic()
+        detail = self.check_connection()
+        return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
+
+    @abstractmethod
+    def check_connection(self) -> str:
+        """A cheap authenticated read; what it read ("account details read"). Failures raise."""
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,4 +1,5 @@
-"""The one HTTP client every connector uses: pooled session, timeouts, rate limit, error classification."""
+"""The one HTTP client every connector uses: pooled session, timeouts, rate limit, the vendor's error table,
+retries of the request that failed where repeating it is safe."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import tenacity
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from connectors.errors import DEFAULT_TABLE, RETRYING, Action, ErrorTable
 from connectors.rate_limit import RateLimit
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 ERROR_CODE_KEYS = ("errorCode", "error_code", "errorType", "category", "code", "type", "title")
 
 
@@ -51,12 +53,16 @@ class AmbiguousError(RetryableError):
 
 
 class PermanentError(ConnectorError):
-    """The vendor refused the request and would refuse it again (validation, auth, not found)."""
+    """The vendor refused the request and would refuse it again (validation, not found)."""
 
     def __init__(self, integration: str, status: int, code: str | None) -> None:
         super().__init__(integration, f"http {status}" + (f" {code}" if code else ""))
         self.status = status
         self.code = code
+
+
+class AuthError(PermanentError):
+    """The vendor refused the credentials (or a permission): nothing goes until an operator fixes them."""
 
 
 def vendor_error_code(response: requests.Response) -> str | None:
@@ -112,20 +118,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-@dataclass(frozen=True)
-class ErrorPolicy:
-    """How one vendor's answers are classified: data, not `if status == ...` in connector code."""
-
-    retryable_statuses: frozenset[int] = RETRYABLE_STATUSES
-    # Vendor codes that mean "try later" whatever the status (Salesforce 403 REQUEST_LIMIT_EXCEEDED).
-    retryable_codes: frozenset[str] = frozenset()
-    retry_after_header: str = "Retry-After"
-    # Statuses handed back to the connector to read per-record outcomes from (e.g. 207 multi-status).
-    passthrough_statuses: frozenset[int] = frozenset()
-    # A header whose value "true"/"false" overrides the status classification (Stripe-Should-Retry).
-    should_retry_header: str | None = None
-
-
 @dataclass
 class CallCounter:
     """Requests sent by one client, for the benchmark and the cost tests."""
@@ -139,7 +131,15 @@ class CallCounter:
 
 
 class VendorHttp:
-    """A pooled, rate-limited client for one integration's API."""
+    """A pooled, rate-limited client for one integration's API, classifying answers by its error table.
+
+    A request that failed in a way that is safe to repeat (the vendor answered "try later", or the
+    connection failed before the request went out) is sent again, up to `retries` times, after the
+    vendor's Retry-After or an exponential, jittered wait. A wait longer than `max_retry_wait` is not
+    waited for here: the error is raised with its `retry_after`, and the delivery engine offers the
+    records again then. A send that may have reached the vendor (`AmbiguousError`) is never repeated
+    here: the engine decides (upsert again, look it up, or send at least once; `Connector.ambiguous_sends`).
+    """
 
     def __init__(
         self,
@@ -149,15 +149,19 @@ class VendorHttp:
         auth: requests.auth.AuthBase | tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
-        policy: ErrorPolicy | None = None,
+        table: ErrorTable = DEFAULT_TABLE,
         rate_limit: RateLimit | None = None,
         pool_size: int = 10,
+        retries: int = 2,
+        max_retry_wait: float = 10.0,
     ) -> None:
         self.integration = integration
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.policy = policy or ErrorPolicy()
+        self.table = table
         self.rate_limit = rate_limit
+        self.retries = retries
+        self.max_retry_wait = max_retry_wait
         self.counter = CallCounter()
         self.session = requests.Session()
         self.session.auth = auth
@@ -185,13 +189,46 @@ class VendorHttp:
         allow_statuses: frozenset[int] = frozenset(),
         timeout: float | None = None,
     ) -> requests.Response:
-        """Send one request and classify the answer.
+        """Send one request (again where that is safe, see the class) and classify the answer.
 
-        Returns the response for 1xx-3xx, for the policy's passthrough statuses and for `allow_statuses`
-        (statuses the caller turns into per-record outcomes); raises `RetryableError` or `PermanentError`
-        otherwise, and `AmbiguousError` when the request may have reached the vendor without an answer
-        (read timeout, reset after sending); a connect timeout or refusal stays a plain RetryableError.
+        Returns the response for a success, for the table's RECORD statuses and for `allow_statuses`
+        (answers the caller reads itself, named in the vendor's table: `TABLE.expect(...)`); raises
+        `RetryableError`, `AuthError` or `PermanentError` otherwise, and `AmbiguousError` when the request
+        may have reached the vendor without an answer (read timeout, reset after sending).
         """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(1 + self.retries),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(self._safe_to_repeat),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._send(method, path, json, data, params, headers, allow_statuses, timeout)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _safe_to_repeat(self, exc: BaseException) -> bool:
+        if not isinstance(exc, RetryableError) or isinstance(exc, AmbiguousError):
+            return False
+        return exc.retry_after is None or exc.retry_after <= self.max_retry_wait
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(_BACKOFF(state))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        data: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        allow_statuses: frozenset[int],
+        timeout: float | None,
+    ) -> requests.Response:
         if self.rate_limit is not None:
             self.rate_limit.acquire()
         self.counter.add()
@@ -223,28 +260,28 @@ class VendorHttp:
     def classify(
         self, response: requests.Response, allow_statuses: frozenset[int] = frozenset()
     ) -> requests.Response:
+        """The response when the table says it is an answer to read; else the error it means, raised."""
         status = response.status_code
-        if status < 400 and status not in self.policy.retryable_statuses:
+        code = vendor_error_code(response) if status >= 400 or self.table.statuses.get(status) else None
+        action = self.table.action(status, code)
+        if action is None or action is Action.RECORD or status in allow_statuses:
             return response
-        if status in allow_statuses or status in self.policy.passthrough_statuses:
-            return response
-        code = vendor_error_code(response)
-        retry_after = parse_retry_after(response.headers.get(self.policy.retry_after_header))
         should_retry = (
-            response.headers.get(self.policy.should_retry_header, "").lower()
-            if self.policy.should_retry_header
+            response.headers.get(self.table.should_retry_header, "").lower()
+            if self.table.should_retry_header
             else ""
         )
-        retryable = status in self.policy.retryable_statuses or (
-            code is not None and code in self.policy.retryable_codes
-        )
-        if should_retry in ("true", "false"):
-            retryable = should_retry == "true"
+        retryable = action in RETRYING if should_retry not in ("true", "false") else should_retry == "true"
+        reason = f"http {status}" + (f" {code}" if code else "")
         if retryable:
-            raise RetryableError(
-                self.integration, f"http {status}" + (f" {code}" if code else ""), retry_after
-            )
+            retry_after = parse_retry_after(response.headers.get(self.table.retry_after_header))
+            raise RetryableError(self.integration, reason, retry_after)
+        if action is Action.AUTH:
+            raise AuthError(self.integration, status, code)
         raise PermanentError(self.integration, status, code)
 
     def close(self) -> None:
         self.session.close()
+
+
+_BACKOFF = tenacity.wait_exponential_jitter(initial=0.5, max=4.0, jitter=0.5)

@@ -1,32 +1,35 @@
-"""The one list of connectors: name → class. Adding a vendor adds a line here."""
+"""The one list of connectors, discovered: every package `connectors/<vendor>/` exporting `CONNECTOR`.
+
+Adding a vendor adds its package (and its stand-in and mapping files); nothing here or elsewhere is
+edited. Tests, the bench, the mapping lint and the README's configuration table all read this registry.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+import connectors
 from connectors.base import Connector
-from connectors.epic_fhir import EpicFhirConnector
-from connectors.ga4 import Ga4Connector
-from connectors.hubspot import HubSpotConnector
-from connectors.mailchimp import MailchimpConnector
-from connectors.salesforce import SalesforceConnector
-from connectors.slack import SlackConnector
-from connectors.stripe import StripeConnector
-from connectors.teams import TeamsConnector
-from connectors.twilio import TwilioConnector
-from connectors.zapier import ZapierConnector
+from connectors.settings import VendorSettings
 from ennu.settings import Settings, get_settings
 
-CONNECTORS: dict[str, type[Connector]] = {
-    HubSpotConnector.name: HubSpotConnector,
-    MailchimpConnector.name: MailchimpConnector,
-    StripeConnector.name: StripeConnector,
-    TwilioConnector.name: TwilioConnector,
-    SlackConnector.name: SlackConnector,
-    TeamsConnector.name: TeamsConnector,
-    SalesforceConnector.name: SalesforceConnector,
-    Ga4Connector.name: Ga4Connector,
-    ZapierConnector.name: ZapierConnector,
-    EpicFhirConnector.name: EpicFhirConnector,
-}
+
+def _discover() -> dict[str, type[Connector]]:
+    found: dict[str, type[Connector]] = {}
+    for module in sorted(pkgutil.iter_modules(connectors.__path__), key=lambda m: m.name):
+        if not module.ispkg:
+            continue
+        connector = getattr(importlib.import_module(f"connectors.{module.name}"), "CONNECTOR", None)
+        if connector is None:
+            continue
+        if connector.name in found:
+            raise RuntimeError(f"two connector packages are called {connector.name!r}")
+        found[connector.name] = connector
+    return found
+
+
+CONNECTORS: dict[str, type[Connector]] = _discover()
 
 
 def build_connector(name: str, settings: Settings | None = None, *, rate_limited: bool = True) -> Connector:
@@ -36,3 +39,9 @@ def build_connector(name: str, settings: Settings | None = None, *, rate_limited
     except KeyError:
         raise ValueError(f"unknown connector {name!r}; known: {sorted(CONNECTORS)}") from None
     return cls.from_settings(settings or get_settings(), rate_limited=rate_limited)
+
+
+def validate_settings() -> dict[str, VendorSettings]:
+    """Every connector's settings, read once: a process calls this at start-up and stops on the
+    `connectors.settings.SettingsError` that names each variable that does not parse."""
+    return {name: cls.settings_class.load() for name, cls in CONNECTORS.items()}

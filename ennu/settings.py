@@ -42,14 +42,6 @@ class Settings(BaseSettings):
     # Vendor credentials are not settings: `ennu.secrets.read_secret` reads them from the environment
     # or from Prefect Secret blocks (HUBSPOT_ACCESS_TOKEN, MAILCHIMP_API_KEY, ...).
 
-    # HubSpot
-    hubspot_base_url: str | None = Field(default=None, alias="HUBSPOT_BASE_URL")
-    # HubSpot allows private apps 100 (or 190) requests per 10 s; 6,000 an hour is a burst of 100 and 1.7/s.
-    hubspot_requests_per_hour: int = Field(default=6_000, alias="HUBSPOT_REQUESTS_PER_HOUR")
-    hubspot_deal_pipeline: str = Field(default="default", alias="HUBSPOT_DEAL_PIPELINE")
-    hubspot_deal_stage_open: str = Field(default="appointmentscheduled", alias="HUBSPOT_DEAL_STAGE_OPEN")
-    hubspot_deal_stage_won: str = Field(default="closedwon", alias="HUBSPOT_DEAL_STAGE_WON")
-
     # Mailchimp
     mailchimp_base_url: str | None = Field(default=None, alias="MAILCHIMP_BASE_URL")
     mailchimp_list_id: str = Field(default="sandbox-list", alias="MAILCHIMP_LIST_ID")
@@ -63,9 +55,11 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=10.0, alias="ENNU_HTTP_TIMEOUT_SECONDS")
     circuit_failure_threshold: int = Field(default=5, alias="ENNU_CIRCUIT_FAILURE_THRESHOLD")
     circuit_open_seconds: int = Field(default=300, alias="ENNU_CIRCUIT_OPEN_SECONDS")
-    push_retries: int = Field(default=2, alias="ENNU_PUSH_RETRIES")
-    push_retry_base_seconds: float = Field(default=1.0, alias="ENNU_PUSH_RETRY_BASE_SECONDS")
-    max_retry_after_seconds: float = Field(default=120.0, alias="ENNU_MAX_RETRY_AFTER_SECONDS")
+    # A vendor request that failed where repeating it is safe (a "try later" answer, a refused connection)
+    # is sent again this many times (connectors/http.py), after the vendor's Retry-After when it is at most
+    # ENNU_HTTP_RETRY_MAX_WAIT_SECONDS; a longer wait defers the records until then instead.
+    http_retries: int = Field(default=2, ge=0, le=10, alias="ENNU_HTTP_RETRIES")
+    http_retry_max_wait_seconds: float = Field(default=10.0, ge=0, alias="ENNU_HTTP_RETRY_MAX_WAIT_SECONDS")
     drain_batch_size: int = Field(default=50, alias="ENNU_DRAIN_BATCH_SIZE")
 
     # The delivery engine (ennu/deliveries.py, engine/worker.py)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import pandas as pd
-from prefect import Task, get_run_logger
+from prefect import get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
@@ -22,7 +22,6 @@ from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS
 from ennu import circuit, deliveries
 from ennu.models import DeliveryStatus, SyncStatus, utcnow
-from ennu.settings import get_settings
 from tasks.admit import admit
 from tasks.extract import Extracted
 from tasks.prepare import prepare
@@ -198,19 +197,14 @@ def run_event_pipeline(
         force: send even records whose content the destination already has.
         only: take only the deliveries to these integrations (the others stay for the workers).
     """
-    settings = get_settings()
     owner = deliveries.current_owner()
-    push = push_batch.with_options(
-        retries=settings.push_retries,
-        retry_delay_seconds=[settings.push_retry_base_seconds * 2**n for n in range(settings.push_retries)],
-    )
     admit(event_ids)
     if force:  # a re-run on purpose: destinations that have the events get them again
         deliveries.reopen(statuses=RESENDABLE, event_ids=event_ids, integrations=only)
     with deliveries.keep_leased(owner):
         ledger = Ledger(owner, deliveries.take(owner, event_ids, only))
         try:
-            _deliver(event_type, ledger, push, force)
+            _deliver(event_type, ledger, force)
         except BaseException as exc:
             # Whatever was not recorded is offered again (an attempt spent), and fails at the cap.
             # Where a send may have reached a vendor without idempotency keys, it is looked up first.
@@ -230,7 +224,6 @@ def run_event_pipeline(
 def _deliver(
     event_type: str,
     ledger: Ledger,
-    push: Task[..., list[Outcome]],
     force: bool,
 ) -> None:
     logger = get_run_logger()
@@ -266,7 +259,7 @@ def _deliver(
                 batch,
                 records,
                 plan.hashes,
-                push.submit(r.connector, r.mapping.object, r.mapping.upsert_key, as_is(batch)),
+                push_batch.submit(r.connector, r.mapping.object, r.mapping.upsert_key, as_is(batch)),
             )
             for batch in plan.batches
         ]

@@ -12,14 +12,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from sqlalchemy import select
 
 from connectors.base import Connector, Outcome, Record
-from connectors.http import PermanentError, RetryableError
+from connectors.http import AuthError, PermanentError, RetryableError
 from connectors.rate_limit import expect_requests
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit
@@ -30,7 +28,6 @@ from tasks.extract import chunks
 
 META_COLUMNS = ("_record_key", "_event_id", "_user_id")
 DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
-AUTH_STATUSES = frozenset({401, 403})
 
 _connectors: dict[str, tuple[Settings, Connector]] = {}
 _connectors_lock = threading.Lock()
@@ -154,21 +151,6 @@ def plan_push(
     return plan
 
 
-def retry_when_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only vendor-side trouble, never a permanent refusal; honour the vendor's Retry-After."""
-    try:
-        exc = state.result(raise_on_failure=False)
-    except Exception:  # the result could not be read: don't guess
-        return False
-    if not isinstance(exc, RetryableError):
-        return False
-    if not circuit.allows_calls(exc.integration):
-        return False  # the breaker opened: defer to the drain instead of hammering
-    if exc.retry_after:
-        time.sleep(min(exc.retry_after, get_settings().max_retry_after_seconds))
-    return True
-
-
 def vendor_trouble(outcome: Outcome) -> bool:
     """An outcome that says the vendor, not the record, is in trouble: a lost answer or a retryable error."""
     return outcome.status == SyncStatus.UNKNOWN or (
@@ -184,15 +166,14 @@ def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outc
     name="push",
     task_run_name="push {connector_name}/{object_name}",
     cache_policy=NONE,
-    retries=2,
-    retry_delay_seconds=[1, 2],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_when_retryable,
 )
 def push_batch(
     connector_name: str, object_name: str, upsert_key: str, records: list[Record]
 ) -> list[Outcome]:
-    """Send one batch; a retryable failure raises so that Prefect retries the task."""
+    """Send one batch. The client retries each request where that is safe (`connectors.http.VendorHttp`);
+    vendor trouble that outlasts those retries raises, and the delivery engine offers the batch again
+    later (or looks it up first where a send may have arrived): never a Prefect retry of the whole batch,
+    which would repeat the requests that did succeed."""
     logger = get_run_logger()
     state = circuit.circuit_state(connector_name)
     if state.open:
@@ -210,13 +191,13 @@ def push_batch(
         if circuit.record_failure(connector_name, exc.reason):
             logger.error("%s: circuit opened after repeated failures (%s)", connector_name, exc.reason)
         raise
+    except AuthError as exc:
+        circuit.record_failure(connector_name, exc.reason)
+        logger.error(
+            "%s: credentials refused (%s); %d records deferred", connector_name, exc.reason, len(records)
+        )
+        return _all(records, SyncStatus.DEFERRED, exc.reason)
     except PermanentError as exc:
-        if exc.status in AUTH_STATUSES:
-            circuit.record_failure(connector_name, exc.reason)
-            logger.error(
-                "%s: credentials refused (%s); %d records deferred", connector_name, exc.reason, len(records)
-            )
-            return _all(records, SyncStatus.DEFERRED, exc.reason)
         circuit.record_success(connector_name)
         logger.error("%s: batch refused (%s)", connector_name, exc.reason)
         return _all(records, SyncStatus.FAILED, exc.reason)

@@ -20,8 +20,18 @@ os.environ["ENNU_SECRET_BLOCKS"] = "false"
 # Fast retries and generous rates in tests; the rate-limit test sets its own.
 os.environ["ENNU_PUSH_RETRY_BASE_SECONDS"] = "0.2"
 os.environ["ENNU_MAX_RETRY_AFTER_SECONDS"] = "5"
-VENDORS = ("HUBSPOT", "MAILCHIMP", "STRIPE", "TWILIO", "SALESFORCE", "GA4", "EPIC", "SLACK", "TEAMS",
-           "ZAPIER")
+VENDORS = (
+    "HUBSPOT",
+    "MAILCHIMP",
+    "STRIPE",
+    "TWILIO",
+    "SALESFORCE",
+    "GA4",
+    "EPIC",
+    "SLACK",
+    "TEAMS",
+    "ZAPIER",
+)
 # Tests talk to the sandbox only: no vendor credential or base URL from the machine may leak in.
 for name in list(os.environ):
     if name.split("_", 1)[0] in VENDORS:

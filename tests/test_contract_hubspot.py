@@ -28,7 +28,8 @@ from hubspot.crm.properties import BatchInputPropertyCreate, PropertyCreate, Pro
 
 from connectors.base import Person, Record
 from connectors.hubspot import HubSpotConnector
-from connectors.hubspot_properties import GROUP, ensure_definitions
+from connectors.hubspot.properties import GROUP, ensure_definitions
+from connectors.hubspot.settings import HubSpotSettings
 from ennu.models import SyncStatus
 from ennu.settings import get_settings, reload_settings
 from tests.capture import Captured, CapturingEndpoint
@@ -144,7 +145,7 @@ def test_deal_upsert_batch_read_and_v4_association_match_the_sdk(
     assert outcome.status == SyncStatus.CREATED and outcome.error is None
     our_upsert, our_read, our_association = endpoint.take()
 
-    settings = get_settings()
+    settings = HubSpotSettings.load()
     sdk.crm.deals.batch_api.upsert(
         {
             "inputs": [
@@ -154,8 +155,8 @@ def test_deal_upsert_batch_read_and_v4_association_match_the_sdk(
                     "properties": {
                         "ennu_goal_id": 7,
                         "dealname": "ENNU goal",
-                        "dealstage": settings.hubspot_deal_stage_open,
-                        "pipeline": settings.hubspot_deal_pipeline,
+                        "dealstage": settings.deal_stage_open,
+                        "pipeline": settings.deal_pipeline,
                     },
                 }
             ]

@@ -10,18 +10,29 @@ from typing import Any
 
 import pytest
 
-from connectors.http import AmbiguousError, PermanentError, RetryableError, VendorHttp, parse_retry_after
-from connectors.hubspot import POLICY, SANDBOX_TOKEN
+from connectors.http import (
+    AmbiguousError,
+    AuthError,
+    RetryableError,
+    VendorHttp,
+    parse_retry_after,
+)
+from connectors.hubspot.connector import SANDBOX_TOKEN
+from connectors.hubspot.errors import TABLE
 from sandbox.faults import FaultMode
 
 
-def hubspot(sandbox_url: str, timeout: float = 5.0, token: str = SANDBOX_TOKEN) -> VendorHttp:
+def hubspot(
+    sandbox_url: str, timeout: float = 5.0, token: str = SANDBOX_TOKEN, retries: int = 0
+) -> VendorHttp:
+    """HubSpot's client; without retries unless asked, so each answer's classification shows."""
     return VendorHttp(
         "hubspot",
         f"{sandbox_url}/hubspot",
         headers={"Authorization": f"Bearer {token}"},
         timeout=timeout,
-        policy=POLICY,
+        table=TABLE,
+        retries=retries,
     )
 
 
@@ -81,7 +92,7 @@ def test_a_refused_connection_is_retryable_and_not_ambiguous() -> None:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]  # closed again before the request: nothing listens there
     with pytest.raises(RetryableError) as refused:
-        VendorHttp("hubspot", f"http://127.0.0.1:{port}", timeout=5).request(
+        VendorHttp("hubspot", f"http://127.0.0.1:{port}", timeout=5, retries=0).request(
             "GET", "/account-info/v3/details"
         )
     assert not isinstance(refused.value, AmbiguousError) and refused.value.reason == "connection error"
@@ -98,12 +109,12 @@ def test_a_connect_timeout_is_retryable_and_not_ambiguous() -> None:
             waiting.setblocking(False)
             waiting.connect_ex(("127.0.0.1", port))
         with pytest.raises(RetryableError) as stalled:
-            VendorHttp("hubspot", f"http://127.0.0.1:{port}", timeout=0.5).request("GET", "/")
+            VendorHttp("hubspot", f"http://127.0.0.1:{port}", timeout=0.5, retries=0).request("GET", "/")
     assert not isinstance(stalled.value, AmbiguousError) and stalled.value.reason == "connect timeout"
 
 
 def test_wrong_credentials_are_permanent_with_the_vendor_code(sandbox: Any, sandbox_url: str) -> None:
-    with pytest.raises(PermanentError) as caught:
+    with pytest.raises(AuthError) as caught:
         hubspot(sandbox_url, token="wrong").request("GET", "/account-info/v3/details")
     assert caught.value.status == 401
     assert caught.value.code == "INVALID_AUTHENTICATION"
@@ -133,3 +144,44 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("soon") is None
     later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 <= (parse_retry_after(later) or 0) <= 30
+
+
+def test_a_try_later_answer_is_sent_again_and_counted(sandbox: Any, sandbox_url: str) -> None:
+    sandbox.fail("hubspot", mode="status", status=503, count=2)
+    client = hubspot(sandbox_url, retries=2)
+    assert client.request("GET", "/account-info/v3/details").status_code == 200
+    assert client.counter.calls == 3
+
+
+def test_retries_stop_at_their_number_with_the_last_error(sandbox: Any, sandbox_url: str) -> None:
+    sandbox.fail("hubspot", mode="status", status=502, count=5)
+    client = hubspot(sandbox_url, retries=1)
+    with pytest.raises(RetryableError, match="http 502"):
+        client.request("GET", "/account-info/v3/details")
+    assert client.counter.calls == 2
+
+
+def test_a_short_retry_after_is_waited_for_a_long_one_is_left_to_the_engine(
+    sandbox: Any, sandbox_url: str
+) -> None:
+    sandbox.set_rate("hubspot", per_second=0.001, retry_after=7)
+    client = hubspot(sandbox_url, retries=2)
+    client.max_retry_wait = 5.0
+    client.request("GET", "/account-info/v3/details")
+    with pytest.raises(RetryableError) as caught:
+        client.request("GET", "/account-info/v3/details")
+    assert caught.value.retry_after == 7 and client.counter.calls == 2  # not waited for: raised at once
+
+
+def test_a_refusal_or_a_send_that_may_have_arrived_is_never_repeated(sandbox: Any, sandbox_url: str) -> None:
+    refused = hubspot(sandbox_url, token="wrong", retries=2)
+    with pytest.raises(AuthError):
+        refused.request("GET", "/account-info/v3/details")
+    sandbox.fail("hubspot", mode="commit_then_reset", count=1)
+    body = {
+        "inputs": [{"id": "r@example.com", "idProperty": "email", "properties": {"email": "r@example.com"}}]
+    }
+    ambiguous = hubspot(sandbox_url, retries=2)
+    with pytest.raises(AmbiguousError):
+        ambiguous.request("POST", "/crm/v3/objects/contacts/batch/upsert", json=body)
+    assert refused.counter.calls == 1 and ambiguous.counter.calls == 1

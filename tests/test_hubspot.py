@@ -14,8 +14,8 @@ import requests
 
 from connectors.base import Person, Record
 from connectors.hubspot import HubSpotConnector
-from connectors.hubspot_properties import property_definitions
-from connectors.hubspot_search import parse_hubspot_time
+from connectors.hubspot.properties import property_definitions
+from connectors.hubspot.search import parse_hubspot_time
 from ennu.db import session_scope
 from ennu.models import SyncLog, SyncStatus
 from ennu.settings import get_settings, reload_settings

@@ -220,4 +220,3 @@ def test_sandbox_merge_field_definitions_are_validated(sandbox: Any) -> None:
     assert generated["tag"] == "MMERGE6"
     unauthorised = requests.get(url, auth=("any", "wrong-key"), timeout=5)
     assert unauthorised.status_code == 401
-

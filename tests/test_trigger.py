@@ -146,6 +146,7 @@ def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
 
     wait_for(lambda: sandbox.objects("hubspot", "contacts"), "the contact at the stand-in")
     assert len(sandbox.objects("hubspot", "contacts")) == 1
+
     def this_batch() -> list[Any]:
         runs = flow_runs_named("assessment-completed")
         return [run for run in runs if "trigger-1" in (run.parameters or {}).get("event_ids", [])]

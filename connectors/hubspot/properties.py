@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.http import VendorHttp
+from connectors.hubspot.errors import TABLE
 from mappings import Mapping, load_all_mappings
 
 GROUP = {"name": "ennu", "label": "ENNU", "displayOrder": -1}
@@ -133,7 +134,7 @@ def ensure_definitions(http: VendorHttp, definitions: Definitions) -> dict[str, 
                 "POST",
                 f"/crm/v3/properties/{object_type}/groups",
                 json=GROUP,
-                allow_statuses=frozenset({409}),
+                allow_statuses=TABLE.expect("property exists"),
             )
         http.request("POST", f"/crm/v3/properties/{object_type}/batch/create", json={"inputs": missing})
         created[object_type] = [d["name"] for d in missing]

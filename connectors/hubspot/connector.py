@@ -4,7 +4,7 @@ Deals carry the configured pipeline and stage ids: a mapping names a logical sta
 `won`) and the connector puts HUBSPOT_DEAL_PIPELINE and HUBSPOT_DEAL_STAGE_OPEN / _WON on the wire. A
 mapping field `associations.<object>.<id property>` is no property of the record: it names the record
 to associate with (v4 default association), found by one batch read per batch.
-ENNU's own properties (`connectors.hubspot_properties`) are created by `ensure_properties()`: once per
+ENNU's own properties (`connectors.hubspot.properties`) are created by `ensure_properties()`: once per
 instance, remembered across processes by a fingerprint in the hub's database. A push never pays for that
 check: when HubSpot answers a batch with 400 PROPERTY_DOESNT_EXIST (a new portal, a deleted property), the
 connector ensures the definitions and retries that batch once.
@@ -13,7 +13,6 @@ connector ensures the definitions and retries that batch once.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -27,47 +26,53 @@ from connectors.base import (
     MARKETING,
     AmbiguousSends,
     ChangedRecord,
-    ConnectionCheck,
-    Connector,
+    HttpConnector,
+    ObjectSpec,
     Outcome,
     Person,
     Record,
 )
 from connectors.endpoint import resolve_endpoint
-from connectors.http import ErrorPolicy, PermanentError, VendorHttp
-from connectors.hubspot_properties import (
+from connectors.http import PermanentError, VendorHttp
+from connectors.hubspot.errors import TABLE
+from connectors.hubspot.properties import (
     association_keys,
     ensure_definitions,
     missing_property_names,
     property_definitions,
 )
-from connectors.hubspot_search import (
+from connectors.hubspot.search import (
     SEARCH_PAGE_LIMIT,
     SEARCH_RESULT_CAP,
     parse_hubspot_time,
     search_modified,
 )
-from connectors.rate_limit import RateLimit
+from connectors.hubspot.settings import HubSpotSettings
 from ennu import vendor_schema
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
 VENDOR_BASE_URL = "https://api.hubapi.com"
 SANDBOX_TOKEN = "sandbox-hubspot-token"  # noqa: S105 - the sandbox's published dummy token
-POLICY = ErrorPolicy(passthrough_statuses=frozenset({207}))
 BATCH_LIMIT = 100  # inputs of a batch upsert, batch read and v4 batch association
 DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED)
 MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}  # objects whose changes can be fetched
 
 
-class HubSpotConnector(Connector):
+class HubSpotConnector(HttpConnector):
     """CRM v3 objects upserted in batches by a unique-value id property; deals staged and associated."""
 
     name: ClassVar[str] = "hubspot"
-    consent_category: ClassVar[str] = "crm"
-    batch_sizes: ClassVar[dict[str, int]] = {"contacts": 100, "companies": 100, "deals": 100}
+    # Upsert keys are unique-value properties (ours are created by `ensure_properties`); the properties a
+    # record carries are open: custom properties are HubSpot's way.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec("contacts", BATCH_LIMIT, upsert_keys=("email", "ennu_user_id"), changes=True),
+        ObjectSpec("companies", BATCH_LIMIT, upsert_keys=("ennu_company_id",)),
+        ObjectSpec("deals", BATCH_LIMIT, upsert_keys=("ennu_goal_id",)),
+    )
+    settings_class = HubSpotSettings
+    table = TABLE
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # batch upsert by a unique idProperty
-    credential_names: ClassVar[tuple[str, ...]] = ("HUBSPOT_ACCESS_TOKEN",)
 
     def __init__(
         self,
@@ -79,7 +84,7 @@ class HubSpotConnector(Connector):
         search_page_limit: int = SEARCH_PAGE_LIMIT,
         search_result_cap: int = SEARCH_RESULT_CAP,
     ) -> None:
-        self.http = http
+        super().__init__(http)
         self.deal_pipeline = deal_pipeline
         self.deal_stages = deal_stages or {"open": "appointmentscheduled", "won": "closedwon"}
         self.mappings_dir = mappings_dir
@@ -90,26 +95,25 @@ class HubSpotConnector(Connector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        own = HubSpotSettings.load()
         endpoint = resolve_endpoint(
             cls.name,
             credential_env="HUBSPOT_ACCESS_TOKEN",
             vendor_base_url=VENDOR_BASE_URL,
-            configured_base_url=settings.hubspot_base_url,
+            configured_base_url=own.base_url,
             sandbox_path="hubspot",
             sandbox_secret=SANDBOX_TOKEN,
         )
-        http = VendorHttp(
-            cls.name,
+        http = cls.client(
             endpoint.base_url,
             headers={"Authorization": f"Bearer {endpoint.secret.get_secret_value()}"},
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=RateLimit(cls.name, settings.hubspot_requests_per_hour) if rate_limited else None,
+            requests_per_hour=own.requests_per_hour,
+            rate_limited=rate_limited,
         )
         return cls(
             http,
-            deal_pipeline=settings.hubspot_deal_pipeline,
-            deal_stages={"open": settings.hubspot_deal_stage_open, "won": settings.hubspot_deal_stage_won},
+            deal_pipeline=own.deal_pipeline,
+            deal_stages={"open": own.deal_stage_open, "won": own.deal_stage_won},
             mappings_dir=settings.mappings_dir,
         )
 
@@ -142,7 +146,7 @@ class HubSpotConnector(Connector):
 
     # ------------------------------------------------------------------------------------- push
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         outcomes: dict[str, Outcome] = {}
         inputs: list[dict[str, Any]] = []
         sent: list[Record] = []
@@ -182,7 +186,9 @@ class HubSpotConnector(Connector):
         self, object_name: str, upsert_key: str, records: Sequence[Record], inputs: list[dict[str, Any]]
     ) -> dict[str, Outcome]:
         path = f"/crm/v3/objects/{object_name}/batch/upsert"
-        response = self.http.request("POST", path, json={"inputs": inputs}, allow_statuses=frozenset({400}))
+        response = self.http.request(
+            "POST", path, json={"inputs": inputs}, allow_statuses=TABLE.expect("upsert")
+        )
         if response.status_code == 400:
             if not missing_property_names(_json(response)):
                 self.http.classify(response)  # raises the shared client's PermanentError
@@ -307,7 +313,7 @@ class HubSpotConnector(Connector):
         ]
 
     def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
-        if object_name != "contacts":
+        if not self.object_spec(object_name).changes:
             raise NotImplementedError(f"hubspot reports changes of contacts only, not {object_name}")
         changed = []
         for found in self.fetch_modified(since, fields):
@@ -317,12 +323,9 @@ class HubSpotConnector(Connector):
 
     # ----------------------------------------------------------------------------------- the rest
 
-    def test_connection(self) -> ConnectionCheck:
-        started = time.monotonic()
+    def check_connection(self) -> str:
         self.http.request("GET", "/account-info/v3/details")
-        return ConnectionCheck(
-            self.name, True, "account details read", int((time.monotonic() - started) * 1000)
-        )
+        return "account details read"
 
     def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
         """A withdrawn marketing consent opts the address out of all email (communication preferences v4).
@@ -359,15 +362,12 @@ class HubSpotConnector(Connector):
             "POST",
             "/crm/v3/objects/contacts/gdpr-delete",
             json={"objectId": person.email.strip().lower(), "idProperty": "email"},
-            allow_statuses=frozenset({404}),
+            allow_statuses=TABLE.expect("gone"),
         )
         if response.status_code == 404 and not deals:
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
         contact = "contact GDPR-deleted" if response.status_code != 404 else "no contact"
         return Outcome(key, SyncStatus.ERASED, remote_id=f"{contact}, {len(deals)} deals archived")
-
-    def close(self) -> None:
-        self.http.close()
 
 
 def _id_value(id_property: str, value: Any) -> str:
