@@ -92,6 +92,8 @@ class ObjectSpec:
     # open (custom properties, free-form payloads).
     fields: frozenset[str] | None = None
     changes: bool = False  # the inbound sync can read its changes at the vendor (`fetch_changes`)
+    # Requests one full batch costs (an upsert, then a look-up and a link for its associations: 3).
+    requests_per_batch: int = 1
 
 
 class UnsupportedObject(ValueError):
@@ -140,7 +142,8 @@ class Connector(ABC):
         """About how many requests pushing `records` records costs (an estimate: never a limit)."""
         if self.requests_per_record:
             return self.requests_per_record * records
-        return max(1, math.ceil(records / self.batch_sizes.get(object_name, 1)))
+        spec = self.object_spec(object_name)
+        return max(1, math.ceil(records / spec.batch_size)) * spec.requests_per_batch
 
     @classmethod
     @abstractmethod

@@ -298,9 +298,7 @@ def build_admin_router(state: SandboxState) -> APIRouter:
         with state.lock:
             grant = state.vendor(VENDOR).kind("tokens").get(bearer) if scheme.lower() == "bearer" else None
         if grant is None or grant["expires_at"] <= time.time():
-            return google_error(
-                401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"
-            )
+            return google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED")
         if property_id != SANDBOX_PROPERTY_ID:
             return google_error(403, "The caller does not have permission", "PERMISSION_DENIED")
         try:

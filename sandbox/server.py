@@ -39,9 +39,7 @@ class RunningSandbox:
     """A sandbox serving from a daemon thread; `url` is its base URL (`{url}/hubspot`, ...), `smtp_port`
     its SMTP stand-in's port on the same host."""
 
-    def __init__(
-        self, server: uvicorn.Server, thread: threading.Thread, url: str, smtp: Controller
-    ) -> None:
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str, smtp: Controller) -> None:
         self.server = server
         self.thread = thread
         self.url = url

@@ -68,7 +68,8 @@ class HubSpotConnector(HttpConnector):
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
         ObjectSpec("contacts", BATCH_LIMIT, upsert_keys=("email", "ennu_user_id"), changes=True),
         ObjectSpec("companies", BATCH_LIMIT, upsert_keys=("ennu_company_id",)),
-        ObjectSpec("deals", BATCH_LIMIT, upsert_keys=("ennu_goal_id",)),
+        # A deal batch is upserted, then associated with its contacts: one batch read, one v4 link.
+        ObjectSpec("deals", BATCH_LIMIT, upsert_keys=("ennu_goal_id",), requests_per_batch=3),
     )
     settings_class = HubSpotSettings
     table = TABLE
