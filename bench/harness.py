@@ -12,23 +12,7 @@ from pathlib import Path
 from bench.routing import routing_copy
 from sandbox.client import SandboxClient
 
-# Every connector's own rate setting (read by its from_settings), raised so that the bench measures our
-# cost, not the vendor's allowance. Slack and Teams have no setting: their 1 a second is fixed in code.
-RATE_SETTINGS = (
-    "HUBSPOT_REQUESTS_PER_HOUR",
-    "MAILCHIMP_REQUESTS_PER_HOUR",
-    "SALESFORCE_REQUESTS_PER_HOUR",
-    "STRIPE_REQUESTS_PER_HOUR",
-    "TWILIO_REQUESTS_PER_HOUR",
-    "GA4_REQUESTS_PER_HOUR",
-    "ZAPIER_REQUESTS_PER_HOUR",
-    "EPIC_REQUESTS_PER_HOUR",
-)
 BENCH_REQUESTS_PER_HOUR = "36000000"
-# Environment prefixes of vendor settings: credentials and base URLs from the machine are dropped, so the
-# bench can only ever talk to its own sandbox.
-VENDOR_PREFIXES = ("HUBSPOT", "MAILCHIMP", "STRIPE", "TWILIO", "SALESFORCE", "GA4", "EPIC", "SLACK", "TEAMS",
-                   "ZAPIER")  # fmt: skip
 
 
 def bench_environment() -> None:
@@ -38,10 +22,15 @@ def bench_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
     os.environ["ENNU_SECRET_BLOCKS"] = "false"  # noqa: S105 - a switch, not a secret
+    # The registry's connectors: their credentials and base URLs from the machine are dropped, so the
+    # bench can only ever talk to its own sandbox, and their rates raised, so that it measures our cost,
+    # not the vendor's allowance.
+    from connectors.registry import environment_prefixes, rate_variables
+
     for name in list(os.environ):
-        if name.split("_", 1)[0] in VENDOR_PREFIXES:
+        if name.startswith(tuple(environment_prefixes())):
             os.environ.pop(name)
-    for name in RATE_SETTINGS:
+    for name in rate_variables():
         os.environ[name] = BENCH_REQUESTS_PER_HOUR
 
 

@@ -27,20 +27,6 @@ from bench.routing import routing_copy
 Database = Literal["postgresql", "sqlite"]
 PG_ADMIN_URL = os.environ.get("ENNU_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 INTAKE_TOKEN = "bench-intake-token"  # noqa: S105 - a local token of this run's intake only
-# Vendor settings from the machine (credentials, base URLs) never reach the bench's processes.
-VENDOR_PREFIXES = (
-    "HUBSPOT",
-    "MAILCHIMP",
-    "STRIPE",
-    "TWILIO",
-    "SALESFORCE",
-    "GA4",
-    "EPIC",
-    "SLACK",
-    "TEAMS",
-    "ZAPIER",
-)
-RATE_SETTINGS = tuple(f"{v}_REQUESTS_PER_HOUR" for v in VENDOR_PREFIXES if v not in ("SLACK", "TEAMS"))
 # Raised so the benches measure the engine, not the vendors' allowance (Slack's 1/s is fixed in code).
 BENCH_REQUESTS_PER_HOUR = "36000000"
 PY = sys.executable
@@ -48,7 +34,12 @@ PY = sys.executable
 
 def quiet_environment() -> dict[str, str]:
     """The machine's environment without vendor settings, with telemetry off: the base of every child."""
-    env = {k: v for k, v in os.environ.items() if k.split("_", 1)[0] not in VENDOR_PREFIXES}
+    # The registry's connectors: settings from the machine (credentials, base URLs) never reach the
+    # bench's processes, and their rates are raised.
+    from connectors.registry import environment_prefixes, rate_variables
+
+    prefixes = tuple(environment_prefixes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         GX_ANALYTICS_ENABLED="false",
@@ -57,7 +48,7 @@ def quiet_environment() -> dict[str, str]:
         PREFECT_LOGGING_LOG_PRINTS="false",
         ENNU_SECRET_BLOCKS="false",  # noqa: S106 - a switch, not a secret
     )
-    env.update({name: BENCH_REQUESTS_PER_HOUR for name in RATE_SETTINGS})
+    env.update({name: BENCH_REQUESTS_PER_HOUR for name in rate_variables()})
     return env
 
 

@@ -45,3 +45,21 @@ def validate_settings() -> dict[str, VendorSettings]:
     """Every connector's settings, read once: a process calls this at start-up and stops on the
     `connectors.settings.SettingsError` that names each variable that does not parse."""
     return {name: cls.settings_class.load() for name, cls in CONNECTORS.items()}
+
+
+def environment_prefixes() -> set[str]:
+    """Every connector's environment prefix (`HUBSPOT_`): what a test or the bench clears so that no
+    credential or URL of the machine reaches it."""
+    prefixes = {str(cls.settings_class.model_config.get("env_prefix", "")) for cls in CONNECTORS.values()}
+    return {p for p in prefixes if p} | {
+        name.split("_", 1)[0] + "_" for cls in CONNECTORS.values() for name in cls.settings_class.secrets
+    }
+
+
+def rate_variables() -> list[str]:
+    """The variables of the connectors' request rates (`<VENDOR>_REQUESTS_PER_HOUR`)."""
+    return sorted(
+        cls.settings_class.variable("requests_per_hour")
+        for cls in CONNECTORS.values()
+        if "requests_per_hour" in cls.settings_class.model_fields
+    )

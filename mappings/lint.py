@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mappings.against_connectors import DeclaredConnector, connector_problems
 from mappings.ennu_codes import check_codes_file
 from mappings.inbound import inbound_mappings
 from mappings.loader import MappingError, lint_mappings, load_all_mappings, mapping_files
@@ -32,6 +33,13 @@ def code_problems(root: Path) -> list[str]:
     ]
 
 
+def registered_connectors() -> dict[str, DeclaredConnector]:
+    """The registry's connectors: the one place the lint learns what each connector declares."""
+    from connectors.registry import CONNECTORS
+
+    return dict(CONNECTORS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     root = Path(args[0]) if args else Path(__file__).resolve().parent
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         except MappingError as exc:
             problems += str(exc).splitlines()
         problems += code_problems(root)
+        problems += [str(e) for e in connector_problems(root, registered_connectors())]
     routing = root / "routing.yaml"
     if routing.exists():
         try:

@@ -17,27 +17,16 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ["PREFECT_LOGGING_LOG_PRINTS"] = "false"
 os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
 os.environ["ENNU_SECRET_BLOCKS"] = "false"
-# Fast retries and generous rates in tests; the rate-limit test sets its own.
-os.environ["ENNU_PUSH_RETRY_BASE_SECONDS"] = "0.2"
-os.environ["ENNU_MAX_RETRY_AFTER_SECONDS"] = "5"
-VENDORS = (
-    "HUBSPOT",
-    "MAILCHIMP",
-    "STRIPE",
-    "TWILIO",
-    "SALESFORCE",
-    "GA4",
-    "EPIC",
-    "SLACK",
-    "TEAMS",
-    "ZAPIER",
-)
+# Generous rates in tests; the rate-limit tests set their own. The connectors' prefixes come from the
+# registry (importing it reads no vendor setting yet).
+from connectors.registry import environment_prefixes, rate_variables
+
 # Tests talk to the sandbox only: no vendor credential or base URL from the machine may leak in.
 for name in list(os.environ):
-    if name.split("_", 1)[0] in VENDORS:
+    if name.startswith(tuple(environment_prefixes())):
         os.environ.pop(name)
-for vendor in VENDORS:
-    os.environ[f"{vendor}_REQUESTS_PER_HOUR"] = "3600000"
+for name in rate_variables():
+    os.environ[name] = "3600000"
 
 from ennu.db import dispose_engines, get_engine, migrate  # noqa: E402
 from ennu.models import Base  # noqa: E402

@@ -10,6 +10,7 @@ import pytest
 
 from bench.routing import routing_copy
 from connectors.mailchimp import MailchimpConnector
+from connectors.registry import CONNECTORS
 from ennu.settings import get_settings, reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.user_registered import user_registered
@@ -54,19 +55,7 @@ def test_thousand_records_cost_at_most_ten_hubspot_and_two_mailchimp_requests(
 
 def _only(connector: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every other integration off: the sandbox then counts `connector`'s requests alone."""
-    others = (
-        "hubspot",
-        "mailchimp",
-        "stripe",
-        "twilio",
-        "salesforce",
-        "ga4",
-        "zapier",
-        "epic_fhir",
-        "slack",
-        "teams",
-    )
-    copy = routing_copy(tmp_path / "mappings", disable=[n for n in others if n != connector])
+    copy = routing_copy(tmp_path / "mappings", disable=[n for n in CONNECTORS if n != connector])
     monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(copy))
     reload_settings()
 

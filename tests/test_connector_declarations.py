@@ -1,0 +1,75 @@
+"""What the registry derives from the connectors' declarations: the lint's checks, the README's table,
+typed settings that fail one way."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from connectors.config_table import README, render, rewritten
+from connectors.hubspot.settings import HubSpotSettings
+from connectors.registry import CONNECTORS, validate_settings
+from connectors.settings import SettingsError
+from mappings.lint import main as lint
+
+REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+
+def test_every_connector_package_is_registered() -> None:
+    packages = {p.parent.name for p in (REPO_MAPPINGS.parent / "connectors").glob("*/__init__.py")}
+    assert set(CONNECTORS) <= packages
+    assert all(CONNECTORS[name].name == name for name in CONNECTORS)
+
+
+def test_the_readme_table_is_the_settings_classes() -> None:
+    text = README.read_text()
+    assert rewritten(text) == text, "run python -m connectors.config_table"
+    for cls in CONNECTORS.values():
+        for variable, _, meaning in cls.settings_class.documented():
+            assert f"`{variable}`" in render() and meaning, f"{variable} needs a description"
+
+
+def test_an_empty_variable_is_unset_and_a_bad_one_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUBSPOT_REQUESTS_PER_HOUR", "")
+    assert (
+        HubSpotSettings.load().requests_per_hour == HubSpotSettings.model_fields["requests_per_hour"].default
+    )
+    monkeypatch.setenv("HUBSPOT_REQUESTS_PER_HOUR", "lots-4711")
+    with pytest.raises(SettingsError) as caught:
+        validate_settings()
+    assert "HUBSPOT_REQUESTS_PER_HOUR" in str(caught.value) and "4711" not in str(caught.value)
+
+
+@pytest.fixture()
+def mappings_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "mappings"
+    shutil.copytree(REPO_MAPPINGS, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ("connector: hubspot", "connector: hubspots", "unknown connector 'hubspots'"),
+        ("object: contacts", "object: contact", "hubspot has no object 'contact'"),
+        (
+            "upsert_key: email",
+            "upsert_key: ennu_last_login_date",
+            "is not upserted by 'ennu_last_login_date'",
+        ),
+    ],
+)
+def test_the_lint_names_file_line_and_reason(
+    mappings_copy: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, reason: str
+) -> None:
+    path = mappings_copy / "user.login" / "hubspot.yaml"
+    lines = path.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, start=1) if text.startswith(old))
+    path.write_text(path.read_text().replace(old, new, 1))
+    if old.startswith("connector:"):  # a mapping file is named by its connector
+        path = path.rename(path.with_name("hubspots.yaml"))
+    assert lint([str(mappings_copy)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:{line}: " in out and reason in out
