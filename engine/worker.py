@@ -217,8 +217,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpcore"):  # a line per API call would drown the batches' own lines
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    from connectors.registry import validate_settings
+    from connectors.settings import SettingsError
     from ennu.db import migrate
 
+    try:
+        validate_settings()  # a setting that does not parse stops the worker here, named
+    except SettingsError as exc:
+        raise SystemExit(f"delivery worker: {exc}") from None
     migrate()
     worker = DeliveryWorker(args.name, concurrency=args.concurrency)
     started = time.monotonic()

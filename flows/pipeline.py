@@ -147,6 +147,16 @@ def failed_batch(connector: str, batch: list[Record], error: BaseException) -> d
     return {r.record_key: Outcome(r.record_key, status, error=reason) for r in batch}
 
 
+def undeclared(r: Route) -> str | None:
+    """Why a route cannot be pushed (its connector or object is not registered), or None."""
+    connector = CONNECTORS.get(r.connector)
+    if connector is None:
+        return f"no connector {r.connector!r} is registered"
+    if r.mapping.object not in connector.batch_sizes:
+        return f"{r.connector} has no object {r.mapping.object!r}"
+    return None
+
+
 def held_rows(r: Route, ledger: Ledger) -> pd.DataFrame:
     """The route's rows whose event this batch holds a delivery to the route's destination for."""
     if not len(r.frame):
@@ -239,6 +249,13 @@ def _deliver(
         ledger.write(withheld_entries(r))
     for r, checked in prepared.sending:
         ledger.write(rejected_entries(r, checked))
+        unusable = undeclared(r)
+        if unusable is not None:  # a mapping the lint would refuse: this route fails, the others go
+            logger.error("%s: %s; its records failed", r.destination, unusable)
+            records = to_records(checked.valid)
+            failed = {x.record_key: Outcome(x.record_key, SyncStatus.FAILED, error=unusable) for x in records}
+            ledger.write(outcome_entries(r, records, failed, {}))
+            continue
         records, found = looked_up(r, to_records(checked.valid), ledger)
         ledger.write(found)
         plan = plan_push(

@@ -8,6 +8,7 @@ from fastapi import Body, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from connectors.registry import validate_settings
 from ennu.events import HostEvent
 from ennu.outbox import ingest
 from ennu.readiness import run_checks
@@ -44,6 +45,9 @@ class Accepted(BaseModel):
 
 
 def create_app() -> FastAPI:
+    """The intake's app; every connector's settings are read first, so a bad one stops the start, named
+    (`connectors.settings.SettingsError`), instead of failing the first request that needs it."""
+    validate_settings()
     app = FastAPI(title="ENNU Integrations intake", version="0.1.0")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)

@@ -42,4 +42,3 @@ async def chart(
             raise HTTPException(401, "a valid signed link or a viewer token is needed")
     png = render_chart(figures([integration])[integration])
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
-

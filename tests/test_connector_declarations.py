@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from connectors.config_table import README, render, rewritten
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.registry import CONNECTORS, validate_settings
 from connectors.settings import SettingsError
+from ennu.db import session_scope
+from ennu.models import SyncLog
+from ennu.settings import reload_settings
+from flows.user_registered import user_registered
 from mappings.lint import main as lint
+from tests.factories import add_event, add_person
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -73,3 +80,27 @@ def test_the_lint_names_file_line_and_reason(
     assert lint([str(mappings_copy)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:{line}: " in out and reason in out
+
+
+def test_a_route_to_an_undeclared_object_fails_alone_with_its_reason(
+    sqlite_database: str,
+    sandbox: Any,
+    prefect_server: None,
+    mappings_copy: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mapping the lint refuses, deployed anyway: its records fail, named; every other route goes."""
+    path = mappings_copy / "user.registered" / "hubspot.yaml"
+    path.write_text(path.read_text().replace("object: contacts", "object: contact", 1))
+    monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(mappings_copy))
+    reload_settings()
+    event_ids = [add_event("user.registered", add_person()) for _ in range(2)]
+
+    user_registered(event_ids=event_ids)
+
+    with session_scope() as session:
+        rows = session.execute(select(SyncLog.connector, SyncLog.status, SyncLog.error)).tuples().all()
+    hubspot = [(status, error) for connector, status, error in rows if connector == "hubspot"]
+    assert hubspot == [("failed", "hubspot has no object 'contact'")] * 2
+    assert {s for c, s, _ in rows if c == "mailchimp"} == {"created"}
+    assert sandbox.requests("hubspot") == []

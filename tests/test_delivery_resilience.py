@@ -61,7 +61,7 @@ def test_retry_after_of_a_429_is_honoured(sqlite_database: str, sandbox: Any) ->
 def test_outage_beyond_retries_defers_then_the_drain_delivers_once(
     database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ENNU_PUSH_RETRIES", "1")
+    monkeypatch.setenv("ENNU_HTTP_RETRIES", "1")
     monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "2")
     from ennu.settings import reload_settings
 

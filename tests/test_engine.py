@@ -26,10 +26,10 @@ OPERATOR = {"Authorization": "Bearer operator-token"}
 
 @pytest.fixture()
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Delivery retries a second apart and no task retries, so attempts are counted quickly."""
+    """Delivery retries a second apart and no request retries, so attempts are counted quickly."""
     monkeypatch.setenv("ENNU_DELIVERY_RETRY_BASE_SECONDS", "0.3")
     monkeypatch.setenv("ENNU_RECONCILE_DELAY_SECONDS", "0.5")
-    monkeypatch.setenv("ENNU_PUSH_RETRIES", "0")
+    monkeypatch.setenv("ENNU_HTTP_RETRIES", "0")
     reload_settings()
 
 

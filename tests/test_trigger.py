@@ -229,9 +229,9 @@ def test_a_batch_with_a_rejected_and_a_failed_record_fails_and_alerts_chat_and_e
     from flows.user_registered import user_registered
     from tasks.run_state import raise_unless_recorded
 
-    # One attempt, no quick retries: HubSpot's 503 makes the valid person's contact a dead letter at once.
+    # One attempt, no request retries: HubSpot's 503 makes the valid person's contact a dead letter at once.
     monkeypatch.setenv("ENNU_DELIVERY_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("ENNU_PUSH_RETRIES", "0")
+    monkeypatch.setenv("ENNU_HTTP_RETRIES", "0")
     monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "1000")
     reload_settings()
     bad_phone, good_email = "(555) 01", "grace.canary@example.org"
