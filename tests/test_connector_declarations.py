@@ -104,3 +104,12 @@ def test_a_route_to_an_undeclared_object_fails_alone_with_its_reason(
     assert hubspot == [("failed", "hubspot has no object 'contact'")] * 2
     assert {s for c, s, _ in rows if c == "mailchimp"} == {"created"}
     assert sandbox.requests("hubspot") == []
+
+
+def test_every_hub_setting_is_in_the_readme() -> None:
+    """The hub's own settings (ennu/settings.py) are described by hand in README's Configuration."""
+    from ennu.settings import Settings
+
+    configuration = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [f.alias for f in Settings.model_fields.values() if f.alias and f.alias not in configuration]
+    assert not missing, f"README's Configuration lacks {missing}"
