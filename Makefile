@@ -17,7 +17,7 @@ lint-mappings: ## check every mapping file
 
 bench:         ## bulk-sync benchmark against the sandbox
 	scripts/bootstrap.sh
-	.venv/bin/python -m bench.bulk_sync
+	.venv/bin/python -m bench.peers
 
 lock:          ## re-pin requirements.lock from pyproject.toml
 	.venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

@@ -26,6 +26,8 @@ fi
 
 echo "bootstrap: installing pinned dependencies"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-.venv/bin/uv pip install --quiet --python .venv/bin/python -r requirements.lock
+# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers) every process would
+# otherwise compile Prefect, Great Expectations and pandas again at import (about 7 CPU-s each).
+.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -r requirements.lock
 .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
 echo "$want" > "$stamp"
