@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
                     command = [PY, "-m", "bench.peers", "--child", path, connector, sandbox]
                     if args.profile:
                         out = Path(args.profile) / f"{connector}-{path}.raw"
-                        spy = [str(Path(PY).with_name("py-spy")), "record", "--format", "raw", "-r", "50"]
+                        spy = [str(Path(PY).with_name("py-spy")), "record", "--idle", "--format", "raw", "-r", "50"]
                         command = [*spy, "-o", str(out), "--", *command]
                     done = subprocess.run(
                         command,
