@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from devtools.demo import generate_demo
 from ennu.db import session_scope
-from ennu.demo import generate_demo
 from ennu.events import HostEvent
 from ennu.models import Assessment, Biomarker, HealthGoal, User
 from ennu.outbox import ingest

@@ -1048,7 +1048,7 @@ def generate_demo(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ennu.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--invalid-fraction", type=float, default=0.03)
