@@ -11,7 +11,7 @@ from devtools.demo import generate_demo
 from ennu.db import session_scope
 from ennu.events import HostEvent
 from ennu.models import Assessment, Biomarker, HealthGoal, User
-from ennu.outbox import ingest
+from tasks.ingest import ingest
 
 DEMO_SEED = 11
 # A glucose result (mg/dL) far above its critical limit: what makes the care-team notice path run.
