@@ -34,3 +34,10 @@ def test_the_wheel_holds_every_product_package() -> None:
 def test_every_top_level_package_is_product_or_tooling() -> None:
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py") if not p.parent.name.startswith(".")}
     assert packages == PRODUCT | TOOLING
+
+
+def test_route_filters_implement_exactly_the_names_the_routing_vocabulary_declares() -> None:
+    from mappings.routing import ROUTE_FILTER_NAMES
+    from tasks.route_filters import ROUTE_FILTERS
+
+    assert set(ROUTE_FILTERS) == ROUTE_FILTER_NAMES
