@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ennu import local_mode
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
@@ -218,10 +219,10 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
 
 # --------------------------------------------------------------------------- the Admin API: user deletion
 
-# The sandbox's published service account (its key is the sandbox's published RSA test key, sandbox.fhir).
-SANDBOX_SERVICE_ACCOUNT = "ennu-sandbox@ennu-sandbox.iam.gserviceaccount.com"
-SANDBOX_KEY_ID = "ennu-sandbox-ga4-key"
-SANDBOX_PROPERTY_ID = "123456789"
+# The sandbox's published service account and property: the product's local mode (ennu/local_mode.py).
+SANDBOX_SERVICE_ACCOUNT = local_mode.GA4_SERVICE_ACCOUNT
+SANDBOX_KEY_ID = local_mode.GA4_KEY_ID
+SANDBOX_PROPERTY_ID = local_mode.GA4_PROPERTY_ID
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EDIT_SCOPE = "https://www.googleapis.com/auth/analytics.edit"
 TOKEN_LIFETIME_SECONDS = 3600
@@ -243,13 +244,11 @@ def assertion_problem(assertion: str, token_url: str) -> str | None:
     """None for a good service-account assertion (RS256, iss, scope, aud = the token URI, ≤ 1 h)."""
     import jwt
 
-    from sandbox.fhir import sandbox_public_key_pem
-
     try:
         header = jwt.get_unverified_header(assertion)
         claims = jwt.decode(
             assertion,
-            sandbox_public_key_pem(),
+            local_mode.local_public_key_pem(),
             algorithms=["RS256"],
             audience=token_url,
             options={"require": ["iss", "aud", "exp", "iat", "scope"]},
