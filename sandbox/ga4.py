@@ -31,7 +31,15 @@ MAX_USER_ID = 256
 MAX_BODY_BYTES = 130 * 1000
 MAX_BACKDATE_SECONDS = 72 * 3600
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-RESERVED_PREFIXES = ("google_", "ga_", "firebase_")
+# Reserved prefixes, per kind of name (Google's GA4 event naming rules): parameters also may not begin with
+# "_" or "gtag.", user properties not with "_". Those two never pass NAME anyway (a letter first, no dot),
+# so the validation code for them is NAME_INVALID, as the connector predicts (tests/test_standin_facts.py).
+RESERVED_PREFIXES = ("google_", "ga_", "firebase_")  # event names
+RESERVED_PARAM_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
+RESERVED_USER_PROPERTY_PREFIXES = ("_", "firebase_", "ga_", "google_")
+RESERVED_USER_PROPERTY_NAMES = frozenset(
+    {"first_open_after_install", "first_open_time", "first_visit_time", "last_deep_link_referrer", "user_id"}
+)
 RESERVED_EVENT_NAMES = frozenset(
     {
         "ad_activeview", "ad_click", "ad_exposure", "ad_query", "ad_reward", "adunit_exposure",
@@ -63,7 +71,9 @@ def message(field_path: str, description: str, code: str) -> dict[str, str]:
     return {"fieldPath": field_path, "description": description, "validationCode": code}
 
 
-def _name_problems(path: str, name: Any, limit: int, what: str) -> list[dict[str, str]]:
+def _name_problems(
+    path: str, name: Any, limit: int, what: str, reserved: tuple[str, ...] = RESERVED_PREFIXES
+) -> list[dict[str, str]]:
     if not isinstance(name, str) or not name:
         return [message(path, f"{what} name is required.", "VALUE_REQUIRED")]
     if len(name) > limit or not NAME.match(name):
@@ -75,7 +85,7 @@ def _name_problems(path: str, name: Any, limit: int, what: str) -> list[dict[str
                 "NAME_INVALID",
             )
         ]
-    if name.startswith(RESERVED_PREFIXES):
+    if name.startswith(reserved):
         return [message(path, f"{what} name [{name}] uses a reserved prefix.", "NAME_RESERVED")]
     return []
 
@@ -101,7 +111,7 @@ def event_problems(index: int, event: Any) -> list[dict[str, str]]:
         )
     for key, value in params.items():
         where = f"{path}.params.{key}"
-        problems += _name_problems(where, key, MAX_NAME, "Parameter")
+        problems += _name_problems(where, key, MAX_NAME, "Parameter", RESERVED_PARAM_PREFIXES)
         if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
             problems.append(
                 message(
@@ -167,9 +177,13 @@ def request_problems(measurement_id: str | None, raw: bytes) -> list[dict[str, s
         if len(properties) > MAX_USER_PROPERTIES:
             problems.append(message("user_properties", "Too many user properties.", "EXCEEDED_MAX_ENTITIES"))
         for name, prop in properties.items():
-            problems += _name_problems(
-                f"user_properties.{name}", name, MAX_USER_PROPERTY_NAME, "User property"
+            where = f"user_properties.{name}"
+            named = _name_problems(
+                where, name, MAX_USER_PROPERTY_NAME, "User property", RESERVED_USER_PROPERTY_PREFIXES
             )
+            if not named and name in RESERVED_USER_PROPERTY_NAMES:
+                named = [message(where, f"User property name [{name}] is reserved.", "NAME_RESERVED")]
+            problems += named
             value = prop.get("value") if isinstance(prop, dict) else None
             if isinstance(value, str) and len(value) > MAX_USER_PROPERTY_VALUE:
                 problems.append(
