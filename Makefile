@@ -6,10 +6,11 @@ up:            ## start everything locally (Prefect server, flows, intake API, s
 test:          ## run the tests (SQLite, PostgreSQL, Prefect harness, sandbox on loopback)
 	scripts/test.sh
 
-lint:          ## ruff and mypy
+lint:          ## ruff, mypy and the packages' layering (lint-imports)
 	scripts/bootstrap.sh
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 lint-mappings: ## check every mapping file
 	scripts/bootstrap.sh

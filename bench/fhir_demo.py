@@ -30,8 +30,8 @@ from bench.seed import demo_people, events_for  # noqa: E402
 from ennu.db import session_scope  # noqa: E402
 from ennu.events import HostEvent  # noqa: E402
 from ennu.models import Biomarker, SyncLog  # noqa: E402
-from ennu.outbox import ingest  # noqa: E402
 from flows.biomarker_updated import biomarker_updated  # noqa: E402
+from tasks.ingest import ingest  # noqa: E402
 
 PANEL = "85354-9"
 

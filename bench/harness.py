@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.routing import routing_copy
+from devtools.routing import routing_copy
 from sandbox.client import SandboxClient
 
 BENCH_REQUESTS_PER_HOUR = "36000000"

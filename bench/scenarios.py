@@ -14,9 +14,9 @@ from time import perf_counter
 from prefect import flow
 
 from bench.measure import BenchLine
-from bench.routing import routing_copy
 from connectors.twilio import TwilioConnector
 from connectors.zapier_store import ZapierSubscriptions
+from devtools.routing import routing_copy
 from ennu.settings import get_settings, reload_settings
 from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
 from mappings import apply_mapping, load_all_mappings

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Select, select
 
+from devtools.demo import generate_demo
 from ennu.db import session_scope
-from ennu.demo import generate_demo
 from ennu.events import HostEvent
 from ennu.models import Assessment, Biomarker, HealthGoal, User
-from ennu.outbox import ingest
+from tasks.ingest import ingest
 
 DEMO_SEED = 11
 # A glucose result (mg/dL) far above its critical limit: what makes the care-team notice path run.
@@ -23,7 +22,7 @@ def demo_people(people: int) -> None:
     generate_demo(people=people, seed=DEMO_SEED, invalid_fraction=0.0)
 
 
-def _subjects(event_type: str) -> Select[Any]:
+def _subjects(event_type: str) -> Select[int, int]:
     """(user id, resource id) of every host record an event of this type can be about, oldest first."""
     if event_type in ("user.registered", "user.login"):
         return select(User.id, User.id).order_by(User.id)
@@ -53,10 +52,10 @@ def events_for(event_type: str, limit: int) -> list[str]:
     `force=True`, so nothing is skipped as already delivered.
     """
     with session_scope() as session:
-        rows = session.execute(_subjects(event_type)).all()
+        pairs = [(int(u), int(r)) for u, r in session.execute(_subjects(event_type)).all()]
     if event_type == "assessment.completed":
-        rows = list({user_id: (user_id, a) for user_id, a in rows}.values())  # the latest per person
-    return _ingest(event_type, [(int(u), int(r)) for u, r in rows[:limit]])
+        pairs = list({user_id: (user_id, a) for user_id, a in pairs}.values())  # the latest per person
+    return _ingest(event_type, pairs[:limit])
 
 
 def critical_results(people: int) -> list[str]:

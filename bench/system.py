@@ -22,7 +22,7 @@ import psycopg
 import requests
 
 from bench.procs import Proc, free_port
-from bench.routing import routing_copy
+from devtools.routing import routing_copy
 
 Database = Literal["postgresql", "sqlite"]
 PG_ADMIN_URL = os.environ.get("ENNU_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -177,6 +177,8 @@ def logged(users: Iterable[int]) -> dict[tuple[str, str], Counter[int]]:
                 .group_by(SyncLog.connector, SyncLog.object, SyncLog.user_id, SyncLog.status)
             ).all()
             for connector, obj, user_id, status, n in rows:
+                if user_id is None:  # not selected (the filter is on user ids); for the type checker
+                    continue
                 counter = out.setdefault((connector, obj), Counter())
                 # A message-like destination logs each send as created; an upsert logs updates too.
                 counter[int(user_id)] += int(n) if status == "created" else 0

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # and a change committed just after the previous read would otherwise fall behind the watermark.
     inbound_overlap_seconds: int = Field(default=120, alias="ENNU_INBOUND_OVERLAP_SECONDS")
 
-    # Alerts and readiness (flows/ops_alert.py, flows/dashboard.py, ennu/readiness.py)
+    # Alerts and readiness (flows/ops_alert.py, flows/dashboard.py, tasks/readiness.py)
     # An integration whose failed and rejected records pass this share of the last hour's alerts once.
     alert_error_rate: float = Field(default=0.01, ge=0, le=1, alias="ENNU_ALERT_ERROR_RATE")
     # ...counted only over at least this many records (one error among three is not yet a trend).

@@ -7,11 +7,11 @@ from typing import Any
 from prefect import flow
 from prefect.states import State
 
-from ennu.status import CLINICAL_INTEGRATION
 from flows.ops_alert import ops_alert
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
 from tasks.alert import unnotified_critical_results
 from tasks.run_state import batch_state
+from tasks.status import CLINICAL_INTEGRATION
 
 EVENT_TYPE = "biomarker.updated"
 

@@ -18,8 +18,8 @@ from ennu.charts import chart_link
 from ennu.models import utcnow
 from ennu.performance import Figures, figures
 from ennu.settings import get_settings
-from ennu.status import IntegrationStatus, all_statuses, integration_names
 from flows.ops_alert import INTEGRATION_PREFIX, ops_alert
+from tasks.status import IntegrationStatus, all_statuses, integration_names
 from tasks.thresholds import Breach, breaches, news
 
 ARTIFACT_KEY = "integrations-dashboard"

@@ -7,8 +7,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from ennu.models import utcnow
-from ennu.readiness import run_checks
-from ennu.status import all_statuses, health_problems
+from tasks.readiness import run_checks
+from tasks.status import all_statuses, health_problems
 
 
 @flow(name="health-report", log_prints=False)

@@ -27,8 +27,8 @@ from connectors.notices import NoticeConnector
 from connectors.registry import build_connector
 from ennu.db import session_scope
 from ennu.models import SyncLog, SyncStatus
-from ennu.status import NO_PROVIDER_CHANNEL
 from tasks.alert import EMAIL, enabled_alert_channels, send_alert_email
+from tasks.status import NO_PROVIDER_CHANNEL
 
 logger = logging.getLogger(__name__)
 FLOW_RUN_PREFIX = "prefect.flow-run."

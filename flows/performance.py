@@ -13,8 +13,8 @@ from prefect.events import emit_event
 
 from ennu.models import utcnow
 from ennu.performance import figures
-from ennu.status import integration_names
 from flows.ops_alert import INTEGRATION_PREFIX
+from tasks.status import integration_names
 
 
 @flow(name="performance", log_prints=False)

@@ -10,9 +10,9 @@ from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit
 from ennu.settings import get_settings
-from ennu.status import CLINICAL_INTEGRATION, clinical_warnings
 from flows.ops_alert import ops_alert
 from mappings.routing import routing_table
+from tasks.status import CLINICAL_INTEGRATION, clinical_warnings
 
 
 @flow(name="test-connections", log_prints=False)

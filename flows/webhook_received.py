@@ -19,7 +19,7 @@ from ennu import deliveries, receipts
 from ennu.db import session_scope
 from ennu.events import HubEvent
 from ennu.models import Subscription, SyncLog, User, WebhookReceipt, as_utc, utcnow
-from ennu.outbox import ingest
+from tasks.ingest import ingest
 
 STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
 SUBSCRIPTION_EVENTS = frozenset(

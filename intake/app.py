@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 
 from connectors.registry import validate_settings
 from ennu.events import HostEvent
-from ennu.outbox import ingest
-from ennu.readiness import run_checks
 from intake import charts, erasures, integrations, metrics, webhooks, zapier
 from intake.auth import require_host_app
 from intake.errors import error_responses, install_error_handlers, require_json_body
 from intake.limits import BodySizeLimit
+from tasks.ingest import ingest
+from tasks.readiness import run_checks
 
 MAX_BODY_BYTES = 64 * 1024
 # What the host app sends; ids only, never a person's data (the flows read that from the host database).

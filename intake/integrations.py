@@ -18,10 +18,10 @@ from ennu import circuit, deliveries, receipts
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
-from ennu.status import IntegrationStatus, all_statuses, health_problems
 from intake.auth import require_operator, require_viewer
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
+from tasks.status import IntegrationStatus, all_statuses, health_problems
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
 KNOWN = sorted(CONNECTORS)

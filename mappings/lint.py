@@ -9,7 +9,7 @@ from mappings.against_connectors import DeclaredConnector, connector_problems
 from mappings.ennu_codes import check_codes_file
 from mappings.inbound import inbound_mappings
 from mappings.loader import MappingError, lint_mappings, load_all_mappings, mapping_files
-from mappings.routing import RoutingError, load_routing
+from mappings.routing import ROUTE_FILTER_NAMES, RoutingError, load_routing
 
 SCORE_SOURCE = "assessment.scores."
 
@@ -58,14 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         except RoutingError as exc:
             problems.append(str(exc))
         else:
-            from tasks.route_filters import ROUTE_FILTERS
-
             problems += [
                 f"{routing}: routes.{event_type}: unknown filter where: {spec.where!r}; "
-                f"known: {', '.join(sorted(ROUTE_FILTERS))}"
+                f"known: {', '.join(sorted(ROUTE_FILTER_NAMES))}"
                 for event_type, specs in table.routes.items()
                 for spec in specs
-                if spec.where is not None and spec.where not in ROUTE_FILTERS
+                if spec.where is not None and spec.where not in ROUTE_FILTER_NAMES
             ]
             present = {(p.parent.name, p.stem) for p in mapping_files(root)}
             problems += [

@@ -20,6 +20,9 @@ from pydantic import (
 from ennu.events import EVENT_TYPES
 
 SANDBOX_ONLY = "sandbox"
+# The record filters a route may name (`where:`), part of the routing vocabulary like the event types; each
+# is implemented in tasks/route_filters.py (it needs the connectors), which a test keeps equal to this list.
+ROUTE_FILTER_NAMES: frozenset[str] = frozenset({"critical_biomarker"})
 
 
 class ConsentNeed(StrEnum):
@@ -61,7 +64,7 @@ class RouteSpec(BaseModel):
     connector: str
     mapping: str | None = None
     enabled: bool = True
-    where: str | None = None  # a named record filter (tasks/route_filters.py), e.g. critical_biomarker
+    where: str | None = None  # one of ROUTE_FILTER_NAMES (tasks/route_filters.py), e.g. critical_biomarker
     # This route's priority where it differs from its integration's (assessment scores to the EHR are
     # not as urgent as the EHR's results).
     priority: int | None = Field(default=None, ge=1, le=9)

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import math
-import random
 import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from ennu import local_mode
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import ErrorBody, iso_now
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 VENDOR = "fhir"
 FHIR_JSON = "application/fhir+json"
@@ -32,10 +27,11 @@ UCUM_SYSTEM = "http://unitsofmeasure.org"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-# The sandbox's one registered backend client and its published test key (see `sandbox_private_key_pem`).
-SANDBOX_CLIENT_ID = "ennu-sandbox-client"
-SANDBOX_KEY_ID = "ennu-sandbox-key"
-SANDBOX_KEY_SEED = "ennu-sandbox-fhir-rs384-v1"
+# The sandbox's one registered backend client and its published test key: the product's local mode.
+SANDBOX_CLIENT_ID = local_mode.EPIC_CLIENT_ID
+SANDBOX_KEY_ID = local_mode.EPIC_KEY_ID
+sandbox_private_key_pem = local_mode.local_private_key_pem
+sandbox_public_key_pem = local_mode.local_public_key_pem
 TOKEN_LIFETIME_SECONDS = 3600
 MAX_ASSERTION_SECONDS = 300  # SMART: exp no more than five minutes in the future
 CLOCK_LEEWAY_SECONDS = 5
@@ -52,90 +48,6 @@ GENDERS = frozenset({"male", "female", "other", "unknown"})
 LOINC_CODE = re.compile(r"^(\d{1,7})-(\d)$")
 RESOURCE_TYPES = ("Patient", "Observation")
 REFERENCE = re.compile(r"^(?:.*/)?Patient/([A-Za-z0-9\-.]{1,64})$")
-
-
-# --------------------------------------------------------------------------- the published sandbox key
-
-_SMALL_PRIMES = [p for p in range(3, 5000, 2) if all(p % q for q in range(3, math.isqrt(p) + 1, 2))]
-_SMALL_PRODUCT = math.prod(_SMALL_PRIMES)
-
-
-def _probable_prime(n: int) -> bool:
-    """Miller-Rabin with fixed bases: deterministic, so only `getrandbits` decides which key comes out."""
-    if math.gcd(n, _SMALL_PRODUCT) != 1:
-        return False
-    d, s = n - 1, 0
-    while d % 2 == 0:
-        d, s = d // 2, s + 1
-    for base in (2, *_SMALL_PRIMES[:23]):
-        x = pow(base, d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(s - 1):
-            x = pow(x, 2, n)
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
-
-
-def _prime(bits: int, rng: random.Random, e: int) -> int:
-    while True:
-        candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
-        if (candidate - 1) % e and _probable_prime(candidate):
-            return candidate
-
-
-@lru_cache(maxsize=1)
-def _sandbox_key() -> RSAPrivateKey:
-    """A 2048-bit RSA key derived from a fixed seed, so every process (sandbox, flows, tests) agrees on it.
-
-    It is a published test key like those of vendors' public sandboxes: no secret, never for a real
-    vendor (the connector uses it only towards a loopback sandbox). Deriving it costs about a second, once.
-    """
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    rng = random.Random(SANDBOX_KEY_SEED)
-    e = 65537
-    p = _prime(1024, rng, e)
-    q = _prime(1024, rng, e)
-    d = pow(e, -1, (p - 1) * (q - 1))
-    numbers = rsa.RSAPrivateNumbers(
-        p,
-        q,
-        d,
-        rsa.rsa_crt_dmp1(d, p),
-        rsa.rsa_crt_dmq1(d, q),
-        rsa.rsa_crt_iqmp(p, q),
-        rsa.RSAPublicNumbers(e, p * q),
-    )
-    return numbers.private_key()
-
-
-def sandbox_private_key_pem() -> str:
-    """The sandbox client's private key (PKCS#8 PEM): the connector's fallback when no key is configured."""
-    from cryptography.hazmat.primitives import serialization
-
-    return (
-        _sandbox_key()
-        .private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        .decode()
-    )
-
-
-def sandbox_public_key_pem() -> str:
-    """The public half the sandbox's token endpoint verifies client assertions with."""
-    from cryptography.hazmat.primitives import serialization
-
-    return (
-        _sandbox_key()
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 # --------------------------------------------------------------------------- error shapes

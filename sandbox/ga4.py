@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ennu import local_mode
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
@@ -30,7 +31,15 @@ MAX_USER_ID = 256
 MAX_BODY_BYTES = 130 * 1000
 MAX_BACKDATE_SECONDS = 72 * 3600
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-RESERVED_PREFIXES = ("google_", "ga_", "firebase_")
+# Reserved prefixes, per kind of name (Google's GA4 event naming rules): parameters also may not begin with
+# "_" or "gtag.", user properties not with "_". Those two never pass NAME anyway (a letter first, no dot),
+# so the validation code for them is NAME_INVALID, as the connector predicts (tests/test_standin_facts.py).
+RESERVED_PREFIXES = ("google_", "ga_", "firebase_")  # event names
+RESERVED_PARAM_PREFIXES = ("_", "firebase_", "ga_", "google_", "gtag.")
+RESERVED_USER_PROPERTY_PREFIXES = ("_", "firebase_", "ga_", "google_")
+RESERVED_USER_PROPERTY_NAMES = frozenset(
+    {"first_open_after_install", "first_open_time", "first_visit_time", "last_deep_link_referrer", "user_id"}
+)
 RESERVED_EVENT_NAMES = frozenset(
     {
         "ad_activeview", "ad_click", "ad_exposure", "ad_query", "ad_reward", "adunit_exposure",
@@ -62,7 +71,9 @@ def message(field_path: str, description: str, code: str) -> dict[str, str]:
     return {"fieldPath": field_path, "description": description, "validationCode": code}
 
 
-def _name_problems(path: str, name: Any, limit: int, what: str) -> list[dict[str, str]]:
+def _name_problems(
+    path: str, name: Any, limit: int, what: str, reserved: tuple[str, ...] = RESERVED_PREFIXES
+) -> list[dict[str, str]]:
     if not isinstance(name, str) or not name:
         return [message(path, f"{what} name is required.", "VALUE_REQUIRED")]
     if len(name) > limit or not NAME.match(name):
@@ -74,7 +85,7 @@ def _name_problems(path: str, name: Any, limit: int, what: str) -> list[dict[str
                 "NAME_INVALID",
             )
         ]
-    if name.startswith(RESERVED_PREFIXES):
+    if name.startswith(reserved):
         return [message(path, f"{what} name [{name}] uses a reserved prefix.", "NAME_RESERVED")]
     return []
 
@@ -100,7 +111,7 @@ def event_problems(index: int, event: Any) -> list[dict[str, str]]:
         )
     for key, value in params.items():
         where = f"{path}.params.{key}"
-        problems += _name_problems(where, key, MAX_NAME, "Parameter")
+        problems += _name_problems(where, key, MAX_NAME, "Parameter", RESERVED_PARAM_PREFIXES)
         if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
             problems.append(
                 message(
@@ -166,9 +177,13 @@ def request_problems(measurement_id: str | None, raw: bytes) -> list[dict[str, s
         if len(properties) > MAX_USER_PROPERTIES:
             problems.append(message("user_properties", "Too many user properties.", "EXCEEDED_MAX_ENTITIES"))
         for name, prop in properties.items():
-            problems += _name_problems(
-                f"user_properties.{name}", name, MAX_USER_PROPERTY_NAME, "User property"
+            where = f"user_properties.{name}"
+            named = _name_problems(
+                where, name, MAX_USER_PROPERTY_NAME, "User property", RESERVED_USER_PROPERTY_PREFIXES
             )
+            if not named and name in RESERVED_USER_PROPERTY_NAMES:
+                named = [message(where, f"User property name [{name}] is reserved.", "NAME_RESERVED")]
+            problems += named
             value = prop.get("value") if isinstance(prop, dict) else None
             if isinstance(value, str) and len(value) > MAX_USER_PROPERTY_VALUE:
                 problems.append(
@@ -218,10 +233,10 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
 
 # --------------------------------------------------------------------------- the Admin API: user deletion
 
-# The sandbox's published service account (its key is the sandbox's published RSA test key, sandbox.fhir).
-SANDBOX_SERVICE_ACCOUNT = "ennu-sandbox@ennu-sandbox.iam.gserviceaccount.com"
-SANDBOX_KEY_ID = "ennu-sandbox-ga4-key"
-SANDBOX_PROPERTY_ID = "123456789"
+# The sandbox's published service account and property: the product's local mode (ennu/local_mode.py).
+SANDBOX_SERVICE_ACCOUNT = local_mode.GA4_SERVICE_ACCOUNT
+SANDBOX_KEY_ID = local_mode.GA4_KEY_ID
+SANDBOX_PROPERTY_ID = local_mode.GA4_PROPERTY_ID
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 EDIT_SCOPE = "https://www.googleapis.com/auth/analytics.edit"
 TOKEN_LIFETIME_SECONDS = 3600
@@ -243,13 +258,11 @@ def assertion_problem(assertion: str, token_url: str) -> str | None:
     """None for a good service-account assertion (RS256, iss, scope, aud = the token URI, ≤ 1 h)."""
     import jwt
 
-    from sandbox.fhir import sandbox_public_key_pem
-
     try:
         header = jwt.get_unverified_header(assertion)
         claims = jwt.decode(
             assertion,
-            sandbox_public_key_pem(),
+            local_mode.local_public_key_pem(),
             algorithms=["RS256"],
             audience=token_url,
             options={"require": ["iss", "aud", "exp", "iat", "scope"]},

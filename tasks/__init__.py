@@ -1,1 +1,1 @@
-"""Pipeline stages: prepare (extract, route, map and validate, as plain functions), push, record."""
+"""Pipeline stages, one module each (ingest, extract ... record), and the status, readiness and alerts."""

@@ -9,9 +9,9 @@ from prefect.cache_policies import NONE
 from prefect_email import EmailServerCredentials, email_send_message
 
 from ennu.settings import get_settings
-from ennu.status import NO_PROVIDER_CHANNEL, provider_channels
 from mappings.routing import routing_table
 from tasks.extract import extract_records
+from tasks.status import NO_PROVIDER_CHANNEL, provider_channels
 
 ALERT_CHANNELS = ("slack", "teams")
 EMAIL = "email"

@@ -2,8 +2,9 @@
 
 A filter takes the extracted frame of one event type and returns a boolean mask of the rows that may take
 the route; the rows it leaves out are simply not routed there (no sync-log row: they were never meant to
-go). Adding a filter is one function and one entry in `ROUTE_FILTERS`; the mapping lint refuses a route
-that names an unknown one.
+go). Adding a filter is one function here, one entry in `ROUTE_FILTERS` and its name in
+`mappings.routing.ROUTE_FILTER_NAMES` (what the mapping lint knows without importing the connectors); the lint
+refuses a route that names an unknown one.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from connectors.base import Record
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES, HubEvent
 from ennu.models import Biomarker, Subscription
-from ennu.outbox import ingest
 from ennu.settings import get_settings
 from mappings import Mapping, apply_mapping
 from mappings.routing import routing_table
 from tasks.extract import extract_records
+from tasks.ingest import ingest
 from tasks.push import to_records
 from tasks.route import plan_routes
 from tasks.validate import validate_parts

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from ennu.db import session_scope
 from ennu.events import HostEvent
 from ennu.models import Assessment, AssessmentScore, Consent, HealthGoal, User
-from ennu.outbox import ingest
+from tasks.ingest import ingest
 
 _ids = itertools.count(1)
 

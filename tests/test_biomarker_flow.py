@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from sqlalchemy import select, update
 
-from bench.routing import routing_copy
+from devtools.routing import routing_copy
 from ennu.db import session_scope
 from ennu.models import Biomarker, Delivery, OutboxEvent, SyncLog, User
 from ennu.settings import reload_settings

@@ -17,9 +17,8 @@ import psycopg
 import pytest
 from sqlalchemy import Table, func, inspect, select
 
-import ennu.demo as demo
-from ennu.db import get_engine, session_scope
-from ennu.demo import (
+import devtools.demo as demo
+from devtools.demo import (
     ASSESSMENT_CATEGORIES,
     BIOMARKER_CATALOGUE,
     BIOMARKERS_BY_NAME,
@@ -32,6 +31,7 @@ from ennu.demo import (
     DemoSummary,
     generate_demo,
 )
+from ennu.db import get_engine, session_scope
 from ennu.models import Assessment, OutboxEvent, User
 
 PG_ADMIN_URL = os.environ.get("ENNU_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -12,9 +12,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.events.schemas.events import ResourceSpecification
 
-from bench.routing import routing_copy
 from deployments.catalogue import ALERT_TAGS, catalogue
 from deployments.render import PREFECT_YAML, render
+from devtools.routing import routing_copy
 from ennu.events import EVENT_TYPES
 from ennu.settings import reload_settings
 from flows.ops_alert import ops_alert

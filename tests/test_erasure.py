@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
 
-from bench.routing import routing_copy
+from devtools.routing import routing_copy
 from ennu import deliveries
 from ennu.db import session_scope
 from ennu.erasure import scrub_person

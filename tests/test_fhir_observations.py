@@ -22,7 +22,7 @@ from connectors.fhir_observations import (
     plan_observations,
 )
 from connectors.fhir_panels import PanelWindow, Waiting, choose, plan_halves
-from ennu.demo import BIOMARKER_CATALOGUE, UNKNOWN_BIOMARKER
+from devtools.demo import BIOMARKER_CATALOGUE, UNKNOWN_BIOMARKER
 from mappings.interpretation import INTERPRETATION_SYSTEM
 from mappings.loinc import (
     LOINC_TABLE_PATH,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ennu.launcher import deployment_registered, parts
-from ennu.supervisor import Backoff, Part, ReadinessCheck, Supervisor
+from devtools.launcher import deployment_registered, parts
+from devtools.supervisor import Backoff, Part, ReadinessCheck, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
@@ -185,7 +185,7 @@ def test_backoff_doubles_on_quick_exits_up_to_its_ceiling_and_resets_after_a_sta
 SUPERVISED = """
 import os, sys
 from pathlib import Path
-from ennu.supervisor import Part, Supervisor
+from devtools.supervisor import Part, Supervisor
 
 tmp = Path(sys.argv[1])
 spawner = (

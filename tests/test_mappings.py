@@ -320,7 +320,7 @@ def test_mapping_is_frozen_and_typed() -> None:
 def test_a_route_filter_must_be_known_and_outbound_fields_never_read_crm_owned_columns(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench.routing import routing_copy
+    from devtools.routing import routing_copy
 
     root = routing_copy(tmp_path / "mappings")
     routing = root / "routing.yaml"

@@ -27,11 +27,11 @@ from ennu.charts import PNG_SIGNATURE
 from ennu.db import session_scope
 from ennu.models import SyncLog, utcnow
 from ennu.settings import reload_settings
-from ennu.status import integration_names
 from flows.assessment_completed import assessment_completed
 from flows.dashboard import ARTIFACT_KEY, integrations_dashboard
 from intake.app import create_app
 from tasks.run_state import WITH_REJECTIONS
+from tasks.status import integration_names
 from tasks.thresholds import SEEN_VARIABLE
 from tests.factories import person_with_assessment
 

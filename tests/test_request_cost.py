@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bench.routing import routing_copy
 from connectors.mailchimp import MailchimpConnector
 from connectors.registry import CONNECTORS
+from devtools.routing import routing_copy
 from ennu.settings import get_settings, reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.user_registered import user_registered

@@ -32,6 +32,7 @@ from sqlalchemy import (
 
 from ennu.db import get_engine, migrate
 from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, Subscription, User
+from mappings.loinc import LoincTable, load_loinc_table
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,9 @@ Values = Array | list[Any]  # one generated column
 class BiomarkerSpec:
     """One biomarker the host app records: its host name, LOINC code, UCUM unit and adult reference range.
 
-    A bound of None means the range is open on that side ("< 200" has no low bound). `critical_low` and
-    `critical_high` are the values beyond which a result is treated as critical by the demo data (only a
-    few markers have them).
+    Code, unit, display and critical limits are the product's LOINC table (mappings/loinc.yaml); only the
+    reference range is the demo lab's own. A bound of None means the range is open on that side ("< 200"
+    has no low bound).
     """
 
     name: str
@@ -65,45 +66,81 @@ class BiomarkerSpec:
         return self.loinc_code
 
 
-BIOMARKER_CATALOGUE: tuple[BiomarkerSpec, ...] = (
-    BiomarkerSpec("glucose", "2345-7", "mg/dL", 70, 99, "Glucose", critical_low=40, critical_high=400),
-    BiomarkerSpec("hba1c", "4548-4", "%", 4.0, 5.6, "Hemoglobin A1c"),
-    BiomarkerSpec("total_cholesterol", "2093-3", "mg/dL", None, 200, "Total cholesterol"),
-    BiomarkerSpec("ldl", "13457-7", "mg/dL", None, 100, "LDL cholesterol (calculated)"),
-    BiomarkerSpec("hdl", "2085-9", "mg/dL", 40, None, "HDL cholesterol"),
-    BiomarkerSpec("triglycerides", "2571-8", "mg/dL", None, 150, "Triglycerides"),
-    BiomarkerSpec("testosterone_total", "2986-8", "ng/dL", 264, 916, "Testosterone, total"),
-    BiomarkerSpec("testosterone_free", "2991-8", "pg/mL", 46, 224, "Testosterone, free"),
-    BiomarkerSpec("estradiol", "2243-4", "pg/mL", 15, 350, "Estradiol"),
-    BiomarkerSpec("vitamin_d", "62292-8", "ng/mL", 30, 100, "25-hydroxyvitamin D, total"),
-    BiomarkerSpec("tsh", "3016-3", "m[IU]/L", 0.45, 4.5, "Thyrotropin (TSH)"),
-    BiomarkerSpec("free_t4", "3024-7", "ng/dL", 0.8, 1.8, "Free thyroxine (free T4)"),
-    BiomarkerSpec("ferritin", "2276-4", "ng/mL", 30, 400, "Ferritin"),
-    BiomarkerSpec("crp_hs", "30522-7", "mg/L", None, 3, "C-reactive protein, high sensitivity"),
-    BiomarkerSpec("creatinine", "2160-0", "mg/dL", 0.6, 1.3, "Creatinine"),
-    BiomarkerSpec("alt", "1742-6", "U/L", 7, 56, "Alanine aminotransferase (ALT)"),
-    BiomarkerSpec("ast", "1920-8", "U/L", 10, 40, "Aspartate aminotransferase (AST)"),
-    BiomarkerSpec("body_weight", "29463-7", "kg", None, None, "Body weight"),
-    BiomarkerSpec("bmi", "39156-5", "kg/m2", 18.5, 24.9, "Body mass index"),
-    BiomarkerSpec(
-        "blood_pressure_systolic", "8480-6", "mm[Hg]", 90, 120, "Systolic blood pressure", critical_high=180
-    ),
-    BiomarkerSpec(
-        "blood_pressure_diastolic", "8462-4", "mm[Hg]", 60, 80, "Diastolic blood pressure", critical_high=120
-    ),
-)
-BIOMARKERS_BY_NAME: Mapping[str, BiomarkerSpec] = MappingProxyType({b.name: b for b in BIOMARKER_CATALOGUE})
-
-# mg/dL per mmol/L. A few demo results of these markers are reported in mmol/L (unit "mmol/L", reference
-# range converted too) while keeping the catalogue's mass-concentration LOINC code: whoever sends them on
-# has to convert them back (value * factor) or refuse them.
-MOLAR_CONVERSIONS: Mapping[str, float] = MappingProxyType(
-    {"glucose": 18.016, "total_cholesterol": 38.67, "ldl": 38.67, "hdl": 38.67}
+# The demo lab's adult reference ranges (low, high), printed beside each result; a biomarker of the LOINC
+# table without one here is not in the demo data (tests/test_reference_data.py asks for every one).
+REFERENCE_RANGES: Mapping[str, tuple[float | None, float | None]] = MappingProxyType(
+    {
+        "glucose": (70, 99),
+        "hba1c": (4.0, 5.6),
+        "total_cholesterol": (None, 200),
+        "ldl": (None, 100),
+        "hdl": (40, None),
+        "triglycerides": (None, 150),
+        "testosterone_total": (264, 916),
+        "testosterone_free": (46, 224),
+        "estradiol": (15, 350),
+        "vitamin_d": (30, 100),
+        "tsh": (0.45, 4.5),
+        "free_t4": (0.8, 1.8),
+        "ferritin": (30, 400),
+        "crp_hs": (None, 3),
+        "creatinine": (0.6, 1.3),
+        "alt": (7, 56),
+        "ast": (10, 40),
+        "body_weight": (None, None),
+        "bmi": (18.5, 24.9),
+        "blood_pressure_systolic": (90, 120),
+        "blood_pressure_diastolic": (60, 80),
+    }
 )
 MOLAR_UNIT = "mmol/L"
 
 # A host biomarker name without a LOINC entry (loinc_code None): the FHIR stage must reject it.
 UNKNOWN_BIOMARKER = "omega3_index"  # unit %, reference low 8
+
+# A few demo results of these markers are reported in mmol/L (unit "mmol/L", reference range converted
+# too) while keeping the table's mass-concentration LOINC code: whoever sends them on has to convert them
+# back (value * factor, the table's conversion) or refuse them.
+MOLAR_MARKERS: tuple[str, ...] = ("glucose", "total_cholesterol", "ldl", "hdl")
+
+
+def _catalogue(table: LoincTable) -> tuple[BiomarkerSpec, ...]:
+    """The table's biomarkers that the demo lab reports (those with a reference range), in table order."""
+    strangers = sorted(set(REFERENCE_RANGES) - set(table.biomarkers))
+    if strangers:
+        raise RuntimeError(f"devtools/demo.py: ranges of biomarkers not in mappings/loinc.yaml: {strangers}")
+    if UNKNOWN_BIOMARKER in table.biomarkers:
+        raise RuntimeError(f"devtools/demo.py: {UNKNOWN_BIOMARKER} is meant to have no LOINC entry")
+    return tuple(
+        BiomarkerSpec(
+            name,
+            entry.loinc,
+            entry.unit,
+            *REFERENCE_RANGES[name],
+            entry.display,
+            critical_low=entry.critical_low,
+            critical_high=entry.critical_high,
+        )
+        for name, entry in table.biomarkers.items()
+        if name in REFERENCE_RANGES
+    )
+
+
+def _molar_factor(table: LoincTable, name: str) -> float:
+    """mg/dL per mmol/L of one marker: the table's exact conversion."""
+    conversion = table.biomarkers[name].conversion(MOLAR_UNIT)
+    if conversion is None:
+        raise RuntimeError(f"devtools/demo.py: mappings/loinc.yaml has no {MOLAR_UNIT} conversion of {name}")
+    return conversion.factor
+
+
+_TABLE = load_loinc_table()
+BIOMARKER_CATALOGUE: tuple[BiomarkerSpec, ...] = _catalogue(_TABLE)
+BIOMARKERS_BY_NAME: Mapping[str, BiomarkerSpec] = MappingProxyType({b.name: b for b in BIOMARKER_CATALOGUE})
+MOLAR_CONVERSIONS: Mapping[str, float] = MappingProxyType(
+    {name: _molar_factor(_TABLE, name) for name in MOLAR_MARKERS}
+)
+
 
 ASSESSMENT_TYPES: tuple[str, ...] = (
     "weight_loss",
@@ -1048,7 +1085,7 @@ def generate_demo(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ennu.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--invalid-fraction", type=float, default=0.03)

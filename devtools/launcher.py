@@ -9,8 +9,8 @@ from datetime import datetime
 
 import requests
 
+from devtools.supervisor import Part, ReadinessCheck, Supervisor
 from ennu.settings import PROJECT_ROOT, STATE_DIR
-from ennu.supervisor import Part, ReadinessCheck, Supervisor
 
 LOOPBACK = "127.0.0.1"
 
@@ -139,8 +139,8 @@ def prepare_demo_database(people: int) -> str:
     """Migrate, and fill the host tables with synthetic people the first time."""
     from sqlalchemy import func, select
 
+    from devtools.demo import generate_demo
     from ennu.db import migrate, session_scope
-    from ennu.demo import generate_demo
     from ennu.models import User
 
     migrate()

@@ -18,7 +18,7 @@ from ennu.heartbeats import live_workers
 from ennu.models import WebhookReceipt, utcnow
 from ennu.performance import backlog
 from ennu.settings import get_settings
-from ennu.status import clinical_warnings
+from tasks.status import clinical_warnings
 
 PREFECT_TIMEOUT_SECONDS = 3.0
 

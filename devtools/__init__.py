@@ -1,0 +1,1 @@
+"""Development tooling, never installed with the product: demo data, `make up`, helpers of tests and bench."""

@@ -1,0 +1,110 @@
+"""Local mode: the stand-in vendors' published identities and the local-only key, for `make up` and tests.
+
+With no credentials configured, a connector that talks to a loopback stand-in (sandbox/) signs in with
+these. They are published test values like those of vendors' public sandboxes: no secret, and never used
+towards a real vendor (each connector refuses them for a base URL that is not loopback). The product keeps
+them, not the sandbox, so that product code never imports development tooling; the sandbox imports them
+from here to know whom to accept.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+# Epic FHIR (SMART Backend Services): the stand-in's one registered backend client.
+EPIC_CLIENT_ID = "ennu-sandbox-client"
+EPIC_KEY_ID = "ennu-sandbox-key"
+# GA4's Admin API (user deletion): the stand-in's service account and property. Same key as Epic's.
+GA4_SERVICE_ACCOUNT = "ennu-sandbox@ennu-sandbox.iam.gserviceaccount.com"
+GA4_KEY_ID = "ennu-sandbox-ga4-key"
+GA4_PROPERTY_ID = "123456789"
+# The seed the local key is derived from: every process (stand-ins, flows, tests) derives the same key.
+KEY_SEED = "ennu-sandbox-fhir-rs384-v1"
+
+
+_SMALL_PRIMES = [p for p in range(3, 5000, 2) if all(p % q for q in range(3, math.isqrt(p) + 1, 2))]
+_SMALL_PRODUCT = math.prod(_SMALL_PRIMES)
+
+
+def _probable_prime(n: int) -> bool:
+    """Miller-Rabin with fixed bases: deterministic, so only `getrandbits` decides which key comes out."""
+    if math.gcd(n, _SMALL_PRODUCT) != 1:
+        return False
+    d, s = n - 1, 0
+    while d % 2 == 0:
+        d, s = d // 2, s + 1
+    for base in (2, *_SMALL_PRIMES[:23]):
+        x = pow(base, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _prime(bits: int, rng: random.Random, e: int) -> int:
+    while True:
+        candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
+        if (candidate - 1) % e and _probable_prime(candidate):
+            return candidate
+
+
+@lru_cache(maxsize=1)
+def _local_key() -> RSAPrivateKey:
+    """A 2048-bit RSA key derived from a fixed seed, so every process (sandbox, flows, tests) agrees on it.
+
+    It is a published test key like those of vendors' public sandboxes: no secret, never for a real
+    vendor (the connector uses it only towards a loopback sandbox). Deriving it costs about a second, once.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rng = random.Random(KEY_SEED)
+    e = 65537
+    p = _prime(1024, rng, e)
+    q = _prime(1024, rng, e)
+    d = pow(e, -1, (p - 1) * (q - 1))
+    numbers = rsa.RSAPrivateNumbers(
+        p,
+        q,
+        d,
+        rsa.rsa_crt_dmp1(d, p),
+        rsa.rsa_crt_dmq1(d, q),
+        rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(e, p * q),
+    )
+    return numbers.private_key()
+
+
+def local_private_key_pem() -> str:
+    """The local-only private key (PKCS#8 PEM): a connector's fallback towards a loopback stand-in."""
+    from cryptography.hazmat.primitives import serialization
+
+    return (
+        _local_key()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
+
+
+def local_public_key_pem() -> str:
+    """The public half the stand-ins' token endpoints verify client assertions with."""
+    from cryptography.hazmat.primitives import serialization
+
+    return (
+        _local_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
