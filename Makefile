@@ -14,7 +14,7 @@ lint:          ## ruff, mypy and the packages' layering (lint-imports)
 
 lint-mappings: ## check every mapping file
 	scripts/bootstrap.sh
-	.venv/bin/python -m mappings.lint
+	.venv/bin/python -m deployments.lint
 
 bench:         ## bulk-sync benchmark against the sandbox
 	scripts/bootstrap.sh

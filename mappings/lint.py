@@ -1,8 +1,10 @@
-"""`python -m mappings.lint [DIR]`: check every mapping file and the routing table; file, line and reason."""
+"""Every mistake in a mappings directory (files, routing table, codes, the connectors' declarations), each
+with file, line and reason. The command is `python -m deployments.lint [DIR]`, which hands in the registry.
+"""
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Mapping as Catalogue
 from pathlib import Path
 
 from mappings.against_connectors import DeclaredConnector, connector_problems
@@ -33,24 +35,22 @@ def code_problems(root: Path) -> list[str]:
     ]
 
 
-def registered_connectors() -> dict[str, DeclaredConnector]:
-    """The registry's connectors: the one place the lint learns what each connector declares."""
-    from connectors.registry import CONNECTORS
-
-    return dict(CONNECTORS)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]) if args else Path(__file__).resolve().parent
-    problems = [str(e) for e in lint_mappings(root)]
-    if not problems:
+def problems(root: Path, connectors: Catalogue[str, DeclaredConnector]) -> list[str]:
+    """Every problem of the mappings under `root`, checked against these connectors' declarations."""
+    found = [str(e) for e in lint_mappings(root)]
+    if not found:
         try:
             inbound_mappings(root)
         except MappingError as exc:
-            problems += str(exc).splitlines()
-        problems += code_problems(root)
-        problems += [str(e) for e in connector_problems(root, registered_connectors())]
+            found += str(exc).splitlines()
+        found += code_problems(root)
+        found += [str(e) for e in connector_problems(root, connectors)]
+    return found + routing_problems(root, connectors)
+
+
+def routing_problems(root: Path, connectors: Catalogue[str, DeclaredConnector]) -> list[str]:
+    """The routing table parses, names registered connectors, known filters and existing mapping files."""
+    problems: list[str] = []
     routing = root / "routing.yaml"
     if routing.exists():
         try:
@@ -72,14 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 for spec in specs
                 if (event_type, spec.mapping_name) not in present
             ]
-    for problem in problems:
-        print(problem)
-    if problems:
-        print(f"{len(problems)} problem(s) in {root}", file=sys.stderr)
-        return 1
-    print(f"{len(mapping_files(root))} mapping files OK")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+            problems += [
+                f"{routing}: integrations.{name}: no connector {name!r} is registered"
+                for name in table.integrations
+                if name not in connectors
+            ]
+    return problems

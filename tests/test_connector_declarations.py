@@ -14,11 +14,11 @@ from connectors.config_table import README, render, rewritten
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.registry import CONNECTORS, validate_settings
 from connectors.settings import SettingsError
+from deployments.lint import main as lint
 from ennu.db import session_scope
 from ennu.models import SyncLog
 from ennu.settings import reload_settings
 from flows.user_registered import user_registered
-from mappings.lint import main as lint
 from tests.factories import add_event, add_person
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from deployments.lint import main as lint_main
 from mappings import Mapping, MappingError, apply_mapping, lint_mappings, load_all_mappings, load_mapping
 from mappings.frame import MissingSourceColumns
-from mappings.lint import main as lint_main
 from mappings.routing import load_routing
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
