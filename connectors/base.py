@@ -138,11 +138,12 @@ class Connector(ABC):
         known = ", ".join(spec.name for spec in cls.objects)
         raise UnsupportedObject(f"{cls.name} has no object {object_name!r} (it has {known})")
 
-    def expected_requests(self, object_name: str, records: int) -> int:
+    @classmethod
+    def expected_requests(cls, object_name: str, records: int) -> int:
         """About how many requests pushing `records` records costs (an estimate: never a limit)."""
-        if self.requests_per_record:
-            return self.requests_per_record * records
-        spec = self.object_spec(object_name)
+        if cls.requests_per_record:
+            return cls.requests_per_record * records
+        spec = cls.object_spec(object_name)
         return max(1, math.ceil(records / spec.batch_size)) * spec.requests_per_batch
 
     @classmethod

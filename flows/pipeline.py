@@ -19,6 +19,7 @@ from prefect.utilities.annotations import quote
 
 from connectors.base import Outcome, Record
 from connectors.http import ConnectorError
+from connectors.rate_limit import expect_requests
 from connectors.registry import CONNECTORS
 from ennu import circuit, deliveries
 from ennu.models import DeliveryStatus, SyncStatus, utcnow
@@ -267,6 +268,12 @@ def _deliver(
             force=force,
         )
         ledger.write(outcome_entries(r, records, {o.record_key: o for o in plan.settled}, plan.hashes))
+        # The rate limit's slots for the whole plan are taken at its first request: one Prefect round trip
+        # for a route's batches, not one per batch (connectors.rate_limit).
+        destination = CONNECTORS[r.connector]
+        expect_requests(
+            r.connector, sum(destination.expected_requests(r.mapping.object, len(b)) for b in plan.batches)
+        )
         if CONNECTORS[r.connector].ambiguous_sends == "reconcile":
             pairs = [(str(x.event_id), r.connector) for b in plan.batches for x in b]
             deliveries.mark_sending(ledger.owner, pairs)

@@ -18,7 +18,6 @@ from sqlalchemy import select
 
 from connectors.base import Connector, Outcome, Record
 from connectors.http import AuthError, PermanentError, RetryableError
-from connectors.rate_limit import expect_requests
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit
 from ennu.db import session_scope
@@ -183,7 +182,6 @@ def push_batch(
             for r in records
         ]
     connector = connector_for(connector_name)
-    expect_requests(connector_name, connector.expected_requests(object_name, len(records)))
     started = time.monotonic()
     try:
         outcomes = connector.push(object_name, upsert_key, records)
