@@ -10,9 +10,11 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from connectors.base import Record
+from connectors.base import Connector, Record
+from connectors.epic_fhir import EpicFhirConnector
 from ennu.db import session_scope
 from ennu.models import Biomarker, User
+from ennu.settings import Settings
 from mappings import apply_mapping, load_all_mappings
 from tasks.extract import chunks
 from tasks.push import to_records
@@ -21,8 +23,16 @@ EVENT_TYPE = "biomarker.updated"
 CONNECTOR = "epic_fhir"
 
 
+def provide_host_data(connector: Connector, settings: Settings) -> None:
+    """Hand a connector the reader of the host's data it needs, if it needs one: the Epic connector pairs
+    blood-pressure halves with the partners the host recorded (`HostBiomarkers`). The pipeline calls this
+    for each connector it builds (`tasks.push.connector_for`); a connector never imports this layer."""
+    if isinstance(connector, EpicFhirConnector) and connector.partners is None:
+        connector.partners = HostBiomarkers(settings.mappings_dir)
+
+
 class HostBiomarkers:
-    """The Epic connector's reader of blood-pressure partners (connectors/fhir_panels.PanelPartners).
+    """The Epic connector's reader of blood-pressure partners (connectors/epic_fhir/panels.PanelPartners).
 
     It lives in tasks/ because reading the host's tables is the pipeline's work; the connector is given one.
     The rows go through the same mapping file as the event's own records, so that nothing leaves that the

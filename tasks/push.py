@@ -46,6 +46,9 @@ def connector_for(name: str, settings: Settings | None = None) -> Connector:
         if cached is not None:
             cached[1].close()
         connector = build_connector(name, settings)
+        from tasks.host_biomarkers import provide_host_data  # late: it maps the host's rows with this module
+
+        provide_host_data(connector, settings)
         _connectors[name] = (settings, connector)
         return connector
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from connectors.fhir_observations import critical_results
+from connectors.epic_fhir.observations import critical_results
 from ennu.settings import get_settings
 from mappings import apply_mapping, load_all_mappings
 from tasks.push import to_records

@@ -13,17 +13,26 @@ import pandas as pd
 import pytest
 import requests
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from pydantic import SecretStr
 
-from connectors.base import Person, Record
+from connectors.base import Person, Record, UnsupportedObject
 from connectors.epic_fhir import ERASURE_DECISION, SURVEYS_OFF, Capabilities, EpicFhirConnector
-from connectors.fhir_panels import WAITING
-from connectors.http import RetryableError
-from connectors.smart_auth import SmartBackendAuth
+from connectors.epic_fhir.errors import TABLE, TOKEN_TABLE
+from connectors.epic_fhir.options import EpicOptions
+from connectors.epic_fhir.panels import WAITING
+from connectors.epic_fhir.settings import EpicFhirSettings
+from connectors.epic_fhir.smart_auth import SmartBackendAuth, SmartClient
+from connectors.epic_fhir.writes import delivery_of
+from connectors.errors import Action
+from connectors.http import AuthError, RetryableError, VendorHttp
+from connectors.settings import SettingsError
+from ennu import local_mode
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from mappings.frame import apply_mapping
 from mappings.loader import load_mapping
 from tasks.push import to_records
+from tests.capture import CapturingEndpoint
 
 MAPPING = Path(__file__).resolve().parent.parent / "mappings" / "biomarker.updated" / "epic_fhir.yaml"
 OBSERVED = datetime(2024, 5, 1, 8, 30)
@@ -357,16 +366,101 @@ def test_the_wire_format_is_smart_backend_services_and_a_fhir_transaction(
     assert all(e["fullUrl"].startswith("urn:uuid:") for e in bundle["entry"])
 
 
-def test_a_transient_server_failure_raises_for_a_retry(epic: EpicFhirConnector, sandbox: Any) -> None:
+def test_a_transient_server_failure_is_retried_by_the_request_then_raises_for_the_engine(
+    epic: EpicFhirConnector, sandbox: Any
+) -> None:
     epic.capabilities()
     epic.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
-    sandbox.fail("fhir", "status", status=503, count=1)
-    with pytest.raises(RetryableError) as raised:
-        epic.push("observations", "identifier", [biomarker(2, "hba1c", 5.2, "%")])
-    assert raised.value.reason == "http 503"
+    sandbox.fail("fhir", "status", status=503, count=1)  # one 503: the request is sent again
     assert epic.push("observations", "identifier", [biomarker(2, "hba1c", 5.2, "%")])[0].status == (
         SyncStatus.CREATED
     )
+    retries = get_settings().http_retries
+    sandbox.fail("fhir", "status", status=503, count=1 + retries)  # outlasts the request's retries
+    with pytest.raises(RetryableError) as raised:
+        epic.push("observations", "identifier", [biomarker(3, "tsh", 2.0, "m[IU]/L")])
+    assert raised.value.reason == "http 503"
+    assert epic.push("observations", "identifier", [biomarker(3, "tsh", 2.0, "m[IU]/L")])[0].status == (
+        SyncStatus.CREATED
+    )
+
+
+def test_an_expired_token_is_fetched_again_and_the_request_sent_once_more(
+    epic: EpicFhirConnector, sandbox: Any
+) -> None:
+    epic.push("observations", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
+    sandbox.reset()  # the stand-in forgets every token it issued (as an EHR revoking or expiring them)
+    [outcome] = epic.push("observations", "identifier", [biomarker(2, "hba1c", 5.2, "%", user_id=2)])
+    assert outcome.error is None
+    assert outcome.status == SyncStatus.CREATED
+    paths = [r["path"] for r in sandbox.requests("fhir")]
+    assert paths[:3] == ["/fhir/r4/Patient", "/fhir/oauth2/token", "/fhir/r4/Patient"]
+    assert paths.count("/fhir/oauth2/token") == 1
+
+
+def test_a_second_401_is_an_auth_failure_after_one_new_token(endpoint: CapturingEndpoint) -> None:
+    endpoint.answer("POST", "/token", 200, {"access_token": "t", "token_type": "Bearer", "expires_in": 3600})
+    endpoint.answer("GET", "/fhir/metadata", 401, {"resourceType": "OperationOutcome", "issue": []})
+    base = f"{endpoint.url}/fhir"
+    client = SmartClient(
+        local_mode.EPIC_CLIENT_ID, local_mode.EPIC_KEY_ID, SecretStr(local_mode.local_private_key_pem())
+    )
+    auth = SmartBackendAuth(
+        VendorHttp("epic_fhir", base, table=TOKEN_TABLE), base, client, token_url=f"{endpoint.url}/token"
+    )
+    epic = EpicFhirConnector(VendorHttp("epic_fhir", base, auth=auth, table=TABLE))
+    try:
+        with pytest.raises(AuthError) as refused:
+            epic.test_connection()
+    finally:
+        epic.close()
+    assert refused.value.status == 401
+    assert [(r.method, r.path) for r in endpoint.take()] == [
+        ("POST", "/token"),
+        ("GET", "/fhir/metadata"),
+        ("POST", "/token"),
+        ("GET", "/fhir/metadata"),
+    ]
+
+
+def test_a_token_endpoint_refusing_the_registration_is_an_auth_failure(endpoint: CapturingEndpoint) -> None:
+    endpoint.answer("POST", "/token", 400, {"error": "invalid_scope"})
+    base = f"{endpoint.url}/fhir"
+    client = SmartClient(
+        local_mode.EPIC_CLIENT_ID, local_mode.EPIC_KEY_ID, SecretStr(local_mode.local_private_key_pem())
+    )
+    auth = SmartBackendAuth(
+        VendorHttp("epic_fhir", base, table=TOKEN_TABLE), base, client, token_url=f"{endpoint.url}/token"
+    )
+    with pytest.raises(AuthError) as refused:
+        auth.access_token()
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (422, "code-invalid", SyncStatus.FAILED),
+        (412, "duplicate", SyncStatus.FAILED),
+        (409, "lock-error", SyncStatus.DEFERRED),  # a transient issue type: offered again
+        (400, "throttled", SyncStatus.DEFERRED),
+        (503, None, SyncStatus.DEFERRED),
+        (429, None, SyncStatus.DEFERRED),
+    ],
+)
+def test_a_refused_write_is_classified_by_the_error_table(
+    status: int, code: str | None, expected: SyncStatus
+) -> None:
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code}]}
+    delivery = delivery_of(status, outcome if code else None)
+    assert delivery.status == expected
+    assert delivery.error == f"http {status}" + (f" {code}" if code else "")
+
+
+def test_the_error_table_names_the_refusals_the_writes_read() -> None:
+    assert TABLE.expect("refused") == frozenset({400, 404, 409, 410, 412, 422})
+    assert TABLE.action(401) is Action.AUTH and TABLE.action(403) is Action.AUTH
+    assert TOKEN_TABLE.action(400) is Action.AUTH
 
 
 def test_the_connection_test_reads_the_capability_statement(epic: EpicFhirConnector, sandbox: Any) -> None:
@@ -760,3 +854,75 @@ def test_assessment_observations_are_off_for_a_site_unless_it_turns_them_on(
         epic.close()
     assert (outcome.status, outcome.error) == (SyncStatus.SKIPPED, SURVEYS_OFF)
     assert sandbox.requests("fhir") == []
+
+
+# --------------------------------------------------------------------------- settings, objects, wiring
+
+
+def test_every_epic_variable_is_a_typed_setting_and_a_bad_value_names_its_variable(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    defaults = EpicFhirSettings.load()
+    assert (defaults.create_patients, defaults.assessment_observations) == (None, None)
+    assert defaults.patient_identifiers == ("mrn", "ennu")
+    assert EpicFhirSettings.model_fields["requests_per_hour"].default == 6000
+    documented = {variable for variable, _, _ in EpicFhirSettings.documented()}
+    assert documented == set(EPIC_ENV) | {"EPIC_REQUESTS_PER_HOUR", "EPIC_ASSESSMENT_IDENTIFIER_SYSTEM"}
+    clean_env.setenv("EPIC_PATIENT_IDENTIFIERS", " ENNU, mrn ")
+    clean_env.setenv("EPIC_BP_WAIT_SECONDS", "")  # empty is unset
+    clean_env.setenv("EPIC_CREATE_PATIENTS", "false")
+    clean_env.setenv("EPIC_PRIVATE_KEY_FILE", "/etc/ennu/epic.pem")
+    loaded = EpicFhirSettings.load()
+    assert loaded.patient_identifiers == ("ennu", "mrn") and loaded.bp_wait_seconds == 900
+    assert loaded.private_key_file == Path("/etc/ennu/epic.pem")
+    options = EpicOptions.from_settings(loaded, sandbox=True)
+    assert options.create_patients is False and options.assessment_observations is True
+    assert options.panel_window.wait == timedelta(minutes=15)
+    for name, bad in [
+        ("EPIC_BP_PAIR_SECONDS", "five"),
+        ("EPIC_PATIENT_RECHECK_SECONDS", "-1"),
+        ("EPIC_PATIENT_IDENTIFIERS", "mrn,ssn"),
+        ("EPIC_PATIENT_IDENTIFIERS", "mrn,mrn"),
+        ("EPIC_PATIENT_MATCH_DEMOGRAPHICS", "perhaps"),
+        ("EPIC_REQUESTS_PER_HOUR", "0"),
+    ]:
+        clean_env.setenv(name, bad)
+        with pytest.raises(SettingsError) as refused:
+            EpicFhirSettings.load()
+        assert name in str(refused.value) and bad not in str(refused.value).replace(name, "")
+        clean_env.delenv(name)
+
+
+def test_a_key_file_counts_as_credentials(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert not EpicFhirConnector.has_credentials()
+    clean_env.setenv("EPIC_PRIVATE_KEY_FILE", str(tmp_path / "epic.pem"))
+    assert EpicFhirConnector.has_credentials()
+
+
+def test_an_undeclared_object_is_refused_before_any_request(epic: EpicFhirConnector, sandbox: Any) -> None:
+    with pytest.raises(UnsupportedObject):
+        epic.push("patients", "identifier", [biomarker(1, "glucose", 92, "mg/dL")])
+    assert sandbox.requests("fhir") == []
+    assert EpicFhirConnector.batch_sizes == {"observations": 100, "surveys": 100}
+    [observations, surveys] = EpicFhirConnector.objects
+    wire_names = {name.split(".", 1)[0] for name in biomarker(1, "glucose", 92, "mg/dL").fields}
+    assert wire_names == observations.fields
+    assert surveys.fields == {
+        "identifier",
+        "assessment_type",
+        "effective",
+        "overall_score",
+        "score",
+        "patient",
+    }
+
+
+def test_the_pipeline_hands_the_connector_its_reader_of_the_hosts_results(
+    sandbox: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    from tasks.host_biomarkers import HostBiomarkers
+    from tasks.push import connector_for
+
+    built = connector_for("epic_fhir")
+    assert isinstance(built, EpicFhirConnector) and isinstance(built.partners, HostBiomarkers)
+    assert EpicFhirConnector.from_settings(get_settings(), rate_limited=False).partners is None

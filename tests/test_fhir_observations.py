@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B.observation import Observation
 
 from connectors.base import Record
-from connectors.fhir_observations import (
+from connectors.epic_fhir.observations import (
     LOINC_SYSTEM,
     UCUM_SYSTEM,
     ObservationDraft,
@@ -21,7 +21,7 @@ from connectors.fhir_observations import (
     host_id,
     plan_observations,
 )
-from connectors.fhir_panels import PanelWindow, Waiting, choose, plan_halves
+from connectors.epic_fhir.panels import PanelWindow, Waiting, choose, plan_halves
 from devtools.demo import BIOMARKER_CATALOGUE, UNKNOWN_BIOMARKER
 from mappings.interpretation import INTERPRETATION_SYSTEM
 from mappings.loinc import (

@@ -13,20 +13,29 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from connectors.base import Person, Record
-from connectors.ga4 import (
+from connectors.base import Person, Record, UnsupportedObject
+from connectors.endpoint import NotConfigured
+from connectors.errors import Action
+from connectors.ga4.connector import (
     MAX_BODY_BYTES,
+    AdminApi,
     Ga4Connector,
     as_event,
     request_bodies,
     wire_problem,
 )
-from connectors.http import RetryableError
+from connectors.ga4.errors import ADMIN_TABLE, TABLE, TOKEN_TABLE
+from connectors.ga4.google_auth import ServiceAccount, ServiceAccountAuth
+from connectors.ga4.settings import Ga4Settings
+from connectors.http import AuthError, ConnectorError, RetryableError, VendorHttp
+from connectors.settings import SettingsError
+from ennu import local_mode
 from ennu.models import SyncStatus
 from ennu.settings import get_settings, reload_settings
 from mappings import Mapping, apply_mapping, load_all_mappings
 from mappings.loader import check_file
 from tasks.validate import validate_mapped
+from tests.capture import CapturingEndpoint
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 MY_MAPPINGS = (
@@ -200,8 +209,9 @@ def test_connection_test_posts_a_sample_to_the_debug_endpoint(ga4: Ga4Connector,
     assert sandbox.objects("ga4", "events") == []
 
     ga4.measurement_id = "not-a-measurement-id"
-    failing = ga4.test_connection()
-    assert not failing.ok and failing.detail == "validation: VALUE_INVALID"
+    with pytest.raises(ConnectorError) as failing:  # a failed check raises, as every connector's does
+        ga4.test_connection()
+    assert failing.value.reason == "validation: VALUE_INVALID"
 
 
 def test_the_validation_server_names_each_violation(ga4: Ga4Connector) -> None:
@@ -302,15 +312,16 @@ def test_erase_submits_a_user_deletion_for_both_ids_under_service_account_auth(
 def test_the_admin_stand_in_checks_auth_and_body_as_google_documents(sandbox_url: str, sandbox: Any) -> None:
     import requests
 
-    from connectors.google_auth import ANALYTICS_EDIT_SCOPE, ServiceAccount, assertion
-    from sandbox.fhir import sandbox_private_key_pem
-    from sandbox.ga4 import SANDBOX_KEY_ID, SANDBOX_SERVICE_ACCOUNT
+    from connectors.ga4.google_auth import ANALYTICS_EDIT_SCOPE, ServiceAccount, assertion
 
     base = f"{sandbox_url}/ga4"
     deletion = f"{base}/v1alpha/properties/123456789:submitUserDeletion"
     assert requests.post(deletion, json={"userId": "x"}, timeout=10).status_code == 401
     account = ServiceAccount(
-        SANDBOX_SERVICE_ACCOUNT, SANDBOX_KEY_ID, SecretStr(sandbox_private_key_pem()), f"{base}/token"
+        local_mode.GA4_SERVICE_ACCOUNT,
+        local_mode.GA4_KEY_ID,
+        SecretStr(local_mode.local_private_key_pem()),
+        f"{base}/token",
     )
     wrong_scope = requests.post(
         f"{base}/token",
@@ -348,10 +359,119 @@ def test_every_new_mapping_file_passes_the_lint() -> None:
         assert errors == [] and mapping is not None, name
 
 
-def test_an_unavailable_collect_endpoint_is_retried(ga4: Ga4Connector, sandbox: Any) -> None:
-    sandbox.fail("ga4", "status", status=503, count=1)
-
-    with pytest.raises(RetryableError):
-        ga4.push("events", "client_id", [event(1)])
-
+def test_an_unavailable_collect_endpoint_is_retried_by_the_request_then_left_to_the_engine(
+    ga4: Ga4Connector, sandbox: Any
+) -> None:
+    sandbox.fail("ga4", "status", status=503, count=1)  # one 503: the request is sent again
     assert ga4.push("events", "client_id", [event(1)])[0].status == SyncStatus.CREATED
+
+    sandbox.fail("ga4", "status", status=503, count=1 + get_settings().http_retries)
+    with pytest.raises(RetryableError):
+        ga4.push("events", "client_id", [event(2)])
+
+    assert ga4.push("events", "client_id", [event(2)])[0].status == SyncStatus.CREATED
+
+
+# --------------------------------------------------------------------------- settings, objects, error tables
+
+
+@pytest.fixture()
+def ga4_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    for name in Ga4Settings.model_fields:
+        monkeypatch.delenv(Ga4Settings.variable(name), raising=False)
+    for name in Ga4Settings.secrets:
+        monkeypatch.delenv(name, raising=False)
+    yield monkeypatch
+
+
+def test_every_ga4_variable_is_a_typed_setting_and_a_bad_value_names_its_variable(
+    ga4_env: pytest.MonkeyPatch,
+) -> None:
+    documented = {variable for variable, _, _ in Ga4Settings.documented()}
+    assert documented == {
+        "GA4_API_SECRET",
+        "GA4_SERVICE_ACCOUNT_KEY",
+        "GA4_BASE_URL",
+        "GA4_MEASUREMENT_ID",
+        "GA4_REQUESTS_PER_HOUR",
+        "GA4_PROPERTY_ID",
+        "GA4_ADMIN_BASE_URL",
+    }
+    ga4_env.setenv("GA4_REQUESTS_PER_HOUR", "")  # empty is unset
+    ga4_env.setenv("GA4_PROPERTY_ID", "424242")
+    loaded = Ga4Settings.load()
+    assert loaded.requests_per_hour == 36_000 and loaded.property_id == "424242"
+    ga4_env.setenv("GA4_REQUESTS_PER_HOUR", "lots")
+    with pytest.raises(SettingsError) as refused:
+        Ga4Settings.load()
+    assert "GA4_REQUESTS_PER_HOUR" in str(refused.value) and "lots" not in str(refused.value)
+
+
+def test_a_secret_without_a_measurement_id_is_not_configured(ga4_env: pytest.MonkeyPatch) -> None:
+    ga4_env.setenv("GA4_API_SECRET", "a-real-secret")
+    with pytest.raises(NotConfigured):
+        Ga4Connector.from_settings(get_settings(), rate_limited=False)
+
+
+def test_an_undeclared_object_is_refused_before_any_request(ga4: Ga4Connector, sandbox: Any) -> None:
+    with pytest.raises(UnsupportedObject):
+        ga4.push("users", "client_id", [event(1)])
+    assert sandbox.requests("ga4") == []
+    assert Ga4Connector.batch_sizes == {"events": 25}
+    assert Ga4Connector.objects[0].upsert_keys == (ga4_mapping().upsert_key,)
+
+
+def test_the_local_service_account_never_signs_for_an_admin_api_off_this_machine(
+    sandbox: Any, ga4_env: pytest.MonkeyPatch
+) -> None:
+    ga4_env.setenv("GA4_ADMIN_BASE_URL", "https://analyticsadmin.googleapis.com")
+    connector = Ga4Connector.from_settings(get_settings(), rate_limited=False)
+    try:
+        assert connector.admin is None
+        outcome = connector.erase(Person(user_id=5))
+    finally:
+        connector.close()
+    assert outcome.status == SyncStatus.SKIPPED and sandbox.requests("ga4") == []
+
+
+def admin_connector(ga4: Ga4Connector, base: str, property_id: str = "123456789") -> Ga4Connector:
+    account = ServiceAccount(
+        local_mode.GA4_SERVICE_ACCOUNT,
+        local_mode.GA4_KEY_ID,
+        SecretStr(local_mode.local_private_key_pem()),
+        f"{base}/token",
+    )
+    token_http = VendorHttp("ga4", "", table=TOKEN_TABLE)
+    http = VendorHttp("ga4", base, auth=ServiceAccountAuth(token_http, account), table=ADMIN_TABLE)
+    return Ga4Connector(ga4.http, ga4.measurement_id, "secret", AdminApi(http, property_id))
+
+
+def test_a_property_the_service_account_may_not_touch_is_an_auth_failure(
+    ga4: Ga4Connector, sandbox_url: str
+) -> None:
+    other = admin_connector(ga4, f"{sandbox_url}/ga4", property_id="987")  # PERMISSION_DENIED, 403
+    with pytest.raises(AuthError) as refused:
+        other.erase(Person(user_id=5))
+    assert refused.value.status == 403
+
+
+def test_resource_exhausted_is_waited_for_and_tried_again_then_left_to_the_engine(
+    ga4: Ga4Connector, endpoint: CapturingEndpoint
+) -> None:
+    endpoint.answer("POST", "/token", 200, {"access_token": "t", "expires_in": 3600})
+    path = "/v1alpha/properties/123456789:submitUserDeletion"
+    quota = {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}
+    endpoint.answer("POST", path, 429, quota)
+    with pytest.raises(RetryableError):
+        admin_connector(ga4, endpoint.url).erase(Person(user_id=5))
+    deletions = [r for r in endpoint.take() if r.path == path]
+    assert len(deletions) == 1 + get_settings().http_retries  # the first identifier, tried again
+    endpoint.answer("POST", "/token", 400, {"error": "invalid_grant"})
+    with pytest.raises(AuthError):  # the token endpoint refusing the service account
+        admin_connector(ga4, endpoint.url).erase(Person(user_id=5))
+
+
+def test_the_error_tables_say_what_google_documents() -> None:
+    assert TABLE.action(400) is Action.BATCH and TABLE.action(503) is Action.RETRY
+    assert ADMIN_TABLE.action(403) is Action.AUTH and ADMIN_TABLE.action(429) is Action.RATE_LIMITED
+    assert ADMIN_TABLE.action(409) is Action.RETRY and TOKEN_TABLE.action(400) is Action.AUTH

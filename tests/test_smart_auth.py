@@ -1,4 +1,6 @@
-"""SMART backend-services auth: the client assertion, the token cache, and what the sandbox refuses."""
+"""SMART backend-services auth: the client assertion, the token cache, and what the sandbox refuses.
+
+The client is the stand-in's registered one, as the product knows it in local mode (`ennu.local_mode`)."""
 
 from __future__ import annotations
 
@@ -13,20 +15,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from connectors.http import PermanentError, VendorHttp
-from connectors.smart_auth import (
+from connectors.epic_fhir.errors import TOKEN_TABLE
+from connectors.epic_fhir.smart_auth import (
     CLIENT_ASSERTION_TYPE,
     DEFAULT_SCOPE,
     SmartBackendAuth,
     SmartClient,
     client_assertion,
 )
-from sandbox.fhir import (
-    SANDBOX_CLIENT_ID,
-    SANDBOX_KEY_ID,
-    sandbox_private_key_pem,
-    sandbox_public_key_pem,
-)
+from connectors.http import AuthError, VendorHttp
+from ennu.local_mode import EPIC_CLIENT_ID as SANDBOX_CLIENT_ID
+from ennu.local_mode import EPIC_KEY_ID as SANDBOX_KEY_ID
+from ennu.local_mode import local_private_key_pem as sandbox_private_key_pem
+from ennu.local_mode import local_public_key_pem as sandbox_public_key_pem
 
 TOKEN_URL = "https://fhir.example.org/oauth2/token"
 
@@ -156,7 +157,19 @@ def test_the_token_url_is_discovered_and_the_token_cached_until_a_minute_before_
 
 def test_a_refused_key_is_a_permanent_auth_error(sandbox: Any, sandbox_url: str) -> None:
     base = f"{sandbox_url}/fhir/r4"
-    auth = SmartBackendAuth(VendorHttp("epic_fhir", base), base, sandbox_client(other_key_pem()))
-    with pytest.raises(PermanentError) as refused:
+    token_http = VendorHttp("epic_fhir", base, table=TOKEN_TABLE)
+    auth = SmartBackendAuth(token_http, base, sandbox_client(other_key_pem()))
+    with pytest.raises(AuthError) as refused:
         auth.access_token()
     assert refused.value.status == 401
+
+
+def test_a_401_forgets_only_the_token_it_was_sent_with() -> None:
+    auth = SmartBackendAuth(
+        VendorHttp("epic_fhir", "http://127.0.0.1:9"), "http://127.0.0.1:9", sandbox_client()
+    )
+    auth._token, auth._expires_at = "newer", time.time() + 3600  # another thread fetched one meanwhile
+    auth.forget("older")
+    assert auth.access_token() == "newer"
+    auth.forget("newer")
+    assert auth._token is None

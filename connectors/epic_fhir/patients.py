@@ -10,12 +10,17 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import Record
-from connectors.epic_options import EpicOptions
-from connectors.fhir_writes import FHIR_HEADERS, REFUSED_STATUSES, delivery_of, response_json
+from connectors.epic_fhir.errors import TABLE
+from connectors.epic_fhir.options import EpicOptions
+from connectors.epic_fhir.writes import FHIR_HEADERS, delivery_of, response_json
 from connectors.http import VendorHttp
 from ennu.models import SyncStatus
 
 FIELD_MRN = "patient.mrn"
+FIELD_FAMILY = "patient.family"
+FIELD_GIVEN = "patient.given"
+FIELD_BIRTH_DATE = "patient.birth_date"
+FIELD_GENDER = "patient.gender"
 NO_MATCH = "no patient match"
 NO_MRN_MATCH = "no patient with the MRN"
 
@@ -92,8 +97,8 @@ class PatientResolver:
             if len(matches) > 1:
                 return NoPatient(SyncStatus.FAILED, f"several patients carry {what}")
         if self.options.match_demographics:
-            family, given = fields.get("patient.family"), fields.get("patient.given")
-            birth_date = fields.get("patient.birth_date")
+            family, given = fields.get(FIELD_FAMILY), fields.get(FIELD_GIVEN)
+            birth_date = fields.get(FIELD_BIRTH_DATE)
             if family and given and birth_date:
                 matches = self._search(
                     {"family": str(family), "given": str(given), "birthdate": str(birth_date)}
@@ -117,15 +122,15 @@ class PatientResolver:
             "resourceType": "Patient",
             "identifier": [{"system": self.options.patient_identifier_system, "value": str(user_id)}],
         }
-        family, given = fields.get("patient.family"), fields.get("patient.given")
+        family, given = fields.get(FIELD_FAMILY), fields.get(FIELD_GIVEN)
         if family or given:
             resource["name"] = [
                 {k: v for k, v in (("family", family), ("given", [given] if given else None)) if v}
             ]
-        if fields.get("patient.birth_date"):
-            resource["birthDate"] = str(fields["patient.birth_date"])
-        if fields.get("patient.gender"):
-            resource["gender"] = str(fields["patient.gender"])
+        if fields.get(FIELD_BIRTH_DATE):
+            resource["birthDate"] = str(fields[FIELD_BIRTH_DATE])
+        if fields.get(FIELD_GENDER):
+            resource["gender"] = str(fields[FIELD_GENDER])
         try:
             body = Patient.model_validate(resource).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:
@@ -136,7 +141,7 @@ class PatientResolver:
             "Patient",
             data=json.dumps(body),
             headers={**FHIR_HEADERS, "If-None-Exist": f"identifier={self.our_identifier(user_id)}"},
-            allow_statuses=REFUSED_STATUSES,
+            allow_statuses=TABLE.expect("refused"),
         )
         delivery = delivery_of(
             response.status_code, response_json(response), response.headers.get("Location")

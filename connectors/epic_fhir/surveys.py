@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from connectors.base import Record
-from connectors.fhir_observations import (
+from connectors.epic_fhir.observations import (
     UCUM_SYSTEM,
     ObservationDraft,
     Rejected,
@@ -26,6 +26,11 @@ FIELD_TYPE = "assessment_type"
 FIELD_EFFECTIVE = "effective"
 FIELD_OVERALL = "overall_score"
 SCORE_PREFIX = "score."
+
+# The fields a survey record carries (by first part: `score` stands for each `score.<category>`).
+SURVEY_FIELDS = frozenset(
+    {FIELD_IDENTIFIER, FIELD_TYPE, FIELD_EFFECTIVE, FIELD_OVERALL, SCORE_PREFIX.rstrip(".")}
+)
 
 
 def _score(raw: Any) -> float | None:

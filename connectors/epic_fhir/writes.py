@@ -12,18 +12,14 @@ from typing import Any, Literal
 
 import requests
 
-from connectors.fhir_observations import ObservationDraft
-from connectors.http import RETRYABLE_STATUSES, VendorHttp
+from connectors.epic_fhir.errors import TABLE
+from connectors.epic_fhir.observations import ObservationDraft
+from connectors.errors import RETRYING
+from connectors.http import VendorHttp
 from ennu.models import SyncStatus
 
 FHIR_JSON = "application/fhir+json"
 FHIR_HEADERS = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
-# Statuses whose OperationOutcome the connector turns into per-record outcomes (403 stays an auth failure).
-REFUSED_STATUSES = frozenset({400, 404, 409, 410, 412, 422})
-# FHIR issue types under `transient`: the same request may succeed later.
-TRANSIENT_CODES = frozenset(
-    {"transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled"}
-)
 ENTRY_INDEX = re.compile(r"Bundle\.entry\[(\d+)\]")
 RESOURCE_PATH = re.compile(r"(?:^|/)(Patient|Observation)/([A-Za-z0-9\-.]{1,64})(?:/|$)")
 # Identifiers per search (OR-joined with commas); the URL stays far below the 8 KB servers accept.
@@ -93,7 +89,8 @@ def remote_id(location: Any, body: Any = None) -> str | None:
 
 def delivery_of(status: int, body: Any, location: Any = None, *, update: bool = False) -> Delivery:
     """Created (201); existing (200: unchanged after a conditional create, updated after an update);
-    refused; transient refusals wait for the next offer."""
+    refused; what the error table calls vendor trouble (a 5xx or 429 entry, a transient issue type)
+    waits for the next offer."""
     if status == 201:
         return Delivery(SyncStatus.CREATED, remote_id(location, body))
     if status == 200:
@@ -102,7 +99,7 @@ def delivery_of(status: int, body: Any, location: Any = None, *, update: bool = 
         return Delivery(SyncStatus.UPDATED, remote_id(location, body))
     code = issue_code(body)
     error = f"http {status}" + (f" {code}" if code else "")
-    if status in RETRYABLE_STATUSES or code in TRANSIENT_CODES:
+    if TABLE.action(status, code) in RETRYING:
         return Delivery(SyncStatus.DEFERRED, error=error)
     return Delivery(SyncStatus.FAILED, error=error)
 
@@ -189,7 +186,7 @@ class ObservationWriter:
                 self.http.base_url,
                 data=self._bundle(pending),
                 headers=FHIR_HEADERS,
-                allow_statuses=REFUSED_STATUSES,
+                allow_statuses=TABLE.expect("refused"),
             )
             body = response_json(response)
             if response.status_code < 300:
@@ -243,7 +240,7 @@ class ObservationWriter:
                 data=json.dumps(resource),
                 params=params,
                 headers=headers,
-                allow_statuses=REFUSED_STATUSES,
+                allow_statuses=TABLE.expect("refused"),
             )
             deliveries[write.draft.identifier_value] = delivery_of(
                 response.status_code,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from connectors.base import Record
-from connectors.fhir_observations import (
+from connectors.epic_fhir.observations import (
     IDENTIFIER_PREFIX,
     CodedResult,
     ObservationDraft,

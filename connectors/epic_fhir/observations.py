@@ -32,6 +32,19 @@ FIELD_REFERENCE_LOW = "reference_low"
 FIELD_REFERENCE_HIGH = "reference_high"
 FIELD_EFFECTIVE = "effective"
 FIELD_RECORDED = "recorded_at"
+RESULT_FIELDS = frozenset(
+    {
+        FIELD_IDENTIFIER,
+        FIELD_NAME,
+        FIELD_VALUE,
+        FIELD_DECIMALS,
+        FIELD_UNIT,
+        FIELD_REFERENCE_LOW,
+        FIELD_REFERENCE_HIGH,
+        FIELD_EFFECTIVE,
+        FIELD_RECORDED,
+    }
+)
 
 
 class Rejected(ValueError):

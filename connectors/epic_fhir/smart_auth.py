@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,9 @@ class SmartBackendAuth(requests.auth.AuthBase):
     """Puts `Authorization: Bearer <token>` on every request, fetching a token when none is fresh.
 
     The token URL is configured or discovered once from `{base}/.well-known/smart-configuration`. A 401
-    from the FHIR server forgets the token so that the next request (a retry) fetches a new one.
+    from the FHIR server (the token expired early or was revoked) forgets the token, fetches a new one and
+    sends the request once more (a 401 means the server did nothing with it); a second 401 is the
+    answer, which the error table calls an auth failure.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
+        self._resent: weakref.WeakSet[requests.PreparedRequest] = weakref.WeakSet()  # sent once more
 
     def token_url(self) -> str:
         if self._token_url is None:
@@ -120,17 +124,30 @@ class SmartBackendAuth(requests.auth.AuthBase):
             self._expires_at = self.clock() + float(body.get("expires_in") or 300)
             return token
 
-    def forget(self) -> None:
+    def forget(self, token: str | None = None) -> None:
+        """Drop the cached token (only if it is still `token`: another thread may have a new one)."""
         with self._lock:
-            self._token = None
-            self._expires_at = 0.0
+            if token is None or token == self._token:
+                self._token = None
+                self._expires_at = 0.0
 
-    def _forget_on_401(self, response: requests.Response, *_: Any, **__: Any) -> requests.Response:
-        if response.status_code == 401:
-            self.forget()
-        return response
+    def _reauthenticate_on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        request = response.request
+        if response.status_code != 401 or request in self._resent:
+            return response
+        used = str(request.headers.get("Authorization", "")).removeprefix("Bearer ")
+        self.forget(used)
+        retry = request.copy()
+        retry.headers["Authorization"] = f"Bearer {self.access_token()}"
+        self._resent.add(retry)
+        response.content  # noqa: B018 - read the answer so that its connection goes back to the pool
+        response.close()
+        answer: requests.Response = response.connection.send(retry, **kwargs)
+        answer.history.append(response)
+        answer.request = retry
+        return answer
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.access_token()}"
-        request.register_hook("response", self._forget_on_401)
+        request.register_hook("response", self._reauthenticate_on_401)
         return request

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import time
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,11 +11,17 @@ from typing import Any, ClassVar, Self
 
 from pydantic import SecretStr
 
-from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
 from connectors.endpoint import NotConfigured
-from connectors.epic_options import EpicOptions
-from connectors.fhir_observations import ObservationDraft, Rejected, plan_observations
-from connectors.fhir_panels import (
+from connectors.epic_fhir.errors import TABLE, TOKEN_TABLE
+from connectors.epic_fhir.observations import (
+    RESULT_FIELDS,
+    ObservationDraft,
+    Rejected,
+    plan_observations,
+)
+from connectors.epic_fhir.options import EpicOptions
+from connectors.epic_fhir.panels import (
     WAITING,
     HalfPlan,
     PanelPartners,
@@ -25,14 +30,21 @@ from connectors.fhir_panels import (
     plan_halves,
     read_partners,
 )
-from connectors.fhir_patients import NoPatient, PatientResolver
-from connectors.fhir_surveys import plan_surveys
-from connectors.fhir_writes import Capabilities, Delivery, ObservationWriter, Write, clinical_content
-from connectors.http import ErrorPolicy, VendorHttp
-from connectors.rate_limit import RateLimit
-from connectors.smart_auth import DEFAULT_SCOPE, SmartBackendAuth, SmartClient
+from connectors.epic_fhir.patients import NoPatient, PatientResolver
+from connectors.epic_fhir.settings import EpicFhirSettings
+from connectors.epic_fhir.smart_auth import SmartBackendAuth, SmartClient
+from connectors.epic_fhir.surveys import SURVEY_FIELDS, plan_surveys
+from connectors.epic_fhir.writes import (
+    SEARCH_CHUNK,
+    Capabilities,
+    Delivery,
+    ObservationWriter,
+    Write,
+    clinical_content,
+)
+from connectors.http import VendorHttp
+from ennu import local_mode
 from ennu.models import SyncStatus, utcnow
-from ennu.secrets import read_secret
 from ennu.settings import Settings, is_loopback_url
 from mappings.loinc import LoincTable, load_loinc_table
 
@@ -40,53 +52,78 @@ logger = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 SANDBOX_PATH = "fhir/r4"
-DEFAULT_REQUESTS_PER_HOUR = 6000
 PATIENT_WRITE_SCOPE = "system/Patient.write"
 ERASURE_DECISION = "medical record retained (HIPAA); erasure decision recorded"
 SURVEYS_OFF = "assessment observations are off for this site (EPIC_ASSESSMENT_OBSERVATIONS)"
 NO_RESULT = "no result from epic_fhir"
-POLICY = ErrorPolicy()
-OBJECTS = {"observations": "biomarker results", "surveys": "assessment scores"}
+UPSERT_KEY = "identifier"  # the Observation's identifier (conditional create / update by it)
+# The fields the objects' records carry (what observations.py / surveys.py read), as the lint names them:
+# by their first part, so `patient` (patients.py: the person, to find or create the Patient) and `score`
+# (a category's score, `score.<category>`) stand for their dotted fields.
+PERSON = "patient"
+OBSERVATION_FIELDS = RESULT_FIELDS | {PERSON}
 
 
-class EpicFhirConnector(Connector):
+class EpicFhirConnector(HttpConnector):
     """Observations for the person's Patient, identified so that none is ever written twice; a changed
     result replaces the one the EHR holds (`status: corrected`)."""
 
     name: ClassVar[str] = "epic_fhir"
-    consent_category: ClassVar[str] = "clinical"
-    batch_sizes: ClassVar[dict[str, int]] = {"observations": 100, "surveys": 100}
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec("observations", 100, upsert_keys=(UPSERT_KEY,), fields=OBSERVATION_FIELDS),
+        ObjectSpec(
+            "surveys",
+            100,
+            upsert_keys=(UPSERT_KEY,),
+            fields=SURVEY_FIELDS | {PERSON},
+        ),
+    )
+    settings_class = EpicFhirSettings
+    table = TABLE
     requests_per_record: ClassVar[int] = 2  # at most: a patient look-up and create; writes are batched
     # Conditional create (or search, then create) by the Observation's identifier: never written twice.
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"
-    credential_names: ClassVar[tuple[str, ...]] = ("EPIC_PRIVATE_KEY", "EPIC_PRIVATE_KEY_FILE")
 
     def __init__(
         self,
         http: VendorHttp,
         options: EpicOptions | None = None,
         *,
-        table: LoincTable | None = None,
+        loinc: LoincTable | None = None,
         capabilities: Capabilities | None = None,
         partners: PanelPartners | None = None,
         clock: Callable[[], Any] = utcnow,
     ) -> None:
-        self.http = http
+        """`partners` reads the host's other blood-pressure results of a person: reading the host's
+        tables is the pipeline's work, so the caller hands the reader in (tasks/host_biomarkers.py does for
+        the pipeline's connectors); None: a half pairs only within its batch and with what the EHR holds."""
+        super().__init__(http)
         self.options = options or EpicOptions()
-        self.table = table
+        self.loinc = loinc
         self.partners = partners
         self.clock = clock
         self.writer = ObservationWriter(http)
         self.patients = PatientResolver(http, self.options, clock)
         self._capabilities = capabilities
 
+    def expected_requests(self, object_name: str, records: int) -> int:
+        """A patient look-up and create per record at most (found patients are kept), then per batch one
+        search of what the EHR holds per SEARCH_CHUNK identifiers and one transaction."""
+        return self.requests_per_record * records + math.ceil(records / SEARCH_CHUNK) + 1
+
+    @classmethod
+    def has_credentials(cls) -> bool:
+        """A key as a secret (EPIC_PRIVATE_KEY) or in a file (EPIC_PRIVATE_KEY_FILE)."""
+        return super().has_credentials() or EpicFhirSettings.load().private_key_file is not None
+
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
-        """From EPIC_* environment variables and the EPIC_PRIVATE_KEY secret; the sandbox without a key."""
-        key = read_secret("EPIC_PRIVATE_KEY") or _key_from_file(os.environ.get("EPIC_PRIVATE_KEY_FILE"))
-        base_url = os.environ.get("EPIC_FHIR_BASE_URL")
+        """From EPIC_* settings and the EPIC_PRIVATE_KEY secret; the local stand-in without a key."""
+        own = EpicFhirSettings.load()
+        key = EpicFhirSettings.secret("EPIC_PRIVATE_KEY") or _key_from_file(own.private_key_file)
+        base_url = own.fhir_base_url
         if key is not None:
-            client_id, key_id = os.environ.get("EPIC_CLIENT_ID"), os.environ.get("EPIC_KEY_ID")
+            client_id, key_id = own.client_id, own.key_id
             if not base_url or not client_id or not key_id:
                 raise NotConfigured(
                     "epic_fhir: a private key needs EPIC_FHIR_BASE_URL, EPIC_CLIENT_ID and EPIC_KEY_ID"
@@ -98,47 +135,34 @@ class EpicFhirConnector(Connector):
                 raise NotConfigured(
                     "epic_fhir: no EPIC_PRIVATE_KEY, and the FHIR base is not a loopback sandbox"
                 )
-            from sandbox.fhir import SANDBOX_CLIENT_ID, SANDBOX_KEY_ID, sandbox_private_key_pem
-
-            logger.info("epic_fhir: no credentials configured, using the sandbox")
-            key, client_id, key_id = SecretStr(sandbox_private_key_pem()), SANDBOX_CLIENT_ID, SANDBOX_KEY_ID
+            logger.info("epic_fhir: no credentials configured, using the local stand-in")
+            key = SecretStr(local_mode.local_private_key_pem())
+            client_id, key_id = local_mode.EPIC_CLIENT_ID, local_mode.EPIC_KEY_ID
             sandbox = True
-        options = EpicOptions.from_env(sandbox=sandbox)
-        scope = os.environ.get("EPIC_SCOPE") or DEFAULT_SCOPE
+        options = EpicOptions.from_settings(own, sandbox=sandbox)
+        scope = own.scope
         if options.create_patients and PATIENT_WRITE_SCOPE not in scope.split():
             scope = f"{scope} {PATIENT_WRITE_SCOPE}"
-        per_hour = int(os.environ.get("EPIC_REQUESTS_PER_HOUR") or DEFAULT_REQUESTS_PER_HOUR)
-        rate = RateLimit(cls.name, per_hour) if rate_limited else None
-        token_http = VendorHttp(
-            cls.name, base_url, timeout=settings.http_timeout_seconds, policy=POLICY, rate_limit=rate
-        )
+        token_http = cls.client(base_url, table=TOKEN_TABLE, requests_per_hour=None)
+        token_http.retries = 0  # a token is fetched within a FHIR request, which is the one retried
         auth = SmartBackendAuth(
-            token_http,
-            base_url,
-            SmartClient(client_id, key_id, key, scope),
-            token_url=os.environ.get("EPIC_TOKEN_URL") or None,
+            token_http, base_url, SmartClient(client_id, key_id, key, scope), token_url=own.token_url
         )
-        http = VendorHttp(
-            cls.name,
+        http = cls.client(
             base_url,
             auth=auth,
             headers={"Accept": FHIR_JSON},
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=rate,
+            requests_per_hour=own.requests_per_hour,
+            rate_limited=rate_limited,
         )
-        # Reading the host's tables is the pipeline's job (tasks/), not a connector's: the connector is handed
-        # a reader of blood-pressure partners, wired here by default (imported late: tasks import connectors).
-        from tasks.host_biomarkers import HostBiomarkers
-
-        return cls(http, options, partners=HostBiomarkers(settings.mappings_dir))
+        return cls(http, options)
 
     # ------------------------------------------------------------------ surface
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        """Plan the Observations, find the patients, read what the EHR holds, then write what differs."""
-        if object_name not in OBJECTS or upsert_key != "identifier":
-            raise ValueError(f"epic_fhir: unsupported object {object_name!r} by {upsert_key!r}")
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Plan the Observations, find the patients, read what the EHR holds, then write what differs.
+
+        Whatever `upsert_key` a mapping names, an Observation is identified by its `identifier`."""
         if object_name == "surveys" and not self.options.assessment_observations:
             return [Outcome(r.record_key, SyncStatus.SKIPPED, error=SURVEYS_OFF) for r in records]
         drafts, halves, rejected = self._plan(object_name, records)
@@ -184,32 +208,30 @@ class EpicFhirConnector(Connector):
         if object_name == "surveys":
             drafts, rejected = plan_surveys(records, self.options.assessment_identifier_system)
             return drafts, [], rejected
-        table = self.table or load_loinc_table()
+        table = self.loinc or load_loinc_table()
         system, window = self.options.observation_identifier_system, self.options.panel_window
         plan = plan_observations(records, system, table)
         candidates = read_partners(self.partners, plan.halves, table, window)
         return plan.drafts, plan_halves(plan.halves, candidates, table, system, window), plan.rejected
 
-    def test_connection(self) -> ConnectionCheck:
+    def check_connection(self) -> str:
         """Fetch a token and read the CapabilityStatement (proves credentials, URL and FHIR version)."""
-        started = time.monotonic()
         response = self.http.request("GET", "metadata")
         statement: dict[str, Any] = response.json()
         self._capabilities = Capabilities.from_statement(statement)
-        detail = (
+        return (
             f"FHIR {statement.get('fhirVersion', '?')} capability statement read; "
             f"transaction {'yes' if self._capabilities.transaction else 'no'}, "
             f"conditional create {'yes' if self._capabilities.conditional_create else 'no'}, "
             f"conditional update {'yes' if self._capabilities.conditional_update else 'no'}"
         )
-        return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
 
     def erase(self, person: Person) -> Outcome:
         """Medical records are retained (HIPAA): nothing is deleted at the EHR; the decision is recorded."""
         return Outcome(f"user:{person.user_id}", SyncStatus.SKIPPED, error=ERASURE_DECISION)
 
     def close(self) -> None:
-        self.http.close()
+        super().close()
         auth = self.http.session.auth
         if isinstance(auth, SmartBackendAuth):
             auth.token_http.close()
@@ -289,10 +311,10 @@ def _merged(drafts: Sequence[ObservationDraft]) -> list[ObservationDraft]:
     return list(by_identifier.values())
 
 
-def _key_from_file(path: str | None) -> SecretStr | None:
-    if not path:
+def _key_from_file(path: Path | None) -> SecretStr | None:
+    if path is None:
         return None
     try:
-        return SecretStr(Path(path).read_text())
+        return SecretStr(path.read_text())
     except OSError:
         raise NotConfigured("epic_fhir: EPIC_PRIVATE_KEY_FILE is not readable") from None

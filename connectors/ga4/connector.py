@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from pydantic import SecretStr
 
-from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
-from connectors.google_auth import ServiceAccount, ServiceAccountAuth
-from connectors.http import ErrorPolicy, VendorHttp
-from connectors.rate_limit import RateLimit
+from connectors.ga4.errors import ADMIN_TABLE, TABLE, TOKEN_TABLE
+from connectors.ga4.google_auth import ServiceAccount, ServiceAccountAuth
+from connectors.ga4.settings import Ga4Settings
+from connectors.http import ConnectorError, VendorHttp
+from ennu import local_mode
 from ennu.models import SyncStatus
 from ennu.pseudonyms import peppers, person_pseudonym
-from ennu.secrets import read_secret
-from ennu.settings import Settings
+from ennu.settings import Settings, is_loopback_url
 
 VENDOR_BASE_URL = "https://www.google-analytics.com"
 ADMIN_BASE_URL = "https://analyticsadmin.googleapis.com"
 SANDBOX_API_SECRET = "sandbox-ga4-secret"  # noqa: S105 - the sandbox's published dummy secret
 SANDBOX_MEASUREMENT_ID = "G-SANDBOX01"
-DEFAULT_REQUESTS_PER_HOUR = 36000
 # The Measurement Protocol's published limits.
 MAX_EVENTS_PER_REQUEST = 25
 MAX_PARAMS_PER_EVENT = 25
@@ -52,8 +50,6 @@ PARAMS_PREFIX = "params."
 ERASE_NOT_CONFIGURED = "GA4 user deletion needs GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY"
 # The GA4 mappings send one pseudonym as both client_id and user_id: a deletion asks for both kinds.
 DELETION_IDENTIFIERS = ("userId", "clientId")
-# The collect endpoint answers 2xx even for events it drops; only 429/5xx/timeouts mean anything.
-POLICY = ErrorPolicy()
 
 
 @dataclass(frozen=True)
@@ -62,36 +58,6 @@ class AdminApi:
 
     http: VendorHttp
     property_id: str
-
-
-def admin_api(settings: Settings, *, sandbox: bool, sandbox_base: str) -> AdminApi | None:
-    """The Admin API client from GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY (the sandbox's own without)."""
-    key = read_secret("GA4_SERVICE_ACCOUNT_KEY")
-    property_id = os.environ.get("GA4_PROPERTY_ID") or ""
-    base = os.environ.get("GA4_ADMIN_BASE_URL") or None
-    if key is not None and property_id:
-        account = ServiceAccount.from_key_file(key.get_secret_value())
-        base = base or ADMIN_BASE_URL
-    elif sandbox:
-        from sandbox.fhir import sandbox_private_key_pem
-        from sandbox.ga4 import SANDBOX_KEY_ID, SANDBOX_PROPERTY_ID, SANDBOX_SERVICE_ACCOUNT
-
-        base = base or sandbox_base
-        account = ServiceAccount(
-            SANDBOX_SERVICE_ACCOUNT, SANDBOX_KEY_ID, SecretStr(sandbox_private_key_pem()), f"{base}/token"
-        )
-        property_id = SANDBOX_PROPERTY_ID
-    else:
-        return None
-    token_http = VendorHttp("ga4", "", timeout=settings.http_timeout_seconds, policy=POLICY)
-    http = VendorHttp(
-        "ga4",
-        base,
-        auth=ServiceAccountAuth(token_http, account),
-        timeout=settings.http_timeout_seconds,
-        policy=POLICY,
-    )
-    return AdminApi(http, property_id)
 
 
 @dataclass(frozen=True)
@@ -198,62 +164,86 @@ def _size(body: Mapping[str, Any]) -> int:
     return len(json.dumps(body).encode())  # what requests sends for json=
 
 
-class Ga4Connector(Connector):
+class Ga4Connector(HttpConnector):
     """Analytics events; ids are pseudonymous by mapping (never an e-mail or a name)."""
 
     name: ClassVar[str] = "ga4"
-    consent_category: ClassVar[str] = "analytics"
-    batch_sizes: ClassVar[dict[str, int]] = {"events": MAX_EVENTS_PER_REQUEST}
+    # An event's fields are `client_id`, `user_id`, `name`, `timestamp_micros` and free-form `params.*`;
+    # `params.event_id` is what a report de-duplicates on (GA4 has no upsert).
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec("events", MAX_EVENTS_PER_REQUEST, upsert_keys=("params.event_id",)),
+    )
+    settings_class = Ga4Settings
+    table = TABLE
     requests_per_record: ClassVar[int] = 1  # at most: one person's events share a request
     batch_group_field: ClassVar[str | None] = "client_id"
     # A lost answer is sent again: GA4 has no look-up and does not de-duplicate collected events, so this
     # errs toward an event counted twice (it carries `params.event_id` for reports to de-duplicate on)
     # rather than one never counted.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
-    credential_names: ClassVar[tuple[str, ...]] = ("GA4_API_SECRET", "GA4_SERVICE_ACCOUNT_KEY")
 
     def __init__(
         self, http: VendorHttp, measurement_id: str, api_secret: str, admin: AdminApi | None = None
     ) -> None:
-        self.http = http
+        super().__init__(http)
         self.measurement_id = measurement_id
         self._api_secret = api_secret
         self.admin = admin
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        own = Ga4Settings.load()
         endpoint = resolve_endpoint(
             cls.name,
             credential_env="GA4_API_SECRET",
             vendor_base_url=VENDOR_BASE_URL,
-            configured_base_url=os.environ.get("GA4_BASE_URL") or None,
+            configured_base_url=own.base_url,
             sandbox_path="ga4",
             sandbox_secret=SANDBOX_API_SECRET,
         )
-        measurement_id = os.environ.get("GA4_MEASUREMENT_ID") or (
-            SANDBOX_MEASUREMENT_ID if endpoint.sandbox else ""
-        )
+        measurement_id = own.measurement_id or (SANDBOX_MEASUREMENT_ID if endpoint.sandbox else "")
         if not measurement_id:
             raise NotConfigured("ga4: GA4_API_SECRET is set but GA4_MEASUREMENT_ID is not")
-        per_hour = int(os.environ.get("GA4_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
-        http = VendorHttp(
-            cls.name,
-            endpoint.base_url,
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
+        http = cls.client(
+            endpoint.base_url, requests_per_hour=own.requests_per_hour, rate_limited=rate_limited
         )
-        admin = admin_api(settings, sandbox=endpoint.sandbox, sandbox_base=endpoint.base_url)
+        admin = cls.admin_api(own, sandbox=endpoint.sandbox, sandbox_base=endpoint.base_url)
         return cls(http, measurement_id, endpoint.secret.get_secret_value(), admin)
+
+    @classmethod
+    def admin_api(cls, own: Ga4Settings, *, sandbox: bool, sandbox_base: str) -> AdminApi | None:
+        """The Admin API client from GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY; in local mode the
+        stand-in's service account (`ennu.local_mode`), towards a loopback stand-in only; else None."""
+        key = Ga4Settings.secret("GA4_SERVICE_ACCOUNT_KEY")
+        property_id = own.property_id or ""
+        base = own.admin_base_url
+        if key is not None and property_id:
+            account = ServiceAccount.from_key_file(key.get_secret_value())
+            base = base or ADMIN_BASE_URL
+        elif sandbox and is_loopback_url(base or sandbox_base):
+            base = base or sandbox_base
+            account = ServiceAccount(
+                local_mode.GA4_SERVICE_ACCOUNT,
+                local_mode.GA4_KEY_ID,
+                SecretStr(local_mode.local_private_key_pem()),
+                f"{base}/token",
+            )
+            property_id = local_mode.GA4_PROPERTY_ID
+        else:
+            return None
+        token_http = cls.client("", table=TOKEN_TABLE, requests_per_hour=None)
+        token_http.retries = 0  # a token is fetched within an Admin API request, which is the one retried
+        http = cls.client(
+            base, auth=ServiceAccountAuth(token_http, account), table=ADMIN_TABLE, requests_per_hour=None
+        )
+        return AdminApi(http, property_id)
 
     @property
     def _query(self) -> dict[str, str]:
         return {"measurement_id": self.measurement_id, "api_secret": self._api_secret}
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Send the events; each request carries the events of one `client_id` (whatever `upsert_key` is)."""
-        if object_name != "events":
-            raise ValueError(f"ga4: unsupported object {object_name!r}")
         outcomes: dict[str, Outcome] = {}
         sendable: list[Ga4Event] = []
         for record in records:
@@ -279,19 +269,18 @@ class Ga4Connector(Connector):
         messages: list[dict[str, Any]] = answer.get("validationMessages") or []
         return messages
 
-    def test_connection(self) -> ConnectionCheck:
-        """A sample event to the validation server (it checks the payload, not the secret)."""
-        started = time.monotonic()
+    def check_connection(self) -> str:
+        """A sample event to the validation server (it checks the payload, not the secret); a message
+        (a wrong measurement id) fails the check with its validation codes."""
         sample = {
             "client_id": "ennu-connection-test",
             "events": [{"name": "ennu_connection_test", "params": {"engagement_time_msec": 1}}],
         }
         messages = self.validate(sample)
-        latency = int((time.monotonic() - started) * 1000)
         if messages:
             codes = sorted({str(m.get("validationCode")) for m in messages})
-            return ConnectionCheck(self.name, False, f"validation: {', '.join(codes)}", latency)
-        return ConnectionCheck(self.name, True, "sample event validated", latency)
+            raise ConnectorError(self.name, f"validation: {', '.join(codes)}")
+        return "sample event validated"
 
     def erase(self, person: Person) -> Outcome:
         """`properties.submitUserDeletion` for the person's user id and client id, under every pepper in use.
@@ -315,7 +304,7 @@ class Ga4Connector(Connector):
         return Outcome(key, SyncStatus.ERASED, remote_id=f"deletionRequestTime={max(requested)}")
 
     def close(self) -> None:
-        self.http.close()
+        super().close()
         if self.admin is not None:
             self.admin.http.close()
             auth = self.admin.http.session.auth
