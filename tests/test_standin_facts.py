@@ -117,7 +117,7 @@ def test_hubspot_batches_and_search_pages_fit_the_stand_in() -> None:
 
 
 def test_mailchimp_batches_and_merge_field_pages_fit_the_stand_in() -> None:
-    mailchimp_merge_fields = importlib.import_module("connectors.mailchimp_merge_fields")
+    mailchimp_merge_fields = importlib.import_module("connectors.mailchimp.merge_fields")
     assert max(batch_sizes("mailchimp").values()) == mailchimp_standin.BATCH_LIMIT
     assert mailchimp_merge_fields.MAX_COUNT <= mailchimp_standin.MERGE_FIELD_LIMIT
 
