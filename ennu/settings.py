@@ -42,15 +42,6 @@ class Settings(BaseSettings):
     # Vendor credentials are not settings: `ennu.secrets.read_secret` reads them from the environment
     # or from Prefect Secret blocks (HUBSPOT_ACCESS_TOKEN, MAILCHIMP_API_KEY, ...).
 
-    # Mailchimp
-    mailchimp_base_url: str | None = Field(default=None, alias="MAILCHIMP_BASE_URL")
-    mailchimp_list_id: str = Field(default="sandbox-list", alias="MAILCHIMP_LIST_ID")
-    # Mailchimp limits simultaneous connections (10), not a rate; one a second keeps well inside it.
-    mailchimp_requests_per_hour: int = Field(default=3_600, alias="MAILCHIMP_REQUESTS_PER_HOUR")
-    # A Customer Journey's "API trigger" step for follow-up campaigns; unset = no journey is triggered.
-    mailchimp_journey_id: int | None = Field(default=None, alias="MAILCHIMP_JOURNEY_ID")
-    mailchimp_journey_step_id: int | None = Field(default=None, alias="MAILCHIMP_JOURNEY_STEP_ID")
-
     # Shared push behaviour
     http_timeout_seconds: float = Field(default=10.0, alias="ENNU_HTTP_TIMEOUT_SECONDS")
     circuit_failure_threshold: int = Field(default=5, alias="ENNU_CIRCUIT_FAILURE_THRESHOLD")

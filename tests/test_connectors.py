@@ -8,7 +8,7 @@ import pytest
 
 from connectors.base import Person, Record
 from connectors.hubspot import HubSpotConnector
-from connectors.mailchimp import MailchimpConnector, nest, subscriber_hash, vendor_base_url
+from connectors.mailchimp.connector import MailchimpConnector, nest, subscriber_hash, vendor_base_url
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 

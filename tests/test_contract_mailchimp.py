@@ -15,9 +15,9 @@ import mailchimp_marketing
 import pytest
 
 from connectors.base import Person, Record
-from connectors.mailchimp import JOURNEY_MEMBERS, MailchimpConnector, subscriber_hash
-from connectors.mailchimp_journey import JourneyStep
-from connectors.mailchimp_merge_fields import MergeField
+from connectors.mailchimp.connector import JOURNEY_MEMBERS, MailchimpConnector, subscriber_hash
+from connectors.mailchimp.journey import JourneyStep
+from connectors.mailchimp.merge_fields import MergeField
 from ennu.settings import reload_settings
 from tests.capture import Captured, CapturingEndpoint
 

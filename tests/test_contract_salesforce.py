@@ -25,7 +25,8 @@ from simple_salesforce import Salesforce
 
 from connectors.base import Record
 from connectors.http import VendorHttp
-from connectors.salesforce import POLICY, TOKEN_POLICY, ClientCredentialsGrant, SalesforceConnector
+from connectors.salesforce.connector import ClientCredentialsGrant, SalesforceConnector
+from connectors.salesforce.errors import TABLE, TOKEN_TABLE
 from ennu.models import SyncStatus
 
 API_VERSION = "62.0"
@@ -153,8 +154,8 @@ def sdk(capture: CapturingServer) -> Salesforce:
 
 
 def ours(capture: CapturingServer) -> SalesforceConnector:
-    http = VendorHttp("salesforce", capture.url, policy=POLICY)
-    auth_http = VendorHttp("salesforce", capture.url, policy=TOKEN_POLICY)
+    http = VendorHttp("salesforce", capture.url, table=TABLE)
+    auth_http = VendorHttp("salesforce", capture.url, table=TOKEN_TABLE)
     http.session.verify = auth_http.session.verify = capture.cafile
     grant = ClientCredentialsGrant("contract-key", SecretStr("contract-secret"))
     return SalesforceConnector(http, auth_http, grant, api_version=API_VERSION)

@@ -13,7 +13,7 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 
 from connectors.base import Person, Record
-from connectors.stripe import StripeConnector, idempotency_key
+from connectors.stripe.connector import StripeConnector, idempotency_key
 from connectors.twilio import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
 from ennu.models import SyncStatus
 from ennu.settings import get_settings

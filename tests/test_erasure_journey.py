@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
 
 from connectors.hubspot import HubSpotConnector
-from connectors.mailchimp import subscriber_hash
+from connectors.mailchimp.connector import subscriber_hash
 from connectors.zapier_store import ZapierSubscriptions
 from ennu.db import get_engine, session_scope
 from ennu.models import Base, Biomarker, Delivery, OutboxEvent, SyncLog, User, WebhookReceipt

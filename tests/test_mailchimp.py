@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from connectors.base import Outcome, Person, Record
-from connectors.mailchimp import JOURNEY_MEMBERS, MEMBERS, MailchimpConnector
-from connectors.mailchimp_journey import JourneyStep, trigger_journey
-from connectors.mailchimp_merge_fields import DatabaseMemory, MergeField, merge_fields_from_mappings
+from connectors.errors import Action
+from connectors.mailchimp import CONNECTOR
+from connectors.mailchimp.connector import JOURNEY_MEMBERS, MEMBERS, MailchimpConnector
+from connectors.mailchimp.errors import TABLE
+from connectors.mailchimp.journey import JourneyStep, trigger_journey
+from connectors.mailchimp.merge_fields import DatabaseMemory, MergeField, merge_fields_from_mappings
+from connectors.mailchimp.settings import MailchimpSettings
+from connectors.registry import CONNECTORS
+from connectors.settings import SettingsError
 from ennu.models import SyncStatus
-from ennu.settings import get_settings
+from ennu.settings import Settings, get_settings
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 SANDBOX_JOURNEY = JourneyStep(1001, 2001)
@@ -182,12 +189,13 @@ def test_journey_refusals_fail_the_person_and_vendor_trouble_defers_the_rest(san
 
     connector().push(MEMBERS, "email_address", [member(2), member(3)])
     before = len(sandbox.requests("mailchimp"))
-    sandbox.fail("mailchimp", "status", status=503, count=1)
+    sandbox.fail("mailchimp", "status", status=503, count=1 + http.retries)  # outlasts the client's retries
     two = [(Outcome("user:2", SyncStatus.UPDATED), "person2@example.com")]
     two.append((Outcome("user:3", SyncStatus.UPDATED), "person3@example.com"))
     deferred = trigger_journey(http, SANDBOX_JOURNEY, two)
     assert [o.status for o in deferred] == [SyncStatus.DEFERRED, SyncStatus.DEFERRED]
-    assert len(sandbox.requests("mailchimp")) == before + 1  # the second person was not sent after a 503
+    # The first person's trigger was sent again by the client; the second was not sent after the 503s.
+    assert len(sandbox.requests("mailchimp")) == before + 1 + http.retries
 
 
 def test_archive_keeps_the_address_re_addable_and_erase_forgets_it(sandbox: Any) -> None:
@@ -220,3 +228,45 @@ def test_sandbox_merge_field_definitions_are_validated(sandbox: Any) -> None:
     assert generated["tag"] == "MMERGE6"
     unauthorised = requests.get(url, auth=("any", "wrong-key"), timeout=5)
     assert unauthorised.status_code == 401
+
+
+def test_the_package_is_the_registered_connector_with_its_objects_as_data(sandbox: Any) -> None:
+    assert CONNECTORS["mailchimp"] is CONNECTOR is MailchimpConnector
+    assert MailchimpConnector.batch_sizes == {MEMBERS: 500, JOURNEY_MEMBERS: 500}
+    assert MailchimpConnector.object_spec(JOURNEY_MEMBERS).upsert_keys == ("email_address",)
+    with pytest.raises(ValueError, match="has no object 'campaigns'"):
+        connector().push("campaigns", "email_address", [member(1)])
+    assert sandbox.requests("mailchimp") == []
+
+
+def test_settings_are_mailchimps_own_and_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not [name for name in Settings.model_fields if name.startswith("mailchimp")]
+    monkeypatch.setenv("MAILCHIMP_LIST_ID", "")  # empty is unset
+    monkeypatch.setenv("MAILCHIMP_JOURNEY_ID", "1001")
+    monkeypatch.setenv("MAILCHIMP_JOURNEY_STEP_ID", "2001")
+    own = MailchimpSettings.load()
+    assert (own.list_id, own.journey_id, own.journey_step_id) == ("sandbox-list", 1001, 2001)
+    assert MailchimpConnector.from_settings(get_settings(), rate_limited=False).journey == SANDBOX_JOURNEY
+    for name, value in (("MAILCHIMP_REQUESTS_PER_HOUR", "many"), ("MAILCHIMP_JOURNEY_STEP_ID", "step-two")):
+        with monkeypatch.context() as scoped:
+            scoped.setenv(name, value)
+            with pytest.raises(SettingsError, match=name) as refused:
+                MailchimpSettings.load()
+            assert value not in str(refused.value)
+
+
+def test_the_error_table_says_what_mailchimp_answers_mean() -> None:
+    assert TABLE.action(429) is Action.RATE_LIMITED  # "Too Many Requests": over 10 connections at once
+    assert TABLE.action(401) is Action.AUTH  # "API Key Invalid"
+    assert TABLE.action(400) is Action.BATCH  # "Invalid Resource", unless the call reads it itself
+    assert TABLE.action(503) is Action.RETRY
+    assert TABLE.expect("gone") == {404} and TABLE.expect("journey") == {400, 404}
+
+
+def test_too_many_connections_is_sent_again_by_the_client_and_the_batch_goes_through(sandbox: Any) -> None:
+    sandbox.fail("mailchimp", "status", status=429, count=1)
+    outcomes = connector().push(MEMBERS, "email_address", [member(1)])
+    assert [o.status for o in outcomes] == [SyncStatus.CREATED]
+    assert [r["status"] for r in sandbox.requests("mailchimp")] == [429, 200]

@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from connectors.base import Person, Record
-from connectors.http import PermanentError, RetryableError, VendorHttp
-from connectors.salesforce import (
-    POLICY,
-    TOKEN_POLICY,
+from connectors.endpoint import NotConfigured
+from connectors.errors import Action
+from connectors.http import AuthError, RetryableError, VendorHttp
+from connectors.registry import CONNECTORS
+from connectors.salesforce import CONNECTOR
+from connectors.salesforce.connector import (
     ClientCredentialsGrant,
     JwtBearerGrant,
     SalesforceConnector,
@@ -27,9 +29,13 @@ from connectors.salesforce import (
     parse_limit_info,
     soql_datetime,
 )
+from connectors.salesforce.errors import TABLE, TOKEN_TABLE
+from connectors.salesforce.settings import SalesforceSettings
+from connectors.settings import SettingsError
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from mappings import apply_mapping, load_all_mappings
+from tests.capture import CapturingEndpoint
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 SALESFORCE_ENV = (
@@ -123,8 +129,8 @@ def jwt_connector(sandbox_url: str, key_pem: str, audience: str | None = None) -
         "sandbox-sf-key", "integration@ennulife.example", SecretStr(key_pem), audience or login_url
     )
     return SalesforceConnector(
-        VendorHttp("salesforce", login_url, policy=POLICY),
-        VendorHttp("salesforce", login_url, policy=TOKEN_POLICY),
+        VendorHttp("salesforce", login_url, table=TABLE),
+        VendorHttp("salesforce", login_url, table=TOKEN_TABLE),
         grant,
     )
 
@@ -200,7 +206,7 @@ def test_an_expired_session_is_refreshed_once_and_the_request_retried_once(
     assert [r["status"] for r in api_requests(sandbox, "/composite/")] == [200, 401, 200]
 
     control(sandbox_url, "org", {"session_seconds": 0})  # every session is refused from now on
-    with pytest.raises(PermanentError) as refused:
+    with pytest.raises(AuthError) as refused:
         salesforce.push("Contact", "ENNU_User_Id__c", [contact(1)])
     assert (refused.value.status, refused.value.code) == (401, "INVALID_SESSION_ID")
     assert token_requests(sandbox) == 3  # one refresh, not a loop
@@ -305,7 +311,7 @@ def test_jwt_bearer_assertion_signed_with_the_app_key_is_accepted(sandbox: Any, 
         jwt_connector(sandbox_url, stranger),
         jwt_connector(sandbox_url, SANDBOX_JWT_PRIVATE_KEY, audience="https://evil.example.com"),
     ):
-        with pytest.raises(PermanentError) as error:
+        with pytest.raises(AuthError) as error:  # the push stage defers, never fails, the records
             refused.test_connection()
         assert (error.value.status, error.value.code) == (401, "token invalid_grant")
 
@@ -399,3 +405,113 @@ def test_the_sandbox_rate_limit_answers_403_request_limit_exceeded(
         salesforce.push("Contact", "ENNU_User_Id__c", [contact(1)])
 
     assert refused.value.reason == "http 403 REQUEST_LIMIT_EXCEEDED"
+
+
+def test_the_package_is_the_registered_connector_with_its_objects_as_data() -> None:
+    assert CONNECTORS["salesforce"] is CONNECTOR is SalesforceConnector
+    assert SalesforceConnector.batch_sizes == dict.fromkeys(
+        ("Contact", "Lead", "Account", "Opportunity"), 200
+    )
+    assert SalesforceConnector.object_spec("Opportunity").upsert_keys == ("ENNU_Goal_Id__c",)
+    assert SalesforceConnector.object_spec("Contact").changes
+
+
+def test_an_undeclared_object_is_refused_before_any_request(
+    salesforce: SalesforceConnector, sandbox: Any
+) -> None:
+    with pytest.raises(ValueError, match="has no object 'Case'"):
+        salesforce.push("Case", "ENNU_User_Id__c", [contact(1)])
+    assert sandbox.requests("salesforce") == []
+
+
+def test_the_error_table_says_what_salesforce_answers_mean() -> None:
+    assert TABLE.action(403, "REQUEST_LIMIT_EXCEEDED") is Action.RATE_LIMITED  # the API limit is a 403
+    assert TABLE.action(403, "INSUFFICIENT_ACCESS") is Action.AUTH
+    assert TABLE.action(503, "SERVER_UNAVAILABLE") is Action.RETRY
+    assert TABLE.action(401, "INVALID_SESSION_ID") is Action.AUTH
+    assert TABLE.action(300) is Action.RECORD  # several records match the external id
+    assert TABLE.action(400, "INVALID_FIELD") is Action.BATCH
+    assert TOKEN_TABLE.expect("refused") == {400, 401}
+
+
+def test_server_unavailable_is_sent_again_by_the_client_and_the_batch_goes_through(
+    salesforce: SalesforceConnector, sandbox: Any
+) -> None:
+    salesforce.test_connection()  # the token first, so that the fault hits the upsert
+    sandbox.fail("salesforce", "status", status=503, count=1)
+
+    [outcome] = salesforce.push("Contact", "ENNU_User_Id__c", [contact(1)])
+
+    assert outcome.status == SyncStatus.CREATED
+    assert [r["status"] for r in api_requests(sandbox, "/composite/")] == [503, 200]
+
+
+def test_an_upsert_matching_several_records_fails_that_record(endpoint: CapturingEndpoint) -> None:
+    endpoint.answer(
+        "POST", "/services/oauth2/token", 200, {"access_token": "t", "instance_url": endpoint.url}
+    )
+    several = ["/services/data/v62.0/sobjects/Contact/001A", "/services/data/v62.0/sobjects/Contact/001B"]
+    path = "/services/data/v62.0/sobjects/Contact/ENNU_User_Id__c/9"
+    endpoint.answer("PATCH", path, 300, several)  # type: ignore[arg-type]  # Salesforce answers a list
+    connector = SalesforceConnector(
+        VendorHttp("salesforce", endpoint.url, table=TABLE, retries=0),
+        VendorHttp("salesforce", endpoint.url, table=TOKEN_TABLE, retries=0),
+        ClientCredentialsGrant("key", SecretStr("secret")),
+    )
+
+    outcome = connector.upsert_one("Contact", "ENNU_User_Id__c", contact(9))
+
+    assert (outcome.status, outcome.error) == (SyncStatus.FAILED, "MULTIPLE_CHOICES")
+
+
+def test_settings_are_typed_and_a_bad_value_names_its_variable(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SALESFORCE_QUERY_BATCH_SIZE", "")  # empty is unset
+    defaults = SalesforceSettings.load()
+    assert (defaults.api_version, defaults.external_id_field, defaults.query_batch_size) == (
+        "62.0",
+        "ENNU_User_Id__c",
+        None,
+    )
+    for name, value in (
+        ("SALESFORCE_QUERY_BATCH_SIZE", "lots"),
+        ("SALESFORCE_EXTERNAL_ID_FIELD", "Id; DELETE"),
+        ("SALESFORCE_API_VERSION", "latest"),
+        ("SALESFORCE_REQUESTS_PER_HOUR", "0"),
+    ):
+        with monkeypatch.context() as scoped:
+            scoped.setenv(name, value)
+            with pytest.raises(SettingsError, match=name) as refused:
+                SalesforceSettings.load()
+            assert value not in str(refused.value)
+
+
+def test_a_private_key_file_and_a_secret_without_the_consumer_key(
+    sandbox: Any, sandbox_url: str, clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "salesforce.pem"
+    key_file.write_text(SANDBOX_JWT_PRIVATE_KEY)
+    monkeypatch.setenv("SALESFORCE_LOGIN_URL", f"{sandbox_url}/salesforce")
+    monkeypatch.setenv("SALESFORCE_CONSUMER_KEY", "sandbox-sf-key")
+    monkeypatch.setenv("SALESFORCE_PRIVATE_KEY_FILE", str(key_file))
+    monkeypatch.setenv("SALESFORCE_USERNAME", "integration@ennulife.example")
+    by_file = SalesforceConnector.from_settings(get_settings(), rate_limited=False)
+    assert isinstance(by_file.grant, JwtBearerGrant) and by_file.test_connection().ok
+
+    monkeypatch.delenv("SALESFORCE_CONSUMER_KEY")
+    monkeypatch.setenv("SALESFORCE_CLIENT_SECRET", "sandbox-sf-secret")
+    with pytest.raises(NotConfigured, match="SALESFORCE_CONSUMER_KEY"):
+        SalesforceConnector.from_settings(get_settings(), rate_limited=False)
+
+
+def test_a_token_refusal_that_is_no_oauth_answer_is_an_auth_error(
+    salesforce: SalesforceConnector, sandbox: Any
+) -> None:
+    sandbox.fail("salesforce", "status", status=400, count=1)  # the API's error list, not OAuth's object
+
+    with pytest.raises(AuthError) as refused:
+        salesforce.push("Contact", "ENNU_User_Id__c", [contact(1)])
+
+    assert (refused.value.status, refused.value.code) == (401, "token 400")
+    assert api_requests(sandbox, "/composite/") == []

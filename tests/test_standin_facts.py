@@ -21,6 +21,7 @@ import sandbox.slack as slack_standin
 import sandbox.stripe as stripe_standin
 import sandbox.twilio as twilio_standin
 from connectors.base import Connector
+from connectors.errors import RETRYING
 from connectors.registry import CONNECTORS
 
 
@@ -116,7 +117,7 @@ def test_hubspot_batches_and_search_pages_fit_the_stand_in() -> None:
 
 
 def test_mailchimp_batches_and_merge_field_pages_fit_the_stand_in() -> None:
-    mailchimp_merge_fields = importlib.import_module("connectors.mailchimp_merge_fields")
+    mailchimp_merge_fields = importlib.import_module("connectors.mailchimp.merge_fields")
     assert max(batch_sizes("mailchimp").values()) == mailchimp_standin.BATCH_LIMIT
     assert mailchimp_merge_fields.MAX_COUNT <= mailchimp_standin.MERGE_FIELD_LIMIT
 
@@ -127,7 +128,7 @@ def test_salesforce_collections_fit_and_the_api_limit_is_a_retry() -> None:
     assert max(batch_sizes("salesforce").values()) <= salesforce_standin.COLLECTION_LIMIT
     # The stand-in answers the daily API limit as Salesforce does (403 REQUEST_LIMIT_EXCEEDED, not 429).
     assert salesforce_standin.RATE_LIMIT_STATUS == 403
-    assert "REQUEST_LIMIT_EXCEEDED" in salesforce.POLICY.retryable_codes
+    assert salesforce.TABLE.codes["REQUEST_LIMIT_EXCEEDED"] in RETRYING
 
 
 def test_stripe_idempotency_keys_fit_the_stand_in() -> None:

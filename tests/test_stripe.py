@@ -13,8 +13,14 @@ import pytest
 import requests
 
 from connectors.base import Outcome, Person, Record
-from connectors.http import PermanentError, RetryableError
-from connectors.stripe import StripeConnector, form_pairs, idempotency_key
+from connectors.errors import Action
+from connectors.http import AuthError, PermanentError, RetryableError
+from connectors.registry import CONNECTORS
+from connectors.settings import SettingsError
+from connectors.stripe import CONNECTOR
+from connectors.stripe.connector import StripeConnector, form_pairs, idempotency_key
+from connectors.stripe.errors import TABLE
+from connectors.stripe.settings import StripeSettings
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from mappings.frame import apply_mapping
@@ -173,13 +179,75 @@ def test_invalid_values_fail_with_stripe_codes_and_no_value(stripe_connector: St
 
 
 @pytest.mark.parametrize("status", [409, 429, 503])
-def test_in_flight_rate_limited_and_server_errors_are_retried(
+def test_in_flight_rate_limited_and_server_errors_are_sent_again_by_the_client(
     stripe_connector: StripeConnector, sandbox: Any, status: int
 ) -> None:
     sandbox.fail("stripe", "status", status=status, count=1)
+    [outcome] = stripe_connector.push("customers", "email", [customer(8)])
+    assert outcome.status == SyncStatus.CREATED
+    assert [r["status"] for r in sandbox.requests("stripe")] == [status, 200, 200]  # look-up twice, create
+    assert len(sandbox.objects("stripe", "customers")) == 1
+
+
+def test_trouble_that_outlasts_the_retries_is_left_to_the_engine(
+    stripe_connector: StripeConnector, sandbox: Any
+) -> None:
+    sandbox.fail("stripe", "status", status=503, count=1 + stripe_connector.http.retries)
     with pytest.raises(RetryableError):
         stripe_connector.push("customers", "email", [customer(8)])
     assert stripe_connector.push("customers", "email", [customer(8)])[0].status == SyncStatus.CREATED
+
+
+def test_stripe_should_retry_overrides_the_status(stripe_connector: StripeConnector) -> None:
+    def answer(status: int, should_retry: str | None) -> requests.Response:
+        response = requests.Response()
+        response.status_code = status
+        response._content = b'{"error": {"type": "api_error"}}'
+        response.headers["Content-Type"] = "application/json"
+        if should_retry is not None:
+            response.headers["Stripe-Should-Retry"] = should_retry
+        return response
+
+    with pytest.raises(RetryableError):
+        stripe_connector.http.classify(answer(400, "true"))
+    with pytest.raises(PermanentError) as refused:
+        stripe_connector.http.classify(answer(503, "false"))
+    assert not isinstance(refused.value, RetryableError)
+    with pytest.raises(RetryableError):
+        stripe_connector.http.classify(answer(409, None))  # the same idempotency key still in flight
+
+
+def test_the_error_table_says_what_stripe_answers_mean() -> None:
+    assert TABLE.action(409) is Action.RETRY
+    assert TABLE.action(429) is Action.RATE_LIMITED
+    assert TABLE.action(402) is Action.BATCH  # a card error is read as the record's outcome where expected
+    assert TABLE.expect("record") == {400, 402, 404} and TABLE.expect("gone") == {404}
+    assert TABLE.should_retry_header == "Stripe-Should-Retry"
+
+
+def test_the_package_is_the_registered_connector_with_its_objects_as_data(
+    stripe_connector: StripeConnector, sandbox: Any
+) -> None:
+    assert CONNECTORS["stripe"] is CONNECTOR is StripeConnector
+    spec = StripeConnector.object_spec("customers")
+    assert (spec.batch_size, spec.upsert_keys) == (25, ("email",))
+    assert spec.fields is not None and {"email", "name", "phone", "metadata"} <= spec.fields
+    with pytest.raises(ValueError, match="has no object 'invoices'"):
+        stripe_connector.push("invoices", "email", [customer(1)])
+    assert sandbox.requests("stripe") == []
+
+
+def test_settings_are_typed_and_a_bad_value_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_API_VERSION", "")  # empty is unset
+    assert StripeSettings.load().api_version is None
+    monkeypatch.setenv("STRIPE_API_VERSION", "2026-10-28.endive")
+    assert StripeSettings.load().api_version == "2026-10-28.endive"
+    for name, value in (("STRIPE_REQUESTS_PER_HOUR", "fast"), ("STRIPE_API_VERSION", "latest")):
+        with monkeypatch.context() as scoped:
+            scoped.setenv(name, value)
+            with pytest.raises(SettingsError, match=name) as refused:
+                StripeSettings.load()
+            assert value not in str(refused.value)
 
 
 def test_connection_test_reads_the_balance_and_a_wrong_key_is_refused_unechoed(
@@ -192,7 +260,7 @@ def test_connection_test_reads_the_balance_and_a_wrong_key_is_refused_unechoed(
     )
     assert refused.status_code == 401 and "wrong-key" not in refused.text
     stripe_connector.http.session.headers["Authorization"] = "Bearer sk_test_wrong-key"
-    with pytest.raises(PermanentError) as refusal:
+    with pytest.raises(AuthError) as refusal:  # the push stage defers, never fails, the records
         stripe_connector.test_connection()
     assert refusal.value.status == 401 and "wrong-key" not in str(refusal.value)
 
@@ -237,3 +305,22 @@ def test_the_mapping_passes_the_linter_and_maps_a_person() -> None:
         "phone": "+14155550100",
         "metadata.ennu_user_id": 42,
     }
+
+
+def test_the_same_customer_again_is_unchanged_without_a_write(
+    stripe_connector: StripeConnector, sandbox: Any
+) -> None:
+    [created] = stripe_connector.push("customers", "email", [customer(2, address={"city": "Oslo"})])
+    held = {kind: len(items) for kind, items in sandbox.holdings("stripe").items()}
+
+    [again] = stripe_connector.push(
+        "customers", "email", [customer(2, event="evt-2", address={"city": "Oslo"})]
+    )
+
+    assert again == Outcome("user:2", SyncStatus.UNCHANGED, remote_id=created.remote_id)
+    assert [r["method"] for r in sandbox.requests("stripe")] == ["GET", "POST", "GET"]  # the look-up only
+    assert {kind: len(items) for kind, items in sandbox.holdings("stripe").items()} == held  # no new key
+    [moved] = stripe_connector.push(
+        "customers", "email", [customer(2, event="evt-3", address={"city": "Bergen"})]
+    )
+    assert moved.status == SyncStatus.UPDATED

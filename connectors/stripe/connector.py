@@ -3,32 +3,54 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import requests
 
-from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
-from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
-from connectors.rate_limit import RateLimit
+from connectors.stripe.errors import TABLE
+from connectors.stripe.settings import StripeSettings
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
 VENDOR_BASE_URL = "https://api.stripe.com/v1"
 SANDBOX_API_KEY = "sk_test_sandbox"
-# 409: another request with the same idempotency key is still in flight; it settles, so try again later.
-POLICY = ErrorPolicy(retryable_statuses=RETRYABLE_STATUSES | {409}, should_retry_header="Stripe-Should-Retry")
-# Answers about one record (validation, a declined card, a customer gone): its outcome, not the batch's.
-PER_RECORD_STATUSES = frozenset({400, 402, 404})
+# The parameters a customer create takes (Stripe's API reference, as the stand-in checks them); a dotted
+# mapping field writes into one of them (`metadata.ennu_user_id`, `address.city`), and what is inside
+# `metadata` is ours.
+CUSTOMER_FIELDS = frozenset(
+    {
+        "address",
+        "balance",
+        "business_name",
+        "cash_balance",
+        "description",
+        "email",
+        "individual_name",
+        "invoice_prefix",
+        "invoice_settings",
+        "metadata",
+        "name",
+        "next_invoice_sequence",
+        "payment_method",
+        "phone",
+        "preferred_locales",
+        "shipping",
+        "source",
+        "tax",
+        "tax_exempt",
+        "tax_id_data",
+        "test_clock",
+    }
+)
+BATCH_SIZE = 25  # customers of one push, each its own look-up and write
 EXTERNAL_ID_FIELD = "metadata.ennu_user_id"
 # A customer with such a subscription pays us: erasing it would cancel the subscription, so it is kept.
 KEEPING_SUBSCRIPTION_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid", "paused"})
 MAX_IDEMPOTENCY_KEY = 255
 LIST_LIMIT = 100
-DEFAULT_REQUESTS_PER_HOUR = 36_000  # Stripe allows 100 a second live and 25 in test mode
 
 
 def form_pairs(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -78,59 +100,50 @@ def stripe_error_code(response: requests.Response) -> str:
     return f"{kind}:{code}" if code else kind
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
-class StripeConnector(Connector):
+class StripeConnector(HttpConnector):
     """Customers (one call per object); subscriptions are read to decide whether a customer may be erased."""
 
     name: ClassVar[str] = "stripe"
-    consent_category: ClassVar[str] = "payments"
-    # One call per customer; a retried task replays earlier calls by their idempotency keys.
-    batch_sizes: ClassVar[dict[str, int]] = {"customers": 25}
+    # A customer is found by its e-mail (and our user id in its metadata): the list endpoint filters by
+    # e-mail exactly and reads its own writes.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec("customers", BATCH_SIZE, upsert_keys=("email",), fields=CUSTOMER_FIELDS),
+    )
+    settings_class = StripeSettings
+    table = TABLE
     requests_per_record: ClassVar[int] = 2  # a look-up, then a create or an update
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # every write carries an idempotency key
-    credential_names: ClassVar[tuple[str, ...]] = ("STRIPE_API_KEY",)
-
-    def __init__(self, http: VendorHttp) -> None:
-        self.http = http
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        own = StripeSettings.load()
         endpoint = resolve_endpoint(
             cls.name,
             credential_env="STRIPE_API_KEY",
             vendor_base_url=VENDOR_BASE_URL,
-            configured_base_url=os.environ.get("STRIPE_BASE_URL") or None,
+            configured_base_url=own.base_url,
             sandbox_path="stripe/v1",
             sandbox_secret=SANDBOX_API_KEY,
         )
         headers = {"Authorization": f"Bearer {endpoint.secret.get_secret_value()}"}
-        api_version = os.environ.get("STRIPE_API_VERSION", "").strip()
-        if api_version:
-            headers["Stripe-Version"] = api_version
-        per_hour = _env_int("STRIPE_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR)
-        http = VendorHttp(
-            cls.name,
+        if own.api_version:
+            headers["Stripe-Version"] = own.api_version
+        http = cls.client(
             endpoint.base_url,
             headers=headers,
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
+            requests_per_hour=own.requests_per_hour,
+            rate_limited=rate_limited,
         )
         return cls(http)
 
     # ------------------------------------------------------------------------------------------ push
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        if object_name != "customers":
-            raise ValueError(f"stripe: unsupported object {object_name!r}")
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         return [self.upsert_customer(record, upsert_key) for record in records]
 
     def upsert_customer(self, record: Record, upsert_key: str) -> Outcome:
-        """Update the customer with this e-mail and ennu user id, or create it once, whatever the retries."""
+        """Update the customer with this e-mail and ennu user id (unless it has every value already), or
+        create it once, whatever the retries."""
         email = record.fields.get(upsert_key)
         if not email:
             return Outcome(record.record_key, SyncStatus.FAILED, error=f"missing {upsert_key}")
@@ -139,6 +152,9 @@ class StripeConnector(Connector):
         body = form_pairs(record.fields)
         if existing:
             customer_id = str(existing[0]["id"])
+            if set(body) <= set(form_pairs(existing[0])):
+                # It has every value already (the same records again): no write, and no new key at Stripe.
+                return Outcome(record.record_key, SyncStatus.UNCHANGED, remote_id=customer_id)
             # The payload is part of the key: an update sent again with other values is a new update.
             key = idempotency_key(
                 record.event_id or "no-event",
@@ -152,7 +168,7 @@ class StripeConnector(Connector):
                 f"/customers/{customer_id}",
                 data=body,
                 headers={"Idempotency-Key": key},
-                allow_statuses=PER_RECORD_STATUSES,
+                allow_statuses=TABLE.expect("record"),
             )
             if response.status_code != 404:  # deleted between the list and the update: create it anew
                 return self.outcome(record, response, SyncStatus.UPDATED)
@@ -163,7 +179,7 @@ class StripeConnector(Connector):
             "/customers",
             data=body,
             headers={"Idempotency-Key": key},
-            allow_statuses=PER_RECORD_STATUSES,
+            allow_statuses=TABLE.expect("record"),
         )
         return self.outcome(record, response, SyncStatus.CREATED)
 
@@ -207,10 +223,9 @@ class StripeConnector(Connector):
 
     # ------------------------------------------------------------------------------------------ rest
 
-    def test_connection(self) -> ConnectionCheck:
-        started = time.monotonic()
+    def check_connection(self) -> str:
         self.http.request("GET", "/balance")
-        return ConnectionCheck(self.name, True, "balance read", int((time.monotonic() - started) * 1000))
+        return "balance read"
 
     def erase(self, person: Person) -> Outcome:
         """Delete the person's customers, except one that still pays: that is kept and reported."""
@@ -229,7 +244,7 @@ class StripeConnector(Connector):
             ):
                 kept.append(customer_id)
                 continue
-            self.http.request("DELETE", f"/customers/{customer_id}", allow_statuses=frozenset({404}))
+            self.http.request("DELETE", f"/customers/{customer_id}", allow_statuses=TABLE.expect("gone"))
             deleted.append(customer_id)
         # Counts, not customer ids: a customer id would tie the hub's log back to the person.
         if kept:
@@ -240,9 +255,6 @@ class StripeConnector(Connector):
                 error="active subscription: customer kept",
             )
         return Outcome(key, SyncStatus.ERASED, remote_id=f"{len(deleted)} customers deleted")
-
-    def close(self) -> None:
-        self.http.close()
 
 
 def _digest(pairs: list[tuple[str, str]]) -> str:

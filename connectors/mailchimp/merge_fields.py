@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.http import PermanentError, VendorHttp
+from connectors.mailchimp.errors import TABLE
 from ennu import vendor_schema
 from mappings.loader import load_all_mappings
 from mappings.schema import FieldSpec
@@ -149,7 +150,7 @@ class MergeFieldEnsurer:
                 "POST",
                 f"/lists/{self.list_id}/merge-fields",
                 json=asdict(field),
-                allow_statuses=frozenset({400}),
+                allow_statuses=TABLE.expect("merge field"),
             )
             # A 400 is most often another worker having created the same tag a moment ago.
             (refused if response.status_code == 400 else created).append(field.tag)

@@ -9,11 +9,11 @@ Choices, with the vendor facts behind them:
   a person may have several goals. Neither the per-member tags endpoint (one request a person) nor
   `POST /batches` (asynchronous, no per-record outcome in the push, no ordering with the subscribe) nor
   static-segment writes (one request per tag per batch) is needed.
-- Merge fields the mappings write are created at the audience when missing (`mailchimp_merge_fields`),
+- Merge fields the mappings write are created at the audience when missing (`merge_fields`),
   checked once per connector instance and remembered across processes by fingerprint.
 - A mapping asks for the Customer Journey follow-up with the object `journey_members` instead of
   `members`: the same batch subscribe, then one trigger per person subscribed successfully in that push
-  (`mailchimp_journey`), when MAILCHIMP_JOURNEY_ID and MAILCHIMP_JOURNEY_STEP_ID are set.
+  (`journey`), when MAILCHIMP_JOURNEY_ID and MAILCHIMP_JOURNEY_STEP_ID are set.
 - Erasure (`erase`) is the permanent delete (`POST .../actions/delete-permanent`): the address can then
   never be re-imported, it must re-subscribe itself. `archive` (`DELETE .../members/{hash}`) is
   "unsubscribe and archive": the member leaves the audience but can be added back; it is for a
@@ -23,27 +23,27 @@ Choices, with the vendor facts behind them:
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
-from connectors.base import MARKETING, AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import MARKETING, AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
-from connectors.http import ErrorPolicy, VendorHttp
-from connectors.mailchimp_journey import JourneyStep, trigger_journey
-from connectors.mailchimp_merge_fields import (
+from connectors.http import VendorHttp
+from connectors.mailchimp.errors import TABLE
+from connectors.mailchimp.journey import JourneyStep, trigger_journey
+from connectors.mailchimp.merge_fields import (
     DatabaseMemory,
     EnsuredMemory,
     MergeField,
     MergeFieldEnsurer,
     merge_fields_from_mappings,
 )
-from connectors.rate_limit import RateLimit
+from connectors.mailchimp.settings import MailchimpSettings
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
 SANDBOX_API_KEY = "sandbox-key-us1"
-POLICY = ErrorPolicy()
+BATCH_LIMIT = 500  # members of one batch subscribe
 MEMBERS = "members"
 JOURNEY_MEMBERS = "journey_members"  # members, then the configured journey step for each subscribed one
 
@@ -73,14 +73,19 @@ def nest(fields: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-class MailchimpConnector(Connector):
+class MailchimpConnector(HttpConnector):
     """Members of one audience (list), upserted by batch subscribe with `update_existing`."""
 
     name: ClassVar[str] = "mailchimp"
-    consent_category: ClassVar[str] = "marketing"
-    batch_sizes: ClassVar[dict[str, int]] = {MEMBERS: 500, JOURNEY_MEMBERS: 500}
+    # A member is its e-mail address (its id is the address's hash); its fields are open: merge fields
+    # are the audience's own.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec(MEMBERS, BATCH_LIMIT, upsert_keys=("email_address",)),
+        ObjectSpec(JOURNEY_MEMBERS, BATCH_LIMIT, upsert_keys=("email_address",)),
+    )
+    settings_class = MailchimpSettings
+    table = TABLE
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # members are keyed by the e-mail's hash
-    credential_names: ClassVar[tuple[str, ...]] = ("MAILCHIMP_API_KEY",)
 
     def __init__(
         self,
@@ -91,7 +96,7 @@ class MailchimpConnector(Connector):
         memory: EnsuredMemory | None = None,
         journey: JourneyStep | None = None,
     ) -> None:
-        self.http = http
+        super().__init__(http)
         self.list_id = list_id
         memory = memory or DatabaseMemory(self.name)
         self.merge_fields = MergeFieldEnsurer(http, list_id, merge_fields, memory)
@@ -99,40 +104,35 @@ class MailchimpConnector(Connector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
-        from ennu.secrets import read_secret
-
-        configured_key = read_secret("MAILCHIMP_API_KEY")
+        own = MailchimpSettings.load()
+        configured_key = MailchimpSettings.secret("MAILCHIMP_API_KEY")
         endpoint = resolve_endpoint(
             cls.name,
             credential_env="MAILCHIMP_API_KEY",
             vendor_base_url=vendor_base_url(configured_key.get_secret_value()) if configured_key else None,
-            configured_base_url=settings.mailchimp_base_url,
+            configured_base_url=own.base_url,
             sandbox_path="mailchimp/3.0",
             sandbox_secret=SANDBOX_API_KEY,
         )
-        http = VendorHttp(
-            cls.name,
+        http = cls.client(
             endpoint.base_url,
             auth=("ennu", endpoint.secret.get_secret_value()),
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=RateLimit(cls.name, settings.mailchimp_requests_per_hour) if rate_limited else None,
+            requests_per_hour=own.requests_per_hour,
+            rate_limited=rate_limited,
         )
         journey = (
-            JourneyStep(settings.mailchimp_journey_id, settings.mailchimp_journey_step_id)
-            if settings.mailchimp_journey_id is not None and settings.mailchimp_journey_step_id is not None
+            JourneyStep(own.journey_id, own.journey_step_id)
+            if own.journey_id is not None and own.journey_step_id is not None
             else None
         )
         return cls(
             http,
-            settings.mailchimp_list_id,
+            own.list_id,
             merge_fields=merge_fields_from_mappings(settings.mappings_dir),
             journey=journey,
         )
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        if object_name not in self.batch_sizes:
-            raise ValueError(f"mailchimp: unsupported object {object_name!r}")
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         self.merge_fields.ensure()
         outcomes = self.subscribe(upsert_key, records)
         if object_name == JOURNEY_MEMBERS and self.journey is not None:
@@ -190,10 +190,9 @@ class MailchimpConnector(Connector):
         ]
         return ordered, refused
 
-    def test_connection(self) -> ConnectionCheck:
-        started = time.monotonic()
+    def check_connection(self) -> str:
         self.http.request("GET", "/ping")
-        return ConnectionCheck(self.name, True, "ping answered", int((time.monotonic() - started) * 1000))
+        return "ping answered"
 
     def erase(self, person: Person) -> Outcome:
         """Right to deletion: permanent delete; Mailchimp will refuse to re-import the address."""
@@ -213,15 +212,12 @@ class MailchimpConnector(Connector):
             return Outcome(key, SyncStatus.SKIPPED, error="no e-mail to identify the member")
         member = subscriber_hash(person.email)
         response = self.http.request(
-            method, f"/lists/{self.list_id}/members/{member}{action}", allow_statuses=frozenset({404})
+            method, f"/lists/{self.list_id}/members/{member}{action}", allow_statuses=TABLE.expect("gone")
         )
         if response.status_code == 404:
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
         # The member hash is the e-mail's MD5: it stays at Mailchimp, never in the hub's log.
         return Outcome(key, done, remote_id=f"{method} member{action}".strip())
-
-    def close(self) -> None:
-        self.http.close()
 
 
 def _member(fields: dict[str, Any], upsert_key: str) -> dict[str, Any]:

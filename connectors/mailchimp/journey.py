@@ -15,10 +15,10 @@ from typing import Any
 
 from connectors.base import Outcome
 from connectors.http import RetryableError, VendorHttp
+from connectors.mailchimp.errors import TABLE
 from ennu.models import SyncStatus
 
 TRIGGERABLE = (SyncStatus.CREATED, SyncStatus.UPDATED)
-REFUSALS = frozenset({400, 404})
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ def trigger_journey(
 ) -> list[Outcome]:
     """Each (subscribe outcome, e-mail) in order → its outcome after the trigger.
 
-    A refusal (400, 404) fails that person only; a retryable answer (429, 5xx) defers that person and
-    everyone after, without sending more, so the drain re-delivers them (re-subscribing is idempotent).
+    A refusal (400, 404) fails that person only. A retryable answer (429, 5xx) is sent again by the client;
+    one that outlasts its retries defers that person and everyone after, without sending more, so the
+    drain re-delivers them (re-subscribing is idempotent).
     """
     outcomes: list[Outcome] = []
     deferred_reason: str | None = None
@@ -55,12 +56,14 @@ def trigger_journey(
             outcomes.append(replace(outcome, status=SyncStatus.DEFERRED, error=deferred_reason))
             continue
         try:
-            response = http.request("POST", step.path, json={"email_address": email}, allow_statuses=REFUSALS)
+            response = http.request(
+                "POST", step.path, json={"email_address": email}, allow_statuses=TABLE.expect("journey")
+            )
         except RetryableError as exc:
             deferred_reason = f"journey: {exc.reason}"
             outcomes.append(replace(outcome, status=SyncStatus.DEFERRED, error=deferred_reason))
             continue
-        if response.status_code in REFUSALS:
+        if response.status_code >= 400:  # one of the refusals the call expects
             try:
                 body: Any = response.json()
             except ValueError:

@@ -1,16 +1,18 @@
-"""Salesforce: Contacts, Leads, Accounts and Opportunities by sObject Collections upsert (200), OAuth 2.0."""
+"""Salesforce: Contacts, Leads, Accounts and Opportunities by sObject Collections upsert (200), OAuth 2.0.
+
+The token comes from the login URL's token endpoint (JWT bearer flow, or client credentials) through a
+second client with its own error table (`errors.TOKEN_TABLE`); the API's answers follow `errors.TABLE`.
+"""
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar, Self
 from urllib.parse import quote, urlsplit
 
@@ -23,17 +25,17 @@ from connectors.base import (
     MARKETING,
     AmbiguousSends,
     ChangedRecord,
-    ConnectionCheck,
-    Connector,
+    HttpConnector,
+    ObjectSpec,
     Outcome,
     Person,
     Record,
 )
 from connectors.endpoint import NotConfigured, resolve_endpoint
-from connectors.http import ErrorPolicy, PermanentError, VendorHttp
-from connectors.rate_limit import RateLimit
+from connectors.http import AuthError, VendorHttp
+from connectors.salesforce.errors import TABLE, TOKEN_TABLE
+from connectors.salesforce.settings import SalesforceSettings
 from ennu.models import SyncStatus
-from ennu.secrets import read_secret
 from ennu.settings import Settings
 
 VENDOR_LOGIN_URL = "https://login.salesforce.com"
@@ -43,8 +45,6 @@ DEFAULT_API_VERSION = "62.0"
 DEFAULT_EXTERNAL_ID_FIELD = (
     "ENNU_User_Id__c"  # the name mappings use; SALESFORCE_EXTERNAL_ID_FIELD renames it
 )
-GOAL_EXTERNAL_ID_FIELD = "ENNU_Goal_Id__c"
-DEFAULT_REQUESTS_PER_HOUR = 4000
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_LIFETIME_SECONDS = 180  # Salesforce refuses assertions that expire more than 3 minutes ahead
 COLLECTION_LIMIT = 200
@@ -53,10 +53,6 @@ ERASABLE_OBJECTS = ("Contact", "Lead")
 GOAL_EXTERNAL_ID_FIELD = "ENNU_Goal_Id__c"
 API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
-# The API's daily limit answers 403 REQUEST_LIMIT_EXCEEDED: try later, not a refusal of the records.
-POLICY = ErrorPolicy(retryable_codes=frozenset({"REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE"}))
-# The token endpoint answers OAuth errors ({"error": "invalid_grant"}) that the connector reads itself.
-TOKEN_POLICY = ErrorPolicy()
 
 
 @dataclass(frozen=True)
@@ -143,19 +139,22 @@ def _api_name(name: str) -> str:
     return name
 
 
-class SalesforceConnector(Connector):
+class SalesforceConnector(HttpConnector):
     """CRM objects upserted by an external-id field; the token is fetched lazily and refreshed once on 401."""
 
     name: ClassVar[str] = "salesforce"
-    consent_category: ClassVar[str] = "crm"
-    batch_sizes: ClassVar[dict[str, int]] = {
-        "Contact": COLLECTION_LIMIT,
-        "Lead": COLLECTION_LIMIT,
-        "Account": COLLECTION_LIMIT,
-        "Opportunity": COLLECTION_LIMIT,
-    }
+    # Upsert keys are external-id fields (custom, unique text fields of the org: mappings/*/salesforce.yaml);
+    # an Account has none of ours yet, so any external-id field the mapping names. Fields are open: custom
+    # fields (`__c`) are Salesforce's way. Every sObject has SystemModstamp, so each can be read for changes.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec("Contact", COLLECTION_LIMIT, upsert_keys=(DEFAULT_EXTERNAL_ID_FIELD,), changes=True),
+        ObjectSpec("Lead", COLLECTION_LIMIT, upsert_keys=(DEFAULT_EXTERNAL_ID_FIELD,), changes=True),
+        ObjectSpec("Account", COLLECTION_LIMIT, changes=True),
+        ObjectSpec("Opportunity", COLLECTION_LIMIT, upsert_keys=(GOAL_EXTERNAL_ID_FIELD,), changes=True),
+    )
+    settings_class = SalesforceSettings
+    table = TABLE
     ambiguous_sends: ClassVar[AmbiguousSends] = "idempotent"  # upsert by an external-id field
-    credential_names: ClassVar[tuple[str, ...]] = ("SALESFORCE_CONSUMER_KEY",)
 
     def __init__(
         self,
@@ -167,7 +166,7 @@ class SalesforceConnector(Connector):
         external_id_field: str = DEFAULT_EXTERNAL_ID_FIELD,
         query_batch_size: int | None = None,
     ) -> None:
-        self.http = http
+        super().__init__(http)
         self.auth_http = auth_http
         self.grant = grant
         self.api_version = api_version
@@ -179,11 +178,12 @@ class SalesforceConnector(Connector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        own = SalesforceSettings.load()
         endpoint = resolve_endpoint(
             cls.name,
             credential_env="SALESFORCE_CONSUMER_KEY",
             vendor_base_url=VENDOR_LOGIN_URL,
-            configured_base_url=os.environ.get("SALESFORCE_LOGIN_URL") or None,
+            configured_base_url=own.login_url,
             sandbox_path="salesforce",
             sandbox_secret=SANDBOX_CONSUMER_KEY,
         )
@@ -191,28 +191,24 @@ class SalesforceConnector(Connector):
         consumer_key = endpoint.secret.get_secret_value()
         grant: Grant
         if endpoint.sandbox:
+            if cls.has_credentials():
+                # A secret or key without the consumer key it belongs to: never the sandbox instead.
+                raise NotConfigured(
+                    "salesforce: a client secret or private key is set but not SALESFORCE_CONSUMER_KEY"
+                )
             grant = ClientCredentialsGrant(consumer_key, SecretStr(SANDBOX_CLIENT_SECRET))
         else:
-            grant = _configured_grant(consumer_key, login_url)
-        per_hour = int(os.environ.get("SALESFORCE_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
-        batch_size = os.environ.get("SALESFORCE_QUERY_BATCH_SIZE")
-        http = VendorHttp(
-            cls.name,
-            login_url,  # replaced by the instance URL of the first token
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
-        )
-        auth_http = VendorHttp(
-            cls.name, login_url, timeout=settings.http_timeout_seconds, policy=TOKEN_POLICY, pool_size=2
-        )
+            grant = _configured_grant(consumer_key, login_url, own)
+        # The API client's base URL is replaced by the instance URL of the first token.
+        http = cls.client(login_url, requests_per_hour=own.requests_per_hour, rate_limited=rate_limited)
+        auth_http = cls.client(login_url, requests_per_hour=None, table=TOKEN_TABLE, pool_size=2)
         return cls(
             http,
             auth_http,
             grant,
-            api_version=os.environ.get("SALESFORCE_API_VERSION") or DEFAULT_API_VERSION,
-            external_id_field=os.environ.get("SALESFORCE_EXTERNAL_ID_FIELD") or DEFAULT_EXTERNAL_ID_FIELD,
-            query_batch_size=int(batch_size) if batch_size else None,
+            api_version=own.api_version,
+            external_id_field=own.external_id_field,
+            query_batch_size=own.query_batch_size,
         )
 
     # ------------------------------------------------------------------ session
@@ -220,18 +216,24 @@ class SalesforceConnector(Connector):
     def _fetch_token(self) -> AccessToken:
         data, headers = self.grant.token_request()
         response = self.auth_http.request(
-            "POST", "/services/oauth2/token", data=data, headers=headers, allow_statuses=frozenset({400, 401})
+            "POST",
+            "/services/oauth2/token",
+            data=data,
+            headers=headers,
+            allow_statuses=TOKEN_TABLE.expect("refused"),
         )
         try:
-            body: dict[str, Any] = response.json()
+            answer: Any = response.json()
         except ValueError:  # an HTML error page from a proxy or a wrong login URL
-            body = {}
+            answer = None
+        # OAuth answers an object; a proxy or the API's error shape (a list) is no token and no OAuth code.
+        body: dict[str, Any] = answer if isinstance(answer, dict) else {}
         if response.status_code >= 400:
-            # Any refusal of the credentials is an auth failure (401), so the push stage defers the
-            # records instead of failing them; the OAuth error code (invalid_grant, ...) is kept.
-            raise PermanentError(self.name, 401, f"token {body.get('error') or response.status_code}")
+            # Any refusal of the credentials is an auth failure, so the push stage defers the records
+            # instead of failing them; the OAuth error code (invalid_grant, ...) is kept.
+            raise AuthError(self.name, 401, f"token {body.get('error') or response.status_code}")
         if not body.get("access_token") or not body.get("instance_url"):
-            raise PermanentError(self.name, 401, "token response without access_token or instance_url")
+            raise AuthError(self.name, 401, "token response without access_token or instance_url")
         token = AccessToken(SecretStr(str(body["access_token"])), str(body["instance_url"]).rstrip("/"))
         self.http.base_url = f"{token.instance_url}/services/data/v{self.api_version}"
         return token
@@ -256,8 +258,8 @@ class SalesforceConnector(Connector):
         token = self._session()
         try:
             return self._send(token, method, path, **kwargs)
-        except PermanentError as exc:
-            if exc.status != 401 or exc.code != "INVALID_SESSION_ID":
+        except AuthError as exc:
+            if exc.code != "INVALID_SESSION_ID":
                 raise
         return self._send(self._session(stale=token), method, path, **kwargs)
 
@@ -280,10 +282,8 @@ class SalesforceConnector(Connector):
 
     # ------------------------------------------------------------------ the surface
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Upsert ≤200 records of one sObject by its external-id field; one result per record, in order."""
-        if object_name not in self.batch_sizes:
-            raise ValueError(f"salesforce: unsupported object {object_name!r}")
         if len(records) > COLLECTION_LIMIT:
             raise ValueError(f"salesforce: at most {COLLECTION_LIMIT} records a request")
         if not records:
@@ -315,7 +315,7 @@ class SalesforceConnector(Connector):
             "PATCH",
             f"/sobjects/{_api_name(object_name)}/{id_field}/{quote(str(value), safe='')}",
             json=body,
-            allow_statuses=frozenset({400}),
+            allow_statuses=TABLE.expect("record"),
         )
         if response.status_code == 204:  # API 45.0 and earlier: an update has no body
             return Outcome(record.record_key, SyncStatus.UPDATED)
@@ -359,12 +359,10 @@ class SalesforceConnector(Connector):
             for row in self.fetch_changed(object_name, since, names)
         ]
 
-    def test_connection(self) -> ConnectionCheck:
-        started = time.monotonic()
+    def check_connection(self) -> str:
         limits: dict[str, Any] = self._call("GET", "/limits").json()
         daily = limits.get("DailyApiRequests") or {}
-        detail = f"daily API requests remaining {daily.get('Remaining', '?')}/{daily.get('Max', '?')}"
-        return ConnectionCheck(self.name, True, detail, int((time.monotonic() - started) * 1000))
+        return f"daily API requests remaining {daily.get('Remaining', '?')}/{daily.get('Max', '?')}"
 
     def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
         """Set the Contact's opt-outs: Email Opt Out for marketing, Do Not Call for SMS and calls."""
@@ -394,7 +392,7 @@ class SalesforceConnector(Connector):
         deleted: list[str] = []
         for object_name, id_field, value in targets:
             response = self._call(
-                "DELETE", f"/sobjects/{object_name}/{id_field}/{value}", allow_statuses=frozenset({404})
+                "DELETE", f"/sobjects/{object_name}/{id_field}/{value}", allow_statuses=TABLE.expect("gone")
             )
             if response.status_code != 404:
                 deleted.append(object_name)
@@ -403,7 +401,7 @@ class SalesforceConnector(Connector):
         return Outcome(key, SyncStatus.ERASED, remote_id=",".join(deleted))
 
     def close(self) -> None:
-        self.http.close()
+        super().close()
         self.auth_http.close()
 
 
@@ -424,19 +422,17 @@ def _outcome(record: Record, result: Mapping[str, Any]) -> Outcome:
     return Outcome(record.record_key, SyncStatus.FAILED, error=str(errors[0].get("statusCode") or "error"))
 
 
-def _configured_grant(consumer_key: str, login_url: str) -> Grant:
+def _configured_grant(consumer_key: str, login_url: str, own: SalesforceSettings) -> Grant:
     """JWT bearer when a private key is configured, else client credentials; NotConfigured without either."""
-    private_key = read_secret("SALESFORCE_PRIVATE_KEY")
-    key_file = os.environ.get("SALESFORCE_PRIVATE_KEY_FILE")
-    if private_key is None and key_file:
-        private_key = SecretStr(Path(key_file).read_text())
+    private_key = SalesforceSettings.secret("SALESFORCE_PRIVATE_KEY")
+    if private_key is None and own.private_key_file is not None:
+        private_key = SecretStr(own.private_key_file.read_text())
     if private_key is not None:
-        username = os.environ.get("SALESFORCE_USERNAME")
-        if not username:
+        if not own.username:
             raise NotConfigured("salesforce: the JWT bearer flow needs SALESFORCE_USERNAME")
-        audience = os.environ.get("SALESFORCE_JWT_AUDIENCE") or jwt_audience(login_url)
-        return JwtBearerGrant(consumer_key, username, private_key, audience)
-    client_secret = read_secret("SALESFORCE_CLIENT_SECRET")
+        audience = own.jwt_audience or jwt_audience(login_url)
+        return JwtBearerGrant(consumer_key, own.username, private_key, audience)
+    client_secret = SalesforceSettings.secret("SALESFORCE_CLIENT_SECRET")
     if client_secret is not None:
         return ClientCredentialsGrant(consumer_key, client_secret)
     raise NotConfigured(

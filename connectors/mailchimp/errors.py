@@ -1,0 +1,23 @@
+"""Mailchimp's answers: `application/problem+json` `{type, title, status, detail, instance}`.
+
+HTTP's defaults say it: 401 "API Key Invalid" and 403 "Forbidden" (a disabled key, a role without access)
+wait for an operator; 429 "Too Many Requests" (more than 10 connections at once) slows down; 5xx is tried
+again; 400 "Invalid Resource" and 404 "Resource Not Found" refuse the request. A batch subscribe answers 200
+with each refused member in `errors[]`. The calls about one member read their own refusals (below).
+"""
+
+from __future__ import annotations
+
+from connectors.errors import ErrorTable
+
+TABLE = ErrorTable(
+    expected={
+        # An archive or permanent delete of a member who is not in the audience (any more).
+        "gone": frozenset({404}),
+        # A journey trigger refused for that person: 400, not subscribed to the journey's audience;
+        # 404, no such journey or step (a configuration mistake, reported on every person's outcome).
+        "journey": frozenset({400, 404}),
+        # A merge field created meanwhile by another worker ("A Merge Field with the tag ... already exists").
+        "merge field": frozenset({400}),
+    },
+)

@@ -1,0 +1,41 @@
+"""Mailchimp's settings (`MAILCHIMP_*`): the audience, how fast we may call it, the follow-up journey."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from connectors.settings import VendorSettings
+
+
+class MailchimpSettings(VendorSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILCHIMP_")
+    secrets: ClassVar[dict[str, str]] = {
+        "MAILCHIMP_API_KEY": "an API key with its data-centre suffix (`...-us21`): where its API is"
+    }
+
+    base_url: str | None = Field(
+        default=None,
+        description="API base URL instead of the API key's data centre (a proxy); "
+        "unset: https://{dc}.api.mailchimp.com/3.0.",
+    )
+    list_id: str = Field(
+        default="sandbox-list", min_length=1, description="The audience members are written to."
+    )
+    requests_per_hour: int = Field(
+        default=3_600,
+        ge=1,
+        description="Request budget shared by every worker. Mailchimp limits simultaneous connections (10), "
+        "not a rate; one a second keeps well inside it.",
+    )
+    journey_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="The Customer Journey whose API-trigger step follows up a health goal "
+        "(`journey_members`); unset, or MAILCHIMP_JOURNEY_STEP_ID unset: no journey is triggered.",
+    )
+    journey_step_id: int | None = Field(
+        default=None, ge=1, description="The journey's API-trigger step (with MAILCHIMP_JOURNEY_ID)."
+    )
