@@ -14,7 +14,7 @@ from twilio.rest import Client as TwilioClient
 
 from connectors.base import Person, Record
 from connectors.stripe import StripeConnector, idempotency_key
-from connectors.twilio import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
+from connectors.twilio.connector import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from tests.capture import Captured, CapturingEndpoint
