@@ -15,9 +15,9 @@ from prefect import flow
 
 from bench.measure import BenchLine
 from connectors.twilio import TwilioConnector
-from connectors.zapier_store import ZapierSubscriptions
 from devtools.routing import routing_copy
 from ennu.settings import get_settings, reload_settings
+from ennu.zapier_subscriptions import ZapierSubscriptions
 from flows.pipeline import PUSH_RUNNER, SummaryTable, run_event_pipeline
 from mappings import apply_mapping, load_all_mappings
 from tasks.extract import extract_records

@@ -161,7 +161,7 @@ class System:
 
         reload_settings()
         migrate(self.hub_url)
-        from connectors.zapier_store import ZapierSubscriptions
+        from ennu.zapier_subscriptions import ZapierSubscriptions
 
         ZapierSubscriptions(self.hub_url).add(
             "assessment.completed", f"{self.sandbox_url}/zapier/hooks/bench"

@@ -1,4 +1,7 @@
-"""Chat notices (Slack, Teams): one message per record, titled and texted by the mapping, no personal data."""
+"""Chat notices (Slack, Teams): one message per record, titled and texted by the mapping, no personal data.
+
+Shared by the channel connectors and by the operators' alerts (`flows/ops_alert.py`, which call `notify`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,16 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.base import Connector, Outcome, Person, Record
+from connectors.base import HttpConnector, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
-from connectors.http import PermanentError, VendorHttp
+from connectors.http import AuthError, PermanentError
 from ennu.models import SyncStatus
 
+MESSAGES = "messages"  # the one object of a channel: a message per record, one request each
 
-class NoticeConnector(Connector):
+
+class NoticeConnector(HttpConnector):
     """A channel webhook: each record becomes one message with its `title`, `text` and remaining fields."""
-
-    def __init__(self, http: VendorHttp) -> None:
-        self.http = http
 
     @classmethod
     def webhook_url(cls, credential_env: str, vendor_base_url: str, sandbox_path: str) -> str:
@@ -32,17 +34,21 @@ class NoticeConnector(Connector):
         return endpoint.base_url if endpoint.sandbox else endpoint.secret.get_secret_value()
 
     @abstractmethod
-    def send(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
-        """Post one notice (alerts call this directly)."""
+    def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+        """Post one notice (alerts call this directly); raises the shared client's errors."""
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """One message per record. A refusal of one message fails that record with the vendor's code; a
+        refused webhook (`AuthError`) and trouble outlasting the client's retries raise for the batch."""
         outcomes = []
         for record in records:
             fields = {k: v for k, v in record.fields.items() if v is not None and k != upsert_key}
             title = str(fields.pop("title", "ENNU notice"))
             text = str(fields.pop("text", ""))
             try:
-                self.send(title, text, fields)
+                self.notify(title, text, fields)
+            except AuthError:
+                raise
             except PermanentError as exc:
                 outcomes.append(Outcome(record.record_key, SyncStatus.FAILED, error=exc.code or exc.reason))
                 continue
@@ -51,6 +57,3 @@ class NoticeConnector(Connector):
 
     def erase(self, person: Person) -> Outcome:
         return Outcome(f"user:{person.user_id}", SyncStatus.UNCHANGED, error="notices carry no personal data")
-
-    def close(self) -> None:
-        self.http.close()

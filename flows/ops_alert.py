@@ -106,7 +106,7 @@ def send(channel: str, title: str, text: str) -> str:
     connector = build_connector(channel, rate_limited=False)
     assert isinstance(connector, NoticeConnector)
     try:
-        connector.send(title, text)
+        connector.notify(title, text)
         return "sent"
     except ConnectorError as exc:
         return f"failed: {exc.reason}"

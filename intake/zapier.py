@@ -15,11 +15,11 @@ from fastapi import Path as PathParam
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.zapier import hook_payload
-from connectors.zapier_store import MAX_TARGET_URL, ZapierSubscriptions
+from connectors.zapier.connector import hook_payload
 from ennu.events import EVENT_TYPES
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
+from ennu.zapier_subscriptions import MAX_TARGET_URL, ZapierSubscriptions
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
 from mappings import apply_mapping, load_all_mappings

@@ -17,9 +17,10 @@ from prefect.concurrency.sync import rate_limit
 from slack_sdk.webhook import WebhookClient
 
 from connectors.base import Record
-from connectors.http import PermanentError, RetryableError
+from connectors.http import ConnectorError, PermanentError, RetryableError
 from connectors.rate_limit import limit_name
-from connectors.slack import SlackConnector, blocks
+from connectors.slack import SlackConnector
+from connectors.slack.connector import blocks
 from ennu.models import SyncStatus
 from ennu.settings import get_settings, reload_settings
 from tests.capture import CapturingEndpoint
@@ -90,20 +91,41 @@ def test_payload_errors_are_permanent_with_slacks_code(sandbox: Any) -> None:
     assert sandbox.objects("slack", "messages") == []
 
 
-def test_rate_limited_is_retryable_with_slacks_retry_after(sandbox: Any) -> None:
+def test_rate_limited_is_sent_again_after_slacks_retry_after(sandbox: Any) -> None:
     sandbox.set_rate("slack", per_second=1.0, retry_after=1)
     connector = SlackConnector.from_settings(get_settings(), rate_limited=False)
-    connector.send("First", "accepted")
+    connector.notify("First", "accepted")
+    connector.notify("Second", "too soon after the first: sent again a second later")
+    assert [r["status"] for r in sandbox.requests("slack")] == [200, 429, 200]
+    assert len(sandbox.objects("slack", "messages")) == 2
+
+
+def test_a_long_retry_after_is_left_to_the_delivery_engine(sandbox: Any) -> None:
+    sandbox.set_rate("slack", per_second=0.001, retry_after=60)  # longer than the client waits
+    connector = SlackConnector.from_settings(get_settings(), rate_limited=False)
+    connector.notify("First", "accepted")
     with pytest.raises(RetryableError) as limited:
-        connector.send("Second", "too soon after the first")
-    assert limited.value.reason.startswith("http 429") and limited.value.retry_after == 1.0
-    assert len(sandbox.objects("slack", "messages")) == 1
+        connector.notify("Second", "too soon after the first")
+    assert limited.value.reason.startswith("http 429") and limited.value.retry_after == 60.0
+    assert len(sandbox.requests("slack")) == 2 and len(sandbox.objects("slack", "messages")) == 1
+
+
+def test_a_hook_that_takes_an_empty_message_fails_the_connection_test(
+    hook: str, endpoint: CapturingEndpoint
+) -> None:
+    connector = SlackConnector.from_settings(get_settings(), rate_limited=False)
+    with pytest.raises(ConnectorError, match="unexpected answer"):
+        connector.test_connection()  # a live Slack hook answers 400 no_text; this one said 200
+    endpoint.answer("POST", HOOK_PATH, 400, {"error": {"code": "invalid_payload"}})
+    with pytest.raises(PermanentError) as refused:
+        connector.test_connection()  # another 400 is Slack's refusal, with its code
+    assert refused.value.code == "invalid_payload"
 
 
 @pytest.mark.usefixtures("prefect_server")
 def test_one_message_per_second_per_webhook_without_burst(sandbox: Any) -> None:
     connector = SlackConnector.from_settings(get_settings(), rate_limited=True)
-    connector.send("Only", "one a second")
+    connector.notify("Only", "one a second")
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(limit_name("slack"))
     assert (limit.limit, limit.slot_decay_per_second) == (1, pytest.approx(1.0))

@@ -19,11 +19,11 @@ from sqlalchemy import insert, select, update
 
 from connectors.hubspot import HubSpotConnector
 from connectors.mailchimp.connector import subscriber_hash
-from connectors.zapier_store import ZapierSubscriptions
 from ennu.db import get_engine, session_scope
 from ennu.models import Base, Biomarker, Delivery, OutboxEvent, SyncLog, User, WebhookReceipt
 from ennu.pseudonyms import person_pseudonym
 from ennu.settings import get_settings
+from ennu.zapier_subscriptions import ZapierSubscriptions
 from flows.bulk_sync import bulk_sync
 from flows.drain import drain
 from flows.inbound_sync import inbound_sync

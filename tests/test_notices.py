@@ -7,10 +7,15 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Record
-from connectors.http import PermanentError
-from connectors.slack import SlackConnector, blocks
-from connectors.teams import TeamsConnector, adaptive_card, message_card
+from connectors.base import Record, UnsupportedObject
+from connectors.errors import Action
+from connectors.http import AuthError, PermanentError
+from connectors.notices import NoticeConnector
+from connectors.slack import SlackConnector
+from connectors.slack.connector import blocks
+from connectors.slack.errors import TABLE as SLACK_TABLE
+from connectors.teams import TeamsConnector
+from connectors.teams.connector import adaptive_card, message_card
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 
@@ -125,3 +130,61 @@ def test_teams_refuses_a_card_version_it_cannot_render(teams: TeamsConnector, sa
         teams.http.request("POST", "", json=payload)
     assert (refused.value.status, refused.value.code) == (400, "InvalidRequestContent")
     assert sandbox.objects("teams", "messages") == []
+
+
+def test_teams_refused_signature_defers_the_batch_instead_of_failing_the_message(
+    teams: TeamsConnector, sandbox: Any
+) -> None:
+    sandbox.fail("teams", "status", status=401, count=1)
+    with pytest.raises(AuthError) as refused:
+        teams.push("messages", "id", [notice(1), notice(2)])
+    assert refused.value.status == 401  # the push task defers every record of the batch for an operator
+    assert len(sandbox.requests("teams")) == 1 and sandbox.objects("teams", "messages") == []
+
+
+def test_a_refused_message_fails_alone_and_a_refused_webhook_raises_for_the_batch(sandbox: Any) -> None:
+    class Channel(SlackConnector):
+        answers: list[Exception | None]
+
+        def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+            answer = self.answers.pop(0)
+            if answer is not None:
+                raise answer
+
+    channel = Channel.from_settings(get_settings(), rate_limited=False)
+    channel.answers = [None, PermanentError("slack", 400, "invalid_blocks"), None]
+    outcomes = channel.push("messages", "id", [notice(1), notice(2), notice(3)])
+    assert [(o.status, o.error) for o in outcomes] == [
+        (SyncStatus.CREATED, None),
+        (SyncStatus.FAILED, "invalid_blocks"),
+        (SyncStatus.CREATED, None),
+    ]
+    channel.answers = [None, AuthError("slack", 403, "invalid_token")]
+    with pytest.raises(AuthError):
+        channel.push("messages", "id", [notice(1), notice(2)])
+
+
+def test_slacks_table_reads_its_plain_text_codes() -> None:
+    assert SLACK_TABLE.action(403, "invalid_token") is Action.AUTH  # the URL's token refused
+    assert SLACK_TABLE.action(403, "action_prohibited") is Action.BATCH  # the channel's rules
+    assert SLACK_TABLE.action(410, "channel_is_archived") is Action.BATCH
+    assert SLACK_TABLE.action(429, "rate_limited") is Action.RATE_LIMITED
+    assert SLACK_TABLE.action(503) is Action.RETRY
+
+
+@pytest.mark.parametrize("connector", [SlackConnector, TeamsConnector])
+def test_channels_write_messages_only_and_their_credential_is_the_webhook_url(
+    connector: type[NoticeConnector], sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variable = f"{connector.name.upper()}_WEBHOOK_URL"
+    assert list(connector.settings_class.secrets) == [variable]
+    assert connector.batch_sizes == {"messages": 1}
+    monkeypatch.delenv(variable, raising=False)
+    assert not connector.has_credentials()
+    monkeypatch.setenv(variable, "https://example.invalid/hook")
+    assert connector.has_credentials()
+    monkeypatch.delenv(variable)
+    channel = connector.from_settings(get_settings(), rate_limited=False)
+    with pytest.raises(UnsupportedObject):
+        channel.push("channels", "id", [notice(1)])
+    assert sandbox.requests(connector.name) == []

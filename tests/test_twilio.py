@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import connectors.twilio
-from connectors.base import Outcome, Person, Record
-from connectors.http import PermanentError, RetryableError, VendorHttp
-from connectors.twilio import (
+from connectors.base import Outcome, Person, Record, UnsupportedObject
+from connectors.errors import Action
+from connectors.http import AuthError, PermanentError, RetryableError, VendorHttp
+from connectors.settings import SettingsError
+from connectors.twilio import connector as twilio_module
+from connectors.twilio.connector import (
     SANDBOX_ACCOUNT_SID,
     SANDBOX_AUTH_TOKEN,
     SANDBOX_FROM_NUMBER,
@@ -24,6 +26,8 @@ from connectors.twilio import (
     spoken_twiml,
     within_sending_hours,
 )
+from connectors.twilio.errors import TABLE
+from connectors.twilio.settings import TwilioSettings
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from mappings.loader import check_file
@@ -44,6 +48,8 @@ TWILIO_ENV = (
     "TWILIO_FROM_NUMBER",
     "TWILIO_MESSAGING_SERVICE_SID",
     "TWILIO_STATUS_CALLBACK_URL",
+    "TWILIO_REQUESTS_PER_HOUR",
+    "TWILIO_DEFAULT_TIMEZONE",
 )
 MESSAGES = f"/2010-04-01/Accounts/{SANDBOX_ACCOUNT_SID}/Messages.json"
 LOST_ANSWERS = [
@@ -130,7 +136,12 @@ def test_numbers_configured_as_unsubscribed_are_refused(monkeypatch: pytest.Monk
     monkeypatch.setenv(UNSUBSCRIBED_ENV, "+14155550199, +14155550198")
     with start_sandbox() as running:
         connector = TwilioConnector(
-            VendorHttp("twilio", f"{running.url}/twilio", auth=(SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN)),
+            VendorHttp(
+                "twilio",
+                f"{running.url}/twilio",
+                auth=(SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN),
+                table=TABLE,
+            ),
             SANDBOX_ACCOUNT_SID,
             from_number=SANDBOX_FROM_NUMBER,
         )
@@ -209,14 +220,34 @@ def test_a_voice_reminder_is_spoken_twiml_with_the_text_escaped(
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_too_many_requests_and_outages_are_retried(
+def test_too_many_requests_and_outages_are_sent_again_by_the_client(
     twilio: TwilioConnector, sandbox: Any, status: int
 ) -> None:
     sandbox.fail("twilio", "status", status=status, count=1)
+    [outcome] = twilio.push("messages", "To", [sms(1, "+14155550101")])
+    assert outcome.status == SyncStatus.CREATED
+    assert [r["status"] for r in sandbox.requests("twilio")] == [status, 201]
+    assert len(sandbox.objects("twilio", "messages")) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_trouble_outlasting_the_retries_raises_while_nothing_was_sent(
+    twilio: TwilioConnector, sandbox: Any, status: int
+) -> None:
+    retries = get_settings().http_retries
+    sandbox.fail("twilio", "status", status=status, count=retries + 1)
     with pytest.raises(RetryableError) as retry:
-        twilio.push("messages", "To", [sms(1, "+14155550101")])
+        twilio.push("messages", "To", [sms(1, "+14155550101"), sms(2, "+14155550102")])
     assert str(20000 + status) in str(retry.value)
-    assert twilio.push("messages", "To", [sms(1, "+14155550101")])[0].status == SyncStatus.CREATED
+    assert len(sandbox.requests("twilio")) == retries + 1 and sandbox.objects("twilio", "messages") == []
+
+
+def test_the_error_table_reads_twilios_codes_over_its_statuses() -> None:
+    assert TABLE.action(400, "20429") is Action.RATE_LIMITED  # too many concurrent requests, any status
+    assert TABLE.action(429, "20429") is Action.RATE_LIMITED
+    assert TABLE.action(401, "20003") is Action.AUTH
+    assert TABLE.action(400, "21211") is Action.BATCH  # read per record by `send` only (its "send")
+    assert TABLE.expect("send") == {400} and TABLE.expect("delete") == {404, 409}
 
 
 @pytest.mark.parametrize(("mode", "reason"), LOST_ANSWERS)
@@ -260,7 +291,7 @@ def test_a_message_matches_one_record_only_and_never_one_from_before(
 def test_reconcile_follows_the_pages_of_the_list(
     twilio: TwilioConnector, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(connectors.twilio, "LIST_PAGE_SIZE", 1)
+    monkeypatch.setattr(twilio_module, "LIST_PAGE_SIZE", 1)
     since = datetime.now(UTC)
     texts = ["First reminder", "Second reminder", "Third reminder"]
     records = [
@@ -367,7 +398,7 @@ def test_connection_test_reads_the_account_and_a_wrong_token_is_refused(
         f"/twilio/2010-04-01/Accounts/{SANDBOX_ACCOUNT_SID}.json"
     ]
     twilio.http.session.auth = (SANDBOX_ACCOUNT_SID, "wrong-token")
-    with pytest.raises(PermanentError) as refusal:
+    with pytest.raises(AuthError) as refusal:
         twilio.test_connection()
     assert refusal.value.status == 401 and refusal.value.code == "20003"
 
@@ -420,3 +451,43 @@ def test_the_mapping_passes_the_linter_with_a_fixed_text() -> None:
     assert mapping.fields["Body"].value == BODY and mapping.fields["Body"].source is None
     assert mapping.fields["timezone"].sources == ("user.timezone",)
     assert mapping.upsert_key == "To" and mapping.object == "messages"
+
+
+def test_settings_keep_their_variable_names_and_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connector = twilio_for(
+        monkeypatch,
+        TWILIO_FROM_NUMBER="+14155550000",
+        TWILIO_STATUS_CALLBACK_URL=CALLBACK,
+        TWILIO_DEFAULT_TIMEZONE="America/Chicago",
+        TWILIO_MESSAGING_SERVICE_SID="",  # empty is unset
+    )
+    assert (connector.from_number, connector.status_callback_url) == ("+14155550000", CALLBACK)
+    assert connector.default_timezone == "America/Chicago" and connector.messaging_service_sid is None
+    assert TwilioSettings.variable("requests_per_hour") == "TWILIO_REQUESTS_PER_HOUR"
+    for name, value in (("TWILIO_REQUESTS_PER_HOUR", "lots"), ("TWILIO_DEFAULT_TIMEZONE", "Mars/Olympus")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SettingsError, match=name) as bad:
+            TwilioSettings.load()
+        assert value not in str(bad.value)
+        monkeypatch.delenv(name)
+
+
+def test_only_a_token_or_an_api_key_secret_counts_as_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in TWILIO_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
+    monkeypatch.setenv("TWILIO_API_KEY_SID", "SK" + "1" * 32)
+    assert not TwilioConnector.has_credentials()
+    monkeypatch.setenv("TWILIO_API_KEY_SECRET", "a-secret")
+    assert TwilioConnector.has_credentials()
+
+
+def test_an_object_twilio_does_not_write_is_refused_before_any_request(
+    twilio: TwilioConnector, sandbox: Any
+) -> None:
+    with pytest.raises(UnsupportedObject, match="messages, calls"):
+        twilio.push("faxes", "To", [sms(1, "+14155550101")])
+    assert sandbox.requests("twilio") == []
+    assert TwilioConnector.batch_sizes == {"messages": 20, "calls": 20}

@@ -10,12 +10,17 @@ import requests
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from connectors.base import Person, Record
+from connectors.base import Outcome, Person, Record, UnsupportedObject
+from connectors.errors import Action
 from connectors.http import RetryableError
-from connectors.zapier import ZapierConnector, hook_payload
-from connectors.zapier_store import ZapierSubscriptions
+from connectors.settings import SettingsError
+from connectors.zapier import ZapierConnector
+from connectors.zapier.connector import hook_payload
+from connectors.zapier.errors import TABLE
+from connectors.zapier.settings import ZapierSettings
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
+from ennu.zapier_subscriptions import ZapierSubscriptions
 from intake.zapier import router
 
 ZAPIER_TOKEN = {"X-Zapier-Token": "zap-secret-token"}
@@ -106,37 +111,72 @@ def test_without_subscriptions_nothing_is_sent(zapier: ZapierConnector, sandbox:
     assert sandbox.requests("zapier") == []
 
 
-def test_a_refusing_hook_fails_the_record_and_a_failing_one_is_retried(
+def test_a_refusing_hook_fails_the_record_and_a_failing_one_is_posted_again(
     zapier: ZapierConnector, sandbox: Any, sandbox_url: str
 ) -> None:
     ZapierSubscriptions().add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
 
-    sandbox.fail("zapier", "status", status=404, count=1)
-    refused = zapier.push("hooks", "id", [assessment(1)])[0]
-    assert (refused.status, refused.error) == (SyncStatus.FAILED, "http 404")
+    for status in (404, 401, 403):  # a hook's own refusals: never our credentials (we have none)
+        sandbox.fail("zapier", "status", status=status, count=1)
+        refused = zapier.push("hooks", "id", [assessment(1)])[0]
+        assert (refused.status, refused.error) == (SyncStatus.FAILED, f"http {status}")
 
-    sandbox.fail("zapier", "status", status=503, count=1)
-    with pytest.raises(RetryableError):
-        zapier.push("hooks", "id", [assessment(2)])
+    sandbox.fail("zapier", "status", status=503, count=1)  # the client posts again at once
     assert zapier.push("hooks", "id", [assessment(2)])[0].status == SyncStatus.CREATED
+    assert len(payloads(sandbox, "hook-a")) == 1
 
 
-def test_a_retried_record_skips_the_hooks_that_already_took_it(
+def test_trouble_outlasting_the_retries_raises_while_no_hook_took_anything(
     zapier: ZapierConnector, sandbox: Any, sandbox_url: str
 ) -> None:
+    ZapierSubscriptions().add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
+    retries = get_settings().http_retries
+    sandbox.fail("zapier", "status", status=503, count=retries + 1)
+    with pytest.raises(RetryableError):
+        zapier.push("hooks", "id", [assessment(1), assessment(2)])
+    assert payloads(sandbox, "hook-a") == [] and len(sandbox.requests("zapier")) == retries + 1
+
+
+def test_trouble_after_a_hook_took_a_record_defers_the_rest_instead_of_raising(
+    zapier: ZapierConnector, sandbox: Any, sandbox_url: str
+) -> None:
+    # No memo of what went (the batch is never retried whole by Prefect any more): what a hook took is
+    # an outcome, so that the delivery engine's next offer carries only the records not delivered.
     subscriptions = ZapierSubscriptions()
     subscriptions.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
-    unreachable = subscriptions.add("assessment.completed", "http://127.0.0.1:9/hooks/down")
+    subscriptions.add("health_goal.created", f"{sandbox_url}/zapier/hooks/hook-goals")
+    subscriptions.add("health_goal.created", "http://127.0.0.1:9/hooks/down")  # refuses connections
+    goal = Record("health_goal:9", "evt-9", 9, {"id": "evt-9", "event": "health_goal.created"})
 
-    with pytest.raises(RetryableError):
-        zapier.push("hooks", "id", [assessment(1)])  # hook-a took it, the other hook could not be reached
-    subscriptions.remove(unreachable)
-    retried = zapier.push(
-        "hooks", "id", [assessment(1)]
-    )  # the same record again, as Prefect's retry sends it
+    taken, in_trouble, unsent = zapier.push("hooks", "id", [assessment(1), goal, assessment(3)])
 
-    assert retried[0].status == SyncStatus.CREATED
-    assert len(payloads(sandbox, "hook-a")) == 1
+    assert (taken.status, taken.remote_id) == (SyncStatus.CREATED, "1 hooks")
+    assert in_trouble == Outcome("health_goal:9", SyncStatus.DEFERRED, error="connection error")
+    assert unsent == Outcome("assessment:3", SyncStatus.DEFERRED, error="connection error")
+    assert [p["id"] for p in payloads(sandbox, "hook-a")] == ["evt-1"]  # never assessment 3
+    # The record in trouble goes again to each of its hooks next time: at least once, `id` de-duplicates.
+    assert [p["id"] for p in payloads(sandbox, "hook-goals")] == ["evt-9"]
+
+
+def test_the_error_table_keeps_every_hook_answer_to_that_hook() -> None:
+    assert TABLE.expect("per hook") >= {400, 401, 403, 404, 410, 413, 422}
+    assert not TABLE.expect("per hook") & {408, 425, 429}
+    assert TABLE.action(401) is Action.BATCH and TABLE.action(403) is Action.BATCH
+    assert TABLE.action(429) is Action.RATE_LIMITED and TABLE.action(502) is Action.RETRY
+
+
+def test_settings_and_objects_are_declared(
+    zapier: ZapierConnector, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ZapierConnector.batch_sizes == {"hooks": 50} and ZapierConnector.has_credentials()
+    monkeypatch.setenv("ZAPIER_REQUESTS_PER_HOUR", "600")
+    assert ZapierSettings.load().requests_per_hour == 600
+    monkeypatch.setenv("ZAPIER_REQUESTS_PER_HOUR", "0")
+    with pytest.raises(SettingsError, match="ZAPIER_REQUESTS_PER_HOUR"):
+        ZapierSettings.load()
+    with pytest.raises(UnsupportedObject):
+        zapier.push("zaps", "id", [assessment(1)])
+    assert sandbox.requests("zapier") == []
 
 
 def test_the_routes_need_the_zapier_token(api: TestClient) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-# TODO(issue 12, connectors refactor): the core must not import connectors; the Zapier subscription model
-# moves into ennu/models.py and this import goes (lint-imports misses it: ennu.migrations has no __init__.py).
-import connectors.zapier_store  # noqa: F401 - registers its table on Base
+import ennu.zapier_subscriptions  # noqa: F401 - registers its table on Base
 from ennu.db import get_engine
 from ennu.models import Base
 

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
-from connectors.http import RETRYABLE_STATUSES, ErrorPolicy, VendorHttp
-from connectors.rate_limit import RateLimit
-from connectors.zapier_store import Subscription, ZapierSubscriptions
+from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
+from connectors.http import AmbiguousError, RetryableError, VendorHttp
+from connectors.zapier.errors import GONE, TABLE
+from connectors.zapier.settings import ZapierSettings
 from ennu.models import SyncStatus
 from ennu.settings import Settings
+from ennu.zapier_subscriptions import Subscription, ZapierSubscriptions
 
 EVENT_FIELD = "event"  # the mapped field naming the event type, as subscriptions name it
-DEFAULT_REQUESTS_PER_HOUR = 20000
-GONE = 410  # Zapier's answer for a hook whose Zap was turned off or deleted: unsubscribe it
-# 4xx answers are read per hook (410 unsubscribes, others fail the record); 408/425/429 and 5xx retry.
-PER_HOOK_STATUSES = frozenset(s for s in range(400, 500) if s not in RETRYABLE_STATUSES)
-POLICY = ErrorPolicy()
-REMEMBERED_DELIVERIES = 10_000
 ERASURE_EVENT = "user.erased"  # what every hook is told when a person is erased, so its Zap can clean up
 
 
@@ -37,63 +30,89 @@ def hook_payload(fields: Mapping[str, Any]) -> dict[str, Any]:
     return payload
 
 
-class ZapierConnector(Connector):
+@dataclass
+class _Batch:
+    """One `send`: the subscriptions read (once per event type) and whether a hook may have a record."""
+
+    subscribed: dict[str, list[Subscription]]
+    may_have_posted: bool = False
+
+
+class ZapierConnector(HttpConnector):
     """Instant triggers for Zaps: at-least-once delivery, with each payload's `id` for de-duplication."""
 
     name: ClassVar[str] = "zapier"
-    consent_category: ClassVar[str] = "automation"
-    batch_sizes: ClassVar[dict[str, int]] = {"hooks": 50}  # one POST per hook and record
+    # One POST per hook and record. The payload's `id` (the host event id) is what a Zap de-duplicates
+    # on; its fields are open (a Zap takes any JSON).
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec("hooks", 50, upsert_keys=("id",)),)
+    settings_class = ZapierSettings
+    table = TABLE
     requests_per_record: ClassVar[int] = 1  # each record to each hook
     # A lost answer is posted again: a hook cannot be asked what it received, so this errs toward a Zap
     # triggered twice (each payload's `id`, the host event id, lets the Zap de-duplicate) rather than never.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     def __init__(self, http: VendorHttp, subscriptions: ZapierSubscriptions) -> None:
-        self.http = http
+        super().__init__(http)
         self.subscriptions = subscriptions
-        # Hooks that already took a record: a Prefect retry of the batch (after another hook's 5xx)
-        # does not post to them again. Per process and bounded, so this narrows duplicates, no more.
-        self._delivered: OrderedDict[tuple[str | None, str, str], None] = OrderedDict()
-        self._delivered_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
-        per_hour = int(os.environ.get("ZAPIER_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
-        http = VendorHttp(
-            cls.name,
+        own = ZapierSettings.load()
+        http = cls.client(
             "",  # every request goes to a subscription's absolute target URL
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=RateLimit(cls.name, per_hour) if rate_limited else None,
+            requests_per_hour=own.requests_per_hour,
+            rate_limited=rate_limited,
         )
         return cls(http, ZapierSubscriptions(settings.database_url))
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        if object_name != "hooks":
-            raise ValueError(f"zapier: unsupported object {object_name!r}")
-        subscribed: dict[str, list[Subscription]] = {}  # read once per event type and push
-        return [self._deliver(record, subscribed) for record in records]
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Each record to every hook subscribed to its event; once a hook may have taken something of this
+        batch, trouble becomes outcomes, never a raise.
 
-    def _deliver(self, record: Record, subscribed: dict[str, list[Subscription]]) -> Outcome:
+        The shared client posts again where that is safe (429, 5xx, a refused connection). Trouble that
+        outlasts its retries, before any hook may have taken anything, raises: the delivery engine offers
+        the whole batch again later. After that, the record in trouble is DEFERRED (UNKNOWN when its
+        answer was lost) and the rest are DEFERRED unsent, so that the next offer does not post again
+        what went: the record in trouble goes again to every hook, at least once (`id` de-duplicates).
+        """
+        batch = _Batch(subscribed={})
+        outcomes: list[Outcome] = []
+        trouble: str | None = None
+        for record in records:
+            if trouble is not None:
+                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error=trouble))
+                continue
+            try:
+                outcomes.append(self._deliver(record, batch))
+            except RetryableError as exc:
+                if not batch.may_have_posted:
+                    raise
+                trouble = exc.reason
+                status = SyncStatus.UNKNOWN if isinstance(exc, AmbiguousError) else SyncStatus.DEFERRED
+                outcomes.append(Outcome(record.record_key, status, error=trouble))
+        return outcomes
+
+    def _deliver(self, record: Record, batch: _Batch) -> Outcome:
         event_type = record.fields.get(EVENT_FIELD)
         if not event_type:
             return Outcome(record.record_key, SyncStatus.FAILED, error=f"no {EVENT_FIELD} field")
-        if str(event_type) not in subscribed:
-            subscribed[str(event_type)] = self.subscriptions.list(str(event_type))
-        hooks = subscribed[str(event_type)]
+        if str(event_type) not in batch.subscribed:
+            batch.subscribed[str(event_type)] = self.subscriptions.list(str(event_type))
+        hooks = batch.subscribed[str(event_type)]
         if not hooks:
             return Outcome(record.record_key, SyncStatus.SKIPPED, error="no zapier subscription")
         payload = hook_payload(record.fields)
         failures: list[str] = []
         delivered = 0
         for hook in list(hooks):
-            key = (record.event_id, record.record_key, hook.id)
-            if self._already_delivered(key):
-                delivered += 1
-                continue
-            response = self.http.request(
-                "POST", hook.target_url, json=payload, allow_statuses=PER_HOOK_STATUSES
-            )
+            try:
+                response = self.http.request(
+                    "POST", hook.target_url, json=payload, allow_statuses=TABLE.expect("per hook")
+                )
+            except AmbiguousError:
+                batch.may_have_posted = True
+                raise
             if response.status_code == GONE:
                 self.subscriptions.remove(hook.id)
                 hooks.remove(hook)  # the push's later records skip it too
@@ -101,26 +120,16 @@ class ZapierConnector(Connector):
                 failures.append(f"http {response.status_code}")
             else:
                 delivered += 1
-                self._remember(key)
+                batch.may_have_posted = True
         if failures:
             return Outcome(record.record_key, SyncStatus.FAILED, error=failures[0])
         if not delivered:
             return Outcome(record.record_key, SyncStatus.SKIPPED, error="every subscription was gone")
         return Outcome(record.record_key, SyncStatus.CREATED, remote_id=f"{delivered} hooks")
 
-    def _already_delivered(self, key: tuple[str | None, str, str]) -> bool:
-        with self._delivered_lock:
-            return key in self._delivered
-
-    def _remember(self, key: tuple[str | None, str, str]) -> None:
-        with self._delivered_lock:
-            self._delivered[key] = None
-            while len(self._delivered) > REMEMBERED_DELIVERIES:
-                self._delivered.popitem(last=False)
-
-    def test_connection(self) -> ConnectionCheck:
+    def check_connection(self) -> str:
         """Zapier has no API of its own to call: the check is that the subscriptions can be read."""
-        return ConnectionCheck(self.name, True, f"{self.subscriptions.count()} hook subscriptions", None)
+        return f"{self.subscriptions.count()} hook subscriptions"
 
     def erase(self, person: Person) -> Outcome:
         """Tell every subscribed hook (once per URL) that the person with this pseudonymous id was erased.
@@ -141,7 +150,7 @@ class ZapierConnector(Connector):
         told = 0
         for hook in hooks.values():
             response = self.http.request(
-                "POST", hook.target_url, json=notice, allow_statuses=PER_HOOK_STATUSES
+                "POST", hook.target_url, json=notice, allow_statuses=TABLE.expect("per hook")
             )
             if response.status_code == GONE:
                 self.subscriptions.remove(hook.id)
@@ -150,6 +159,3 @@ class ZapierConnector(Connector):
             else:
                 told += 1
         return Outcome(key, SyncStatus.ERASED, remote_id=f"{told} hooks notified")
-
-    def close(self) -> None:
-        self.http.close()

@@ -1,4 +1,8 @@
-"""Zapier REST-hook subscriptions: the table (migration 0002) and the small interface the hub uses."""
+"""Zapier REST-hook subscriptions: the hub's table (migration 0002) and the small interface it uses.
+
+The Zapier connector (`connectors.zapier`) reads them to post; the intake routes (`intake/zapier.py`) add
+and remove them. A hub model like those of `ennu.models`, kept in its own module.
+"""
 
 from __future__ import annotations
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import os
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
@@ -15,12 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from connectors.base import AmbiguousSends, ConnectionCheck, Connector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
 from connectors.endpoint import NotConfigured, resolve_endpoint
-from connectors.http import AmbiguousError, ConnectorError, ErrorPolicy, VendorHttp
-from connectors.rate_limit import RateLimit
+from connectors.http import AmbiguousError, ConnectorError, VendorHttp
+from connectors.twilio.errors import TABLE
+from connectors.twilio.settings import CREDENTIALS, TwilioSettings
 from ennu.models import SyncStatus
-from ennu.secrets import read_secret
 from ennu.settings import Settings
 
 VENDOR_BASE_URL = "https://api.twilio.com"
@@ -28,19 +26,31 @@ API_VERSION = "2010-04-01"
 SANDBOX_ACCOUNT_SID = "AC00000000000000000000000000000000"
 SANDBOX_AUTH_TOKEN = "sandbox-twilio-token"  # noqa: S105 - the sandbox's published dummy token
 SANDBOX_FROM_NUMBER = "+15005550006"  # Twilio's magic "valid sender" number of test credentials
-# 20429: too many concurrent requests (sent with a 429, but the code says it whatever the status).
-POLICY = ErrorPolicy(retryable_codes=frozenset({"20429"}))
-# 400 is a refusal of one message (21211 invalid number, 21610 unsubscribed, 21614 not a mobile, ...).
-PER_RECORD_STATUSES = frozenset({400})
 RESOURCES = {"messages": "Messages.json", "calls": "Calls.json"}
 # Fields the mapping gives the connector for its own use; they never leave the system.
 LOCAL_FIELDS = frozenset({"timezone"})
 SPOKEN_FIELD = "Say"  # calls: the text of the reminder, sent as TwiML
+# The create parameters a mapping may give (Twilio's Message and Call resources), besides LOCAL_FIELDS.
+MESSAGE_FIELDS = frozenset(
+    {
+        "To", "From", "MessagingServiceSid", "Body", "MediaUrl", "ContentSid", "ContentVariables",
+        "StatusCallback", "ValidityPeriod", "ScheduleType", "SendAt", "ShortenUrls", "SendAsMms",
+        "Attempt", "MaxPrice", "ProvideFeedback", "SmartEncoded", "PersistentAction", "RiskCheck",
+    }
+)  # fmt: skip
+CALL_FIELDS = frozenset(
+    {
+        "To", "From", "Url", "Method", "Twiml", SPOKEN_FIELD, "ApplicationSid", "StatusCallback",
+        "StatusCallbackEvent", "StatusCallbackMethod", "FallbackUrl", "FallbackMethod", "SendDigits",
+        "Timeout", "Record", "MachineDetection", "TimeLimit", "CallerId",
+    }
+)  # fmt: skip
+BATCH_SIZE = 20  # about 20 s of sending at a long code's one message a second
 SEND_FROM_HOUR = 8
 SEND_UNTIL_HOUR = 21
 DEFAULT_TIMEZONE = "America/New_York"
-DEFAULT_REQUESTS_PER_HOUR = 3_600  # one message a second: a US long code's throughput
-# Outcomes after which a retry of the whole batch could send a message twice.
+# Outcomes after which sending the whole batch again (the delivery engine's next offer) could send a
+# message twice.
 MAY_HAVE_SENT = frozenset({SyncStatus.CREATED, SyncStatus.UNKNOWN})
 # The StatusCallback URL's own query: which delivery a status is about (caller ids may not replace them).
 CALLBACK_IDS = ("event_id", "record_key")
@@ -51,7 +61,6 @@ LIST_PAGE_SIZE = 100  # Twilio's default is 50, its maximum 1000
 # its way cannot be deleted yet (20009) and is left for the erasure's next attempt.
 CANCEL_FIRST = {"messages": frozenset({"scheduled"}), "calls": frozenset({"queued", "ringing"})}
 STILL_ON_ITS_WAY = frozenset({"accepted", "queued", "sending", "in-progress"})
-NOT_YET_DELETABLE = frozenset({409})
 
 
 def e164_number(phone: str | None) -> str | None:
@@ -60,11 +69,6 @@ def e164_number(phone: str | None) -> str | None:
 
     value = e164_1(phone, E164Params()) if phone else None
     return str(value) if value else None
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
 
 
 def person_zone(timezone: str | None, default_timezone: str = DEFAULT_TIMEZONE) -> ZoneInfo:
@@ -113,17 +117,20 @@ def with_query(url: str, extra: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-class TwilioConnector(Connector):
+class TwilioConnector(HttpConnector):
     """Messages and calls; Twilio keeps no idempotency key, so the returned SID is kept as the remote id."""
 
     name: ClassVar[str] = "twilio"
-    consent_category: ClassVar[str] = "communication"
-    # Outcomes are per record and push never raises once a message may have gone, so a retried task
-    # cannot send one twice. 20 keeps a batch to about 20 s at a long code's one message a second.
-    batch_sizes: ClassVar[dict[str, int]] = {"messages": 20, "calls": 20}
+    # Outcomes are per record and `send` never raises once a message may have gone, so the batch offered
+    # again cannot send one twice. The recipient's number is the key (the mappings' `To`).
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        ObjectSpec("messages", BATCH_SIZE, upsert_keys=("To",), fields=MESSAGE_FIELDS | LOCAL_FIELDS),
+        ObjectSpec("calls", BATCH_SIZE, upsert_keys=("To",), fields=CALL_FIELDS | LOCAL_FIELDS),
+    )
+    settings_class = TwilioSettings
+    table = TABLE
     requests_per_record: ClassVar[int] = 1
     ambiguous_sends: ClassVar[AmbiguousSends] = "reconcile"
-    credential_names: ClassVar[tuple[str, ...]] = ("TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SECRET")
 
     def __init__(
         self,
@@ -136,7 +143,7 @@ class TwilioConnector(Connector):
         default_timezone: str = DEFAULT_TIMEZONE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.http = http
+        super().__init__(http)
         self.account_sid = account_sid
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
@@ -145,19 +152,25 @@ class TwilioConnector(Connector):
         self.clock = clock
 
     @classmethod
+    def has_credentials(cls) -> bool:
+        """An auth token or an API key secret: the SIDs alone (also `secrets`) authenticate nothing."""
+        return any(TwilioSettings.secret(name) for name in CREDENTIALS)
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        own = TwilioSettings.load()
         # An API key (SK...:secret) is preferred to the account's auth token when both are configured.
-        api_key_sid = read_secret("TWILIO_API_KEY_SID")
-        use_api_key = api_key_sid is not None and read_secret("TWILIO_API_KEY_SECRET") is not None
+        api_key_sid = TwilioSettings.secret("TWILIO_API_KEY_SID")
+        use_api_key = api_key_sid is not None and TwilioSettings.secret("TWILIO_API_KEY_SECRET") is not None
         endpoint = resolve_endpoint(
             cls.name,
             credential_env="TWILIO_API_KEY_SECRET" if use_api_key else "TWILIO_AUTH_TOKEN",
             vendor_base_url=VENDOR_BASE_URL,
-            configured_base_url=os.environ.get("TWILIO_BASE_URL") or None,
+            configured_base_url=own.base_url,
             sandbox_path="twilio",
             sandbox_secret=SANDBOX_AUTH_TOKEN,
         )
-        configured_sid = read_secret("TWILIO_ACCOUNT_SID")
+        configured_sid = TwilioSettings.secret("TWILIO_ACCOUNT_SID")
         if endpoint.sandbox:
             account_sid = SANDBOX_ACCOUNT_SID
             username = SANDBOX_ACCOUNT_SID
@@ -166,44 +179,35 @@ class TwilioConnector(Connector):
                 raise NotConfigured("twilio: credentials configured without TWILIO_ACCOUNT_SID")
             account_sid = configured_sid.get_secret_value()
             username = api_key_sid.get_secret_value() if use_api_key and api_key_sid else account_sid
-        from_number = os.environ.get("TWILIO_FROM_NUMBER") or (
-            SANDBOX_FROM_NUMBER if endpoint.sandbox else None
-        )
-        http = VendorHttp(
-            cls.name,
+        http = cls.client(
             endpoint.base_url,
             auth=(username, endpoint.secret.get_secret_value()),
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=(
-                RateLimit(cls.name, _env_int("TWILIO_REQUESTS_PER_HOUR", DEFAULT_REQUESTS_PER_HOUR))
-                if rate_limited
-                else None
-            ),
+            requests_per_hour=own.requests_per_hour,
+            rate_limited=rate_limited,
         )
         return cls(
             http,
             account_sid,
-            from_number=from_number,
-            messaging_service_sid=os.environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
-            status_callback_url=os.environ.get("TWILIO_STATUS_CALLBACK_URL") or None,
-            default_timezone=os.environ.get("TWILIO_DEFAULT_TIMEZONE") or DEFAULT_TIMEZONE,
+            from_number=own.from_number or (SANDBOX_FROM_NUMBER if endpoint.sandbox else None),
+            messaging_service_sid=own.messaging_service_sid,
+            status_callback_url=own.status_callback_url,
+            default_timezone=own.default_timezone,
         )
 
     @property
     def account_path(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}"
 
-    def push(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+    def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """One request per record; once a message may have gone, trouble becomes outcomes, never a raise.
 
+        The shared client sends a request again where that is safe (429 / 20429, 5xx: nothing was sent).
         A lost answer (AmbiguousError) makes that record UNKNOWN: `reconcile` it before sending again.
-        Other trouble (RetryableError, a refusal of the whole request) defers that record and leaves the
-        rest unsent, DEFERRED; before anything may have gone it raises, so the batch is retried whole.
+        Other trouble (RetryableError outlasting those retries, a refusal of the whole request) defers
+        that record and leaves the rest unsent, DEFERRED; before anything may have gone it raises, and
+        the delivery engine offers the whole batch again later.
         Quiet hours defer a record to 08:00 in the person's zone (`not_before`: no attempt spent).
         """
-        if object_name not in RESOURCES:
-            raise ValueError(f"twilio: unsupported object {object_name!r}")
         now = self.clock()
         outcomes: list[Outcome] = []
         trouble: str | None = None
@@ -229,7 +233,7 @@ class TwilioConnector(Connector):
                     "POST",
                     f"{self.account_path}/{RESOURCES[object_name]}",
                     data=form,
-                    allow_statuses=PER_RECORD_STATUSES,
+                    allow_statuses=TABLE.expect("send"),
                 )
             except AmbiguousError as lost:
                 outcomes.append(Outcome(record.record_key, SyncStatus.UNKNOWN, error=lost.reason))
@@ -335,10 +339,9 @@ class TwilioConnector(Connector):
             )
         return Outcome(record.record_key, SyncStatus.CREATED, remote_id=str(body.get("sid")))
 
-    def test_connection(self) -> ConnectionCheck:
-        started = time.monotonic()
+    def check_connection(self) -> str:
         self.http.request("GET", f"{self.account_path}.json")
-        return ConnectionCheck(self.name, True, "account read", int((time.monotonic() - started) * 1000))
+        return "account read"
 
     def erase(self, person: Person) -> Outcome:
         """Delete every message and call record to the person's number (canceling scheduled/queued first).
@@ -361,10 +364,8 @@ class TwilioConnector(Connector):
                 elif status in STILL_ON_ITS_WAY:
                     pending += 1
                     continue
-                response = self.http.request(
-                    "DELETE", path, allow_statuses=NOT_YET_DELETABLE | frozenset({404})
-                )
-                if response.status_code in NOT_YET_DELETABLE:
+                response = self.http.request("DELETE", path, allow_statuses=TABLE.expect("delete"))
+                if response.status_code == 409:  # 20009: on its way after all (it was listed before)
                     pending += 1
                 else:
                     deleted[resource] += 1
@@ -384,6 +385,3 @@ class TwilioConnector(Connector):
             found += page.get(resource) or []
             path, params = page.get("next_page_uri"), None
         return found
-
-    def close(self) -> None:
-        self.http.close()

@@ -1,30 +1,26 @@
 """Slack: care-team notices and failure alerts through an incoming webhook, as Block Kit messages.
 
-Slack answers an incoming webhook with plain text: `ok`, or an error code. Through the shared client:
-- 400 `invalid_payload`, `no_text`, `too_many_attachments`, `invalid_blocks`; 403 `action_prohibited`,
-  `posting_to_general_channel_denied`, `invalid_token`; 404 `channel_not_found`, `no_service`;
-  410 `channel_is_archived` are permanent: the message's outcome is FAILED with the code as its error.
-- 429 `rate_limited` (with Retry-After) and 5xx are retryable: the push task retries after Retry-After.
-Slack allows one message a second per webhook; `ONE_PER_SECOND` holds that across processes (a Prefect
-global limit of one slot refilled each second, so no burst).
+Slack answers an incoming webhook with plain text: `ok`, or an error code (`connectors.slack.errors`):
+a refused message's outcome is FAILED with the code as its error; a refused token (`invalid_token`)
+defers the batch for an operator; 429 `rate_limited` and 5xx are sent again by the shared client after
+Slack's Retry-After. Slack allows one message a second per webhook; `OneMessagePerSecond` holds that
+across processes (a Prefect global limit of one slot refilled each second, so no burst).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from connectors.base import AmbiguousSends, ConnectionCheck
-from connectors.http import ErrorPolicy, VendorHttp
-from connectors.notices import NoticeConnector
+from connectors.base import AmbiguousSends, ObjectSpec
+from connectors.http import ConnectorError
+from connectors.notices import MESSAGES, NoticeConnector
 from connectors.rate_limit import RateLimit
+from connectors.slack.errors import TABLE
+from connectors.slack.settings import SlackSettings
 from ennu.settings import Settings
 
 SANDBOX_HOOK = "services/T00000000/B00000000/sandboxsandboxsandbox"
-# Slack's plain-text codes are read by the shared client (`vendor_error_code`); the default statuses
-# already split them: 429 and 5xx retryable, every other 4xx permanent.
-POLICY = ErrorPolicy()
 # Exactly what slack_sdk's WebhookClient sends.
 JSON_UTF8 = {"Content-Type": "application/json;charset=utf-8"}
 
@@ -60,38 +56,38 @@ class SlackConnector(NoticeConnector):
     """One message per record to the configured webhook (Slack allows about one a second)."""
 
     name: ClassVar[str] = "slack"
-    consent_category: ClassVar[str] = "notifications"
-    batch_sizes: ClassVar[dict[str, int]] = {"messages": 1}
+    # One message per request; any field may key it (a notice key, never shown) and the rest are open:
+    # shown as the message's fields.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, 1),)
+    settings_class = SlackSettings
+    table = TABLE
     # A lost answer is posted again: an incoming webhook has nothing to read back, so this errs toward a
     # notice shown twice, which a reader sees through, rather than an alert nobody saw.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
-    credential_names: ClassVar[tuple[str, ...]] = ("SLACK_WEBHOOK_URL",)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        SlackSettings.load()  # nothing but the secret today; a bad variable would stop here
         url = cls.webhook_url("SLACK_WEBHOOK_URL", "https://hooks.slack.com", f"slack/{SANDBOX_HOOK}")
-        http = VendorHttp(
-            cls.name,
-            url,
-            timeout=settings.http_timeout_seconds,
-            policy=POLICY,
-            rate_limit=OneMessagePerSecond(cls.name) if rate_limited else None,
-        )
+        http = cls.client(url, requests_per_hour=None)
+        # Slack's own limit has no burst, which `client`'s hourly RateLimit cannot say: set it here.
+        http.rate_limit = OneMessagePerSecond(cls.name) if rate_limited else None
         return cls(http)
 
-    def send(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+    def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
         """Post one notice (alerts use this directly)."""
         body = {"text": f"{title}: {text}", "blocks": blocks(title, text, facts)}
         self.http.request("POST", "", json=body, headers=JSON_UTF8)
 
-    def test_connection(self) -> ConnectionCheck:
+    def check_connection(self) -> str:
         # Incoming webhooks have no read endpoint: a live hook answers an empty payload with 400 no_text.
-        started = time.monotonic()
-        response = self.http.request("POST", "", json={}, headers=JSON_UTF8, allow_statuses=frozenset({400}))
-        live = response.status_code == 400 and response.text.strip() == "no_text"
-        return ConnectionCheck(
-            self.name,
-            live,
-            "webhook answered" if live else "unexpected answer",
-            int((time.monotonic() - started) * 1000),
+        response = self.http.request(
+            "POST", "", json={}, headers=JSON_UTF8, allow_statuses=TABLE.expect("probe")
         )
+        if response.status_code == 400 and response.text.strip() != "no_text":
+            self.http.classify(response)  # another refusal: the shared client's PermanentError
+        if response.status_code != 400:
+            raise ConnectorError(
+                self.name, f"unexpected answer to an empty message (http {response.status_code})"
+            )
+        return "webhook answered"

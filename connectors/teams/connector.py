@@ -1,14 +1,19 @@
-"""Microsoft Teams: notices through a Workflows (Power Automate) webhook as an Adaptive Card."""
+"""Microsoft Teams: notices through a Workflows (Power Automate) webhook as an Adaptive Card.
+
+A legacy Office 365 connector URL (webhook.office.com) gets the MessageCard it understands. Teams'
+answers are in `connectors.teams.errors`: a refused card fails that message with Teams' code; 429 and
+5xx are sent again by the shared client after Retry-After.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar, Self
 
-from connectors.base import AmbiguousSends, ConnectionCheck
+from connectors.base import AmbiguousSends, ObjectSpec
 from connectors.http import VendorHttp
-from connectors.notices import NoticeConnector
-from connectors.rate_limit import RateLimit
+from connectors.notices import MESSAGES, NoticeConnector
+from connectors.teams.errors import TABLE
+from connectors.teams.settings import TeamsSettings
 from ennu.settings import Settings
 
 SANDBOX_FLOW = "workflows/sandbox-flow/triggers/manual/paths/invoke"
@@ -16,6 +21,7 @@ SANDBOX_FLOW = "workflows/sandbox-flow/triggers/manual/paths/invoke"
 TITLE_LIMIT = 200
 TEXT_LIMIT = 10_000
 FACTS_LIMIT = 20
+REQUESTS_PER_HOUR = 3_600  # one card a second, well inside a flow's throttling
 
 
 def adaptive_card(title: str, text: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -59,13 +65,17 @@ def message_card(title: str, text: str) -> dict[str, Any]:
 
 
 class TeamsConnector(NoticeConnector):
+    """One card per record to the configured webhook."""
+
     name: ClassVar[str] = "teams"
-    consent_category: ClassVar[str] = "notifications"
-    batch_sizes: ClassVar[dict[str, int]] = {"messages": 1}
+    # One card per request; any field may key it (a notice key, never shown) and the rest are open:
+    # shown as the card's facts.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, 1),)
+    settings_class = TeamsSettings
+    table = TABLE
     # A lost answer is posted again: a Workflows webhook only starts a flow and has nothing to read back,
     # so this errs toward a card shown twice, which a reader sees through, rather than an alert nobody saw.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
-    credential_names: ClassVar[tuple[str, ...]] = ("TEAMS_WEBHOOK_URL",)
 
     def __init__(self, http: VendorHttp, legacy: bool = False) -> None:
         super().__init__(http)
@@ -73,23 +83,20 @@ class TeamsConnector(NoticeConnector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
+        TeamsSettings.load()  # nothing but the secret today; a bad variable would stop here
         url = cls.webhook_url(
             "TEAMS_WEBHOOK_URL", "https://prod.westus.logic.azure.com", f"teams/{SANDBOX_FLOW}"
         )
         legacy = "webhook.office.com" in url or "outlook.office.com" in url
-        http = VendorHttp(
-            cls.name,
-            url,
-            timeout=settings.http_timeout_seconds,
-            rate_limit=RateLimit(cls.name, 3600) if rate_limited else None,
-        )
+        http = cls.client(url, requests_per_hour=REQUESTS_PER_HOUR, rate_limited=rate_limited)
         return cls(http, legacy)
 
-    def send(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+    def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+        """Post one notice (alerts use this directly)."""
         body = message_card(title, text) if self.legacy else adaptive_card(title, text, facts)
         self.http.request("POST", "", json=body)
 
-    def test_connection(self) -> ConnectionCheck:
-        started = time.monotonic()
-        self.send("ENNU connection test", "The ENNU integration hub can reach this channel.")
-        return ConnectionCheck(self.name, True, "card accepted", int((time.monotonic() - started) * 1000))
+    def check_connection(self) -> str:
+        # A Workflows webhook has no read endpoint: the test is a card the channel shows.
+        self.notify("ENNU connection test", "The ENNU integration hub can reach this channel.")
+        return "card accepted"

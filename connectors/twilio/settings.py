@@ -1,0 +1,61 @@
+"""Twilio's settings (`TWILIO_*`): where its API is, how fast we may call it, who messages come from."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from connectors.settings import VendorSettings
+
+# The secrets whose presence means this site configured Twilio (either one authenticates); the two SIDs
+# are read by name like them (a Secret block or the environment) but identify, they do not authenticate.
+CREDENTIALS = ("TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SECRET")
+
+
+class TwilioSettings(VendorSettings):
+    model_config = SettingsConfigDict(env_prefix="TWILIO_")
+    secrets: ClassVar[dict[str, str]] = {
+        "TWILIO_ACCOUNT_SID": "the account's SID (AC...); needed with either credential",
+        "TWILIO_AUTH_TOKEN": "the account's auth token",
+        "TWILIO_API_KEY_SID": "an API key's SID (SK...), preferred to the auth token with its secret",
+        "TWILIO_API_KEY_SECRET": "that API key's secret",
+    }
+
+    base_url: str | None = Field(
+        default=None, description="API base URL instead of Twilio's (a proxy); unset: api.twilio.com."
+    )
+    requests_per_hour: int = Field(
+        default=3_600,
+        ge=1,
+        description="Request budget shared by every worker: one message a second, a US long code's "
+        "throughput (a toll-free or short code sends faster).",
+    )
+    from_number: str | None = Field(
+        default=None,
+        description="Sender number (E.164) of messages without a messaging service, and of every call; "
+        "unset with the sandbox: Twilio's test number +15005550006.",
+    )
+    messaging_service_sid: str | None = Field(
+        default=None, description="Messaging service (MG...) that sends the messages instead of a number."
+    )
+    status_callback_url: str | None = Field(
+        default=None,
+        description="Where Twilio posts delivery statuses (the hub's /webhooks/twilio); unset: none asked.",
+    )
+    default_timezone: str = Field(
+        default="America/New_York",
+        description="IANA zone of a person whose own is missing or unknown: messages and calls go "
+        "between 08:00 and 21:00 there.",
+    )
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone") from None
+        return value
