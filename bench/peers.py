@@ -176,7 +176,8 @@ def _rows(query: str) -> list[dict[str, Any]]:
     from ennu.db import get_engine
 
     with get_engine().connect() as connection:
-        return pd.read_sql(text(query), connection).to_dict("records")
+        rows: list[dict[str, Any]] = pd.read_sql(text(query), connection).to_dict("records")  # type: ignore[assignment]
+        return rows
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
                     command = [PY, "-m", "bench.peers", "--child", path, connector, sandbox]
                     if args.profile:
                         out = Path(args.profile) / f"{connector}-{path}.raw"
-                        spy = [str(Path(PY).with_name("py-spy")), "record", "--idle", "--format", "raw", "-r", "50"]
+                        spy = [str(Path(PY).with_name("py-spy")), "record", "--idle", "--format", "raw"]
                         command = [*spy, "-o", str(out), "--", *command]
                     done = subprocess.run(
                         command,

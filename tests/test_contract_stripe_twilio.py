@@ -13,13 +13,8 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 
 from connectors.base import Person, Record
-<<<<<<< HEAD
 from connectors.stripe.connector import StripeConnector, idempotency_key
-from connectors.twilio import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
-=======
-from connectors.stripe import StripeConnector, idempotency_key
 from connectors.twilio.connector import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
->>>>>>> h-msg
 from ennu.models import SyncStatus
 from ennu.settings import get_settings
 from tests.capture import Captured, CapturingEndpoint

@@ -106,10 +106,11 @@ class EpicFhirConnector(HttpConnector):
         self.patients = PatientResolver(http, self.options, clock)
         self._capabilities = capabilities
 
-    def expected_requests(self, object_name: str, records: int) -> int:
+    @classmethod
+    def expected_requests(cls, object_name: str, records: int) -> int:
         """A patient look-up and create per record at most (found patients are kept), then per batch one
         search of what the EHR holds per SEARCH_CHUNK identifiers and one transaction."""
-        return self.requests_per_record * records + math.ceil(records / SEARCH_CHUNK) + 1
+        return cls.requests_per_record * records + math.ceil(records / SEARCH_CHUNK) + 1
 
     @classmethod
     def has_credentials(cls) -> bool:
