@@ -113,6 +113,9 @@ class Connector(ABC):
     objects: ClassVar[tuple[ObjectSpec, ...]]
     batch_sizes: ClassVar[dict[str, int]]  # destination object -> records per request, from `objects`
     settings_class: ClassVar[type[VendorSettings]]  # its typed settings (connectors.settings)
+    # Its local stand-in's name in the sandbox (`<sandbox url>/<stand_in>/...`, `sandbox/<stand_in>.py`);
+    # empty: the connector's name.
+    stand_in: ClassVar[str] = ""
     # What to do with a send that may have reached the vendor unanswered (UNKNOWN, AmbiguousError):
     # "idempotent": send again, the vendor de-duplicates (upsert by key, idempotency key, conditional create);
     # "reconcile": look it up with `reconcile` first, send only what is not there;

@@ -55,3 +55,14 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         return {"status": "gone", "hook_id": hook_id}
 
     return router
+
+
+def conformance_setup(client: Any) -> None:
+    """The conformance suite's set-up (tests/test_conformance.py): a hook of this stand-in subscribed to
+    every event type, as a Zap's owner would subscribe it, so that a push has somewhere to go."""
+    from ennu.events import EVENT_TYPES
+    from ennu.zapier_subscriptions import ZapierSubscriptions
+
+    subscriptions = ZapierSubscriptions()
+    for event_type in EVENT_TYPES:
+        subscriptions.add(event_type, f"{client.base_url}/zapier/hooks/conformance")

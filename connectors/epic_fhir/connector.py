@@ -69,6 +69,7 @@ class EpicFhirConnector(HttpConnector):
     result replaces the one the EHR holds (`status: corrected`)."""
 
     name: ClassVar[str] = "epic_fhir"
+    stand_in: ClassVar[str] = "fhir"
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
         ObjectSpec("observations", 100, upsert_keys=(UPSERT_KEY,), fields=OBSERVATION_FIELDS),
         ObjectSpec(
