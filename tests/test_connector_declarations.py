@@ -96,8 +96,9 @@ def test_a_route_to_an_undeclared_object_fails_alone_with_its_reason(
     reload_settings()
     event_ids = [add_event("user.registered", add_person()) for _ in range(2)]
 
-    user_registered(event_ids=event_ids)
+    state = user_registered(event_ids=event_ids, return_state=True)
 
+    assert state.is_failed()  # dead letters fail the run, visibly
     with session_scope() as session:
         rows = session.execute(select(SyncLog.connector, SyncLog.status, SyncLog.error)).tuples().all()
     hubspot = [(status, error) for connector, status, error in rows if connector == "hubspot"]
