@@ -232,9 +232,11 @@ class HttpConnector(Connector):
         headers: Mapping[str, str] | None = None,
         table: ErrorTable | None = None,
         pool_size: int = 10,
+        retries: int | None = None,
     ) -> VendorHttp:
         """The shared client for this vendor: its error table, its rate limit (unless `rate_limited` is off
-        or no rate is set), the hub's timeout and per-request retry settings."""
+        or no rate is set), the hub's timeout and per-request retry settings (`retries` overrides the number:
+        0 for a client whose request is retried by the call it serves, e.g. a token endpoint)."""
         from connectors.rate_limit import RateLimit
         from ennu.settings import get_settings
 
@@ -249,7 +251,7 @@ class HttpConnector(Connector):
             table=table or cls.table,
             rate_limit=limit,
             pool_size=pool_size,
-            retries=core.http_retries,
+            retries=core.http_retries if retries is None else retries,
             max_retry_wait=core.http_retry_max_wait_seconds,
         )
 

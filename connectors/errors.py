@@ -8,7 +8,7 @@ answers one call expects (a 404 on a delete means "already gone") are named entr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -19,12 +19,14 @@ class Action(StrEnum):
 
     RETRY = "retry"  # vendor-side trouble, nothing was done: the same request may succeed later
     RATE_LIMITED = "rate_limited"  # slow down: retried after the vendor's Retry-After
+    LATER = "later"  # vendor-side, but not for seconds (a daily quota): offered again later, never now
     RECORD = "record"  # per-record results (or refusals) in the body: the connector reads them
     BATCH = "batch"  # the request is refused for good (validation of the request, not found...)
     AUTH = "auth"  # credentials refused or lacking a permission: the destination waits for an operator
 
 
-RETRYING = frozenset({Action.RETRY, Action.RATE_LIMITED})
+RETRYING = frozenset({Action.RETRY, Action.RATE_LIMITED, Action.LATER})  # the vendor's side: try again
+REPEAT_NOW = frozenset({Action.RETRY, Action.RATE_LIMITED})  # ...and the same request may be sent again now
 
 # What HTTP says, before a vendor says otherwise; any other 4xx is BATCH, any other 5xx RETRY.
 HTTP_DEFAULTS: Mapping[int, Action] = MappingProxyType(
@@ -58,6 +60,9 @@ class ErrorTable:
     retry_after_header: str = "Retry-After"
     # A header whose value "true"/"false" overrides the classification (Stripe-Should-Retry).
     should_retry_header: str | None = None
+    # The vendor's code from an error body (a parsed JSON value), where the shared reader
+    # (`connectors.http.vendor_error_code`) does not find it: FHIR's `issue[0].code`, Google's `error.status`.
+    code_reader: Callable[[object], str | None] | None = None
 
     def action(self, status: int, code: str | None = None) -> Action | None:
         """What an answer means; None: a success (below 400 and not declared otherwise)."""

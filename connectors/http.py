@@ -7,7 +7,7 @@ import email.utils
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ import tenacity
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from connectors.errors import DEFAULT_TABLE, RETRYING, Action, ErrorTable
+from connectors.errors import DEFAULT_TABLE, REPEAT_NOW, RETRYING, Action, ErrorTable
 from connectors.rate_limit import RateLimit
 
 logger = logging.getLogger(__name__)
@@ -38,11 +38,15 @@ class RetryableError(ConnectorError):
     """The whole request may succeed later (429, 5xx, timeout, reset); `retry_after` is the vendor's wait.
 
     A plain RetryableError means the vendor did not act on the request; `AmbiguousError` that it may have.
+    `now` False: not worth repeating within seconds (a daily quota); the delivery engine offers it later.
     """
 
-    def __init__(self, integration: str, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, integration: str, reason: str, retry_after: float | None = None, *, now: bool = True
+    ) -> None:
         super().__init__(integration, reason)
         self.retry_after = retry_after
+        self.now = now
 
 
 class AmbiguousError(RetryableError):
@@ -65,14 +69,22 @@ class AuthError(PermanentError):
     """The vendor refused the credentials (or a permission): nothing goes until an operator fixes them."""
 
 
-def vendor_error_code(response: requests.Response) -> str | None:
-    """The vendor's machine-readable error code from a JSON error body (never its free-text message)."""
+def vendor_error_code(
+    response: requests.Response, reader: Callable[[object], str | None] | None = None
+) -> str | None:
+    """The vendor's machine-readable error code from a JSON error body (never its free-text message).
+
+    `reader`: the vendor's own way to find it in the parsed body (its error table's `code_reader`).
+    """
     try:
         body: Any = response.json()
     except ValueError:
         text = response.text.strip()
         # Slack-style plain-text codes are short snake_case words; anything else may carry data.
         return text if text and len(text) <= 60 and text.replace("_", "").isalnum() else None
+    if reader is not None:
+        found = reader(body)
+        return found if found is None or len(found) <= 80 else None
     candidates: list[Any] = [body]
     if isinstance(body, list) and body:
         candidates = [body[0]]
@@ -208,7 +220,7 @@ class VendorHttp:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _safe_to_repeat(self, exc: BaseException) -> bool:
-        if not isinstance(exc, RetryableError) or isinstance(exc, AmbiguousError):
+        if not isinstance(exc, RetryableError) or isinstance(exc, AmbiguousError) or not exc.now:
             return False
         return exc.retry_after is None or exc.retry_after <= self.max_retry_wait
 
@@ -262,7 +274,10 @@ class VendorHttp:
     ) -> requests.Response:
         """The response when the table says it is an answer to read; else the error it means, raised."""
         status = response.status_code
-        code = vendor_error_code(response) if status >= 400 or self.table.statuses.get(status) else None
+        if status >= 400 or self.table.statuses.get(status):
+            code = vendor_error_code(response, self.table.code_reader)
+        else:
+            code = None
         action = self.table.action(status, code)
         if action is None or action is Action.RECORD or status in allow_statuses:
             return response
@@ -275,7 +290,7 @@ class VendorHttp:
         reason = f"http {status}" + (f" {code}" if code else "")
         if retryable:
             retry_after = parse_retry_after(response.headers.get(self.table.retry_after_header))
-            raise RetryableError(self.integration, reason, retry_after)
+            raise RetryableError(self.integration, reason, retry_after, now=action in REPEAT_NOW)
         if action is Action.AUTH:
             raise AuthError(self.integration, status, code)
         raise PermanentError(self.integration, status, code)

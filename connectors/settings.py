@@ -38,15 +38,22 @@ class VendorSettings(BaseSettings):
         try:
             return cls()
         except ValidationError as exc:
-            problems = "; ".join(f"{cls.variable(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(
+                f"{cls.variable(str(e['loc'][0])) if e['loc'] else cls.prefix() + '*'}: {e['msg']}"
+                for e in exc.errors()
+            )
             raise SettingsError(problems) from None
+
+    @classmethod
+    def prefix(cls) -> str:
+        return str(cls.model_config.get("env_prefix", ""))
 
     @classmethod
     def variable(cls, field_name: str) -> str:
         """The environment variable of a field (`requests_per_hour` -> `HUBSPOT_REQUESTS_PER_HOUR`)."""
         field = cls.model_fields.get(field_name)
         alias = field.alias if field is not None else None
-        return alias or f"{cls.model_config.get('env_prefix', '')}{field_name}".upper()
+        return alias or f"{cls.prefix()}{field_name}".upper()
 
     @classmethod
     def secret(cls, name: str) -> SecretStr | None:

@@ -47,6 +47,7 @@ DELIVERED = {SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED}
 EXPECTED_ERROR: dict[Action, type[ConnectorError]] = {
     Action.RETRY: RetryableError,
     Action.RATE_LIMITED: RetryableError,
+    Action.LATER: RetryableError,
     Action.AUTH: AuthError,
     Action.BATCH: PermanentError,
 }
@@ -199,7 +200,7 @@ def test_every_declared_status_is_handled_as_its_action_says(connector: Connecto
         sandbox.heal(vendor)
         statuses = {o.status for o in outcomes}
         said = (status, action, type(raised).__name__, statuses)
-        if action in (Action.RETRY, Action.RATE_LIMITED):
+        if action in (Action.RETRY, Action.RATE_LIMITED, Action.LATER):
             assert isinstance(raised, RetryableError) or (
                 statuses and statuses <= {SyncStatus.DEFERRED, SyncStatus.UNKNOWN}
             ), said
@@ -214,7 +215,7 @@ def test_every_declared_status_is_handled_as_its_action_says(connector: Connecto
         response = requests.Response()
         response.status_code, response._content = 400, f'{{"code": "{code}"}}'.encode()
         response.headers["Content-Type"] = "application/json"
-        if action in EXPECTED_ERROR and vendor_error_code(response) == code:
+        if action in EXPECTED_ERROR and vendor_error_code(response, table.code_reader) == code:
             with pytest.raises(EXPECTED_ERROR[action]):
                 connector.http.classify(response)
     assert checked, "the table declares no status"

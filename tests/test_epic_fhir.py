@@ -379,7 +379,7 @@ def test_a_transient_server_failure_is_retried_by_the_request_then_raises_for_th
     sandbox.fail("fhir", "status", status=503, count=1 + retries)  # outlasts the request's retries
     with pytest.raises(RetryableError) as raised:
         epic.push("observations", "identifier", [biomarker(3, "tsh", 2.0, "m[IU]/L")])
-    assert raised.value.reason == "http 503"
+    assert raised.value.reason == "http 503 transient"  # the OperationOutcome's issue code, by the table
     assert epic.push("observations", "identifier", [biomarker(3, "tsh", 2.0, "m[IU]/L")])[0].status == (
         SyncStatus.CREATED
     )

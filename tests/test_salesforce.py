@@ -190,7 +190,8 @@ def test_request_limit_exceeded_is_retryable_and_the_usage_is_exposed(
         salesforce.push("Contact", "ENNU_User_Id__c", [contact(3)])
 
     assert refused.value.reason == "http 403 REQUEST_LIMIT_EXCEEDED"
-    assert api_requests(sandbox, "/composite/")[-1]["status"] == 403
+    assert not refused.value.now  # a daily quota: offered again later, not repeated within seconds
+    assert [r["status"] for r in api_requests(sandbox, "/composite/")][-2:] == [200, 403]
 
 
 def test_an_expired_session_is_refreshed_once_and_the_request_retried_once(
@@ -425,7 +426,7 @@ def test_an_undeclared_object_is_refused_before_any_request(
 
 
 def test_the_error_table_says_what_salesforce_answers_mean() -> None:
-    assert TABLE.action(403, "REQUEST_LIMIT_EXCEEDED") is Action.RATE_LIMITED  # the API limit is a 403
+    assert TABLE.action(403, "REQUEST_LIMIT_EXCEEDED") is Action.LATER  # the API's daily limit is a 403
     assert TABLE.action(403, "INSUFFICIENT_ACCESS") is Action.AUTH
     assert TABLE.action(503, "SERVER_UNAVAILABLE") is Action.RETRY
     assert TABLE.action(401, "INVALID_SESSION_ID") is Action.AUTH

@@ -145,8 +145,8 @@ class EpicFhirConnector(HttpConnector):
         scope = own.scope
         if options.create_patients and PATIENT_WRITE_SCOPE not in scope.split():
             scope = f"{scope} {PATIENT_WRITE_SCOPE}"
-        token_http = cls.client(base_url, table=TOKEN_TABLE, requests_per_hour=None)
-        token_http.retries = 0  # a token is fetched within a FHIR request, which is the one retried
+        # No retries of its own: a token is fetched within a FHIR request, which is the one retried.
+        token_http = cls.client(base_url, table=TOKEN_TABLE, requests_per_hour=None, retries=0)
         auth = SmartBackendAuth(
             token_http, base_url, SmartClient(client_id, key_id, key, scope), token_url=own.token_url
         )

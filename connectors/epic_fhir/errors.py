@@ -9,10 +9,12 @@ sends the request once more; a second 401 (and any 403) is an auth failure for a
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.errors import Action, ErrorTable
 
 # IssueTypes under `transient` (http://hl7.org/fhir/valueset-issue-type.html): the same request may
-# succeed later. Read from the OperationOutcome of a write's refusal (`writes.issue_code`).
+# succeed later. Read from the OperationOutcome of a refusal (`issue_code`, the table's code reader).
 TRANSIENT = {
     "transient": Action.RETRY,
     "lock-error": Action.RETRY,
@@ -23,8 +25,20 @@ TRANSIENT = {
     "throttled": Action.RATE_LIMITED,
 }
 
+
+def issue_code(body: Any) -> str | None:
+    """The code of the first error or fatal issue of an OperationOutcome (never its diagnostics)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return None
+    issues = [i for i in body.get("issue") or [] if isinstance(i, dict)]
+    serious = [i for i in issues if i.get("severity") in ("error", "fatal")] or issues
+    code = serious[0].get("code") if serious else None
+    return str(code) if code else None
+
+
 TABLE = ErrorTable(
     codes=TRANSIENT,
+    code_reader=issue_code,
     expected={
         # Refusals of a write (transaction, create, conditional update, Patient create), per resource:
         # 400 structure, 404 not-found, 409 conflict, 410 gone, 412 several matches, 422 invariant/rules.

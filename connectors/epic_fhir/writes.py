@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import requests
 
-from connectors.epic_fhir.errors import TABLE
+from connectors.epic_fhir.errors import TABLE, issue_code
 from connectors.epic_fhir.observations import ObservationDraft
 from connectors.errors import RETRYING
 from connectors.http import VendorHttp
@@ -65,16 +65,6 @@ class Write:
     resource: dict[str, Any]
     method: Literal["create", "update"] = "create"
     existing_id: str | None = None
-
-
-def issue_code(body: Any) -> str | None:
-    """The code of the first error or fatal issue of an OperationOutcome (never its diagnostics)."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return None
-    issues = [i for i in body.get("issue") or [] if isinstance(i, dict)]
-    serious = [i for i in issues if i.get("severity") in ("error", "fatal")] or issues
-    code = serious[0].get("code") if serious else None
-    return str(code) if code else None
 
 
 def remote_id(location: Any, body: Any = None) -> str | None:

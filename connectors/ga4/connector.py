@@ -231,8 +231,8 @@ class Ga4Connector(HttpConnector):
             property_id = local_mode.GA4_PROPERTY_ID
         else:
             return None
-        token_http = cls.client("", table=TOKEN_TABLE, requests_per_hour=None)
-        token_http.retries = 0  # a token is fetched within an Admin API request, which is the one retried
+        # No retries of its own: a token is fetched within an Admin API request, which is the one retried.
+        token_http = cls.client("", table=TOKEN_TABLE, requests_per_hour=None, retries=0)
         http = cls.client(
             base, auth=ServiceAccountAuth(token_http, account), table=ADMIN_TABLE, requests_per_hour=None
         )

@@ -17,7 +17,25 @@ from connectors.errors import Action, ErrorTable
 
 TABLE = ErrorTable()  # the Measurement Protocol: HTTP's defaults
 
+
+def google_status(body: object) -> str | None:
+    """Google's canonical error name (`error.status`, e.g. RESOURCE_EXHAUSTED), not its numeric `code`."""
+    error = body.get("error") if isinstance(body, dict) else None
+    status = error.get("status") if isinstance(error, dict) else None
+    return str(status) if status else None
+
+
 ADMIN_TABLE = ErrorTable(
+    code_reader=google_status,
+    codes={
+        "UNAUTHENTICATED": Action.AUTH,
+        "PERMISSION_DENIED": Action.AUTH,
+        "RESOURCE_EXHAUSTED": Action.RATE_LIMITED,
+        "ABORTED": Action.RETRY,
+        "UNAVAILABLE": Action.RETRY,
+        "DEADLINE_EXCEEDED": Action.RETRY,
+        "INTERNAL": Action.RETRY,
+    },
     statuses={
         401: Action.AUTH,  # UNAUTHENTICATED: the token was refused
         403: Action.AUTH,  # PERMISSION_DENIED: the service account lacks the property (or analytics.edit)

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from connectors.errors import ErrorTable
 
+
+def problem_title(body: object) -> str | None:
+    """The problem's `title` ("Member Exists", "Invalid Resource"): its `type` is a docs URL, the same
+    for many problems, and `detail` may quote the request (an address)."""
+    title = body.get("title") if isinstance(body, dict) else None
+    return str(title) if isinstance(title, str) and title else None
+
+
 TABLE = ErrorTable(
+    code_reader=problem_title,
     expected={
         # An archive or permanent delete of a member who is not in the audience (any more).
         "gone": frozenset({404}),

@@ -12,8 +12,9 @@ TABLE = ErrorTable(
         300: Action.RECORD,
     },
     codes={
-        # The org's API request limit (rolling 24 hours) answers 403, not 429: try later, not a refusal.
-        "REQUEST_LIMIT_EXCEEDED": Action.RATE_LIMITED,
+        # The org's API request limit (rolling 24 hours) answers 403, not 429: try later, not a refusal,
+        # and not again within seconds (each retry would spend more of the day's allocation).
+        "REQUEST_LIMIT_EXCEEDED": Action.LATER,
         "SERVER_UNAVAILABLE": Action.RETRY,
         # An expired or revoked session (401): the connector fetches a new token once, then gives up.
         "INVALID_SESSION_ID": Action.AUTH,
