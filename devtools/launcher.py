@@ -163,6 +163,13 @@ def main() -> None:
 
     env = local_environment(args.prefect_port, args.sandbox_port, args.smtp_port, args.intake_port)
     os.environ.update(env)
+    from connectors.registry import validate_settings
+    from connectors.settings import SettingsError
+
+    try:  # a setting that does not parse stops the start here, named, not a part restarting forever
+        validate_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"make up: {exc}") from None
     print(f"demo database: {prepare_demo_database(args.demo_people)}", flush=True)
 
     supervisor = Supervisor(

@@ -45,8 +45,6 @@ def live_workers(now: datetime | None = None) -> list[WorkerSeen]:
             select(WorkerHeartbeat).where(WorkerHeartbeat.seen_at >= cutoff).order_by(WorkerHeartbeat.name)
         ).scalars()
         return [
-            WorkerSeen(
-                r.name, as_utc(r.warm_at), as_utc(r.seen_at) or cutoff, r.batches, r.events, r.errors
-            )
+            WorkerSeen(r.name, as_utc(r.warm_at), as_utc(r.seen_at) or cutoff, r.batches, r.events, r.errors)
             for r in rows
         ]

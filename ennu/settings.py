@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # after this long, and by every drain; enabled again, it erases the person then.
     erasure_pending_retry_seconds: int = Field(default=3600, ge=1, alias="ENNU_ERASURE_PENDING_RETRY_SECONDS")
 
+    # Zapier's REST-hook subscribe routes (intake/zapier.py): the only hosts a subscribed hook may be on
+    # (https, comma-separated); the Zapier app's token for those routes is the secret ZAPIER_TOKEN.
+    zapier_hook_hosts: str = Field(default="hooks.zapier.com", min_length=1, alias="ZAPIER_HOOK_HOSTS")
+
     # Vendor credentials are not settings: `ennu.secrets.read_secret` reads them from the environment
     # or from Prefect Secret blocks (HUBSPOT_ACCESS_TOKEN, MAILCHIMP_API_KEY, ...).
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import os
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -24,7 +23,6 @@ from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
 from mappings import apply_mapping, load_all_mappings
 
-DEFAULT_HOOK_HOSTS = "hooks.zapier.com"
 SANDBOX_HOOK = re.compile(r"^/zapier/hooks/[A-Za-z0-9_-]+/?$")
 # A synthetic person and records: what a Zap shows while it is being set up (never real data).
 SAMPLE_SOURCE: dict[str, Any] = {
@@ -104,7 +102,7 @@ def allowed_target(url: str) -> bool:
     sandbox = urlsplit(get_settings().sandbox_url)
     if (parts.scheme, parts.netloc) == (sandbox.scheme, sandbox.netloc) and SANDBOX_HOOK.match(parts.path):
         return not parts.query and not parts.fragment
-    hosts = {h.strip().lower() for h in os.environ.get("ZAPIER_HOOK_HOSTS", DEFAULT_HOOK_HOSTS).split(",")}
+    hosts = {h.strip().lower() for h in get_settings().zapier_hook_hosts.split(",") if h.strip()}
     return parts.scheme == "https" and (parts.hostname or "").lower() in hosts and not parts.username
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 
@@ -11,39 +13,34 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from sandbox import (
-    control,
-    fhir,
-    ga4,
-    hubspot,
-    mailchimp,
-    salesforce,
-    slack,
-    smtp,
-    stripe,
-    teams,
-    twilio,
-    zapier,
-)
+import sandbox
+from sandbox import control, smtp
 from sandbox.config import SandboxConfig
 from sandbox.gate import VendorGate
 from sandbox.state import SandboxState
 from sandbox.vendor import Vendor, VendorError
 
-# vendor name (used by the control API: /_sandbox/{name}/...) -> (mount prefix, stand-in module).
-# Adding a vendor is writing sandbox/<vendor>.py (see sandbox.vendor for what it provides) and one line here.
-VENDORS: dict[str, tuple[str, ModuleType]] = {
-    "hubspot": ("/hubspot", hubspot),
-    "mailchimp": ("/mailchimp/3.0", mailchimp),
-    "stripe": ("/stripe", stripe),
-    "twilio": ("/twilio", twilio),
-    "salesforce": ("/salesforce", salesforce),
-    "ga4": ("/ga4", ga4),
-    "zapier": ("/zapier", zapier),
-    "slack": ("/slack", slack),
-    "teams": ("/teams", teams),
-    "fhir": ("/fhir", fhir),
-}
+SERVING = frozenset({"__main__", "app", "server"})  # the modules that serve the stand-ins (import this one)
+
+
+def stand_ins() -> dict[str, tuple[str, ModuleType]]:
+    """Every stand-in, discovered: a module of this package with a `MOUNT` (its vendor's path prefix).
+
+    Its name is the module's (`/_sandbox/{name}/...` in the control API). Adding a vendor is writing
+    sandbox/<vendor>.py (see sandbox.vendor for what it provides); nothing here is edited.
+    """
+    found: dict[str, tuple[str, ModuleType]] = {}
+    for info in sorted(pkgutil.iter_modules(sandbox.__path__), key=lambda m: m.name):
+        if info.name in SERVING:
+            continue
+        module = importlib.import_module(f"sandbox.{info.name}")
+        mount = getattr(module, "MOUNT", None)
+        if isinstance(mount, str) and hasattr(module, "build_router"):
+            found[info.name] = (mount, module)
+    return found
+
+
+VENDORS = stand_ins()
 
 
 class SandboxApp(FastAPI):

@@ -19,6 +19,9 @@ from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import ErrorBody, iso_now
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/fhir"
+
 VENDOR = "fhir"
 FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"

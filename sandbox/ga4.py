@@ -17,6 +17,9 @@ from ennu import local_mode
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/ga4"
+
 VENDOR = "ga4"
 API_SECRET = "sandbox-ga4-secret"  # noqa: S105 - a published dummy
 MEASUREMENT_ID = re.compile(r"^G-[A-Z0-9]{4,16}$")

@@ -29,6 +29,9 @@ from sandbox.emails import looks_like_email
 from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import ErrorBody, VendorError, iso_now, json_body
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/hubspot"
+
 BATCH_LIMIT = 100
 SEARCH_LIMIT_MAX = 200
 SEARCH_LIMIT_DEFAULT = 10

@@ -23,6 +23,9 @@ from sandbox.emails import looks_like_email
 from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import ErrorBody, VendorError, iso_now, json_body
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/mailchimp/3.0"
+
 BATCH_LIMIT = 500
 MERGE_FIELD_LIMIT = 1000
 MERGE_FIELD_TYPES = frozenset(

@@ -24,8 +24,11 @@ from sandbox.emails import looks_like_email
 from sandbox.state import SandboxState, VendorState
 from sandbox.vendor import VendorError, json_body
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/salesforce"
+
 VENDOR = "salesforce"
-PREFIX = "/salesforce"
+
 CONSUMER_KEY = "sandbox-sf-key"
 CLIENT_SECRET = "sandbox-sf-secret"  # noqa: S105 - a published dummy
 # The connected app's certificate: JWT bearer assertions must be signed with its private key (the tests hold
@@ -233,7 +236,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
     @router.post("/services/oauth2/token")
     async def token(request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace")))
-        login_url = str(request.base_url).rstrip("/") + PREFIX
+        login_url = str(request.base_url).rstrip("/") + MOUNT
         grant = form.get("grant_type")
         if grant == "client_credentials":
             key, secret = _client_credentials(request, form)

@@ -10,6 +10,9 @@ from fastapi.responses import PlainTextResponse
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/slack"
+
 ARCHIVED = "archived"  # a hook path ending in this answers 410 channel_is_archived
 # Hooks whose key ends in one of these refuse every message, as Slack does for such channels.
 REFUSING_HOOKS = {

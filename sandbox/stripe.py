@@ -16,6 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState, VendorState
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/stripe"
+
 SANDBOX_API_KEY = "sk_test_sandbox"
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 MAX_IDEMPOTENCY_KEY = 255

@@ -10,6 +10,9 @@ from fastapi.responses import JSONResponse, Response
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/teams"
+
 CARD = "application/vnd.microsoft.card.adaptive"
 # Adaptive Card schema versions Teams renders (1.5 is the newest Teams supports).
 CARD_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"})

@@ -19,6 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState, VendorState
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/twilio"
+
 API_VERSION = "2010-04-01"
 SANDBOX_ACCOUNT_SID = "AC00000000000000000000000000000000"
 SANDBOX_AUTH_TOKEN = "sandbox-twilio-token"  # noqa: S105 - a published dummy

@@ -8,8 +8,8 @@ A stand-in is one module, `sandbox/<vendor>.py`, providing:
 - optionally `Unauthorised` (an exception its auth dependency raises) and `unauthorised_response()`.
 Handlers read and write through `state.vendor("<name>")` under `state.lock` on every request (a reset
 replaces a vendor's state, so never keep it across requests).
-It is listed, with its mount prefix, in `sandbox.app.VENDORS`. A handler may also raise `VendorError`
-with a ready response (e.g. a 401 whose message depends on what was wrong).
+It declares its mount prefix as `MOUNT`, by which `sandbox.app` discovers it. A handler may also raise
+`VendorError` with a ready response (e.g. a 401 whose message depends on what was wrong).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from fastapi.responses import JSONResponse
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
 
+# Where the stand-in is mounted: the vendor's real paths follow (sandbox.app discovers it by this).
+MOUNT = "/zapier"
+
 VENDOR = "zapier"
 
 

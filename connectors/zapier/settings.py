@@ -2,7 +2,7 @@
 
 The hooks' URLs are their own credentials, kept in the hub's database (`ennu.zapier_subscriptions`);
 the connector has no secret. ZAPIER_TOKEN (the Zapier app's token for our subscribe routes) and
-ZAPIER_HOOK_HOSTS belong to those routes (`intake/zapier.py`), not to the connector.
+ZAPIER_HOOK_HOSTS belong to those routes (`intake/zapier.py`, the hub's settings), not to the connector.
 """
 
 from __future__ import annotations
