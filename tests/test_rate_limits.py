@@ -71,6 +71,7 @@ print(got, flush=True)
 """
 
 
+@pytest.mark.e2e
 def test_two_processes_taking_chunks_stay_within_one_global_limit() -> None:
     """Each process keeps the slots it took; together they never exceed the limit's burst plus its decay."""
     import os
