@@ -66,7 +66,7 @@ def take():
         limit.acquire()
         got += 1
 threading.Thread(target=take, daemon=True).start()
-time.sleep(float(sys.argv[3]))
+time.sleep(float(sys.argv[3]))  # the window both claim in: the behaviour under test, not a wait for a state
 print(got, flush=True)
 """
 
