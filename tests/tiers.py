@@ -20,9 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 E2E = "e2e"
 E2E_FIXTURES: set[str] = set()
 PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.fork", "os.forkpty"})
-# What the standard library runs to learn about the machine (`platform.architecture()` at croniter's import,
-# `ctypes.util.find_library`): probes, not parts of a test.
-PROBES = frozenset({"file", "uname", "ldconfig", "gcc", "cc", "ld", "objdump"})
+# What libraries run to learn about the machine (`platform.architecture()` at croniter's import,
+# `ctypes.util.find_library`, Prefect's `to_deployment` reading the commit): probes, not parts of a test.
+PROBES = frozenset({"file", "uname", "ldconfig", "gcc", "cc", "ld", "objdump", "git"})
 
 
 def e2e_fixture(fixture_function: F) -> F:
