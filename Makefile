@@ -1,10 +1,16 @@
-.PHONY: up test lint lint-mappings bench lock
+.PHONY: up test test-fast test-e2e lint lint-mappings bench lock
 
 up:            ## start everything locally (Prefect server, flows, intake API, sandbox, demo data)
 	scripts/up.sh
 
-test:          ## run the tests (SQLite, PostgreSQL, Prefect harness, sandbox on loopback)
+test:          ## run every test: the fast tier and the end-to-end one (what CI runs)
 	scripts/test.sh
+
+test-fast:     ## the fast tier: every test but the end-to-end ones
+	scripts/test.sh -m "not e2e"
+
+test-e2e:      ## the end-to-end tier only: tests that start servers, workers or other processes
+	scripts/test.sh -m e2e
 
 lint:          ## ruff, mypy and the packages' layering (lint-imports)
 	scripts/bootstrap.sh

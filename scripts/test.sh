@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suite: set-up, then pytest against SQLite, PostgreSQL, the Prefect harness and the sandbox.
+# Arguments go to pytest: `scripts/test.sh -m "not e2e"` is the fast tier, `scripts/test.sh tests/test_x.py`
+# one file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh

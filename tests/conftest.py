@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -31,17 +33,37 @@ for name in rate_variables():
 from ennu.db import dispose_engines, get_engine, migrate  # noqa: E402
 from ennu.models import Base  # noqa: E402
 from ennu.settings import reload_settings  # noqa: E402
+from tests import tiers  # noqa: E402
 from tests.capture import CapturingEndpoint, capturing_endpoint  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("ENNU_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# The tiers (tests/tiers.py): users of an `@e2e_fixture` are `e2e`; an unmarked test starting a process fails.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark_e2e_by_fixture(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from tiers.watch_runtest())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    return tiers.fail_unmarked_process_starts(item, (yield))
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """One Prefect test harness (a real server on SQLite) for the whole session."""
+    """One Prefect test harness (a real server on SQLite) for the whole session; its start took 120 s and
+    more on the loaded 2-core machine."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with ExitStack() as stack:
+        with tiers.shared_processes():  # its server is a subprocess shared by the session: not an e2e part
+            stack.enter_context(prefect_test_harness(server_startup_timeout=300))
         yield
 
 

@@ -3,7 +3,6 @@ definitions (created once, remembered), recently modified contacts through searc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from flows.health_goal_created import health_goal_created
 from flows.user_registered import user_registered
 from mappings import load_all_mappings
 from sandbox.hubspot import SEARCH_CAP_ENV, STRICT_ENV
+from tests.engine_support import wait_for
 from tests.factories import add_event, add_goal, add_person
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -324,7 +324,8 @@ def test_a_change_made_at_hubspot_is_fetched_with_its_new_values(sandbox: Any) -
     [first, second] = hubspot.push("contacts", "email", [contact(1), contact(2)])
     stored = {c["id"]: c for c in sandbox.objects("hubspot", "contacts")}
     since = max(parse_hubspot_time(c["properties"]["lastmodifieddate"]) for c in stored.values())
-    time.sleep(0.01)  # the stand-in's clock has millisecond steps, as HubSpot's
+    # The stand-in stamps with this process's clock in millisecond steps, as HubSpot: the change is later.
+    wait_for(lambda: datetime.now(UTC) >= since + timedelta(milliseconds=1), "the clock past the last write")
     changed = requests.patch(
         f"{hubspot.http.base_url}/crm/v3/objects/contacts/person2@example.com",
         params={"idProperty": "email"},

@@ -21,6 +21,8 @@ import pytest
 
 from devtools.launcher import deployment_registered, parts
 from devtools.supervisor import Backoff, Part, ReadinessCheck, Supervisor
+from tests.engine_support import wait_for
+from tests.tiers import e2e_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(600)")
@@ -29,12 +31,8 @@ FAST = Backoff(first=0.2, maximum=0.8, stable_after=30)
 REGISTERED_AT = "2026-12-01T10:00:00.123000Z"
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, tick: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(tick)
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    wait_for(condition, what, timeout, every=0.05)  # no Prefect here: a minute is generous
 
 
 def alive(pid: int) -> bool:
@@ -66,6 +64,7 @@ def kill_leftovers(tmp_path: Path) -> None:
 
 
 @pytest.fixture()
+@e2e_fixture
 def make_supervisor(tmp_path: Path) -> Iterator[Callable[..., tuple[Supervisor, io.StringIO]]]:
     made: list[Supervisor] = []
 
@@ -203,6 +202,7 @@ supervisor.run(on_started=lambda not_ready: print("started", not_ready, supervis
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_ends_every_part_and_the_grandchildren_within_15_s(tmp_path: Path, signum: int) -> None:
     out = tmp_path / "supervisor.out"

@@ -15,6 +15,7 @@ from sandbox.__main__ import main
 from sandbox.client import SandboxClient
 from sandbox.faults import FaultMode
 from sandbox.server import RunningSandbox, start_sandbox
+from tests.engine_support import wait_for
 
 HUBSPOT = {"Authorization": "Bearer sandbox-hubspot-token"}
 MAILCHIMP = ("anystring", "sandbox-key-us1")
@@ -275,13 +276,20 @@ def test_status_fault_for_n_requests_then_healthy(
     assert [a.status_code for a in answers] == [503, 503, 200]
     assert answers[0].json()["status"] == "error" and answers[0].json()["correlationId"]
 
+    asked = time.monotonic()
     control.fail("mailchimp", "status", status=500, seconds=0.8)
     failing = requests.get(f"{mailchimp}/ping", auth=MAILCHIMP, timeout=5)
     assert failing.status_code == 500 and failing.headers["content-type"].startswith(
         "application/problem+json"
     )
-    time.sleep(0.85)
-    assert requests.get(f"{mailchimp}/ping", auth=MAILCHIMP, timeout=5).status_code == 200
+    answers: list[int] = []
+
+    def healed() -> bool:
+        answers.append(requests.get(f"{mailchimp}/ping", auth=MAILCHIMP, timeout=5).status_code)
+        return answers[-1] == 200
+
+    wait_for(healed, "the fault's 0.8 s to pass", every=0.05)
+    assert set(answers[:-1]) <= {500} and time.monotonic() - asked >= 0.8  # failing until then, not after
 
     control.fail("mailchimp", "status", status=502)
     assert requests.get(f"{mailchimp}/ping", auth=MAILCHIMP, timeout=5).status_code == 502
@@ -344,9 +352,7 @@ def test_slow_and_timeout_faults_make_the_client_time_out(hubspot: str, control:
     with pytest.raises(requests.ReadTimeout):
         upsert(hubspot, [contact("slow@example.com")], timeout=0.2)
     # Slow is not deaf: the request is still carried out after the client gave up.
-    deadline = time.monotonic() + 5
-    while not control.objects("hubspot", "contacts") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: control.objects("hubspot", "contacts"), "the slow request carried out", every=0.05)
     assert [c["properties"]["email"] for c in control.objects("hubspot", "contacts")] == ["slow@example.com"]
 
     control.fail("hubspot", "timeout", count=1)  # waits 30 s, or until the client leaves, then drops it

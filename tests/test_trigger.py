@@ -30,28 +30,42 @@ from ennu.models import Biomarker, OutboxEvent, User
 from intake.app import create_app
 from tests.engine_support import wait_for
 from tests.factories import add_assessment, add_goal, add_person, zone_at_local_hour
+from tests.tiers import e2e_fixture
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.e2e]
 DEPLOYMENT = "assessment-completed/default"
 
 
-@pytest.fixture()
-def served(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
+@pytest.fixture(scope="module")
+@e2e_fixture
+def served_once(sqlite_url: str, sandbox_url: str, prefect_server: None) -> Iterator[None]:
+    """`deployments.serve` for the module (a start costs 15-40 s), on the test database (emptied per test),
+    with the operators' e-mail to the sandbox's SMTP stand-in."""
     env = {
         **os.environ,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "DATABASE_URL": sqlite_database,
+        "DATABASE_URL": sqlite_url,
         "ENNU_SANDBOX_URL": sandbox_url,
+        "ENNU_ALERT_EMAIL_TO": "ops@example.org",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     }
     process = subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env)
     try:
-        wait_for(lambda: deployed(process), "the served deployments", timeout=120)
-        wait_for(automation_exists, "the ops-alert automation", timeout=90)
+        wait_for(lambda: deployed(process), "the served deployments", timeout=180)
+        wait_for(automation_exists, "the ops-alert automation", timeout=180)
         yield
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture()
+def served(served_once: None, sqlite_database: str) -> None:
+    """The served deployments, and this test's empty tables in the database they use."""
 
 
 def deployed(process: subprocess.Popen[bytes]) -> bool:
@@ -98,6 +112,7 @@ def runs_of(deployment_name: str) -> list[Any]:
 
 
 @pytest.fixture()
+@e2e_fixture
 def worker(sqlite_database: str, sandbox_url: str) -> Iterator[None]:
     """A delivery worker process (`python -m engine`) on the test database and the harness's Prefect."""
     env = {
@@ -124,7 +139,6 @@ def flow_runs_named(name: str) -> list[Any]:
         return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])))
 
 
-@pytest.mark.e2e
 def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
     worker: None, sandbox: Any
 ) -> None:
@@ -190,11 +204,10 @@ def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
     assert sandbox.request_count("hubspot", "gdpr-delete") == 1
 
 
-@pytest.mark.e2e
 def test_a_failed_deployment_run_raises_the_operators_alert(served: None) -> None:
     # A run that fails (bulk-sync refuses an event type without records) starts the ops-alert automation.
     failed = run_deployment(
-        "bulk-sync/on-demand", parameters={"event_type": "user.deletion_requested"}, timeout=120
+        "bulk-sync/on-demand", parameters={"event_type": "user.deletion_requested"}, timeout=300
     )
     assert failed.state is not None and failed.state.is_failed()  # type: ignore[union-attr]
 
@@ -211,15 +224,8 @@ def test_a_failed_deployment_run_raises_the_operators_alert(served: None) -> Non
     ]
 
 
-@pytest.fixture()
-def email_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Operators' e-mail to the sandbox's SMTP stand-in (set before `served` copies the environment)."""
-    monkeypatch.setenv("ENNU_ALERT_EMAIL_TO", "ops@example.org")
-
-
-@pytest.mark.e2e
 def test_a_batch_with_a_rejected_and_a_failed_record_fails_and_alerts_chat_and_email_without_data(
-    email_alerts: None, served: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+    served: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
 
@@ -229,6 +235,7 @@ def test_a_batch_with_a_rejected_and_a_failed_record_fails_and_alerts_chat_and_e
     from flows.user_registered import user_registered
     from tasks.run_state import raise_unless_recorded
 
+    monkeypatch.setenv("ENNU_ALERT_EMAIL_TO", "ops@example.org")  # as the served process has it
     # One attempt, no request retries: HubSpot's 503 makes the valid person's contact a dead letter at once.
     monkeypatch.setenv("ENNU_DELIVERY_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("ENNU_HTTP_RETRIES", "0")

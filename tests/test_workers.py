@@ -28,6 +28,7 @@ from intake.app import create_app
 from tests.conftest import PG_ADMIN_URL, _empty_tables
 from tests.engine_support import open_deliveries, wait_for
 from tests.factories import add_assessment, add_person, person_with_assessment
+from tests.tiers import e2e_fixture
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,10 @@ class PrefectServer:
             "PREFECT_UI_ENABLED": "false",
         }
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def api_url(self) -> str:
@@ -91,9 +96,11 @@ class PrefectServer:
         self.process = None
 
 
-@pytest.fixture()
-def prefect_on_postgres(tmp_path: Path) -> Iterator[PrefectServer]:
-    server = PrefectServer(tmp_path)
+@pytest.fixture(scope="module")
+@e2e_fixture
+def prefect_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One server for the module (each start costs 13-25 s); no test relies on what another left in it."""
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-on-postgres"))
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{server.database}"')
     try:
@@ -110,6 +117,8 @@ def hub(
     prefect_on_postgres: PrefectServer, postgresql_url: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
     """The hub database on PostgreSQL, empty, and the environment a worker process needs."""
+    if not prefect_on_postgres.running:  # a test that stopped it failed before starting it again
+        prefect_on_postgres.start()
     monkeypatch.setenv("DATABASE_URL", postgresql_url)
     monkeypatch.setenv("PREFECT_API_URL", prefect_on_postgres.api_url)
     reload_settings()
@@ -246,7 +255,7 @@ def test_events_posted_while_prefect_is_down_are_delivered_once_it_is_back_witho
         assert answers == [202] * 50
         assert sandbox.objects("hubspot", "contacts") == []  # nothing moves while Prefect is away
         prefect_on_postgres.start()
-        wait_for(lambda: len(sandbox.objects("hubspot", "contacts")) == 50, "delivery after the return", 60)
+        wait_for(lambda: len(sandbox.objects("hubspot", "contacts")) == 50, "delivery after the return", 180)
         wait_for(lambda: open_deliveries() == 0, "every delivery settled", timeout=120)
     finally:
         stop_worker(worker)

@@ -1,0 +1,33 @@
+"""The tiers hold: an unmarked test that starts a process fails; the users of an `@e2e_fixture` are e2e."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests import tiers
+
+
+def test_a_process_started_by_an_unmarked_test_fails_it_naming_the_process(
+    request: pytest.FixtureRequest,
+) -> None:
+    subprocess.run(["true"], check=True)
+    started = tiers.WATCH.take()  # taken here, so that this test itself is not failed for it
+    assert started == ["true"]
+
+    tiers.WATCH.started = started
+    passed = pytest.TestReport(request.node.nodeid, ("", 0, ""), {}, "passed", None, "call")
+    report = tiers.fail_unmarked_process_starts(request.node, passed)
+    assert report.failed and str(report.longrepr).endswith(
+        "is not marked `e2e` (mark it, or use an `@e2e_fixture`; see tests/tiers.py): true"
+    )
+    assert tiers.WATCH.started == []
+
+
+def test_the_users_of_an_e2e_fixture_are_marked_at_collection(request: pytest.FixtureRequest) -> None:
+    """Over the collected session (the whole suite, or only this file when run alone)."""
+    e2e = {item.nodeid for item in request.session.items if item.get_closest_marker("e2e")}
+    using = {item.nodeid for item in request.session.items if set(item.fixturenames) & tiers.E2E_FIXTURES}
+    assert using <= e2e
+    assert request.node.nodeid not in e2e
