@@ -1,13 +1,16 @@
-.PHONY: up test test-fast test-e2e lint lint-mappings bench lock
+.PHONY: up test test-fast test-flows test-e2e lint lint-mappings bench lock
 
 up:            ## start everything locally (Prefect server, flows, intake API, sandbox, demo data)
 	scripts/up.sh
 
-test:          ## run every test: the fast tier and the end-to-end one (what CI runs)
+test:          ## run every test: the fast, flow and end-to-end tiers (what CI runs)
 	scripts/test.sh
 
-test-fast:     ## the fast tier: every test but the end-to-end ones
-	scripts/test.sh -m "not e2e"
+test-fast:     ## the fast tier: no Prefect flow runs, no processes of their own
+	scripts/test.sh -m "not e2e and not flow"
+
+test-flows:    ## the flow tier: flows on the session's Prefect test harness
+	scripts/test.sh -m flow
 
 test-e2e:      ## the end-to-end tier only: tests that start servers, workers or other processes
 	scripts/test.sh -m e2e

@@ -1,5 +1,6 @@
-"""The two test tiers: `e2e` tests start processes of their own (servers, workers, subprocesses), the others
-are the fast tier (`-m "not e2e"`), which shares one Prefect test harness and one sandbox per session.
+"""The test tiers: `e2e` tests start processes of their own (servers, workers, subprocesses); `flow` tests
+run flows on the session's one Prefect test harness; the others are the fast tier
+(`-m "not e2e and not flow"`): connectors against the sandbox, the intake in process, both databases.
 
 A fixture that starts processes is declared with `@e2e_fixture`, and every test using it is marked `e2e`
 at collection. A test that starts a process and is not marked fails, naming what it started: an audit hook
@@ -66,11 +67,18 @@ WATCH = _ProcessWatch()
 sys.addaudithook(WATCH.audit)
 
 
+FLOW = "flow"
+FLOW_FIXTURES = frozenset({"prefect_server"})  # the session's Prefect test harness
+
+
 def mark_e2e_by_fixture(items: list[pytest.Item]) -> None:
+    """`e2e`: the test uses a fixture that starts processes; else `flow`: it uses the Prefect harness."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & E2E_FIXTURES and item.get_closest_marker(E2E) is None:
             item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker(E2E) is None and names & FLOW_FIXTURES:
+            item.add_marker(pytest.mark.flow)
 
 
 @contextmanager
