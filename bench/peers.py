@@ -24,6 +24,7 @@ routing does). Rates are lifted (the vendors' allowance is not what is measured)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -358,6 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connectors", default=",".join(CONNECTORS), help="comma-separated (default: all)")
     parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {','.join(PATHS)}")
     parser.add_argument(
+        "--prefect-database",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="the Prefect server's database (default postgresql, as a deployment with workers runs it; "
+        "sqlite: the test harness)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="record each path's process with py-spy (installed apart) into DIR/<connector>-<path>.raw",
@@ -373,7 +381,6 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown: {unknown}")
 
-    from bench.harness import prefect_api
     from bench.seed import demo_people
     from ennu.db import migrate
     from ennu.settings import reload_settings
@@ -395,10 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         _wait(f"{sandbox}/_sandbox/health", "the stand-in")
-        with prefect_api():
-            from prefect.settings import PREFECT_API_URL
-
-            env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+        with prefect_server(args.prefect_database, directory) as api_url:
+            env = {**os.environ, "PREFECT_API_URL": api_url}
             for connector in connectors:
                 figures: dict[str, dict[str, Any]] = {}
                 for path in paths:
@@ -426,6 +431,50 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stand_in.terminate()
         stand_in.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def prefect_server(database: str, directory: Path) -> Iterator[str]:
+    """A Prefect server for the run: `prefect server start` on its own PostgreSQL database, or the test
+    harness on SQLite; its API URL."""
+    if database == "sqlite":
+        from prefect.settings import PREFECT_API_URL
+
+        from bench.harness import prefect_api
+
+        with prefect_api():
+            yield str(PREFECT_API_URL.value())
+        return
+    import psycopg
+
+    admin = os.environ.get("ENNU_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"prefect_peers_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    port = _free_port()
+    server_url = admin.split("://", 1)[1].rsplit("/", 1)[0]
+    env = {
+        **os.environ,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{server_url}/{name}",
+        "PREFECT_HOME": str(directory / "prefect-home"),
+        "PREFECT_UI_ENABLED": "false",
+    }
+    log = (directory / "prefect-server.log").open("w")
+    server = subprocess.Popen(
+        [PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/api/health", "the Prefect server", seconds=300)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _ratios(connector: str, figures: dict[str, dict[str, Any]]) -> None:
