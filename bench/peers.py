@@ -272,6 +272,26 @@ def run_pipeline(connector: str, sandbox: str) -> int:
         ).scalar_one()
         total = session.execute(select(func.count()).select_from(SyncLog)).scalar_one()
     assert total >= before
+    with session_scope() as session:
+        by_status = dict(
+            session.execute(
+                select(SyncLog.status, func.count())
+                .where(SyncLog.connector == connector)
+                .group_by(SyncLog.status)
+            )
+            .tuples()
+            .all()
+        )
+        errors = dict(
+            session.execute(
+                select(SyncLog.error, func.count())
+                .where(SyncLog.connector == connector, SyncLog.error.is_not(None))
+                .group_by(SyncLog.error)
+            )
+            .tuples()
+            .all()
+        )
+    print(f"# {connector} pipeline outcomes: {by_status} errors: {errors}", file=sys.stderr, flush=True)
     return int(count) - WARM_RECORDS if count > WARM_RECORDS else int(count)
 
 
@@ -411,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
                     command = [PY, "-m", "bench.peers", "--child", path, connector, sandbox]
                     if args.profile:
                         out = Path(args.profile) / f"{connector}-{path}.raw"
-                        spy = [str(Path(PY).with_name("py-spy")), "record", "--idle", "--format", "raw"]
+                        spy = [str(Path(PY).with_name("py-spy")), "record", "--format", "raw"]
                         command = [*spy, "-o", str(out), "--", *command]
                     done = subprocess.run(
                         command,
@@ -421,6 +441,9 @@ def main(argv: list[str] | None = None) -> None:
                         check=False,
                     )
                     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+                    for said in done.stderr.splitlines():
+                        if said.startswith("# "):  # the child's own remarks (outcomes, never values)
+                            print(said, file=sys.stderr, flush=True)
                     if done.returncode or not lines:
                         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
                         print(f"# {connector} {path} failed: {tail[:200]}", file=sys.stderr, flush=True)

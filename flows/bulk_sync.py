@@ -12,20 +12,19 @@ from sqlalchemy import func, insert, literal, select
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User
+from ennu.settings import get_settings
 from flows.pipeline import run_event_pipeline
 from tasks.admit import BULK_ORIGIN
 from tasks.record import current_flow_run_id
 
-CHUNK = 500
 
-
-def resources(event_type: str, user_ids: list[int] | None) -> Any:
-    """(user id, resource id) of every record this event type would carry; latest assessment per person."""
+def resources(event_type: str, user_ids: list[int] | None) -> tuple[Any, Any]:
+    """(user id, resource id) of every record this event type would carry, latest assessment per person,
+    and the unique column the query pages by (the resource's id, the user's for events about a user)."""
     kind = EVENT_TYPES[event_type].resource_kind
     query: Any
     if kind is None:
-        query = select(User.id, literal(None))
-        column = User.id
+        query, key, person = select(User.id, literal(None)), User.id, User.id
     elif kind == "assessment":
         latest = (
             select(func.max(Assessment.id).label("id"))
@@ -34,47 +33,61 @@ def resources(event_type: str, user_ids: list[int] | None) -> Any:
             .subquery()
         )
         query = select(Assessment.user_id, Assessment.id).where(Assessment.id.in_(select(latest.c.id)))
-        column = Assessment.user_id
+        key, person = Assessment.id, Assessment.user_id
     elif kind == "biomarker":
-        query, column = select(Biomarker.user_id, Biomarker.id), Biomarker.user_id
+        query, key, person = select(Biomarker.user_id, Biomarker.id), Biomarker.id, Biomarker.user_id
     else:
         status = "completed" if event_type == "health_goal.completed" else "active"
         query = select(HealthGoal.user_id, HealthGoal.id).where(HealthGoal.status == status)
-        column = HealthGoal.user_id
+        key, person = HealthGoal.id, HealthGoal.user_id
     if user_ids:
-        query = query.where(column.in_(user_ids))
-    return query.order_by(column)
+        query = query.where(person.in_(user_ids))
+    return query, key
+
+
+def pages(event_type: str, user_ids: list[int] | None, size: int) -> Iterator[list[tuple[int, int | None]]]:
+    """The pairs `size` at a time, each page its own short query after the last key seen (keyset paging):
+    no cursor stays open while the pipeline writes, and memory stays flat whatever the count."""
+    query, key = resources(event_type, user_ids)
+    last: int | None = None
+    while True:
+        page = query if last is None else query.where(key > last)
+        with session_scope() as session:
+            rows = session.execute(page.add_columns(key).order_by(key).limit(size)).all()
+        if not rows:
+            return
+        last = int(rows[-1][2])
+        yield [(int(user_id), None if resource is None else int(resource)) for user_id, resource, _ in rows]
 
 
 def synthetic_events(
     event_type: str, user_ids: list[int] | None, run_id: str, integrations: list[str] | None = None
 ) -> Iterator[list[str]]:
-    """Outbox events for the bulk run, written and yielded a chunk at a time (memory stays flat).
+    """Outbox events for the bulk run, written and yielded a chunk at a time (ENNU_BULK_BATCH_SIZE).
 
     Each event stores the destinations it asks for, so every retry of it reaches exactly those.
     """
     now = datetime.now(UTC)
-    with session_scope() as session:
-        rows = session.execute(resources(event_type, user_ids).execution_options(yield_per=CHUNK))
-        for part in rows.partitions(CHUNK):
-            events = [
-                {
-                    "id": f"bulk-{run_id[:8]}-{user_id}-{resource or 0}",
-                    "type": event_type,
-                    "subject": user_id,
-                    "resource": None if resource is None else str(resource),
-                    "payload": {"origin": BULK_ORIGIN},
-                    "destinations": integrations,
-                    "status": EventStatus.PENDING.value,
-                    "occurred_at": now,
-                    "received_at": now,
-                    "attempts": 0,
-                }
-                for user_id, resource in part
-            ]
-            with session_scope() as writer:
-                writer.execute(insert(OutboxEvent), events)
-            yield [e["id"] for e in events]
+    for part in pages(event_type, user_ids, get_settings().bulk_batch_size):
+        ids = [f"bulk-{run_id[:8]}-{user_id}-{resource or 0}" for user_id, resource in part]
+        events: list[dict[str, Any]] = [
+            {
+                "id": event_id,
+                "type": event_type,
+                "subject": user_id,
+                "resource": None if resource is None else str(resource),
+                "payload": {"origin": BULK_ORIGIN},
+                "destinations": integrations,
+                "status": EventStatus.PENDING.value,
+                "occurred_at": now,
+                "received_at": now,
+                "attempts": 0,
+            }
+            for event_id, (user_id, resource) in zip(ids, part, strict=True)
+        ]
+        with session_scope() as writer:
+            writer.execute(insert(OutboxEvent), events)
+        yield ids
 
 
 @flow(name="bulk-sync", log_prints=False)

@@ -64,14 +64,20 @@ def held_elsewhere(
 
 
 def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
-    """Create the deliveries of unrouted events (these, or the oldest `limit`); returns events routed."""
+    """Create the deliveries of unrouted events: all of these, or the oldest `limit`; returns events routed.
+
+    Named events are admitted whatever their number (a bulk chunk larger than `limit` was admitted only in
+    part, and its run carried only those).
+    """
     table = routing_table(get_settings().mappings_dir)
     now = utcnow()
     with session_scope() as session:
         query = select(OutboxEvent.id).where(OutboxEvent.routed_at.is_(None))
         if event_ids is not None:
             query = query.where(OutboxEvent.id.in_(list(event_ids)))
-        candidates = list(session.execute(query.order_by(OutboxEvent.received_at).limit(limit)).scalars())
+        else:
+            query = query.order_by(OutboxEvent.received_at).limit(limit)
+        candidates = list(session.execute(query).scalars())
         if not candidates:
             return 0
         # Whoever sets routed_at routes the event: a second worker racing here finds nothing to update.

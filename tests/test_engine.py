@@ -277,3 +277,25 @@ def test_a_batch_says_in_an_artifact_why_each_record_did_not_arrive(
     assert hubspot[0]["sync log"].startswith("/integrations/data/hubspot?record_key=user:")
     assert "did not take every record" in (found[0].description or "")
     assert "not-an-email" not in json.dumps(rows) + (found[0].description or "")
+
+
+def test_a_bulk_chunk_larger_than_the_admit_limit_is_carried_whole(
+    sqlite_database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Named events are admitted whatever their number: a bulk chunk of 30 with an admit limit of 10."""
+    from tasks import admit
+
+    monkeypatch.setenv("ENNU_BULK_BATCH_SIZE", "30")
+    reload_settings()
+    for _ in range(45):
+        add_person()
+    real_admit = admit.admit
+    monkeypatch.setattr(admit, "admit", lambda event_ids=None, limit=10: real_admit(event_ids, limit))
+    import flows.pipeline
+
+    monkeypatch.setattr(flows.pipeline, "admit", admit.admit)
+
+    bulk_sync(event_type="user.registered", integrations=["hubspot"])
+
+    assert len(sandbox.objects("hubspot", "contacts")) == 45
+    assert open_deliveries() == 0
