@@ -146,3 +146,11 @@ def test_slack_notices_fit_the_stand_in() -> None:
     slack = connector_module("slack")
     largest = slack.blocks("t" * 500, "x" * 10_000, {f"f{i}": i for i in range(100)})
     assert len(largest) <= slack_standin.MAX_BLOCKS
+
+
+def test_stripes_customer_fields_are_the_params_its_stand_in_accepts() -> None:
+    """The connector's declared customer fields (which the lint checks mappings against) are parameters
+    Stripe's Create Customer takes, as the stand-in knows them (it also takes `expand`, no field)."""
+    from connectors.stripe.connector import CUSTOMER_FIELDS
+
+    assert set(CUSTOMER_FIELDS) == set(stripe_standin.CUSTOMER_PARAMS) - {"expand"}
