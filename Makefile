@@ -25,7 +25,7 @@ lint-mappings: ## check every mapping file
 	scripts/bootstrap.sh
 	.venv/bin/python -m deployments.lint
 
-bench:         ## bulk-sync benchmark against the sandbox
+bench:         ## bulk throughput side by side (raw, script, dlt, pipeline) against the sandbox
 	scripts/bootstrap.sh
 	.venv/bin/python -m bench.peers
 
