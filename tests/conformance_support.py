@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from connectors.base import Record
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES, HubEvent
-from ennu.models import Biomarker, Subscription
+from ennu.models import Subscription
 from ennu.settings import get_settings
 from mappings import Mapping, apply_mapping
 from mappings.routing import routing_table
@@ -24,24 +24,14 @@ from tasks.ingest import ingest
 from tasks.push import to_records
 from tasks.route import plan_routes
 from tasks.validate import validate_parts
-from tests.factories import add_assessment, add_event, add_goal, add_person, completed_event
-
-
-def _critical_glucose(user_id: int) -> int:
-    with session_scope() as session:
-        row = Biomarker(
-            user_id=user_id,
-            name="glucose",
-            loinc_code="2345-7",
-            value=452.0,
-            unit="mg/dL",
-            reference_low=70.0,
-            reference_high=99.0,
-            observed_at=datetime(2026, 11, 3, 8, 0, tzinfo=UTC),
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+from tests.factories import (
+    add_assessment,
+    add_critical_glucose,
+    add_event,
+    add_goal,
+    add_person,
+    completed_event,
+)
 
 
 def _subscription(user_id: int) -> int:
@@ -66,7 +56,7 @@ RESOURCES: dict[str, Callable[[int], int | None]] = {
     "user.registered": lambda user_id: None,
     "user.login": lambda user_id: None,
     "assessment.completed": lambda user_id: add_assessment(user_id),
-    "biomarker.updated": _critical_glucose,  # critical: the care-team routes' filter keeps it
+    "biomarker.updated": add_critical_glucose,  # critical: the care-team routes' filter keeps it
     "health_goal.created": lambda user_id: add_goal(user_id),
     "health_goal.completed": lambda user_id: add_goal(user_id, status="completed"),
     "subscription.changed": _subscription,

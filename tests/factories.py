@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ennu.db import session_scope
 from ennu.events import HostEvent
-from ennu.models import Assessment, AssessmentScore, Consent, HealthGoal, User
+from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, User
 from tasks.ingest import ingest
 
 _ids = itertools.count(1)
@@ -55,6 +55,24 @@ def add_assessment(user_id: int, *, overall: float = 7.4, kind: str = "sleep") -
         for category, score in (("sleep_quality", 6.5), ("energy", 8.0)):
             session.add(AssessmentScore(assessment_id=assessment.id, category=category, score=score))
         return assessment.id
+
+
+def add_critical_glucose(user_id: int) -> int:
+    """A glucose result far above its critical limit (what the care-team notice routes keep)."""
+    with session_scope() as session:
+        row = Biomarker(
+            user_id=user_id,
+            name="glucose",
+            loinc_code="2345-7",
+            value=452.0,
+            unit="mg/dL",
+            reference_low=70.0,
+            reference_high=99.0,
+            observed_at=datetime.now(UTC),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
 
 
 def refuse(user_id: int, integration: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from connectors.hubspot import HubSpotConnector
 from connectors.mailchimp.connector import subscriber_hash
 from ennu.db import get_engine, session_scope
-from ennu.models import Base, Biomarker, Delivery, OutboxEvent, SyncLog, User, WebhookReceipt
+from ennu.models import Base, Delivery, OutboxEvent, SyncLog, User, WebhookReceipt
 from ennu.pseudonyms import person_pseudonym
 from ennu.settings import get_settings
 from ennu.zapier_subscriptions import ZapierSubscriptions
@@ -30,7 +30,14 @@ from flows.inbound_sync import inbound_sync
 from flows.registry import EVENT_FLOWS
 from flows.replay import replay
 from intake.app import create_app
-from tests.factories import add_assessment, add_event, add_goal, add_person, zone_at_local_hour
+from tests.factories import (
+    add_assessment,
+    add_critical_glucose,
+    add_event,
+    add_goal,
+    add_person,
+    zone_at_local_hour,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 HOST_TABLES = frozenset(
@@ -90,23 +97,6 @@ def canary_person() -> Canary:
         assert user is not None
         user.last_name, user.timezone = last, zone_at_local_hour(14)
     return Canary(user_id, marker, first, last, email, phone)
-
-
-def critical_glucose(user_id: int) -> int:
-    with session_scope() as session:
-        row = Biomarker(
-            user_id=user_id,
-            name="glucose",
-            loinc_code="2345-7",
-            value=452.0,
-            unit="mg/dL",
-            reference_low=70.0,
-            reference_high=99.0,
-            observed_at=datetime.now(UTC),
-        )
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 def timed(label: str, started: list[float]) -> None:
@@ -212,7 +202,7 @@ def test_an_erased_canary_is_never_sent_again_and_leaves_no_trace(
     run("user.registered", canary.user_id)
     run("user.login", canary.user_id)
     run("assessment.completed", canary.user_id, add_assessment(canary.user_id))
-    run("biomarker.updated", canary.user_id, critical_glucose(canary.user_id))
+    run("biomarker.updated", canary.user_id, add_critical_glucose(canary.user_id))
     run("health_goal.created", canary.user_id, add_goal(canary.user_id))
     run("user.consent_changed", canary.user_id)  # nothing withdrawn: consent still given
     with session_scope() as session:  # night where they live now: the SMS waits for the morning
