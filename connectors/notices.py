@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from connectors.base import HttpConnector, Outcome, Person, Record
+from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
 from connectors.endpoint import resolve_endpoint
 from connectors.http import AuthError, PermanentError
 from ennu.models import SyncStatus
@@ -19,6 +19,13 @@ MESSAGES = "messages"  # the one object of a channel: a message per record, one 
 
 class NoticeConnector(HttpConnector):
     """A channel webhook: each record becomes one message with its `title`, `text` and remaining fields."""
+
+    # One message per request; any field may key it (a notice key, never shown) and the rest are open:
+    # shown as the message's fields or the card's facts.
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, 1),)
+    # A lost answer is posted again: a channel webhook has nothing to read back, so this errs toward a
+    # notice shown twice, which a reader sees through, rather than an alert nobody saw.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     @classmethod
     def webhook_url(cls, credential_env: str, vendor_base_url: str, sandbox_path: str) -> str:

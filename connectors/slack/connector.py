@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from connectors.base import AmbiguousSends, ObjectSpec
 from connectors.http import ConnectorError
-from connectors.notices import MESSAGES, NoticeConnector
+from connectors.notices import NoticeConnector
 from connectors.rate_limit import RateLimit
 from connectors.slack.errors import TABLE
 from connectors.slack.settings import SlackSettings
@@ -56,14 +55,8 @@ class SlackConnector(NoticeConnector):
     """One message per record to the configured webhook (Slack allows about one a second)."""
 
     name: ClassVar[str] = "slack"
-    # One message per request; any field may key it (a notice key, never shown) and the rest are open:
-    # shown as the message's fields.
-    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, 1),)
     settings_class = SlackSettings
     table = TABLE
-    # A lost answer is posted again: an incoming webhook has nothing to read back, so this errs toward a
-    # notice shown twice, which a reader sees through, rather than an alert nobody saw.
-    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from connectors.base import AmbiguousSends, ObjectSpec
 from connectors.http import VendorHttp
-from connectors.notices import MESSAGES, NoticeConnector
+from connectors.notices import NoticeConnector
 from connectors.teams.errors import TABLE
 from connectors.teams.settings import TeamsSettings
 from ennu.settings import Settings
@@ -68,14 +67,8 @@ class TeamsConnector(NoticeConnector):
     """One card per record to the configured webhook."""
 
     name: ClassVar[str] = "teams"
-    # One card per request; any field may key it (a notice key, never shown) and the rest are open:
-    # shown as the card's facts.
-    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, 1),)
     settings_class = TeamsSettings
     table = TABLE
-    # A lost answer is posted again: a Workflows webhook only starts a flow and has nothing to read back,
-    # so this errs toward a card shown twice, which a reader sees through, rather than an alert nobody saw.
-    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
 
     def __init__(self, http: VendorHttp, legacy: bool = False) -> None:
         super().__init__(http)
