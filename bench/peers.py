@@ -254,24 +254,16 @@ def run_pipeline(connector: str, sandbox: str) -> int:
     from sqlalchemy import func, select
 
     from ennu.db import session_scope
-    from ennu.models import SyncLog, SyncStatus
+    from ennu.models import SyncLog, SyncStatus, User
     from flows.bulk_sync import bulk_sync
 
     with session_scope() as session:
-        warm_ids = [u for (u,) in session.execute(select(_user_id()).limit(WARM_RECORDS))]
+        warm_ids = [u for (u,) in session.execute(select(User.id).limit(WARM_RECORDS))]
     bulk_sync(event_type="user.registered", integrations=[connector], user_ids=warm_ids)
     requests.post(f"{sandbox}/_sandbox/reset", timeout=30).raise_for_status()
-    with session_scope() as session:
-        before = session.execute(select(func.count()).select_from(SyncLog)).scalar_one()
     _CLOCK.start()
     bulk_sync(event_type="user.registered", integrations=[connector])
     delivered = (SyncStatus.CREATED.value, SyncStatus.UPDATED.value, SyncStatus.UNCHANGED.value)
-    with session_scope() as session:
-        count = session.execute(
-            select(func.count()).where(SyncLog.connector == connector, SyncLog.status.in_(delivered))
-        ).scalar_one()
-        total = session.execute(select(func.count()).select_from(SyncLog)).scalar_one()
-    assert total >= before
     with session_scope() as session:
         by_status = dict(
             session.execute(
@@ -292,13 +284,8 @@ def run_pipeline(connector: str, sandbox: str) -> int:
             .all()
         )
     print(f"# {connector} pipeline outcomes: {by_status} errors: {errors}", file=sys.stderr, flush=True)
+    count = sum(int(by_status.get(status, 0)) for status in delivered)
     return int(count) - WARM_RECORDS if count > WARM_RECORDS else int(count)
-
-
-def _user_id() -> Any:
-    from ennu.models import User
-
-    return User.id
 
 
 RUNNERS: dict[str, Callable[[str, str], int]] = {

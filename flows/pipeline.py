@@ -259,22 +259,22 @@ def _deliver(
             continue
         records, found = looked_up(r, to_records(checked.valid), ledger)
         ledger.write(found)
+        destination = CONNECTORS[r.connector]
         plan = plan_push(
             r.connector,
             r.mapping.object,
             r.mapping.upsert_key,
             records,
-            CONNECTORS[r.connector].batch_sizes[r.mapping.object],
+            destination.batch_sizes[r.mapping.object],
             force=force,
         )
         ledger.write(outcome_entries(r, records, {o.record_key: o for o in plan.settled}, plan.hashes))
         # The rate limit's slots for the whole plan are taken at its first request: one Prefect round trip
         # for a route's batches, not one per batch (connectors.rate_limit).
-        destination = CONNECTORS[r.connector]
         expect_requests(
             r.connector, sum(destination.expected_requests(r.mapping.object, len(b)) for b in plan.batches)
         )
-        if CONNECTORS[r.connector].ambiguous_sends == "reconcile":
+        if destination.ambiguous_sends == "reconcile":
             pairs = [(str(x.event_id), r.connector) for b in plan.batches for x in b]
             deliveries.mark_sending(ledger.owner, pairs)
         futures += [
