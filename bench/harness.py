@@ -22,6 +22,7 @@ def bench_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
     os.environ["ENNU_SECRET_BLOCKS"] = "false"  # noqa: S105 - a switch, not a secret
+    os.environ["ENNU_ENV"] = "local"
     # The registry's connectors: their credentials and base URLs from the machine are dropped, so the
     # bench can only ever talk to its own sandbox, and their rates raised, so that it measures our cost,
     # not the vendor's allowance.

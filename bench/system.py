@@ -47,6 +47,7 @@ def quiet_environment() -> dict[str, str]:
         PREFECT_RESULTS_PERSIST_BY_DEFAULT="false",
         PREFECT_LOGGING_LOG_PRINTS="false",
         ENNU_SECRET_BLOCKS="false",  # noqa: S106 - a switch, not a secret
+        ENNU_ENV="local",
     )
     env.update({name: BENCH_REQUESTS_PER_HOUR for name in rate_variables()})
     return env

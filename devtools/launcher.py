@@ -33,6 +33,8 @@ def local_environment(
         # Prefect's own vacuum removes old flow runs, logs, artifacts and events; we never delete them.
         "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "true",
         "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600),
+        # Local mode: connectors without credentials reach the sandbox; the development keys stand in.
+        "ENNU_ENV": "local",
         "ENNU_SANDBOX_URL": f"http://{LOOPBACK}:{sandbox_port}",
         # Local-only tokens for the demo's viewer and operator (the host app's is dev-intake-token).
         "ENNU_VIEWER_TOKENS": "dev-viewer-token",

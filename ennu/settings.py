@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr
@@ -21,6 +22,10 @@ class Settings(BaseSettings):
         env_prefix="", env_file=".env", extra="ignore", hide_input_in_errors=True
     )
 
+    # Local mode is explicit: only with ENNU_ENV=local (what `make up`, the tests and the benches set) do
+    # connectors without credentials talk to the sandbox and the published development keys and tokens
+    # stand in. Anything else is production: fail closed.
+    env: Literal["local", "production"] = Field(default="production", alias="ENNU_ENV")
     database_url: str = Field(
         default=f"sqlite:///{STATE_DIR / 'ennu.db'}",
         alias="DATABASE_URL",
@@ -38,6 +43,13 @@ class Settings(BaseSettings):
     # A destination that held an erased person but is disabled (and has no credentials) is asked again
     # after this long, and by every drain; enabled again, it erases the person then.
     erasure_pending_retry_seconds: int = Field(default=3600, ge=1, alias="ENNU_ERASURE_PENDING_RETRY_SECONDS")
+
+    # The key of every sensitive value the hub keeps at rest (Zapier hook URLs, stored webhook payloads):
+    # a Fernet key (`python -m ennu.crypto new-key`). Required outside local mode. Rotation (README): set the
+    # new key here and the old one in ENNU_DATA_KEYS_PREVIOUS (comma-separated), run
+    # `python -m ennu.crypto rotate`, then drop the old key.
+    data_key: SecretStr | None = Field(default=None, alias="ENNU_DATA_KEY")
+    data_keys_previous: SecretStr | None = Field(default=None, alias="ENNU_DATA_KEYS_PREVIOUS")
 
     # Zapier's REST-hook subscribe routes (intake/zapier.py): the only hosts a subscribed hook may be on
     # (https, comma-separated); the Zapier app's token for those routes is the secret ZAPIER_TOKEN.
@@ -104,6 +116,12 @@ class Settings(BaseSettings):
     retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")
     retention_outbox_days: int = Field(default=90, alias="ENNU_RETENTION_OUTBOX_DAYS")
+
+
+    @property
+    def local(self) -> bool:
+        """Local mode (ENNU_ENV=local): the sandbox and the published development keys may stand in."""
+        return self.env == "local"
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ["PREFECT_LOGGING_LOG_PRINTS"] = "false"
 os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
 os.environ["ENNU_SECRET_BLOCKS"] = "false"
+os.environ["ENNU_ENV"] = "local"  # the sandbox and the published development keys may stand in
 # Generous rates in tests; the rate-limit tests set their own. The connectors' prefixes come from the
 # registry (importing it reads no vendor setting yet).
 from connectors.registry import environment_prefixes, rate_variables
