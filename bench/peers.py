@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -284,6 +285,15 @@ def run_pipeline(connector: str, sandbox: str) -> int:
             .all()
         )
     print(f"# {connector} pipeline outcomes: {by_status} errors: {errors}", file=sys.stderr, flush=True)
+    from connectors.rate_limit import limit_name, taken_slots
+
+    slots = taken_slots(limit_name(connector))
+    print(
+        f"# {connector} rate limit: {slots.round_trips} round trips to the Prefect API, "
+        f"{slots.blocked_seconds:.2f} s in them (warm-up included)",
+        file=sys.stderr,
+        flush=True,
+    )
     count = sum(int(by_status.get(status, 0)) for status in delivered)
     return int(count) - WARM_RECORDS if count > WARM_RECORDS else int(count)
 
@@ -297,14 +307,29 @@ RUNNERS: dict[str, Callable[[str, str], int]] = {
 
 
 class _Clock:
-    """When the measured part of a path began (wall and this process's CPU)."""
+    """When the measured part of a path began (wall and this process's CPU); with --profile, py-spy samples
+    the measured part only (attached to this process then, not its warm-up or imports)."""
 
     def __init__(self) -> None:
         self.wall = 0.0
         self.cpu = 0.0
+        self.spy: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        out = os.environ.get("ENNU_BENCH_PROFILE")
+        if out:
+            spy = str(Path(PY).with_name("py-spy"))
+            command = [spy, "record", "--nonblocking", "--threads", "--format", "raw", "-o", out]
+            self.spy = subprocess.Popen(
+                [*command, "--pid", str(os.getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(1)  # py-spy attaches before the measured part begins
         self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)
+            self.spy.wait(timeout=60)
 
 
 _CLOCK = _Clock()
@@ -319,6 +344,7 @@ def child(path: str, connector: str, sandbox: str) -> None:
         records = RUNNERS[path](connector, sandbox)
         seconds = time.perf_counter() - _CLOCK.wall
         cpu = time.process_time() - _CLOCK.cpu
+        _CLOCK.stop()
         calls = len(client.requests(WIRES[connector].vendor)) - before
     line = {
         "connector": connector,
@@ -375,7 +401,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile",
         metavar="DIR",
-        help="record each path's process with py-spy (installed apart) into DIR/<connector>-<path>.raw",
+        help="sample the measured part of each path with py-spy (installed apart), per thread, into "
+        "DIR/<connector>-<path>.raw",
     )
     parser.add_argument("--child", nargs=3, metavar=("PATH", "CONNECTOR", "SANDBOX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -416,13 +443,13 @@ def main(argv: list[str] | None = None) -> None:
                 for path in paths:
                     requests.post(f"{sandbox}/_sandbox/reset", timeout=30).raise_for_status()
                     command = [PY, "-m", "bench.peers", "--child", path, connector, sandbox]
+                    profile = {}
                     if args.profile:
-                        out = Path(args.profile) / f"{connector}-{path}.raw"
-                        spy = [str(Path(PY).with_name("py-spy")), "record", "--format", "raw"]
-                        command = [*spy, "-o", str(out), "--", *command]
+                        out = Path(args.profile).resolve() / f"{connector}-{path}.raw"
+                        profile = {"ENNU_BENCH_PROFILE": str(out)}
                     done = subprocess.run(
                         command,
-                        env=env,
+                        env={**env, **profile},
                         capture_output=True,
                         text=True,
                         check=False,

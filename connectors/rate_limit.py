@@ -41,6 +41,9 @@ class TakenSlots:
         self.expected = 0  # requests a push said are coming (`expect`), not yet asked for
         self.expected_until = 0.0
         self.round_trips = 0
+        # Round trips are made one at a time while requests wait: their sum is how long the limit held
+        # this process's requests up (the bench sets it against the push time).
+        self.blocked_seconds = 0.0
 
     def expect(self, requests: int) -> None:
         """Requests about to be made (a push's estimate): the next chunk may take their slots at once."""
@@ -86,11 +89,13 @@ class TakenSlots:
                 return
             with self.lock:
                 chunk = self._chunk(burst)
+            started = time.monotonic()
             if chunk == 1 or not _take_now(name, chunk):
                 chunk = 1  # no room for a chunk: wait for one slot as Prefect does
                 rate_limit(name, occupy=1, strict=True)
             with self.lock:
                 self.round_trips += 1
+                self.blocked_seconds += time.monotonic() - started
                 use_by = time.monotonic() + TAKE_AHEAD_SECONDS
                 self.ready.extend([use_by] * (chunk - 1))  # one is this request's
 

@@ -1,11 +1,19 @@
-"""A circuit breaker per integration, kept in the database so every process and worker sees it."""
+"""A circuit breaker per integration, kept in the database so every process and worker sees it.
+
+The push path reads it through a one-second process cache (`current_state`) and writes a success only when
+it changes something (failures to clear, or a last-success time older than SUCCESS_STAMP): a bulk sync's
+hundreds of batches cost a handful of database round trips, not two transactions each. Another process's
+opened circuit is seen within the cache's second.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +38,39 @@ class CircuitState:
             return "open"
         threshold = get_settings().circuit_failure_threshold
         return "half-open" if self.consecutive_failures >= threshold else "closed"
+
+
+CACHE_SECONDS = 1.0
+SUCCESS_STAMP = timedelta(seconds=5)  # a clean circuit's last-success time is refreshed at most this often
+_cache: dict[tuple[str, str], tuple[float, CircuitState]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cache_key(integration: str) -> tuple[str, str]:
+    return (get_settings().database_url, integration)
+
+
+def forget_cached_states() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def current_state(integration: str) -> CircuitState:
+    """The circuit as this process saw it at most CACHE_SECONDS ago (the push path's read)."""
+    key = _cache_key(integration)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    state = circuit_state(integration)
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), state)
+    return state
+
+
+def _forget(integration: str) -> None:
+    with _cache_lock:
+        _cache.pop(_cache_key(integration), None)
 
 
 def circuit_state(integration: str, now: datetime | None = None) -> CircuitState:
@@ -72,12 +113,28 @@ def _locked_row(session: Session, integration: str) -> IntegrationState:
 
 
 def record_success(integration: str) -> None:
-    ensure_state_row(integration)
+    """A call went through: the failure count is cleared and the circuit closed. Nothing is written when
+    the circuit is known clean and its last success was stamped within SUCCESS_STAMP."""
+    now = utcnow()
+    known = current_state(integration)
+    clean = known.consecutive_failures == 0 and known.opened_until is None
+    if clean and known.last_success_at is not None and now - known.last_success_at < SUCCESS_STAMP:
+        return
+    values = {"consecutive_failures": 0, "opened_until": None, "last_success_at": now}
     with session_scope() as session:
-        row = _locked_row(session, integration)
-        row.consecutive_failures = 0
-        row.opened_until = None
-        row.last_success_at = utcnow()
+        done = session.execute(
+            update(IntegrationState).where(IntegrationState.integration == integration).values(**values)
+        )
+        found = int(getattr(done, "rowcount", 0) or 0)
+    if not found:
+        ensure_state_row(integration)
+        with session_scope() as session:
+            session.execute(
+                update(IntegrationState).where(IntegrationState.integration == integration).values(**values)
+            )
+    clean_state = CircuitState(integration, False, 0, None, now, known.last_error_at, known.last_error)
+    with _cache_lock:
+        _cache[_cache_key(integration)] = (time.monotonic(), clean_state)
 
 
 def record_failure(integration: str, reason: str) -> bool:
@@ -90,10 +147,11 @@ def record_failure(integration: str, reason: str) -> bool:
         row.last_error_at = utcnow()
         row.last_error = reason[:500]
         beyond = row.consecutive_failures - settings.circuit_failure_threshold
-        if beyond >= 0:
+        opened = beyond >= 0
+        if opened:
             row.opened_until = utcnow() + timedelta(seconds=open_seconds(beyond))
-            return True
-        return False
+    _forget(integration)  # after the commit: this process's next read sees the failure
+    return opened
 
 
 def open_seconds(failures_beyond_threshold: int) -> float:
@@ -109,3 +167,4 @@ def reset_circuit(integration: str) -> None:
         if row is not None:
             row.consecutive_failures = 0
             row.opened_until = None
+    _forget(integration)

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ennu.db import session_scope
@@ -35,12 +35,13 @@ from ennu.models import (
     OutboxEvent,
     SyncStatus,
     as_utc,
+    table_of,
     utcnow,
 )
 from ennu.settings import get_settings
 
 logger = logging.getLogger(__name__)
-DELIVERY_TABLE = cast(Table, Delivery.__table__)
+DELIVERY_TABLE = table_of(Delivery)
 
 BULK_PRIORITY = 10  # deliveries of a bulk sync are queued at their integration's priority + 10
 CLAIM_LOCK_KEY = 72_611_009  # pg_advisory_xact_lock key of the claim section
@@ -156,7 +157,7 @@ def create(session: Session, rows: Iterable[tuple[str, str, int | None, str, int
         for event_id, event_type, user_id, integration, priority in rows
     ]
     for part in chunks(values):
-        session.execute(insert(Delivery), list(part))
+        session.execute(insert(DELIVERY_TABLE), list(part))
     return len(values)
 
 

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=5, alias="ENNU_LEASE_SECONDS")
     worker_poll_seconds: float = Field(default=0.2, gt=0, le=1.0, alias="ENNU_WORKER_POLL_SECONDS")
     worker_batch_size: int = Field(default=50, ge=1, alias="ENNU_WORKER_BATCH_SIZE")
-    bulk_batch_size: int = Field(default=500, ge=1, alias="ENNU_BULK_BATCH_SIZE")
+    bulk_batch_size: int = Field(default=2000, ge=1, alias="ENNU_BULK_BATCH_SIZE")
     worker_concurrency: int = Field(default=2, ge=1, le=16, alias="ENNU_WORKER_CONCURRENCY")
     # An open circuit is probed after this long, doubling while the vendor keeps failing, up to
     # ENNU_CIRCUIT_OPEN_SECONDS: a short outage heals within seconds, a long one is not hammered.
@@ -116,7 +116,6 @@ class Settings(BaseSettings):
     retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")
     retention_outbox_days: int = Field(default=90, alias="ENNU_RETENTION_OUTBOX_DAYS")
-
 
     @property
     def local(self) -> bool:

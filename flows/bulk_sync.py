@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 from sqlalchemy import func, insert, literal, select
 
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
-from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User
+from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User, table_of
 from ennu.settings import get_settings
-from flows.pipeline import run_event_pipeline
+from flows.pipeline import PUSH_RUNNER, run_event_pipeline
 from tasks.admit import BULK_ORIGIN
-from tasks.record import current_flow_run_id
+from tasks.record import Tally, current_flow_run_id, record
+from tasks.run_state import batch_state
+
+CHUNKS_IN_FLIGHT = 2
 
 
 def resources(event_type: str, user_ids: list[int] | None) -> tuple[Any, Any]:
@@ -86,28 +93,40 @@ def synthetic_events(
             for event_id, (user_id, resource) in zip(ids, part, strict=True)
         ]
         with session_scope() as writer:
-            writer.execute(insert(OutboxEvent), events)
+            writer.execute(insert(table_of(OutboxEvent)), events)
         yield ids
 
 
-@flow(name="bulk-sync", log_prints=False)
+@flow(name="bulk-sync", task_runner=PUSH_RUNNER, log_prints=False)
 def bulk_sync(
     event_type: str = "assessment.completed",
     integrations: list[str] | None = None,
     user_ids: list[int] | None = None,
-) -> dict[str, int]:
+) -> State[Any]:
     """Send every record of `event_type` (or those of `user_ids`) to `integrations` (default: all routed).
 
     Records the destination already has unchanged cost no request. The run carries its own events
     through the pipeline a chunk at a time; delivery workers may take some of them (they queue behind
-    live events), and either way each delivery is made once.
+    live events), and either way each delivery is made once. The run ends with one summary of every
+    chunk's outcomes (and the undelivered records, why), Failed when a delivery failed.
     """
     if event_type not in EVENT_TYPES or event_type == "user.deletion_requested":
         raise ValueError("bulk-sync takes an event type that carries records")
     run_id = (current_flow_run_id() or "local").replace("-", "")
     sent = 0
-    for ids in synthetic_events(event_type, user_ids, run_id, integrations):
-        run_event_pipeline(event_type, ids)
-        sent += len(ids)
+    tally = Tally()
+    # Two chunks in flight: one is prepared (database and CPU) while the other's batches are at the vendor,
+    # and the next chunk's events are written meanwhile. Each chunk holds only its own deliveries.
+    in_flight: deque[Future[object]] = deque()
+    with ThreadPoolExecutor(CHUNKS_IN_FLIGHT, thread_name_prefix="bulk-chunk") as chunks:
+        # A failed chunk raises here; leaving the block waits for the other one to be recorded.
+        for ids in synthetic_events(event_type, user_ids, run_id, integrations):
+            context = contextvars.copy_context()  # the flow run's: its task runner, logger, owner
+            in_flight.append(chunks.submit(context.run, run_event_pipeline, event_type, ids, tally=tally))
+            sent += len(ids)
+            if len(in_flight) >= CHUNKS_IN_FLIGHT:
+                in_flight.popleft().result()
+        for chunk in in_flight:
+            chunk.result()
     get_run_logger().info("bulk-sync of %s: %d records", event_type, sent)
-    return {"records": sent}
+    return batch_state(record(tally, f"bulk-sync of {event_type}"))

@@ -27,7 +27,7 @@ from tasks.admit import admit
 from tasks.extract import Extracted
 from tasks.prepare import prepare
 from tasks.push import plan_push, push_batch, reconcile, to_records
-from tasks.record import Ledger, SyncEntry, record
+from tasks.record import Ledger, SyncEntry, Tally, record
 from tasks.route import Route
 from tasks.validate import ValidationResult
 
@@ -201,12 +201,15 @@ def run_event_pipeline(
     *,
     force: bool = False,
     only: list[str] | None = None,
+    tally: Tally | None = None,
 ) -> SummaryTable:
     """Carry the held deliveries of these events to their destinations and record each outcome.
 
     Args:
         force: send even records whose content the destination already has.
         only: take only the deliveries to these integrations (the others stay for the workers).
+        tally: count the outcomes into this run-wide tally (a bulk sync's chunks) instead of attaching
+            this batch's own summary artifacts.
     """
     owner = deliveries.current_owner()
     admit(event_ids)
@@ -229,7 +232,11 @@ def run_event_pipeline(
                 ],
             )
             raise
-    return record(as_is(ledger), event_type)
+    if tally is not None:
+        return tally.add(ledger)
+    own = Tally()
+    own.add(ledger)
+    return record(as_is(own), event_type)
 
 
 def _deliver(

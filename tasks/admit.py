@@ -16,7 +16,7 @@ from connectors.registry import CONNECTORS
 from ennu import deliveries
 from ennu.db import session_scope
 from ennu.erasure import SKIPPED_ERASED, received_by
-from ennu.models import ErasedPerson, EventStatus, OutboxEvent, SyncLog, SyncStatus, utcnow
+from ennu.models import ErasedPerson, EventStatus, OutboxEvent, SyncLog, SyncStatus, table_of, utcnow
 from ennu.settings import get_settings
 from mappings.routing import DEFAULT_PRIORITY, RoutingTable, routing_table
 
@@ -113,7 +113,7 @@ def admit(event_ids: Sequence[str] | None = None, limit: int = 1000) -> int:
             skipped = [w for w in won if w[2] in erased and w[1] != ERASURE]
             nowhere += [w[0] for w in skipped]
             session.execute(
-                insert(SyncLog),
+                insert(table_of(SyncLog)),
                 [
                     {
                         "event_id": event_id,

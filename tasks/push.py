@@ -58,6 +58,8 @@ def payload_hash(fields: dict[str, Any]) -> str:
 
 
 def _clean(value: Any) -> Any:
+    if type(value) is str:  # most fields: no NaN check, no numpy unboxing
+        return value
     if value is None or (not isinstance(value, list | dict | str) and pd.isna(value)):
         return None
     if hasattr(value, "item"):  # numpy scalars → plain Python for JSON bodies
@@ -177,7 +179,7 @@ def push_batch(
     later (or looks it up first where a send may have arrived): never a Prefect retry of the whole batch,
     which would repeat the requests that did succeed."""
     logger = get_run_logger()
-    state = circuit.circuit_state(connector_name)
+    state = circuit.current_state(connector_name)
     if state.open:
         logger.warning("%s: circuit open, %d records deferred to its probe", connector_name, len(records))
         return [

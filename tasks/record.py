@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from ennu import deliveries
 from ennu.db import session_scope
 from ennu.deliveries import Held, Settlement
-from ennu.models import DeliveryStatus, SyncLog, SyncStatus, utcnow
+from ennu.models import DeliveryStatus, SyncLog, SyncStatus, table_of, utcnow
 from tasks.extract import chunks
 
 SUMMARY_COLUMNS = (
@@ -45,6 +45,7 @@ PRECEDENCE = (
     SyncStatus.SKIPPED,
 )
 SENT = (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
+OWED = (SyncStatus.DEFERRED, SyncStatus.UNKNOWN)  # to be offered again
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def write_sync_log(
         return
     with session_scope() as session:
         for part in chunks(rows, 1000):
-            session.execute(insert(SyncLog), list(part))
+            session.execute(insert(table_of(SyncLog)), list(part))
 
 
 def as_settled(entry: SyncEntry, results: dict[tuple[str, str], tuple[str, str | None]]) -> SyncEntry:
@@ -171,7 +172,7 @@ class Ledger:
             results = deliveries.settle(self.owner, self.held, due, session=session)
             mine = [as_settled(e, results) for e in mine]
             for part in chunks(sync_log_rows(mine, self.flow_run_id, attempts), 1000):
-                session.execute(insert(SyncLog), list(part))
+                session.execute(insert(table_of(SyncLog)), list(part))
         deliveries.finish_events({s.event_id for s in due})
         with self._lock:
             self.entries += mine
@@ -184,9 +185,17 @@ class Ledger:
 
 def summarise(entries: Sequence[SyncEntry]) -> list[dict[str, int | str]]:
     """Per destination: records sent and their outcomes (counts only)."""
+    return table_of_counts(count_outcomes(entries))
+
+
+def count_outcomes(entries: Iterable[SyncEntry]) -> dict[str, Counter[str]]:
     per_destination: dict[str, Counter[str]] = {}
     for entry in entries:
         per_destination.setdefault(f"{entry.connector}/{entry.object}", Counter())[entry.status.value] += 1
+    return per_destination
+
+
+def table_of_counts(per_destination: dict[str, Counter[str]]) -> list[dict[str, int | str]]:
     table: list[dict[str, int | str]] = []
     for destination, counts in sorted(per_destination.items()):
         sent = counts["created"] + counts["updated"] + counts["failed"] + counts["unknown"]
@@ -226,30 +235,57 @@ def headline(rows: Sequence[dict[str, str]], destinations: int) -> str:
     return f"{where} of {destinations} destinations did not take every record ({counts}): {reason}"
 
 
+class Tally:
+    """The outcomes of one run's batches, kept as counts and the first undelivered rows (memory stays flat
+    however many batches a bulk sync carries); thread-safe, as its batches finish at once."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.outcomes = 0
+        self.open = 0
+        self.counts: dict[str, Counter[str]] = {}
+        self.undelivered: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+
+    def add(self, ledger: Ledger) -> list[dict[str, int | str]]:
+        """Count a batch's outcomes in; its own summary table."""
+        counts = count_outcomes(ledger.entries)
+        attempts = {(h.event_id, h.integration): h.attempts for h in ledger.held}
+        with self._lock:
+            self.events += len(ledger.event_ids)
+            self.outcomes += len(ledger.entries)
+            self.open += sum(1 for e in ledger.entries if e.status in OWED)
+            for destination, counted in counts.items():
+                self.counts.setdefault(destination, Counter()).update(counted)
+            room = UNDELIVERED_ROWS - len(self.undelivered)
+            if room > 0:
+                self.undelivered += undelivered(ledger.entries, attempts)[:room]
+        return table_of_counts(counts)
+
+    def summary(self) -> list[dict[str, int | str]]:
+        with self._lock:
+            return table_of_counts(self.counts)
+
+
 @task(name="record", cache_policy=NONE)
-def record(ledger: Ledger, artifact_title: str) -> list[dict[str, int | str]]:
+def record(tally: Tally, artifact_title: str) -> list[dict[str, int | str]]:
     """Attach the summary and, when a record did not arrive, why (every outcome is already recorded)."""
-    table = summarise(ledger.entries)
+    table = tally.summary()
     create_table_artifact(
         key="sync-summary",
         table=table,
-        description=(
-            f"{artifact_title}: {len(ledger.event_ids)} events, outcomes per destination (counts only)"
-        ),
+        description=f"{artifact_title}: {tally.events} events, outcomes per destination (counts only)",
     )
-    attempts = {(h.event_id, h.integration): h.attempts for h in ledger.held}
-    missing = undelivered(ledger.entries, attempts)
-    if missing:
+    if tally.undelivered:
         create_table_artifact(
             key="undelivered",
-            table=missing,
-            description=f"{artifact_title}: {headline(missing, len(table))}",
+            table=tally.undelivered,
+            description=f"{artifact_title}: {headline(tally.undelivered, len(table))}",
         )
-    open_ = sum(1 for e in ledger.entries if e.status in (SyncStatus.DEFERRED, SyncStatus.UNKNOWN))
     get_run_logger().info(
         "recorded %d outcomes for %d events (%d to be offered again)",
-        len(ledger.entries),
-        len(ledger.event_ids),
-        open_,
+        tally.outcomes,
+        tally.events,
+        tally.open,
     )
     return table

@@ -114,6 +114,9 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _empty_tables(url: str) -> None:
+    from ennu.circuit import forget_cached_states
+
+    forget_cached_states()
     engine = get_engine(url)
     with engine.begin() as conn:
         tables = list(reversed(Base.metadata.sorted_tables))

@@ -147,7 +147,8 @@ def test_bulk_sync_sends_everyone_once_and_then_nothing(sqlite_database: str, sa
     for user_id in people:
         add_assessment(user_id)
         add_assessment(user_id, overall=8.8)  # the latest one is sent
-    assert bulk_sync(event_type="assessment.completed", integrations=["hubspot"]) == {"records": 7}
+    (summary,) = bulk_sync(event_type="assessment.completed", integrations=["hubspot"])
+    assert summary["destination"] == "hubspot/contacts" and summary["created"] == 7
     contacts = sandbox.objects("hubspot", "contacts")
     assert len(contacts) == 7 and {c["properties"]["ennu_overall_score"] for c in contacts} == {"8.8"}
     assert sandbox.objects("mailchimp", "members") == []
