@@ -117,7 +117,6 @@ class Settings(BaseSettings):
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")
     retention_outbox_days: int = Field(default=90, alias="ENNU_RETENTION_OUTBOX_DAYS")
 
-
     @property
     def local(self) -> bool:
         """Local mode (ENNU_ENV=local): the sandbox and the published development keys may stand in."""
