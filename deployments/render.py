@@ -20,7 +20,8 @@ HEADER = """\
 # Every ENNU deployment, for a Prefect server on PostgreSQL and any number of process workers.
 # Written by `python -m deployments.render` from deployments/catalogue.py; edit the catalogue, not this file.
 #
-#   export PREFECT_API_URL=http://<server>:4200/api
+#   export PREFECT_API_URL=https://<server>/api   # TLS and basic auth: README, More than one machine
+#   export PREFECT_API_AUTH_STRING='<user>:<password>'   # the server's PREFECT_SERVER_API_AUTH_STRING
 #   prefect work-pool create ennu-process --type process      # once
 #   prefect deploy --all --prefect-file deployments/prefect.yaml   # from the repository root
 #   ENNU_PROJECT_DIR=/srv/ennu-integrations prefect worker start --pool ennu-process   # on each machine

@@ -10,9 +10,12 @@ from datetime import datetime
 import requests
 
 from devtools.supervisor import Part, ReadinessCheck, Supervisor
+from ennu.prefect_api import prefect_api_headers
 from ennu.settings import PROJECT_ROOT, STATE_DIR
 
 LOOPBACK = "127.0.0.1"
+# The Prefect settings that say where a server of make up listens.
+LOOPBACK_BINDS = ("PREFECT_SERVER_API_HOST", "PREFECT_RUNNER_SERVER_HOST")
 
 
 def local_environment(
@@ -23,7 +26,6 @@ def local_environment(
     defaults = {
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": f"http://{LOOPBACK}:{prefect_port}/api",
-        "PREFECT_SERVER_API_HOST": LOOPBACK,
         "PREFECT_SERVER_API_PORT": str(prefect_port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
@@ -50,6 +52,9 @@ def local_environment(
     env = dict(os.environ)
     for key, value in defaults.items():
         env.setdefault(key, value)
+    # One machine: whatever the shell says, every server make up starts listens on loopback only (the
+    # parts' `--host` says the same; the runner's webserver, should someone switch it on, too).
+    env.update({name: LOOPBACK for name in LOOPBACK_BINDS})
     prefect_home.mkdir(parents=True, exist_ok=True)
     return env
 
@@ -59,7 +64,9 @@ def deployment_registered(api_url: str, name: str) -> ReadinessCheck:
 
     def check(since: float) -> bool:
         try:
-            response = requests.get(f"{api_url}/deployments/name/{name}", timeout=5)
+            response = requests.get(
+                f"{api_url}/deployments/name/{name}", headers=prefect_api_headers(), timeout=5
+            )
             # The Prefect database outlives a run: only a registration by this run counts.
             return response.status_code == 200 and _timestamp(response.json()["updated"]) >= since
         except (requests.RequestException, ValueError, KeyError, TypeError):

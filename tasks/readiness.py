@@ -17,6 +17,7 @@ from ennu.db import session_scope
 from ennu.heartbeats import live_workers
 from ennu.models import WebhookReceipt, utcnow
 from ennu.performance import backlog
+from ennu.prefect_api import prefect_api_headers
 from ennu.settings import get_settings
 from tasks.status import clinical_warnings
 
@@ -46,9 +47,15 @@ def prefect_api() -> Check:
     if not url:
         return Check("prefect-api", False, "PREFECT_API_URL is not set")
     try:
-        answer = httpx.get(f"{url.rstrip('/')}/health", timeout=PREFECT_TIMEOUT_SECONDS)
+        # `/version`, not `/health`: a server with basic auth answers `/health` to anyone, and this check
+        # is whether the hub itself gets in (PREFECT_API_AUTH_STRING).
+        answer = httpx.get(
+            f"{url.rstrip('/')}/version", headers=prefect_api_headers(), timeout=PREFECT_TIMEOUT_SECONDS
+        )
     except httpx.HTTPError:
         return Check("prefect-api", False, "the Prefect API does not answer")
+    if answer.status_code == httpx.codes.UNAUTHORIZED:
+        return Check("prefect-api", False, "the Prefect API refuses this hub's PREFECT_API_AUTH_STRING")
     if answer.status_code != 200:
         return Check("prefect-api", False, f"the Prefect API answers {answer.status_code}")
     return Check("prefect-api", True, "answers")

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from devtools.launcher import deployment_registered, parts
+from devtools import launcher
+from devtools.launcher import LOOPBACK_BINDS, deployment_registered, local_environment, parts
 from devtools.supervisor import Backoff, Part, ReadinessCheck, Supervisor
+from ennu.settings import is_loopback_host, is_loopback_url
 from tests.engine_support import wait_for
 from tests.tiers import e2e_fixture
 
@@ -370,3 +372,34 @@ def test_the_launcher_part_table_waits_for_prefect_and_for_the_served_deployment
         server.server_close()
     nothing_there = "http://127.0.0.1:1/api"
     assert not deployment_registered(nothing_there, "drain/hourly").check(0), "no answer: not registered"
+
+
+def test_make_up_binds_every_server_it_starts_to_loopback_whatever_the_shell_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "STATE_DIR", tmp_path)
+    for name in LOOPBACK_BINDS:  # an operator's shell set up for the multi-machine recipe
+        monkeypatch.setenv(name, "0.0.0.0")  # noqa: S104
+    env = local_environment(prefect_port=4201, sandbox_port=8766, smtp_port=8026, intake_port=8001)
+    assert {name: env[name] for name in LOOPBACK_BINDS} == dict.fromkeys(LOOPBACK_BINDS, "127.0.0.1")
+    table = parts(4201, 8001, 8766, env["PREFECT_API_URL"], smtp_port=8026)
+
+    # The parts that serve: each says where it listens; the sandbox serves its SMTP stand-in on the same
+    # `--host` (sandbox/__main__.py) and refuses anything else without `--allow-remote`.
+    servers = {part.name: list(part.argv) for part in table if part.health_url}
+    assert set(servers) == {"prefect-server", "sandbox", "intake"}
+    for name, argv in servers.items():
+        assert argv.count("--host") == 1 and "--allow-remote" not in argv, name
+        assert is_loopback_host(argv[argv.index("--host") + 1]), name
+    assert "--smtp-port" in servers["sandbox"]
+    assert all(is_loopback_url(part.health_url) for part in table if part.health_url)
+    # The others (`prefect serve`, the delivery worker) serve nothing unless Prefect's runner webserver is
+    # switched on, and it would listen on PREFECT_RUNNER_SERVER_HOST (loopback, above).
+    assert [part.argv[1:3] for part in table if not part.health_url] == [
+        ("-m", "deployments.serve"),
+        ("-m", "engine"),
+    ]
+    # What the parts are told to reach is this machine too.
+    for name in ("PREFECT_API_URL", "ENNU_SANDBOX_URL", "ENNU_INTAKE_PUBLIC_URL"):
+        assert is_loopback_url(env[name]), name
+    assert is_loopback_host(env["ENNU_SMTP_HOST"])

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import requests
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -28,88 +25,31 @@ from intake.app import create_app
 from tests.conftest import PG_ADMIN_URL, _empty_tables
 from tests.engine_support import open_deliveries, wait_for
 from tests.factories import add_assessment, add_person, person_with_assessment
+from tests.prefect_support import ROOT, PrefectServer
 from tests.tiers import e2e_fixture
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrefectServer:
-    """A real `prefect server start` on its own PostgreSQL database; it can be stopped and started again."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.database = f"prefect_test_{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        base = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-        self.env = {
-            **os.environ,
-            "PREFECT_HOME": str(tmp_path / "prefect"),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://{base}/{self.database}",
-            "PREFECT_API_URL": f"http://127.0.0.1:{self.port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def api_url(self) -> str:
-        return self.env["PREFECT_API_URL"]
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-        def healthy() -> bool:
-            assert self.process is not None and self.process.poll() is None, "the Prefect server exited"
-            try:
-                return requests.get(f"{self.api_url}/health", timeout=2).ok
-            except requests.RequestException:
-                return False
-
-        wait_for(healthy, "the Prefect server", timeout=180, every=0.5)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.process = None
 
 
 @pytest.fixture(scope="module")
 @e2e_fixture
 def prefect_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """One server for the module (each start costs 13-25 s); no test relies on what another left in it."""
-    server = PrefectServer(tmp_path_factory.mktemp("prefect-on-postgres"))
+    database = f"prefect_test_{uuid.uuid4().hex[:8]}"
+    base = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
+    server = PrefectServer(
+        tmp_path_factory.mktemp("prefect-on-postgres") / "prefect",
+        database_url=f"postgresql+asyncpg://{base}/{database}",
+    )
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{server.database}"')
+        conn.execute(f'CREATE DATABASE "{database}"')
     try:
         server.start()
         yield server
     finally:
         server.stop()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture()
