@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ennu.crypto import EncryptedJSON
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -338,7 +340,8 @@ class WebhookReceipt(Base):
     integration: Mapped[str] = mapped_column(String(40), index=True)
     vendor_event_id: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str | None] = mapped_column(String(100))
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Only the fields its handler reads (ennu.receipts.kept_payload), encrypted under ENNU_DATA_KEY.
+    payload: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(), default=dict)
     status: Mapped[str] = mapped_column(String(20), default="received", index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     processed_at: Mapped[datetime | None] = mapped_column()  # None until a worker has applied it
@@ -348,6 +351,21 @@ class WebhookReceipt(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReceivedWebhookId(Base):
+    """A received webhook's id, remembered to refuse a replay after its receipt is cleaned up.
+
+    A keyed hash (ennu.pseudonyms) of integration and vendor event id, kept for the integration's replay
+    window (ennu.receipts.REPLAY_WINDOW_DAYS): no payload, no personal data, no guessable id.
+    """
+
+    __tablename__ = "webhook_receipt_ids"
+    __table_args__ = (Index("ix_webhook_receipt_ids_integration_time", "integration", "received_at"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    integration: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class IntegrationState(Base):

@@ -1,4 +1,10 @@
-"""Webhook receipts as work: claimed by a worker with a lease, applied once, retried after a failure.
+"""Webhook receipts: stored once (minimised, encrypted), remembered against replays, claimed and applied.
+
+A receipt keeps only the fields its handler reads (`kept_payload`), in a column encrypted under
+ENNU_DATA_KEY, and goes after ENNU_RETENTION_RECEIPTS_DAYS once processed. Its id is remembered apart, as a
+keyed hash (`ReceivedWebhookId`), for the vendor's replay window (`REPLAY_WINDOW_DAYS`): a redelivery or a
+captured delivery replayed after the payload's clean-up is still acknowledged as a duplicate, never applied
+again.
 
 A receipt is unprocessed while `processed_at` is empty; clean-up never deletes one. A handler that raises
 is offered again after a backoff and marked `failed` (a dead letter, never deleted) at the attempt cap.
@@ -6,17 +12,172 @@ is offered again after a backoff and marked `failed` (a dead letter, never delet
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ennu.db import session_scope
 from ennu.deliveries import retry_delay
-from ennu.models import WebhookReceipt, utcnow
+from ennu.models import ReceivedWebhookId, WebhookReceipt, utcnow
+from ennu.pseudonyms import peppers, pseudonym
 from ennu.settings import get_settings
 
 FAILED = "failed"
+
+# How long a webhook's id is remembered, in days (ENNU_WEBHOOK_REPLAY_DAYS overrides each). A vendor that
+# signs a timestamp (Stripe, HubSpot v3) re-signs its retries, and a captured delivery is refused after
+# ENNU_WEBHOOK_TOLERANCE_SECONDS, so its window only has to outlast its redeliveries: Stripe retries for 3
+# days and lets an event be resent for the 30 days it keeps it; HubSpot retries over 24 hours (7 days kept,
+# also covering legacy v1/v2 deliveries when those are enabled). Twilio, Mailchimp and Mandrill sign no
+# timestamp: the remembered id is the only thing that refuses a captured STOP or unsubscribe replayed later,
+# so it is kept well past any retry (400 days, the sync log's retention).
+REPLAY_WINDOW_DAYS: dict[str, int] = {
+    "stripe": 30,
+    "hubspot": 7,
+    "twilio": 400,
+    "mailchimp": 400,
+    "mailchimp-transactional": 400,
+}
+DEFAULT_REPLAY_WINDOW_DAYS = 400
+
+# What the handlers act on (flows/webhook_received.py); everything else a vendor sends is dropped at intake.
+TWILIO_STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
+MAILCHIMP_UNSUBSCRIBES = frozenset({"unsubscribe", "cleaned"})
+MANDRILL_UNSUBSCRIBES = frozenset({"unsub"})
+# A Stripe event as the subscription handler reads it: scalars only, never an expanded object.
+STRIPE_FIELDS: dict[str, Any] = {
+    "id": None,
+    "type": None,
+    "created": None,
+    "data": {
+        "object": {
+            "id": None,
+            "customer": None,
+            "status": None,
+            "cancel_at_period_end": None,
+            "current_period_end": None,
+            "metadata": {"ennu_user_id": None},
+            "items": {"data": {"current_period_end": None, "price": {"id": None}}},
+        }
+    },
+}
+
+
+def replay_window_days(integration: str) -> int:
+    """How many days an id of this integration's webhooks is remembered."""
+    overrides = get_settings().webhook_replay_days
+    return overrides.get(integration, REPLAY_WINDOW_DAYS.get(integration, DEFAULT_REPLAY_WINDOW_DAYS))
+
+
+def _pick(document: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """The named fields of a JSON document: `None` keeps a scalar, a dict descends (into each list item)."""
+    if not isinstance(document, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for name, inner in fields.items():
+        value = document.get(name)
+        if inner is None:
+            if isinstance(value, str | int | float | bool):
+                kept[name] = value
+        elif isinstance(value, list):
+            kept[name] = [_pick(item, inner) for item in value]
+        elif isinstance(value, dict):
+            kept[name] = _pick(value, inner)
+    return kept
+
+
+def _mailchimp(fields: dict[str, Any]) -> dict[str, Any]:
+    kind = fields.get("type")
+    if kind in MAILCHIMP_UNSUBSCRIBES:
+        return {"type": kind, "data[email]": str(fields.get("data[email]", ""))}
+    return {"type": kind} if isinstance(kind, str) else {}
+
+
+def _mandrill(event: dict[str, Any]) -> dict[str, Any]:
+    kind = event.get("event")
+    if kind in MANDRILL_UNSUBSCRIBES:
+        return {"event": kind, "msg": _pick(event.get("msg"), {"email": None})}
+    return {"event": kind} if isinstance(kind, str) else {}
+
+
+def _twilio(fields: dict[str, Any]) -> dict[str, Any]:
+    # An inbound SMS may say anything (health included): only an opt-out keyword and its sender are kept.
+    body = str(fields.get("Body", "")).strip().lower()
+    return {"Body": body, "From": str(fields.get("From", ""))} if body in TWILIO_STOP_WORDS else {}
+
+
+KEEPERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "stripe": lambda event: _pick(event, STRIPE_FIELDS),
+    "mailchimp": _mailchimp,
+    "mailchimp-transactional": _mandrill,
+    "twilio": _twilio,
+}
+
+
+def kept_payload(integration: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Only what this integration's handler reads; nothing for an integration without a handler (HubSpot)."""
+    keeper = KEEPERS.get(integration)
+    return keeper(payload) if keeper is not None else {}
+
+
+def receipt_digests(integration: str, vendor_event_id: str) -> list[str]:
+    """The keyed hash of a webhook's id under the current pepper, then under the previous one."""
+    name = f"webhook\x1f{integration}\x1f{vendor_event_id}"
+    return [pseudonym(name, pepper) for pepper in peppers()]
+
+
+def record(integration: str, vendor_event_id: str, kind: str, payload: dict[str, Any]) -> int | None:
+    """Store a new receipt (its id remembered, its payload minimised); None when it was received before."""
+    digests = receipt_digests(integration, vendor_event_id)
+    try:
+        with session_scope() as session:
+            seen = session.execute(
+                select(ReceivedWebhookId.digest).where(ReceivedWebhookId.digest.in_(digests)).limit(1)
+            ).first()
+            if seen is not None:
+                return None
+            session.add(ReceivedWebhookId(digest=digests[0], integration=integration))
+            receipt = WebhookReceipt(
+                integration=integration,
+                vendor_event_id=vendor_event_id,
+                kind=kind[:100],
+                payload=kept_payload(integration, payload),
+            )
+            session.add(receipt)
+            session.flush()
+            return receipt.id
+    except IntegrityError:  # the same delivery, committed by a concurrent request
+        return None
+
+
+def forget_replay_ids(batch: int = 5000) -> int:
+    """Delete remembered ids past their integration's replay window; the number deleted."""
+    now = utcnow()
+    total = 0
+    with session_scope() as session:
+        integrations = list(session.execute(select(ReceivedWebhookId.integration).distinct()).scalars())
+    for integration in integrations:
+        cutoff = now - timedelta(days=replay_window_days(integration))
+        while True:
+            with session_scope() as session:
+                digests = list(
+                    session.execute(
+                        select(ReceivedWebhookId.digest)
+                        .where(
+                            ReceivedWebhookId.integration == integration,
+                            ReceivedWebhookId.received_at < cutoff,
+                        )
+                        .limit(batch)
+                    ).scalars()
+                )
+                if not digests:
+                    break
+                session.execute(delete(ReceivedWebhookId).where(ReceivedWebhookId.digest.in_(digests)))
+                total += len(digests)
+    return total
 
 
 def _ready(now: datetime) -> ColumnElement[bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr
@@ -116,6 +116,22 @@ class Settings(BaseSettings):
     retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")
     retention_outbox_days: int = Field(default=90, alias="ENNU_RETENTION_OUTBOX_DAYS")
+
+    # Inbound vendor webhooks (intake/webhooks.py, ennu/receipts.py)
+    # How far a vendor's signed timestamp may be from our clock (Stripe, HubSpot v3, Slack): Stripe's and
+    # HubSpot's recommended five minutes by default.
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600, alias="ENNU_WEBHOOK_TOLERANCE_SECONDS")
+    # HubSpot's v1/v2 signatures carry no timestamp (a captured delivery replays forever): refused unless
+    # an app that cannot send v3 needs them.
+    webhook_hubspot_legacy_signatures: bool = Field(
+        default=False, alias="ENNU_WEBHOOK_HUBSPOT_LEGACY_SIGNATURES"
+    )
+    # How long a received webhook's id is remembered to refuse a replay, per integration, in days, as JSON
+    # (`{"twilio": 730}`): overrides of ennu.receipts.REPLAY_WINDOW_DAYS. Kept apart from the payload, which
+    # goes after ENNU_RETENTION_RECEIPTS_DAYS.
+    webhook_replay_days: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, alias="ENNU_WEBHOOK_REPLAY_DAYS"
+    )
 
     @property
     def local(self) -> bool:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 from sqlalchemy import delete, select
 
+from ennu import receipts
 from ennu.db import session_scope
 from ennu.models import EventStatus, OutboxEvent, SyncLog, WebhookReceipt, utcnow
 from ennu.settings import get_settings
@@ -36,7 +37,8 @@ def delete_older(
 
 @flow(name="cleanup", log_prints=False)
 def cleanup() -> dict[str, int]:
-    """Delete sync-log rows, webhook receipts and settled outbox events past their retention period."""
+    """Delete sync-log rows, webhook receipts and settled outbox events past their retention period, and
+    remembered webhook ids past their integration's replay window (ennu.receipts.REPLAY_WINDOW_DAYS)."""
     settings = get_settings()
     removed = {
         "sync_log": delete_older(SyncLog, "created_at", settings.retention_sync_log_days),
@@ -47,6 +49,8 @@ def cleanup() -> dict[str, int]:
             settings.retention_receipts_days,
             WebhookReceipt.processed_at.is_not(None),
         ),
+        # The ids outlive the payloads: a replay after the clean-up above is still refused.
+        "webhook_receipt_ids": receipts.forget_replay_ids(BATCH),
         "event_outbox": delete_older(
             OutboxEvent,
             "received_at",

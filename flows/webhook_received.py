@@ -1,7 +1,8 @@
 """`webhook-received`: act on stored vendor webhooks after answering them.
 
-Mailchimp unsubscribes and Twilio STOP replies withdraw consent; Stripe subscription events update the
-host's subscription state and raise a `subscription.changed` event whose flow carries it to the CRMs.
+Mailchimp and Mailchimp transactional unsubscribes and Twilio STOP replies withdraw consent; Stripe
+subscription events update the host's subscription state and raise a `subscription.changed` event whose
+flow carries it to the CRMs. Each handler reads only the fields ennu.receipts.kept_payload keeps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from ennu.events import HubEvent
 from ennu.models import Subscription, SyncLog, User, WebhookReceipt, as_utc, utcnow
 from tasks.ingest import ingest
 
-STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
 SUBSCRIPTION_EVENTS = frozenset(
     {
         "customer.subscription.created",
@@ -41,18 +41,31 @@ class Handled:
     events: list[HubEvent] = field(default_factory=list)
 
 
-def mailchimp_unsubscribe(session: Session, payload: dict[str, Any]) -> Handled:
-    if payload.get("type") not in ("unsubscribe", "cleaned"):
-        return Handled("ignored")
-    email = str(payload.get("data[email]", "")).strip().lower()
+def _withdraw_marketing(session: Session, email: str) -> Handled:
+    email = email.strip().lower()
+    if not email:
+        return Handled("no such person")
     changed = session.execute(
         update(User).where(func.lower(User.email) == email).values(marketing_consent=False)
     )
     return Handled("consent withdrawn" if getattr(changed, "rowcount", 0) else "no such person")
 
 
+def mailchimp_unsubscribe(session: Session, payload: dict[str, Any]) -> Handled:
+    if payload.get("type") not in receipts.MAILCHIMP_UNSUBSCRIBES:
+        return Handled("ignored")
+    return _withdraw_marketing(session, str(payload.get("data[email]", "")))
+
+
+def mandrill_unsubscribe(session: Session, payload: dict[str, Any]) -> Handled:
+    """A recipient who unsubscribed from a transactional message withdraws marketing consent."""
+    if payload.get("event") not in receipts.MANDRILL_UNSUBSCRIBES:
+        return Handled("ignored")
+    return _withdraw_marketing(session, str((payload.get("msg") or {}).get("email", "")))
+
+
 def twilio_stop(session: Session, payload: dict[str, Any]) -> Handled:
-    if str(payload.get("Body", "")).strip().lower() not in STOP_WORDS:
+    if str(payload.get("Body", "")).strip().lower() not in receipts.TWILIO_STOP_WORDS:
         return Handled("ignored")
     digits = "".join(ch for ch in str(payload.get("From", "")) if ch.isdigit())[-10:]
     if len(digits) < 10:
@@ -130,6 +143,7 @@ def stripe_subscription(session: Session, payload: dict[str, Any]) -> Handled:
 
 HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Handled]] = {
     "mailchimp": mailchimp_unsubscribe,
+    "mailchimp-transactional": mandrill_unsubscribe,
     "twilio": twilio_stop,
     "stripe": stripe_subscription,
 }

@@ -1,4 +1,8 @@
-"""Inbound webhook signatures of each vendor, checked in constant time; several secrets during rotation."""
+"""Inbound webhook signatures of each vendor, checked in constant time; several secrets during rotation.
+
+Every vendor that signs a timestamp (Stripe, HubSpot v3, Slack) is held to one tolerance,
+ENNU_WEBHOOK_TOLERANCE_SECONDS (300 s: what Stripe and HubSpot recommend), unless a caller passes its own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-DEFAULT_TOLERANCE_SECONDS = 300
+from ennu.settings import get_settings
 
 
 class SignatureError(Exception):
@@ -24,8 +28,10 @@ def _any_equal(expected: Iterable[str], given: Iterable[str]) -> bool:
     return matched
 
 
-def _fresh(timestamp: float, now: float | None, tolerance: float) -> None:
-    if abs((now if now is not None else time.time()) - timestamp) > tolerance:
+def _fresh(timestamp: float, now: float | None, tolerance: float | None) -> None:
+    """Refuse a timestamp too far from now, in either direction (a replay, or a forged future one)."""
+    limit = tolerance if tolerance is not None else get_settings().webhook_tolerance_seconds
+    if abs((now if now is not None else time.time()) - timestamp) > limit:
         raise SignatureError("timestamp outside the tolerance window")
 
 
@@ -35,7 +41,7 @@ def verify_stripe(
     secrets: Sequence[str],
     *,
     now: float | None = None,
-    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    tolerance: float | None = None,
 ) -> None:
     """`Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>[,v1=...]`."""
     if not header:
@@ -62,7 +68,7 @@ def verify_hubspot_v3(
     secrets: Sequence[str],
     *,
     now: float | None = None,
-    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    tolerance: float | None = None,
 ) -> None:
     """`X-HubSpot-Signature-v3` = base64(HMAC-SHA256(secret, method + uri + body + timestamp in ms))."""
     if not signature or not timestamp_ms:
@@ -81,7 +87,11 @@ def verify_hubspot_v3(
 def verify_hubspot_legacy(
     version: str, method: str, uri: str, body: bytes, signature: str | None, secrets: Sequence[str]
 ) -> None:
-    """Older apps: v1 = hex(SHA256(secret + body)); v2 = hex(SHA256(secret + method + uri + body))."""
+    """Older apps: v1 = hex(SHA256(secret + body)); v2 = hex(SHA256(secret + method + uri + body)).
+
+    Neither carries a timestamp, so a captured delivery verifies forever: the intake calls this only with
+    ENNU_WEBHOOK_HUBSPOT_LEGACY_SIGNATURES on.
+    """
     if not signature:
         raise SignatureError("missing X-HubSpot-Signature header")
     if version == "v1":
@@ -138,7 +148,7 @@ def verify_slack(
     secrets: Sequence[str],
     *,
     now: float | None = None,
-    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    tolerance: float | None = None,
 ) -> None:
     """`X-Slack-Signature: v0=hex(HMAC-SHA256(secret, "v0:{timestamp}:{body}"))`."""
     if not signature or not timestamp or not timestamp.isdigit():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -17,11 +18,10 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response
 from prefect.events import emit_event
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
 
-from ennu.db import session_scope
-from ennu.models import WebhookReceipt
+from ennu import receipts
 from ennu.secrets import read_secret
+from ennu.settings import get_settings
 from intake.errors import error_responses
 from intake.openapi import allowed_values
 from intake.signatures import (
@@ -59,7 +59,8 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
         "required": False,
         "description": (
             "Exactly as the vendor sent it: JSON (Stripe, HubSpot) or form fields (Mailchimp, Mailchimp "
-            "transactional, Twilio). Signed with Stripe-Signature, X-HubSpot-Signature-v3 (or v1/v2), "
+            "transactional, Twilio). Signed with Stripe-Signature, X-HubSpot-Signature-v3 (v1/v2 only when "
+            "ENNU_WEBHOOK_HUBSPOT_LEGACY_SIGNATURES is on), "
             "X-Mandrill-Signature, X-Twilio-Signature, or the URL secret (Mailchimp)."
         ),
         "content": {
@@ -103,10 +104,21 @@ def public_url(request: Request) -> str:
     return str(request.url)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError("not a finite number")
+    return value
+
+
+def _not_a_number(name: str) -> float:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
+        return json.loads(body, parse_float=_finite, parse_constant=_not_a_number)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, non-finite numbers, or nested too deeply
         raise HTTPException(422, "body is not JSON") from None
 
 
@@ -125,7 +137,7 @@ async def stripe(request: Request, body: bytes) -> list[Delivery]:
 async def hubspot(request: Request, body: bytes) -> list[Delivery]:
     secrets = secrets_for("hubspot")
     url = public_url(request)
-    if request.headers.get("x-hubspot-signature-v3"):
+    if request.headers.get("x-hubspot-signature-v3") or not get_settings().webhook_hubspot_legacy_signatures:
         verify_hubspot_v3(
             request.method,
             url,
@@ -201,23 +213,6 @@ VERIFIERS = {
 }
 
 
-def store(integration: str, delivery: Delivery) -> int | None:
-    """The new receipt's id, or None when this vendor event id was already received."""
-    try:
-        with session_scope() as session:
-            receipt = WebhookReceipt(
-                integration=integration,
-                vendor_event_id=delivery.vendor_event_id,
-                kind=delivery.kind[:100],
-                payload=delivery.payload,
-            )
-            session.add(receipt)
-            session.flush()
-            return receipt.id
-    except IntegrityError:
-        return None
-
-
 @router.get(
     "/mailchimp",
     response_class=Response,
@@ -255,7 +250,7 @@ def mailchimp_validation(secret: str | None = None) -> Response:
 async def receive(
     integration: Annotated[str, Path(json_schema_extra=allowed_values(SECRET_NAMES))], request: Request
 ) -> WebhookAck:
-    """Verify, store once per vendor event id, announce, answer."""
+    """Verify, store once per vendor event id (remembered past the payload's clean-up), announce, answer."""
     verifier = VERIFIERS.get(integration)
     if verifier is None:
         raise HTTPException(404, "no webhook for this integration")
@@ -265,7 +260,11 @@ async def receive(
     except SignatureError as exc:
         logger.warning("%s webhook refused: %s", integration, exc)
         raise HTTPException(401, "signature refused") from None
-    new = [(d, receipt_id) for d in deliveries if (receipt_id := store(integration, d)) is not None]
+    new = [
+        (d, receipt_id)
+        for d in deliveries
+        if (receipt_id := receipts.record(integration, d.vendor_event_id, d.kind, d.payload)) is not None
+    ]
     for delivery, receipt_id in new:
         emit_event(
             event=f"ennu.webhook.{integration}",

@@ -1,13 +1,18 @@
-"""Webhook signature checks against the vendors' documented examples, rotation, tampering and staleness."""
+"""Webhook signature checks against the vendors' documented examples and SDKs, rotation, tampering and
+staleness under the one configured tolerance."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from collections.abc import Iterator
 
 import pytest
+import stripe
+from hubspot.utils.signature import Signature
 
+from ennu.settings import reload_settings
 from intake.signatures import (
     SignatureError,
     verify_hubspot_legacy,
@@ -18,12 +23,26 @@ from intake.signatures import (
     verify_twilio,
     verify_url_secret,
 )
+from tests.webhook_signing import slack_signature
 
 NOW = 1_764_000_000.0
 
 
 def stripe_header(body: bytes, secret: str, t: int) -> str:
-    return f"t={t},v1=" + hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=t)
+
+
+def hubspot_v3(secret: str, uri: str, body: bytes, timestamp_ms: str) -> str:
+    return Signature.get_signature(secret, body.decode(), "v3", http_uri=uri, timestamp=timestamp_ms)
+
+
+@pytest.fixture()
+def tolerance(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("ENNU_WEBHOOK_TOLERANCE_SECONDS", "30")
+    reload_settings()
+    yield 30
+    monkeypatch.undo()
+    reload_settings()
 
 
 def test_stripe_accepts_a_valid_signature_and_any_rotated_secret() -> None:
@@ -67,9 +86,7 @@ def test_hubspot_v2_matches_the_documented_example() -> None:
 def test_hubspot_v3_valid_stale_and_tampered() -> None:
     secret, uri, body = "s3cret", "https://hub.example.org/webhooks/hubspot", b'[{"eventId":1}]'
     ts = str(int(NOW * 1000))
-    sig = base64.b64encode(
-        hmac.new(secret.encode(), b"POST" + uri.encode() + body + ts.encode(), hashlib.sha256).digest()
-    ).decode()
+    sig = hubspot_v3(secret, uri, body, ts)
     verify_hubspot_v3("POST", uri, body, sig, ts, ["other", secret], now=NOW)
     with pytest.raises(SignatureError):
         verify_hubspot_v3("POST", uri, body + b" ", sig, ts, [secret], now=NOW)
@@ -106,10 +123,31 @@ def test_mandrill_signs_url_and_sorted_fields() -> None:
 
 def test_slack_v0_and_url_secrets() -> None:
     body, ts = b"payload=1", str(int(NOW))
-    sig = "v0=" + hmac.new(b"sl", b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    sig = slack_signature(body, ts)
+    assert sig == "v0=" + hmac.new(b"sl", b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
     verify_slack(body, sig, ts, ["sl"], now=NOW)
     with pytest.raises(SignatureError):
         verify_slack(body, sig, ts, ["sl"], now=NOW + 400)
     verify_url_secret("abc", ["zzz", "abc"])
     with pytest.raises(SignatureError):
         verify_url_secret("abd", ["abc"])
+
+
+def test_the_configured_tolerance_holds_for_every_timestamped_signature(tolerance: int) -> None:
+    """ENNU_WEBHOOK_TOLERANCE_SECONDS, not a constant: Stripe, HubSpot v3 and Slack, past and future."""
+    body, uri = b'[{"eventId":1}]', "https://hub.example.org/webhooks/hubspot"
+
+    def check(vendor: str, at: int) -> None:
+        if vendor == "stripe":
+            verify_stripe(body, stripe_header(body, "whsec_1", at), ["whsec_1"], now=NOW)
+        elif vendor == "hubspot":
+            ms = str(at * 1000)
+            verify_hubspot_v3("POST", uri, body, hubspot_v3("s", uri, body, ms), ms, ["s"], now=NOW)
+        else:
+            verify_slack(body, slack_signature(body, str(at)), str(at), ["sl"], now=NOW)
+
+    for vendor in ("stripe", "hubspot", "slack"):
+        check(vendor, int(NOW) - (tolerance - 5))
+        for age in (tolerance + 5, -(tolerance + 5)):
+            with pytest.raises(SignatureError, match="tolerance"):
+                check(vendor, int(NOW) - age)

@@ -1,10 +1,10 @@
-"""Inbound vendor webhooks: valid, wrong, stale and replayed deliveries, over the real app."""
+"""Inbound vendor webhooks: valid, wrong, stale and replayed deliveries, over the real app.
+
+Signed with the vendors' own SDKs (tests/webhook_signing.py).
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -17,35 +17,44 @@ from sqlalchemy import select
 
 from ennu.db import session_scope
 from ennu.models import OutboxEvent, Subscription, User, WebhookReceipt
+from ennu.settings import reload_settings
 from flows.subscription_changed import subscription_changed
 from flows.user_registered import user_registered
 from flows.webhook_received import webhook_received
 from intake.app import create_app
 from tests.factories import add_event, add_person
+from tests.webhook_signing import (
+    BASE,
+    SECRETS,
+    hubspot_legacy_headers,
+    hubspot_v3_headers,
+    mandrill_form,
+    stripe_headers,
+    twilio_form,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 @pytest.fixture()
 def api(sqlite_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", "whsec_new,whsec_old")
-    monkeypatch.setenv("HUBSPOT_CLIENT_SECRETS", "hs-secret")
-    monkeypatch.setenv("MAILCHIMP_WEBHOOK_SECRETS", "mc-url-secret")
-    monkeypatch.setenv("MANDRILL_WEBHOOK_KEYS", "mandrill-key")
-    monkeypatch.setenv("TWILIO_AUTH_TOKENS", "tw-token")
-    with TestClient(create_app(), base_url="https://hub.example.org") as client:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    with TestClient(create_app(), base_url=BASE) as client:
         yield client
+    monkeypatch.undo()
+    reload_settings()
+
+
+def configured(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    reload_settings()
 
 
 def receipts() -> list[tuple[str, str]]:
     with session_scope() as session:
         return [(r.integration, r.vendor_event_id) for r in session.execute(select(WebhookReceipt)).scalars()]
-
-
-def stripe_headers(body: bytes, secret: str = "whsec_old", at: int | None = None) -> dict[str, str]:
-    t = at or int(time.time())
-    sig = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Stripe-Signature": f"t={t},v1={sig}", "Content-Type": "application/json"}
 
 
 def test_stripe_valid_once_replay_acknowledged_wrong_and_stale_refused(api: TestClient) -> None:
@@ -73,17 +82,11 @@ def test_hubspot_v3_each_event_stored_once(api: TestClient) -> None:
             {"eventId": 12, "subscriptionType": "contact.deletion"},
         ]
     ).encode()
-    ts = str(int(time.time() * 1000))
-    uri = "https://hub.example.org/webhooks/hubspot"
-    sig = base64.b64encode(
-        hmac.new(b"hs-secret", b"POST" + uri.encode() + body + ts.encode(), hashlib.sha256).digest()
-    ).decode()
-    headers = {"X-HubSpot-Signature-v3": sig, "X-HubSpot-Request-Timestamp": ts}
+    headers = hubspot_v3_headers(body)
     assert api.post("/webhooks/hubspot", content=body, headers=headers).json()["new"] == 2
     assert api.post("/webhooks/hubspot", content=body, headers=headers).json()["duplicates"] == 2
-    old = str(int((time.time() - 400) * 1000))
-    headers["X-HubSpot-Request-Timestamp"] = old
-    assert api.post("/webhooks/hubspot", content=body, headers=headers).status_code == 401
+    stale = hubspot_v3_headers(body, at_ms=int((time.time() - 400) * 1000))
+    assert api.post("/webhooks/hubspot", content=body, headers=stale).status_code == 401
 
 
 def test_mailchimp_url_secret_and_validation_ping(api: TestClient) -> None:
@@ -100,21 +103,12 @@ def test_mailchimp_url_secret_and_validation_ping(api: TestClient) -> None:
 
 
 def test_mandrill_and_twilio_signatures(api: TestClient) -> None:
-    url = "https://hub.example.org/webhooks/mailchimp-transactional"
-    events = json.dumps([{"_id": "m1", "event": "unsub"}])
-    sig = base64.b64encode(
-        hmac.new(b"mandrill-key", (url + "mandrill_events" + events).encode(), hashlib.sha1).digest()
-    ).decode()
-    form = urlencode({"mandrill_events": events})
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Mandrill-Signature": sig}
+    form, headers = mandrill_form([{"_id": "m1", "event": "unsub"}])
     assert api.post("/webhooks/mailchimp-transactional", content=form, headers=headers).json()["new"] == 1
 
-    url = "https://hub.example.org/webhooks/twilio"
     params = {"MessageSid": "SM1", "MessageStatus": "delivered", "To": "+15550100000"}
-    signed = url + "".join(k + v for k, v in sorted(params.items()))
-    sig = base64.b64encode(hmac.new(b"tw-token", signed.encode(), hashlib.sha1).digest()).decode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig}
-    assert api.post("/webhooks/twilio", content=urlencode(params), headers=headers).json()["new"] == 1
+    form, headers = twilio_form(params)
+    assert api.post("/webhooks/twilio", content=form, headers=headers).json()["new"] == 1
     params["MessageStatus"] = "failed"  # a changed byte
     assert api.post("/webhooks/twilio", content=urlencode(params), headers=headers).status_code == 401
     assert api.post("/webhooks/unknown", content=b"{}").status_code == 404
@@ -198,15 +192,63 @@ def test_unsubscribes_and_stop_replies_withdraw_consent(api: TestClient) -> None
     assert (
         api.post("/webhooks/mailchimp?secret=mc-url-secret", content=form, headers=headers).status_code == 200
     )
-    url = "https://hub.example.org/webhooks/twilio"
     params = {"MessageSid": "SMstop", "From": "+15550109999", "To": "+15550100000", "Body": "STOP"}
-    signed = url + "".join(k + v for k, v in sorted(params.items()))
-    sig = base64.b64encode(hmac.new(b"tw-token", signed.encode(), hashlib.sha1).digest()).decode()
-    twilio = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig}
-    assert api.post("/webhooks/twilio", content=urlencode(params), headers=twilio).status_code == 200
+    form, twilio = twilio_form(params)
+    assert api.post("/webhooks/twilio", content=form, headers=twilio).status_code == 200
 
     outcomes = webhook_received(receipt_ids=receipt_ids("mailchimp") + receipt_ids("twilio"))
     assert outcomes == {"consent withdrawn": 2}
     with session_scope() as session:
         user = session.get(User, person)
         assert user is not None and (user.marketing_consent, user.communication_consent) == (False, False)
+
+
+# --------------------------------------------------------------- freshness and odd input
+
+
+def test_hubspot_v1_and_v2_only_deliveries_are_refused_unless_enabled(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = json.dumps([{"eventId": 21, "subscriptionType": "contact.creation"}]).encode()
+    for version in ("v1", "v2"):
+        legacy = hubspot_legacy_headers(body, version)
+        assert api.post("/webhooks/hubspot", content=body, headers=legacy).status_code == 401
+    assert receipts() == []
+
+    configured(monkeypatch, ENNU_WEBHOOK_HUBSPOT_LEGACY_SIGNATURES="true")
+    legacy = hubspot_legacy_headers(body, "v1")
+    assert api.post("/webhooks/hubspot", content=body, headers=legacy).json()["new"] == 1
+    wrong = hubspot_legacy_headers(body, "v1", secret="not-the-secret")
+    assert api.post("/webhooks/hubspot", content=body, headers=wrong).status_code == 401
+    # A v3 header is still checked as v3 (with its timestamp) when legacy signatures are on.
+    stale = hubspot_v3_headers(body, at_ms=int((time.time() - 400) * 1000))
+    assert api.post("/webhooks/hubspot", content=body, headers={**legacy, **stale}).status_code == 401
+
+
+@pytest.mark.parametrize("vendor", ["stripe", "hubspot"])
+def test_one_tolerance_holds_for_every_signed_timestamp(
+    vendor: str, api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured(monkeypatch, ENNU_WEBHOOK_TOLERANCE_SECONDS="60")
+
+    def delivery(event_id: str, age: int) -> tuple[bytes, dict[str, str]]:
+        at = int(time.time()) - age
+        if vendor == "stripe":
+            body = json.dumps({"id": event_id, "type": "customer.updated"}).encode()
+            return body, stripe_headers(body, at=at)
+        body = json.dumps([{"eventId": event_id, "subscriptionType": "contact.creation"}]).encode()
+        return body, hubspot_v3_headers(body, at_ms=at * 1000)
+
+    for event_id, age, status in (("fresh", 20, 200), ("stale", 90, 401), ("future", -90, 401)):
+        body, headers = delivery(f"{vendor}-{event_id}", age)
+        assert api.post(f"/webhooks/{vendor}", content=body, headers=headers).status_code == status, event_id
+    assert receipts() == [(vendor, f"{vendor}-fresh")]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_refused_with_422(number: str, api: TestClient) -> None:
+    body = b'{"id": "evt_nan", "type": "customer.subscription.updated", "created": ' + number.encode() + b"}"
+    answer = api.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+    assert answer.status_code == 422
+    assert number not in answer.text
+    assert receipts() == []
