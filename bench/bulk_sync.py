@@ -24,7 +24,7 @@ HubSpot, Mailchimp and Salesforce get a second line, "one-request-each": the sam
   teams       critical results       --notices    one card a request
 
 Runs against its own SQLite database, sandbox and Prefect test harness (or PREFECT_API_URL when set).
-Vendor credentials in the environment are ignored, and every *_REQUESTS_PER_HOUR is raised, so the
+Vendor credentials in the environment are ignored, and every *_RATE_LIMIT is raised, so the
 figures are our cost, not the vendors' allowance.
 """
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from devtools.routing import routing_copy
 from sandbox.client import SandboxClient
 
-BENCH_REQUESTS_PER_HOUR = "36000000"
-
 
 def bench_environment() -> None:
     """Before Prefect is imported: no telemetry, no result persistence, sandbox credentials, raised rates."""
@@ -26,13 +24,13 @@ def bench_environment() -> None:
     # The registry's connectors: their credentials and base URLs from the machine are dropped, so the
     # bench can only ever talk to its own sandbox, and their rates raised, so that it measures our cost,
     # not the vendor's allowance.
-    from connectors.registry import environment_prefixes, rate_variables
+    from connectors.registry import UNLIMITED, environment_prefixes, rate_variables
 
     for name in list(os.environ):
         if name.startswith(tuple(environment_prefixes())):
             os.environ.pop(name)
     for name in rate_variables():
-        os.environ[name] = BENCH_REQUESTS_PER_HOUR
+        os.environ[name] = UNLIMITED
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ Database = Literal["postgresql", "sqlite"]
 PG_ADMIN_URL = os.environ.get("ENNU_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 INTAKE_TOKEN = "bench-intake-token"  # noqa: S105 - a local token of this run's intake only
 # Raised so the benches measure the engine, not the vendors' allowance (Slack's 1/s is fixed in code).
-BENCH_REQUESTS_PER_HOUR = "36000000"
 PY = sys.executable
 
 
@@ -36,7 +35,7 @@ def quiet_environment() -> dict[str, str]:
     """The machine's environment without vendor settings, with telemetry off: the base of every child."""
     # The registry's connectors: settings from the machine (credentials, base URLs) never reach the
     # bench's processes, and their rates are raised.
-    from connectors.registry import environment_prefixes, rate_variables
+    from connectors.registry import UNLIMITED, environment_prefixes, rate_variables
 
     prefixes = tuple(environment_prefixes())
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
@@ -49,7 +48,7 @@ def quiet_environment() -> dict[str, str]:
         ENNU_SECRET_BLOCKS="false",  # noqa: S106 - a switch, not a secret
         ENNU_ENV="local",
     )
-    env.update({name: BENCH_REQUESTS_PER_HOUR for name in rate_variables()})
+    env.update({name: UNLIMITED for name in rate_variables()})
     return env
 
 

@@ -14,6 +14,7 @@ import requests
 
 from connectors.errors import DEFAULT_TABLE, ErrorTable
 from connectors.http import VendorHttp
+from connectors.request_rate import RequestRate
 from ennu.models import SyncStatus
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ class HttpConnector(Connector):
         cls,
         base_url: str,
         *,
-        requests_per_hour: int | None,
+        rate: RequestRate | None,
         rate_limited: bool = True,
         auth: requests.auth.AuthBase | tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -241,7 +242,7 @@ class HttpConnector(Connector):
         from ennu.settings import get_settings
 
         core = get_settings()
-        limit = RateLimit(cls.name, requests_per_hour) if rate_limited and requests_per_hour else None
+        limit = RateLimit(cls.name, rate) if rate_limited and rate is not None else None
         return VendorHttp(
             cls.name,
             base_url,

@@ -10,7 +10,6 @@ one round trip, a stream of them about one round trip a second, and a slot nobod
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -22,11 +21,13 @@ from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL
 
+from connectors.request_rate import RequestRate
+
 logger = logging.getLogger(__name__)
 
 _ensured: set[tuple[str, int, float]] = set()
 _ensure_lock = threading.Lock()
-TAKE_AHEAD_SECONDS = 1.0
+TAKE_AHEAD_SECONDS = 0.5  # how long a slot taken ahead may wait for its request, at most
 EXPECTED_SECONDS = 5.0  # a push's estimate is forgotten after this long
 
 
@@ -75,7 +76,7 @@ class TakenSlots:
                 return True
             return False
 
-    def acquire(self, name: str, burst: int) -> None:
+    def acquire(self, name: str, burst: int, hold_seconds: float = TAKE_AHEAD_SECONDS) -> None:
         with self.lock:
             now = time.monotonic()
             self._fresh(now)
@@ -96,7 +97,7 @@ class TakenSlots:
             with self.lock:
                 self.round_trips += 1
                 self.blocked_seconds += time.monotonic() - started
-                use_by = time.monotonic() + TAKE_AHEAD_SECONDS
+                use_by = time.monotonic() + hold_seconds
                 self.ready.extend([use_by] * (chunk - 1))  # one is this request's
 
 
@@ -148,22 +149,28 @@ def limit_name(integration: str) -> str:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """At most `per_hour` requests an hour to one integration, with a burst of one minute's share."""
+    """One integration's vendor limit (`190/10s`) as a token bucket no window can exceed (see
+    connectors/request_rate.py): `burst` slots at once, then `slots_per_second`."""
 
     integration: str
-    per_hour: int
+    rate: RequestRate
 
     @property
     def name(self) -> str:
         return limit_name(self.integration)
 
     @property
+    def hold_seconds(self) -> float:
+        """How long a slot taken ahead may wait for its request: a tenth of the vendor's window at most."""
+        return min(TAKE_AHEAD_SECONDS, self.rate.seconds / 10)
+
+    @property
     def burst(self) -> int:
-        return max(1, math.ceil(self.per_hour / 60))
+        return self.rate.bucket(self.hold_seconds)[0]
 
     @property
     def slots_per_second(self) -> float:
-        return self.per_hour / 3600.0
+        return self.rate.bucket(self.hold_seconds)[1]
 
     def ensure(self) -> None:
         """Create or update the global limit once per process (two processes racing is fine)."""
@@ -183,7 +190,7 @@ class RateLimit:
     def acquire(self) -> None:
         """Block until one request may be sent (a slot this process took a moment ago, or a new chunk)."""
         self.ensure()
-        taken_slots(self.name).acquire(self.name, self.burst)
+        taken_slots(self.name).acquire(self.name, self.burst, self.hold_seconds)
 
 
 def forget_ensured_limits() -> None:

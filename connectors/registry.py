@@ -57,9 +57,12 @@ def environment_prefixes() -> set[str]:
 
 
 def rate_variables() -> list[str]:
-    """The variables of the connectors' request rates (`<VENDOR>_REQUESTS_PER_HOUR`)."""
+    """The variables of the connectors' request limits (`<VENDOR>_RATE_LIMIT`, e.g. `190/10s`)."""
     return sorted(
-        cls.settings_class.variable("requests_per_hour")
+        cls.settings_class.variable("rate_limit")
         for cls in CONNECTORS.values()
-        if "requests_per_hour" in cls.settings_class.model_fields
+        if "rate_limit" in cls.settings_class.model_fields
     )
+
+
+UNLIMITED = "1000000/1s"  # what tests and benches that measure cost, not limits, set every rate to

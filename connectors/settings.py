@@ -50,7 +50,7 @@ class VendorSettings(BaseSettings):
 
     @classmethod
     def variable(cls, field_name: str) -> str:
-        """The environment variable of a field (`requests_per_hour` -> `HUBSPOT_REQUESTS_PER_HOUR`)."""
+        """The environment variable of a field (`rate_limit` -> `HUBSPOT_RATE_LIMIT`)."""
         field = cls.model_fields.get(field_name)
         alias = field.alias if field is not None else None
         return alias or f"{cls.prefix()}{field_name}".upper()

@@ -22,14 +22,14 @@ os.environ["ENNU_SECRET_BLOCKS"] = "false"
 os.environ["ENNU_ENV"] = "local"  # the sandbox and the published development keys may stand in
 # Generous rates in tests; the rate-limit tests set their own. The connectors' prefixes come from the
 # registry (importing it reads no vendor setting yet).
-from connectors.registry import environment_prefixes, rate_variables
+from connectors.registry import UNLIMITED, environment_prefixes, rate_variables
 
 # Tests talk to the sandbox only: no vendor credential or base URL from the machine may leak in.
 for name in list(os.environ):
     if name.startswith(tuple(environment_prefixes())):
         os.environ.pop(name)
 for name in rate_variables():
-    os.environ[name] = "3600000"
+    os.environ[name] = UNLIMITED
 
 from ennu.db import dispose_engines, get_engine, migrate  # noqa: E402
 from ennu.models import Base  # noqa: E402

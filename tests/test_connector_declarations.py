@@ -39,14 +39,12 @@ def test_the_readme_table_is_the_settings_classes() -> None:
 
 
 def test_an_empty_variable_is_unset_and_a_bad_one_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HUBSPOT_REQUESTS_PER_HOUR", "")
-    assert (
-        HubSpotSettings.load().requests_per_hour == HubSpotSettings.model_fields["requests_per_hour"].default
-    )
-    monkeypatch.setenv("HUBSPOT_REQUESTS_PER_HOUR", "lots-4711")
+    monkeypatch.setenv("HUBSPOT_RATE_LIMIT", "")
+    assert HubSpotSettings.load().rate_limit == HubSpotSettings.model_fields["rate_limit"].default
+    monkeypatch.setenv("HUBSPOT_RATE_LIMIT", "lots-4711")
     with pytest.raises(SettingsError) as caught:
         validate_settings()
-    assert "HUBSPOT_REQUESTS_PER_HOUR" in str(caught.value) and "4711" not in str(caught.value)
+    assert "HUBSPOT_RATE_LIMIT" in str(caught.value) and "4711" not in str(caught.value)
 
 
 @pytest.fixture()

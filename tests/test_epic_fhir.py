@@ -865,9 +865,9 @@ def test_every_epic_variable_is_a_typed_setting_and_a_bad_value_names_its_variab
     defaults = EpicFhirSettings.load()
     assert (defaults.create_patients, defaults.assessment_observations) == (None, None)
     assert defaults.patient_identifiers == ("mrn", "ennu")
-    assert EpicFhirSettings.model_fields["requests_per_hour"].default == 6000
+    assert str(EpicFhirSettings.model_fields["rate_limit"].default) == "6000/1h"
     documented = {variable for variable, _, _ in EpicFhirSettings.documented()}
-    assert documented == set(EPIC_ENV) | {"EPIC_REQUESTS_PER_HOUR", "EPIC_ASSESSMENT_IDENTIFIER_SYSTEM"}
+    assert documented == set(EPIC_ENV) | {"EPIC_RATE_LIMIT", "EPIC_ASSESSMENT_IDENTIFIER_SYSTEM"}
     clean_env.setenv("EPIC_PATIENT_IDENTIFIERS", " ENNU, mrn ")
     clean_env.setenv("EPIC_BP_WAIT_SECONDS", "")  # empty is unset
     clean_env.setenv("EPIC_CREATE_PATIENTS", "false")
@@ -884,7 +884,7 @@ def test_every_epic_variable_is_a_typed_setting_and_a_bad_value_names_its_variab
         ("EPIC_PATIENT_IDENTIFIERS", "mrn,ssn"),
         ("EPIC_PATIENT_IDENTIFIERS", "mrn,mrn"),
         ("EPIC_PATIENT_MATCH_DEMOGRAPHICS", "perhaps"),
-        ("EPIC_REQUESTS_PER_HOUR", "0"),
+        ("EPIC_RATE_LIMIT", "plenty"),
     ]:
         clean_env.setenv(name, bad)
         with pytest.raises(SettingsError) as refused:

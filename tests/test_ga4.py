@@ -393,18 +393,18 @@ def test_every_ga4_variable_is_a_typed_setting_and_a_bad_value_names_its_variabl
         "GA4_SERVICE_ACCOUNT_KEY",
         "GA4_BASE_URL",
         "GA4_MEASUREMENT_ID",
-        "GA4_REQUESTS_PER_HOUR",
+        "GA4_RATE_LIMIT",
         "GA4_PROPERTY_ID",
         "GA4_ADMIN_BASE_URL",
     }
-    ga4_env.setenv("GA4_REQUESTS_PER_HOUR", "")  # empty is unset
+    ga4_env.setenv("GA4_RATE_LIMIT", "")  # empty is unset
     ga4_env.setenv("GA4_PROPERTY_ID", "424242")
     loaded = Ga4Settings.load()
-    assert loaded.requests_per_hour == 36_000 and loaded.property_id == "424242"
-    ga4_env.setenv("GA4_REQUESTS_PER_HOUR", "lots")
+    assert str(loaded.rate_limit) == "36000/1h" and loaded.property_id == "424242"
+    ga4_env.setenv("GA4_RATE_LIMIT", "lots")
     with pytest.raises(SettingsError) as refused:
         Ga4Settings.load()
-    assert "GA4_REQUESTS_PER_HOUR" in str(refused.value) and "lots" not in str(refused.value)
+    assert "GA4_RATE_LIMIT" in str(refused.value) and "lots" not in str(refused.value)
 
 
 def test_a_secret_without_a_measurement_id_is_not_configured(ga4_env: pytest.MonkeyPatch) -> None:

@@ -249,7 +249,7 @@ def test_settings_are_mailchimps_own_and_a_bad_value_names_its_variable(
     own = MailchimpSettings.load()
     assert (own.list_id, own.journey_id, own.journey_step_id) == ("sandbox-list", 1001, 2001)
     assert MailchimpConnector.from_settings(get_settings(), rate_limited=False).journey == SANDBOX_JOURNEY
-    for name, value in (("MAILCHIMP_REQUESTS_PER_HOUR", "many"), ("MAILCHIMP_JOURNEY_STEP_ID", "step-two")):
+    for name, value in (("MAILCHIMP_RATE_LIMIT", "many"), ("MAILCHIMP_JOURNEY_STEP_ID", "step-two")):
         with monkeypatch.context() as scoped:
             scoped.setenv(name, value)
             with pytest.raises(SettingsError, match=name) as refused:

@@ -26,6 +26,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 from pydantic import SecretStr
 
 from connectors.rate_limit import RateLimit, forget_ensured_limits, limit_name
+from connectors.request_rate import parse_rate
 from devtools.launcher import deployment_registered
 from ennu.prefect_api import prefect_api_headers
 from ennu.secrets import forget_cached_secrets, read_secret
@@ -135,7 +136,7 @@ def test_with_the_auth_string_flows_rate_limits_secret_blocks_and_intake_events_
         assert hubspot_limit.name == limit_name("hubspot")
 
         # The limit holds: a burst of one, then the next request waits for its slot.
-        limit = RateLimit("authprobe", per_hour=60)
+        limit = RateLimit("authprobe", parse_rate("10/1h"))
         limit.acquire()
         with pytest.raises(TimeoutError):
             rate_limit(limit.name, occupy=1, timeout_seconds=1, strict=True)

@@ -9,6 +9,8 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
 
 from connectors.rate_limit import RateLimit, limit_name
+from connectors.registry import UNLIMITED
+from connectors.request_rate import parse_rate
 from flows.assessment_completed import assessment_completed
 from tests.factories import person_with_assessment
 
@@ -20,15 +22,44 @@ def test_a_flow_run_creates_each_integrations_limit_from_settings(sqlite_databas
     with get_client(sync_client=True) as client:
         hubspot = client.read_global_concurrency_limit_by_name(limit_name("hubspot"))
         mailchimp = client.read_global_concurrency_limit_by_name(limit_name("mailchimp"))
-    # tests/conftest.py sets 3,600,000 requests an hour for both
-    assert hubspot.slot_decay_per_second == pytest.approx(1000.0)
-    assert hubspot.limit == 60_000
-    assert mailchimp.slot_decay_per_second == pytest.approx(1000.0)
+    # tests/conftest.py sets every rate to UNLIMITED (1,000,000 a second)
+    expected = RateLimit("hubspot", parse_rate(UNLIMITED))
+    assert hubspot.slot_decay_per_second == pytest.approx(expected.slots_per_second)
+    assert hubspot.limit == expected.burst == 50_000
+    assert mailchimp.slot_decay_per_second == pytest.approx(expected.slots_per_second)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "per_second"),
+    [("190/10s", 9, 17.32), ("100/10s", 5, 9.13), ("10/1s", 1, 9.0), ("15000/24h", 750, 0.165)],
+)
+def test_a_vendor_limit_becomes_a_bucket_no_window_can_exceed(
+    rate: str, burst: int, per_second: float
+) -> None:
+    """A burst, then a steady rate: in any window of the vendor's length, the burst, the window's refill
+    and the slots a process may hold ahead stay within the vendor's count, at about 90 % of it."""
+    limit = RateLimit("shape", parse_rate(rate))
+    assert (limit.burst, round(limit.slots_per_second, 3)) == (burst, pytest.approx(per_second, abs=0.01))
+    worst = limit.burst + limit.slots_per_second * (limit.rate.seconds + limit.hold_seconds)
+    assert worst < limit.rate.requests + 1
+    assert limit.slots_per_second >= 0.86 * limit.rate.per_second
+
+
+def test_rates_parse_as_vendors_state_them_and_refuse_anything_else() -> None:
+    assert [str(parse_rate(r)) for r in ("190/10s", "100/s", "15000/24h", " 6000 / 1h ")] == [
+        "190/10s",
+        "100/1s",
+        "15000/24h",
+        "6000/1h",
+    ]
+    for wrong in ("0/1s", "100", "100/0s", "fast", "10/1w"):
+        with pytest.raises(ValueError, match="rate"):
+            parse_rate(wrong)
 
 
 def test_product_defaults_hold_back_the_request_after_the_burst() -> None:
-    limit = RateLimit("ratetest", per_hour=100)  # HubSpot's product default: a burst of 2, then one per 36 s
-    assert (limit.burst, round(limit.slots_per_second, 4)) == (2, 0.0278)
+    limit = RateLimit("ratetest", parse_rate("40/1h"))  # a burst of 2, then one every 93 s
+    assert (limit.burst, round(limit.slots_per_second, 4)) == (2, 0.0108)
     limit.acquire()
     limit.acquire()
     with pytest.raises(TimeoutError):
@@ -38,7 +69,7 @@ def test_product_defaults_hold_back_the_request_after_the_burst() -> None:
 def test_a_stream_of_requests_takes_slots_in_chunks_not_one_round_trip_each() -> None:
     from connectors.rate_limit import taken_slots
 
-    limit = RateLimit("chunktest", per_hour=3_600_000)  # room for everything: only the cost is measured
+    limit = RateLimit("chunktest", parse_rate(UNLIMITED))  # room for everything: only the cost is measured
     for _ in range(100):
         limit.acquire()
     # Chunks grow with the requests of the last second: 1, 2, 4, … up to the burst.
@@ -48,7 +79,7 @@ def test_a_stream_of_requests_takes_slots_in_chunks_not_one_round_trip_each() ->
 def test_a_push_that_says_how_many_requests_it_will_make_takes_their_slots_in_one_round_trip() -> None:
     from connectors.rate_limit import expect_requests, taken_slots
 
-    limit = RateLimit("expecttest", per_hour=3_600_000)
+    limit = RateLimit("expecttest", parse_rate(UNLIMITED))
     expect_requests("expecttest", 20)
     for _ in range(20):
         limit.acquire()
@@ -58,7 +89,8 @@ def test_a_push_that_says_how_many_requests_it_will_make_takes_their_slots_in_on
 CLAIMANT = """
 import sys, threading, time
 from connectors.rate_limit import RateLimit
-limit = RateLimit(sys.argv[1], per_hour=int(sys.argv[2]))
+from connectors.request_rate import parse_rate
+limit = RateLimit(sys.argv[1], parse_rate(sys.argv[2]))
 got = 0
 def take():
     global got
@@ -81,14 +113,14 @@ def test_two_processes_taking_chunks_stay_within_one_global_limit() -> None:
 
     from prefect.settings import PREFECT_API_URL
 
-    per_hour, seconds = 360, 6.0  # a burst of 6, then one slot every 10 s
-    limit = RateLimit("twoprocs", per_hour=per_hour)
+    rate, seconds = "120/1m", 6.0  # a burst of 6, then 1.9 slots a second
+    limit = RateLimit("twoprocs", parse_rate(rate))
     limit.ensure()
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     started = time.monotonic()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMANT, limit.name, str(per_hour), str(seconds)],
+            [sys.executable, "-c", CLAIMANT, limit.name, rate, str(seconds)],
             env=env,
             stdout=subprocess.PIPE,
             text=True,

@@ -479,7 +479,7 @@ def test_settings_are_typed_and_a_bad_value_names_its_variable(
         ("SALESFORCE_QUERY_BATCH_SIZE", "lots"),
         ("SALESFORCE_EXTERNAL_ID_FIELD", "Id; DELETE"),
         ("SALESFORCE_API_VERSION", "latest"),
-        ("SALESFORCE_REQUESTS_PER_HOUR", "0"),
+        ("SALESFORCE_RATE_LIMIT", "plenty"),
     ):
         with monkeypatch.context() as scoped:
             scoped.setenv(name, value)

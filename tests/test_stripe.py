@@ -242,7 +242,7 @@ def test_settings_are_typed_and_a_bad_value_names_its_variable(monkeypatch: pyte
     assert StripeSettings.load().api_version is None
     monkeypatch.setenv("STRIPE_API_VERSION", "2026-10-28.endive")
     assert StripeSettings.load().api_version == "2026-10-28.endive"
-    for name, value in (("STRIPE_REQUESTS_PER_HOUR", "fast"), ("STRIPE_API_VERSION", "latest")):
+    for name, value in (("STRIPE_RATE_LIMIT", "fast"), ("STRIPE_API_VERSION", "latest")):
         with monkeypatch.context() as scoped:
             scoped.setenv(name, value)
             with pytest.raises(SettingsError, match=name) as refused:

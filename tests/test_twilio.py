@@ -48,7 +48,7 @@ TWILIO_ENV = (
     "TWILIO_FROM_NUMBER",
     "TWILIO_MESSAGING_SERVICE_SID",
     "TWILIO_STATUS_CALLBACK_URL",
-    "TWILIO_REQUESTS_PER_HOUR",
+    "TWILIO_RATE_LIMIT",
     "TWILIO_DEFAULT_TIMEZONE",
 )
 MESSAGES = f"/2010-04-01/Accounts/{SANDBOX_ACCOUNT_SID}/Messages.json"
@@ -465,8 +465,8 @@ def test_settings_keep_their_variable_names_and_a_bad_value_names_its_variable(
     )
     assert (connector.from_number, connector.status_callback_url) == ("+14155550000", CALLBACK)
     assert connector.default_timezone == "America/Chicago" and connector.messaging_service_sid is None
-    assert TwilioSettings.variable("requests_per_hour") == "TWILIO_REQUESTS_PER_HOUR"
-    for name, value in (("TWILIO_REQUESTS_PER_HOUR", "lots"), ("TWILIO_DEFAULT_TIMEZONE", "Mars/Olympus")):
+    assert TwilioSettings.variable("rate_limit") == "TWILIO_RATE_LIMIT"
+    for name, value in (("TWILIO_RATE_LIMIT", "lots"), ("TWILIO_DEFAULT_TIMEZONE", "Mars/Olympus")):
         monkeypatch.setenv(name, value)
         with pytest.raises(SettingsError, match=name) as bad:
             TwilioSettings.load()

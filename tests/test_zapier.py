@@ -169,10 +169,10 @@ def test_settings_and_objects_are_declared(
     zapier: ZapierConnector, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert ZapierConnector.batch_sizes == {"hooks": 50} and ZapierConnector.has_credentials()
-    monkeypatch.setenv("ZAPIER_REQUESTS_PER_HOUR", "600")
-    assert ZapierSettings.load().requests_per_hour == 600
-    monkeypatch.setenv("ZAPIER_REQUESTS_PER_HOUR", "0")
-    with pytest.raises(SettingsError, match="ZAPIER_REQUESTS_PER_HOUR"):
+    monkeypatch.setenv("ZAPIER_RATE_LIMIT", "600/1h")
+    assert str(ZapierSettings.load().rate_limit) == "600/1h"
+    monkeypatch.setenv("ZAPIER_RATE_LIMIT", "0")
+    with pytest.raises(SettingsError, match="ZAPIER_RATE_LIMIT"):
         ZapierSettings.load()
     with pytest.raises(UnsupportedObject):
         zapier.push("zaps", "id", [assessment(1)])

@@ -146,7 +146,7 @@ class EpicFhirConnector(HttpConnector):
         if options.create_patients and PATIENT_WRITE_SCOPE not in scope.split():
             scope = f"{scope} {PATIENT_WRITE_SCOPE}"
         # No retries of its own: a token is fetched within a FHIR request, which is the one retried.
-        token_http = cls.client(base_url, table=TOKEN_TABLE, requests_per_hour=None, retries=0)
+        token_http = cls.client(base_url, table=TOKEN_TABLE, rate=None, retries=0)
         auth = SmartBackendAuth(
             token_http, base_url, SmartClient(client_id, key_id, key, scope), token_url=own.token_url
         )
@@ -154,7 +154,7 @@ class EpicFhirConnector(HttpConnector):
             base_url,
             auth=auth,
             headers={"Accept": FHIR_JSON},
-            requests_per_hour=own.requests_per_hour,
+            rate=own.rate_limit,
             rate_limited=rate_limited,
         )
         return cls(http, options)

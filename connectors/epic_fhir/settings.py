@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from connectors.epic_fhir.smart_auth import DEFAULT_SCOPE
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 PatientIdentifier = Literal["mrn", "ennu"]
@@ -46,8 +47,12 @@ class EpicFhirSettings(VendorSettings):
         default=DEFAULT_SCOPE,
         description="Scopes asked for (system/Patient.write is added when patients are created).",
     )
-    requests_per_hour: int = Field(
-        default=6_000, ge=1, description="Request budget for the EHR shared by every worker."
+    rate_limit: Rate = Field(
+        default=parse_rate("6000/1h"),
+        description=(
+            "Requests to the EHR shared by every worker; Epic sets no public figure, agree one with the "
+            "site's Epic team."
+        ),
     )
     patient_identifier_system: str = Field(
         default="urn:ennu:user-id", description="The identifier system of our Patient identifier."

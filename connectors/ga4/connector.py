@@ -204,9 +204,7 @@ class Ga4Connector(HttpConnector):
         measurement_id = own.measurement_id or (SANDBOX_MEASUREMENT_ID if endpoint.sandbox else "")
         if not measurement_id:
             raise NotConfigured("ga4: GA4_API_SECRET is set but GA4_MEASUREMENT_ID is not")
-        http = cls.client(
-            endpoint.base_url, requests_per_hour=own.requests_per_hour, rate_limited=rate_limited
-        )
+        http = cls.client(endpoint.base_url, rate=own.rate_limit, rate_limited=rate_limited)
         admin = cls.admin_api(own, sandbox=endpoint.sandbox, sandbox_base=endpoint.base_url)
         return cls(http, measurement_id, endpoint.secret.get_secret_value(), admin)
 
@@ -232,10 +230,8 @@ class Ga4Connector(HttpConnector):
         else:
             return None
         # No retries of its own: a token is fetched within an Admin API request, which is the one retried.
-        token_http = cls.client("", table=TOKEN_TABLE, requests_per_hour=None, retries=0)
-        http = cls.client(
-            base, auth=ServiceAccountAuth(token_http, account), table=ADMIN_TABLE, requests_per_hour=None
-        )
+        token_http = cls.client("", table=TOKEN_TABLE, rate=None, retries=0)
+        http = cls.client(base, auth=ServiceAccountAuth(token_http, account), table=ADMIN_TABLE, rate=None)
         return AdminApi(http, property_id)
 
     @property

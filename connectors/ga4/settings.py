@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 
@@ -26,10 +27,12 @@ class Ga4Settings(VendorSettings):
     measurement_id: str | None = Field(
         default=None, description="The web data stream's measurement id (G-...), needed with an API secret."
     )
-    requests_per_hour: int = Field(
-        default=36_000,
-        ge=1,
-        description="Request budget for the Measurement Protocol shared by every worker.",
+    rate_limit: Rate = Field(
+        default=parse_rate("36000/1h"),
+        description=(
+            "Requests to the Measurement Protocol shared by every worker (Google publishes no rate for "
+            "it; ten a second)."
+        ),
     )
     property_id: str | None = Field(
         default=None,

@@ -108,7 +108,7 @@ class HubSpotConnector(HttpConnector):
         http = cls.client(
             endpoint.base_url,
             headers={"Authorization": f"Bearer {endpoint.secret.get_secret_value()}"},
-            requests_per_hour=own.requests_per_hour,
+            rate=own.rate_limit,
             rate_limited=rate_limited,
         )
         return cls(

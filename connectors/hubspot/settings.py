@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 
@@ -17,11 +18,13 @@ class HubSpotSettings(VendorSettings):
     base_url: str | None = Field(
         default=None, description="API base URL instead of HubSpot's (a proxy); unset: api.hubapi.com."
     )
-    requests_per_hour: int = Field(
-        default=6_000,
-        ge=1,
-        description="Request budget shared by every worker. HubSpot allows private apps 100 (or 190) "
-        "requests per 10 s; 6,000 an hour is a burst of 100 at 1.7 a second.",
+    rate_limit: Rate = Field(
+        default=parse_rate("100/10s"),
+        description=(
+            "Requests allowed by the vendor, shared by every worker: HubSpot private apps get 100 per 10 "
+            "s (Free, Starter) or 190 (Professional, Enterprise: set `190/10s`). `6000/1h` is the "
+            "conservative option of earlier releases."
+        ),
     )
     deal_pipeline: str = Field(default="default", description="Pipeline id of the deals of health goals.")
     deal_stage_open: str = Field(

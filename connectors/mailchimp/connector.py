@@ -117,7 +117,7 @@ class MailchimpConnector(HttpConnector):
         http = cls.client(
             endpoint.base_url,
             auth=("ennu", endpoint.secret.get_secret_value()),
-            requests_per_hour=own.requests_per_hour,
+            rate=own.rate_limit,
             rate_limited=rate_limited,
         )
         journey = (

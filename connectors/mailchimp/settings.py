@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 
@@ -24,11 +25,12 @@ class MailchimpSettings(VendorSettings):
     list_id: str = Field(
         default="sandbox-list", min_length=1, description="The audience members are written to."
     )
-    requests_per_hour: int = Field(
-        default=3_600,
-        ge=1,
-        description="Request budget shared by every worker. Mailchimp limits simultaneous connections (10), "
-        "not a rate; one a second keeps well inside it.",
+    rate_limit: Rate = Field(
+        default=parse_rate("10/1s"),
+        description=(
+            "Requests shared by every worker. Mailchimp limits simultaneous connections (10), not a rate;"
+            " ten a second keeps inside it. `3600/1h` is the conservative option of earlier releases."
+        ),
     )
     journey_id: int | None = Field(
         default=None,

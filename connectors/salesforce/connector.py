@@ -200,8 +200,8 @@ class SalesforceConnector(HttpConnector):
         else:
             grant = _configured_grant(consumer_key, login_url, own)
         # The API client's base URL is replaced by the instance URL of the first token.
-        http = cls.client(login_url, requests_per_hour=own.requests_per_hour, rate_limited=rate_limited)
-        auth_http = cls.client(login_url, requests_per_hour=None, table=TOKEN_TABLE, pool_size=2)
+        http = cls.client(login_url, rate=own.rate_limit, rate_limited=rate_limited)
+        auth_http = cls.client(login_url, rate=None, table=TOKEN_TABLE, pool_size=2)
         return cls(
             http,
             auth_http,

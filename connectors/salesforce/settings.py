@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 API_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -27,11 +28,13 @@ class SalesforceSettings(VendorSettings):
         description="Where tokens are requested: the org's My Domain URL (required for client credentials); "
         "unset: login.salesforce.com.",
     )
-    requests_per_hour: int = Field(
-        default=4_000,
-        ge=1,
-        description="Request budget shared by every worker; an org's daily API limit is 15,000 and up "
-        "(rolling 24 hours), so 4,000 an hour leaves room for the org's other integrations.",
+    rate_limit: Rate = Field(
+        default=parse_rate("15000/24h"),
+        description=(
+            "Requests shared by every worker: an org's API allocation over a rolling 24 hours (15,000 is "
+            "the smallest; set your org's, less what its other integrations use). `4000/1h` is the "
+            "conservative option of earlier releases."
+        ),
     )
     api_version: str = Field(
         default="62.0", pattern=r"^\d{2,3}\.0$", description="REST API version (`/services/data/vNN.0`)."

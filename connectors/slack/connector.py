@@ -3,18 +3,17 @@
 Slack answers an incoming webhook with plain text: `ok`, or an error code (`connectors.slack.errors`):
 a refused message's outcome is FAILED with the code as its error; a refused token (`invalid_token`)
 defers the batch for an operator; 429 `rate_limited` and 5xx are sent again by the shared client after
-Slack's Retry-After. Slack allows one message a second per webhook; `OneMessagePerSecond` holds that
-across processes (a Prefect global limit of one slot refilled each second, so no burst).
+Slack's Retry-After. Slack allows one message a second per webhook; the shared rate limit holds that
+across processes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from connectors.http import ConnectorError
 from connectors.notices import NoticeConnector
-from connectors.rate_limit import RateLimit
+from connectors.request_rate import RequestRate
 from connectors.slack.errors import TABLE
 from connectors.slack.settings import SlackSettings
 from ennu.settings import Settings
@@ -24,15 +23,7 @@ SANDBOX_HOOK = "services/T00000000/B00000000/sandboxsandboxsandbox"
 JSON_UTF8 = {"Content-Type": "application/json;charset=utf-8"}
 
 
-@dataclass(frozen=True)
-class OneMessagePerSecond(RateLimit):
-    """Slack's webhook limit: one message a second and no burst (the shared limit allows a minute's)."""
-
-    per_hour: int = 3600
-
-    @property
-    def burst(self) -> int:
-        return 1
+ONE_A_SECOND = RequestRate(1, 1.0)  # Slack's webhook limit: one message a second
 
 
 def blocks(title: str, text: str, fields: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -62,9 +53,7 @@ class SlackConnector(NoticeConnector):
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
         SlackSettings.load()  # nothing but the secret today; a bad variable would stop here
         url = cls.webhook_url("SLACK_WEBHOOK_URL", "https://hooks.slack.com", f"slack/{SANDBOX_HOOK}")
-        http = cls.client(url, requests_per_hour=None)
-        # Slack's own limit has no burst, which `client`'s hourly RateLimit cannot say: set it here.
-        http.rate_limit = OneMessagePerSecond(cls.name) if rate_limited else None
+        http = cls.client(url, rate=ONE_A_SECOND, rate_limited=rate_limited)
         return cls(http)
 
     def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:

@@ -131,7 +131,7 @@ class StripeConnector(HttpConnector):
         http = cls.client(
             endpoint.base_url,
             headers=headers,
-            requests_per_hour=own.requests_per_hour,
+            rate=own.rate_limit,
             rate_limited=rate_limited,
         )
         return cls(http)

@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 
@@ -26,9 +27,10 @@ class StripeSettings(VendorSettings):
         description="The Stripe-Version every request asks for (`2025-03-31.basil`); unset: the account's "
         "default version.",
     )
-    requests_per_hour: int = Field(
-        default=36_000,
-        ge=1,
-        description="Request budget shared by every worker. Stripe allows 100 requests a second in live "
-        "mode and 25 in test mode; 36,000 an hour is 10 a second.",
+    rate_limit: Rate = Field(
+        default=parse_rate("100/1s"),
+        description=(
+            "Requests shared by every worker: Stripe allows 100 a second in live mode, 25 in test mode "
+            "(set `25/1s` with a test key). `36000/1h` is the conservative option of earlier releases."
+        ),
     )

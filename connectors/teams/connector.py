@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Self
 
 from connectors.http import VendorHttp
 from connectors.notices import NoticeConnector
+from connectors.request_rate import RequestRate
 from connectors.teams.errors import TABLE
 from connectors.teams.settings import TeamsSettings
 from ennu.settings import Settings
@@ -20,7 +21,7 @@ SANDBOX_FLOW = "workflows/sandbox-flow/triggers/manual/paths/invoke"
 TITLE_LIMIT = 200
 TEXT_LIMIT = 10_000
 FACTS_LIMIT = 20
-REQUESTS_PER_HOUR = 3_600  # one card a second, well inside a flow's throttling
+ONE_A_SECOND = RequestRate(1, 1.0)  # one card a second, well inside a flow's throttling
 
 
 def adaptive_card(title: str, text: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class TeamsConnector(NoticeConnector):
             "TEAMS_WEBHOOK_URL", "https://prod.westus.logic.azure.com", f"teams/{SANDBOX_FLOW}"
         )
         legacy = "webhook.office.com" in url or "outlook.office.com" in url
-        http = cls.client(url, requests_per_hour=REQUESTS_PER_HOUR, rate_limited=rate_limited)
+        http = cls.client(url, rate=ONE_A_SECOND, rate_limited=rate_limited)
         return cls(http, legacy)
 
     def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:

@@ -182,7 +182,7 @@ class TwilioConnector(HttpConnector):
         http = cls.client(
             endpoint.base_url,
             auth=(username, endpoint.secret.get_secret_value()),
-            requests_per_hour=own.requests_per_hour,
+            rate=own.rate_limit,
             rate_limited=rate_limited,
         )
         return cls(

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 # The secrets whose presence means this site configured Twilio (either one authenticates); the two SIDs
@@ -27,11 +28,12 @@ class TwilioSettings(VendorSettings):
     base_url: str | None = Field(
         default=None, description="API base URL instead of Twilio's (a proxy); unset: api.twilio.com."
     )
-    requests_per_hour: int = Field(
-        default=3_600,
-        ge=1,
-        description="Request budget shared by every worker: one message a second, a US long code's "
-        "throughput (a toll-free or short code sends faster).",
+    rate_limit: Rate = Field(
+        default=parse_rate("1/1s"),
+        description=(
+            "Requests shared by every worker: one message a second, a US long code's throughput (a "
+            "toll-free number or short code sends faster: e.g. `3/1s`, `100/1s`)."
+        ),
     )
     from_number: str | None = Field(
         default=None,

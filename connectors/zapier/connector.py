@@ -61,7 +61,7 @@ class ZapierConnector(HttpConnector):
         own = ZapierSettings.load()
         http = cls.client(
             "",  # every request goes to a subscription's absolute target URL
-            requests_per_hour=own.requests_per_hour,
+            rate=own.rate_limit,
             rate_limited=rate_limited,
         )
         return cls(http, ZapierSubscriptions(settings.database_url))

@@ -10,15 +10,18 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 
 class ZapierSettings(VendorSettings):
     model_config = SettingsConfigDict(env_prefix="ZAPIER_")
 
-    requests_per_hour: int = Field(
-        default=20_000,
-        ge=1,
-        description="Request budget shared by every worker, for the posts to every subscribed hook "
-        "(each record costs one per hook).",
+    rate_limit: Rate = Field(
+        default=parse_rate("10000/5m"),
+        description=(
+            "Posts to every subscribed hook shared by every worker (each record costs one per hook): "
+            "Zapier answers 429 past 10,000 requests per 5 minutes per user (and about 30 a second per "
+            "hook). `20000/1h` is the conservative option of earlier releases."
+        ),
     )
