@@ -15,13 +15,14 @@ from connectors.errors import Action
 from connectors.http import RetryableError
 from connectors.settings import SettingsError
 from connectors.zapier import ZapierConnector
-from connectors.zapier.connector import hook_payload
+from connectors.zapier.connector import MAX_HOOK_ATTEMPTS, hook_payload
 from connectors.zapier.errors import TABLE
 from connectors.zapier.settings import ZapierSettings
 from ennu.models import SyncStatus
-from ennu.settings import get_settings
-from ennu.zapier_subscriptions import ZapierSubscriptions
+from ennu.settings import get_settings, reload_settings
+from ennu.zapier_subscriptions import ZapierSubscriptions, delivery_key
 from intake.zapier import router
+from tests.capture import CapturingEndpoint
 
 ZAPIER_TOKEN = {"X-Zapier-Token": "zap-secret-token"}
 
@@ -65,6 +66,11 @@ def subscribe(api: TestClient, target_url: str, event: str = "assessment.complet
     assert response.status_code == 201, response.text
     subscription_id: str = response.json()["id"]
     return subscription_id
+
+
+def posts(sandbox: Any, hook: str) -> int:
+    """How many posts the stand-in's hook received (kept or not)."""
+    return sum(1 for r in sandbox.requests("zapier") if r["path"].rstrip("/") == f"/zapier/hooks/{hook}")
 
 
 def payloads(sandbox: Any, hook: str) -> list[Any]:
@@ -114,12 +120,12 @@ def test_without_subscriptions_nothing_is_sent(zapier: ZapierConnector, sandbox:
 def test_a_refusing_hook_fails_the_record_and_a_failing_one_is_posted_again(
     zapier: ZapierConnector, sandbox: Any, sandbox_url: str
 ) -> None:
-    ZapierSubscriptions().add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
+    hook = ZapierSubscriptions().add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
 
     for status in (404, 401, 403):  # a hook's own refusals: never our credentials (we have none)
         sandbox.fail("zapier", "status", status=status, count=1)
         refused = zapier.push("hooks", "id", [assessment(1)])[0]
-        assert (refused.status, refused.error) == (SyncStatus.FAILED, f"http {status}")
+        assert (refused.status, refused.error) == (SyncStatus.FAILED, f"hook {hook}: http {status}")
 
     sandbox.fail("zapier", "status", status=503, count=1)  # the client posts again at once
     assert zapier.push("hooks", "id", [assessment(2)])[0].status == SyncStatus.CREATED
@@ -137,25 +143,163 @@ def test_trouble_outlasting_the_retries_raises_while_no_hook_took_anything(
     assert payloads(sandbox, "hook-a") == [] and len(sandbox.requests("zapier")) == retries + 1
 
 
-def test_trouble_after_a_hook_took_a_record_defers_the_rest_instead_of_raising(
+def answer(sandbox_url: str, hook: str, status: int, location: str | None = None) -> None:
+    """Tell the stand-in's hook to answer `status` from now on (200: back to a catch hook's success)."""
+    told = requests.post(
+        f"{sandbox_url}/zapier/_sandbox/hooks/{hook}/answer",
+        json={"status": status, "location": location},
+        timeout=5,
+    )
+    assert told.status_code == 200
+
+
+@pytest.mark.parametrize("status", [307, 308, 301, 302, 303])
+def test_a_hook_that_redirects_is_not_followed_and_the_other_port_receives_nothing(
+    zapier: ZapierConnector, sandbox: Any, sandbox_url: str, endpoint: CapturingEndpoint, status: int
+) -> None:
+    endpoint.answer("POST", "/internal", 200, {"status": "success"})  # what a follower would reach
+    hooks = ZapierSubscriptions()
+    redirecting = hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-redirect")
+    hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-b")
+    answer(sandbox_url, "hook-redirect", status, location=f"{endpoint.url}/internal")
+
+    [outcome] = zapier.push("hooks", "id", [assessment(1)])
+
+    assert endpoint.requests == []  # counted at the other port's listening socket: nothing arrived
+    assert (outcome.status, outcome.error) == (
+        SyncStatus.FAILED,
+        f"hook {redirecting}: http {status} redirect not followed",
+    )
+    assert outcome.remote_id == "1 hooks" and [p["id"] for p in payloads(sandbox, "hook-b")] == ["evt-1"]
+    assert posts(sandbox, "hook-redirect") == 1  # a redirect is a failure for good: not posted again, not followed
+
+
+def test_the_shared_client_never_follows_a_redirect(endpoint: CapturingEndpoint, sandbox_url: str) -> None:
+    from connectors.http import RedirectRefused, VendorHttp
+
+    endpoint.answer("POST", "/internal", 200, {"ok": True})
+    http = VendorHttp("any", sandbox_url)
+    try:
+        answer(sandbox_url, "hook-r", 307, location=f"{endpoint.url}/internal")
+        with pytest.raises(RedirectRefused) as refused:
+            http.request("POST", "/zapier/hooks/hook-r", json={"email": "someone@example.com"})
+    finally:
+        http.close()
+    assert refused.value.reason == "http 307 redirect not followed" and "example" not in str(refused.value)
+    assert endpoint.requests == []
+
+
+@pytest.fixture()
+def three_hooks(sandbox_url: str) -> list[str]:
+    hooks = ZapierSubscriptions()
+    return [
+        hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/{name}")
+        for name in ("hook-a", "hook-middle", "hook-c")
+    ]
+
+
+def test_a_failing_middle_hook_never_stops_the_others_and_is_retried_alone(
+    zapier: ZapierConnector, sandbox: Any, sandbox_url: str, three_hooks: list[str]
+) -> None:
+    _, middle, _ = three_hooks
+    answer(sandbox_url, "hook-middle", 500)
+
+    first = zapier.push("hooks", "id", [assessment(1), assessment(2)])
+
+    for outcome in first:  # a wait for that hook, not vendor trouble: the circuit and the others go on
+        assert (outcome.status, outcome.error) == (SyncStatus.DEFERRED, f"hook {middle}: http 500")
+        assert outcome.remote_id == "2 hooks" and outcome.not_before is not None
+    assert [p["id"] for p in payloads(sandbox, "hook-a")] == ["evt-1", "evt-2"]
+    assert [p["id"] for p in payloads(sandbox, "hook-c")] == ["evt-1", "evt-2"]
+    retries = get_settings().http_retries
+    assert posts(sandbox, "hook-middle") == 1 + retries  # in trouble: not posted to again for the batch's second record
+
+    answer(sandbox_url, "hook-middle", 200)  # back to a catch hook's success
+    again = zapier.push("hooks", "id", [assessment(1), assessment(2)])
+
+    assert [(o.status, o.remote_id) for o in again] == [(SyncStatus.CREATED, "3 hooks")] * 2
+    assert [p["id"] for p in payloads(sandbox, "hook-middle")] == ["evt-1", "evt-2"]
+    assert len(payloads(sandbox, "hook-a")) == len(payloads(sandbox, "hook-c")) == 2  # never twice
+    assert ZapierSubscriptions().attempts(
+        [delivery_key("assessment:1", "evt-1"), delivery_key("assessment:2", "evt-2")]
+    ) == {}  # settled: nothing kept
+
+
+def test_a_hook_in_trouble_fails_its_part_after_three_attempts(
+    zapier: ZapierConnector, sandbox: Any, sandbox_url: str, three_hooks: list[str]
+) -> None:
+    _, middle, _ = three_hooks
+    answer(sandbox_url, "hook-middle", 503)
+
+    statuses = [zapier.push("hooks", "id", [assessment(1)])[0] for _ in range(MAX_HOOK_ATTEMPTS)]
+
+    assert [o.status for o in statuses] == [SyncStatus.DEFERRED] * (MAX_HOOK_ATTEMPTS - 1) + [
+        SyncStatus.FAILED
+    ]
+    assert statuses[-1].error == f"hook {middle}: http 503 ({MAX_HOOK_ATTEMPTS} attempts)"
+    assert len(payloads(sandbox, "hook-a")) == len(payloads(sandbox, "hook-c")) == 1
+    assert posts(sandbox, "hook-middle") == MAX_HOOK_ATTEMPTS * (1 + get_settings().http_retries)
+
+
+def test_a_refused_connection_at_the_middle_hook_never_stops_the_others(
+    zapier: ZapierConnector, sandbox: Any, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An allow-listed https host where nothing listens (loopback, port 443): the connection is refused.
+    monkeypatch.setenv("ZAPIER_HOOK_HOSTS", "hooks.zapier.com,127.0.0.1")
+    reload_settings()
+    hooks = ZapierSubscriptions()
+    hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
+    down = hooks.add("assessment.completed", "https://127.0.0.1/hooks/catch/1/down/")
+    hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-c")
+
+    [outcome] = zapier.push("hooks", "id", [assessment(1)])
+
+    assert (outcome.status, outcome.error) == (SyncStatus.DEFERRED, f"hook {down}: connection error")
+    assert len(payloads(sandbox, "hook-a")) == len(payloads(sandbox, "hook-c")) == 1
+    monkeypatch.delenv("ZAPIER_HOOK_HOSTS")
+    reload_settings()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # never allowed: stored before the check, or by hand
+        "https://hooks.zapier.com:8443/hooks/catch/1/abc/",
+        "https://hooks.zapier.com/hooks/catch/1/a b/",
+        "http://[::1/x",
+    ],
+)
+def test_a_bad_stored_target_is_refused_at_delivery_and_the_others_still_get_the_record(
+    zapier: ZapierConnector, sandbox: Any, sandbox_url: str, stored: str
+) -> None:
+    hooks = ZapierSubscriptions()
+    hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
+    bad = hooks.add("assessment.completed", stored)
+    hooks.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-c")
+
+    [outcome] = zapier.push("hooks", "id", [assessment(1)])
+
+    assert outcome.status == SyncStatus.FAILED and outcome.remote_id == "2 hooks"
+    assert outcome.error is not None and outcome.error.startswith(f"hook {bad}: stored target refused (")
+    assert stored not in outcome.error and "hooks.zapier" not in outcome.error
+    assert len(payloads(sandbox, "hook-a")) == len(payloads(sandbox, "hook-c")) == 1
+
+
+def test_trouble_in_a_batch_where_a_hook_took_something_never_raises(
     zapier: ZapierConnector, sandbox: Any, sandbox_url: str
 ) -> None:
-    # No memo of what went (the batch is never retried whole by Prefect any more): what a hook took is
-    # an outcome, so that the delivery engine's next offer carries only the records not delivered.
     subscriptions = ZapierSubscriptions()
     subscriptions.add("assessment.completed", f"{sandbox_url}/zapier/hooks/hook-a")
-    subscriptions.add("health_goal.created", f"{sandbox_url}/zapier/hooks/hook-goals")
-    subscriptions.add("health_goal.created", "http://127.0.0.1:9/hooks/down")  # refuses connections
+    goals = subscriptions.add("health_goal.created", f"{sandbox_url}/zapier/hooks/hook-goals")
+    answer(sandbox_url, "hook-goals", 502)
     goal = Record("health_goal:9", "evt-9", 9, {"id": "evt-9", "event": "health_goal.created"})
 
-    taken, in_trouble, unsent = zapier.push("hooks", "id", [assessment(1), goal, assessment(3)])
+    taken, in_trouble, after = zapier.push("hooks", "id", [assessment(1), goal, assessment(3)])
 
     assert (taken.status, taken.remote_id) == (SyncStatus.CREATED, "1 hooks")
-    assert in_trouble == Outcome("health_goal:9", SyncStatus.DEFERRED, error="connection error")
-    assert unsent == Outcome("assessment:3", SyncStatus.DEFERRED, error="connection error")
-    assert [p["id"] for p in payloads(sandbox, "hook-a")] == ["evt-1"]  # never assessment 3
-    # The record in trouble goes again to each of its hooks next time: at least once, `id` de-duplicates.
-    assert [p["id"] for p in payloads(sandbox, "hook-goals")] == ["evt-9"]
+    assert (in_trouble.status, in_trouble.error) == (SyncStatus.DEFERRED, f"hook {goals}: http 502")
+    assert (after.status, after.remote_id) == (SyncStatus.CREATED, "1 hooks")  # another hook: not withheld
+    assert [p["id"] for p in payloads(sandbox, "hook-a")] == ["evt-1", "evt-3"]
 
 
 def test_the_error_table_keeps_every_hook_answer_to_that_hook() -> None:
