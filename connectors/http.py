@@ -69,6 +69,26 @@ class AuthError(PermanentError):
     """The vendor refused the credentials (or a permission): nothing goes until an operator fixes them."""
 
 
+class RedirectRefused(PermanentError):
+    """The vendor answered a redirect (3xx). Never followed: a redirect from a vendor-supplied URL (a Zapier
+    hook, a webhook) could send the body, health data included, anywhere, an internal address included."""
+
+    def __init__(self, integration: str, status: int) -> None:
+        ConnectorError.__init__(self, integration, f"http {status} redirect not followed")
+        self.status = status
+        self.code = "redirect"
+
+
+class InvalidTarget(PermanentError):
+    """The request was not sent: its URL is not one HTTP can send to (a stored target with a space, no
+    scheme...). The reason never repeats the URL (a hook's URL is its secret)."""
+
+    def __init__(self, integration: str) -> None:
+        ConnectorError.__init__(self, integration, "invalid target url, not sent")
+        self.status = 0
+        self.code = "invalid_url"
+
+
 def vendor_error_code(
     response: requests.Response, reader: Callable[[object], str | None] | None = None
 ) -> str | None:
@@ -254,7 +274,15 @@ class VendorHttp:
                 params=params,
                 headers=dict(headers) if headers else None,
                 timeout=timeout or self.timeout,
+                # Never follow a redirect: it would re-send the body to wherever the answer points.
+                allow_redirects=False,
             )
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ):
+            raise InvalidTarget(self.integration) from None
         except requests.ConnectTimeout:
             raise RetryableError(self.integration, "connect timeout") from None
         except requests.ReadTimeout:
@@ -272,14 +300,21 @@ class VendorHttp:
     def classify(
         self, response: requests.Response, allow_statuses: frozenset[int] = frozenset()
     ) -> requests.Response:
-        """The response when the table says it is an answer to read; else the error it means, raised."""
+        """The response when the table says it is an answer to read; else the error it means, raised.
+
+        A redirect is never followed (`_send`) and, unless the table or the call reads it, raises
+        `RedirectRefused`: the body is not sent again anywhere."""
         status = response.status_code
         if status >= 400 or self.table.statuses.get(status):
             code = vendor_error_code(response, self.table.code_reader)
         else:
             code = None
         action = self.table.action(status, code)
-        if action is None or action is Action.RECORD or status in allow_statuses:
+        if status in allow_statuses or action is Action.RECORD:
+            return response
+        if 300 <= status < 400:  # a 3xx the vendor's table does not read (Salesforce's 300) is a failure
+            raise RedirectRefused(self.integration, status)
+        if action is None:
             return response
         should_retry = (
             response.headers.get(self.table.should_retry_header, "").lower()

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from ennu.crypto import EncryptedJSON
+from ennu.crypto import EncryptedJSON, EncryptedText
 
 
 def utcnow() -> datetime:
@@ -382,3 +382,48 @@ class IntegrationState(Base):
     # Fingerprint of the vendor-side definitions (custom properties, merge fields) last ensured, so a
     # connector checks the vendor's schema once, not on every push and not in every process.
     schema_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+# --------------------------------------------------------------------------- Zapier REST hooks
+
+
+class ZapierSubscription(Base):
+    """One Zap's hook for one event type (`ennu.zapier_subscriptions` adds, lists and removes them).
+
+    The target URL is a credential (whoever has it can post to the Zap): it is kept encrypted, and found
+    (one hook per URL and event type) by its keyed hash, never by the URL itself.
+    """
+
+    __tablename__ = "zapier_subscriptions"
+    __table_args__ = (
+        UniqueConstraint("event_type", "target_hash", name="uq_zapier_subscriptions_event_target_hash"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(60), index=True)
+    target_url: Mapped[str] = mapped_column(EncryptedText())
+    target_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ZapierHookAttempt(Base):
+    """One record's delivery to one hook while the record is not settled at every hook of its event.
+
+    Kept only between a partial delivery and the record's settling, so that the next offer posts only to
+    the hooks still owed it (a broken hook never has the others' deliveries repeated or withheld), and
+    so that a hook's own trouble is capped per hook. `delivery_key`: a hash of the record's key and
+    event id (no value of the record).
+    """
+
+    __tablename__ = "zapier_hook_attempts"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "delivery_key", name="uq_zapier_hook_attempts_hook_delivery"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(String(36))
+    delivery_key: Mapped[str] = mapped_column(String(64), index=True)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)  # a code or reason, never a value
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

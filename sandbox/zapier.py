@@ -1,4 +1,5 @@
-"""Zapier catch-hook stand-in: each POST to a hook answers 200 success and is kept; a hook can be gone."""
+"""Zapier catch-hook stand-in: each POST to a hook answers 200 success and is kept; a hook can be gone, or
+told to answer another status (a 500, a redirect)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState
@@ -36,16 +38,26 @@ def _payload(raw: bytes, content_type: str) -> Any:
     return text
 
 
+class HookAnswer(BaseModel):
+    status: int = Field(ge=200, le=599)
+    location: str | None = None  # for a redirect: where it points
+
+
 def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
     router = APIRouter()
 
     @router.post("/hooks/{hook_id}")
-    async def catch_hook(hook_id: str, request: Request) -> JSONResponse:
+    @router.post("/hooks/{hook_id}/")  # Zapier's own hook URLs end in a slash: no redirect to the other
+    async def catch_hook(hook_id: str, request: Request) -> Response:
         payload = _payload(await request.body(), request.headers.get("content-type", ""))
         with state.lock:
             vendor = state.vendor(VENDOR)
             if hook_id in vendor.kind("gone"):
                 return JSONResponse({"status": "error", "message": "This hook is no longer active."}, 410)
+            told = vendor.kind("answers").get(hook_id)
+            if told is not None:  # misbehaving as told (`/_sandbox/hooks/{hook_id}/answer`): nothing kept
+                headers = {"Location": told["location"]} if told.get("location") else {}
+                return JSONResponse({"status": "error"}, told["status"], headers=headers)
             attempt = str(uuid.uuid4())
             vendor.kind("payloads")[attempt] = {"hook_id": hook_id, "payload": payload}
         return JSONResponse({"attempt": attempt, "id": attempt, "request_id": attempt, "status": "success"})
@@ -56,6 +68,18 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         with state.lock:
             state.vendor(VENDOR).kind("gone")[hook_id] = {"hook_id": hook_id}
         return {"status": "gone", "hook_id": hook_id}
+
+    @router.post("/_sandbox/hooks/{hook_id}/answer")
+    async def make_answer(hook_id: str, told: HookAnswer) -> dict[str, Any]:
+        """Sandbox control, not Zapier's: the hook answers this status (and Location) from now on; a 2xx
+        makes it a catch hook again (success, payload kept)."""
+        with state.lock:
+            answers = state.vendor(VENDOR).kind("answers")
+            if told.status < 300:
+                answers.pop(hook_id, None)
+            else:
+                answers[hook_id] = told.model_dump()
+        return {"status": told.status, "hook_id": hook_id}
 
     return router
 
