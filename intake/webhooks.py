@@ -218,7 +218,9 @@ VERIFIERS = {
     response_class=Response,
     responses={
         200: {"description": "The URL secret is known: Mailchimp may send to this URL."},
-        **error_responses(401, 422, e401="Unknown URL secret, or no webhook secret configured."),
+        **error_responses(
+            401, 422, throttled=False, e401="Unknown URL secret, or no webhook secret configured."
+        ),
     },
 )
 def mailchimp_validation(secret: str | None = None) -> Response:
@@ -240,6 +242,7 @@ def mailchimp_validation(secret: str | None = None) -> Response:
             404,
             413,
             422,
+            throttled=False,
             e401=SIGNATURE_REFUSED,
             e404="No webhook for this integration.",
             e422="The body is not what this vendor sends.",
