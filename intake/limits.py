@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -103,11 +104,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def loads_finite(body: bytes | bytearray) -> Any:
+    """`json.loads` that raises `NonFiniteNumber` (a ValueError) for `NaN`, `Infinity`, `-Infinity` and a
+    number that overflows a double, instead of handing on a float that is not JSON."""
+    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def finite_json(body: bytes | bytearray) -> bool:
-    """False when the body is JSON holding `NaN`, `Infinity`, `-Infinity` or a number that overflows a
-    double; True otherwise, including when it is not JSON at all (the route answers that)."""
+    """False when the body is JSON holding a non-finite number (`loads_finite`); True otherwise, including
+    when it is not JSON at all (the route answers that)."""
     try:
-        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        loads_finite(body)
     except NonFiniteNumber:
         return False
     except (ValueError, RecursionError):
