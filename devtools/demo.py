@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Table,
+    TypeDecorator,
     bindparam,
     func,
     insert,
@@ -445,6 +446,8 @@ def _iso(seconds: Array) -> list[str]:
 
 def _column_kind(column: Column[Any]) -> str:
     kind = column.type
+    if isinstance(kind, TypeDecorator):  # e.g. ennu.models.UTCDateTime: what it stores is its impl
+        kind = kind.impl_instance
     if isinstance(kind, DateTime):
         return "timestamp"
     if isinstance(kind, Date):

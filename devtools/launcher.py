@@ -124,9 +124,7 @@ def parts(
             (
                 py,
                 "-m",
-                "uvicorn",
-                "intake.app:app",
-                "--no-access-log",
+                "intake",
                 "--host",
                 LOOPBACK,
                 "--port",

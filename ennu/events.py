@@ -65,8 +65,10 @@ class HostEvent(BaseModel):
 
     @field_validator("occurred_at")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    def _utc(cls, value: datetime) -> datetime:
+        """The same instant in UTC (a time without an offset is UTC): SQLite keeps no offset, so
+        `10:00+05:00` stored as written would read back as `10:00`, five hours off."""
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
     @field_validator("payload")
     @classmethod

@@ -112,6 +112,22 @@ class Settings(BaseSettings):
     intake_public_url: str = Field(default="http://127.0.0.1:8000", alias="ENNU_INTAKE_PUBLIC_URL")
     chart_link_key: SecretStr = Field(default=SecretStr("dev-chart-link-key"), alias="ENNU_CHART_LINK_KEY")
 
+    # The intake server's limits on what a client sends (`python -m intake`; intake/server.py,
+    # intake/limits.py, intake/auth.py). A request's head (request line and headers) must arrive within
+    # the header timeout and fit in the header size; its body within the body timeout (408); at most
+    # this many connections at once (503 beyond). A client address whose tokens failed this many times
+    # within the window gets 429 with Retry-After for every further wrong token (a valid one still passes).
+    intake_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, alias="ENNU_INTAKE_HEADER_TIMEOUT_SECONDS"
+    )
+    intake_max_header_bytes: int = Field(default=16384, ge=1024, alias="ENNU_INTAKE_MAX_HEADER_BYTES")
+    intake_body_timeout_seconds: float = Field(default=10.0, gt=0, alias="ENNU_INTAKE_BODY_TIMEOUT_SECONDS")
+    intake_max_connections: int = Field(default=1000, ge=1, alias="ENNU_INTAKE_MAX_CONNECTIONS")
+    intake_auth_failure_limit: int = Field(default=20, ge=1, alias="ENNU_INTAKE_AUTH_FAILURE_LIMIT")
+    intake_auth_failure_window_seconds: float = Field(
+        default=60.0, gt=0, alias="ENNU_INTAKE_AUTH_FAILURE_WINDOW_SECONDS"
+    )
+
     # Retention of the hub's own tables (Prefect's runs, logs and events are vacuumed by Prefect itself)
     retention_sync_log_days: int = Field(default=400, alias="ENNU_RETENTION_SYNC_LOG_DAYS")
     retention_receipts_days: int = Field(default=30, alias="ENNU_RETENTION_RECEIPTS_DAYS")

@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 
 from connectors.registry import validate_settings
 from ennu.events import HostEvent
+from ennu.settings import get_settings
 from intake import charts, erasures, integrations, metrics, webhooks, zapier
-from intake.auth import require_host_app
+from intake.auth import install_auth_throttle, require_host_app
 from intake.errors import error_responses, install_error_handlers, require_json_body
-from intake.limits import BodySizeLimit
+from intake.limits import RequestLimits
 from tasks.ingest import ingest
 from tasks.readiness import run_checks
 
@@ -48,9 +49,17 @@ def create_app() -> FastAPI:
     """The intake's app; every connector's settings are read first, so a bad one stops the start, named
     (`connectors.settings.SettingsError`), instead of failing the first request that needs it."""
     validate_settings()
-    app = FastAPI(title="ENNU Integrations intake", version="0.1.0")
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    # No trailing-slash redirect: Starlette builds its `Location` from the request's Host header.
+    app = FastAPI(title="ENNU Integrations intake", version="0.1.0", redirect_slashes=False)
+    settings = get_settings()
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=MAX_BODY_BYTES,
+        read_timeout=settings.intake_body_timeout_seconds,
+        max_header_bytes=settings.intake_max_header_bytes,
+    )
     install_error_handlers(app)
+    install_auth_throttle(app)
     app.include_router(integrations.router)
     app.include_router(erasures.router)
     app.include_router(webhooks.router)
@@ -91,6 +100,7 @@ def create_app() -> FastAPI:
                 400,
                 401,
                 403,
+                408,
                 413,
                 415,
                 422,

@@ -6,12 +6,12 @@ image; a viewer token works too. Aggregates only: records, error rate and latenc
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ennu.charts import link_is_valid, render_chart
 from ennu.performance import figures
-from intake.auth import GRANTS, Role, bearer, role_of
+from intake.auth import GRANTS, Role, bearer, refuse_credentials, role_of
 from intake.errors import error_responses
 from intake.integrations import IntegrationPath, known
 
@@ -39,6 +39,7 @@ async def chart(
         credentials = await bearer(request)
         role = role_of(credentials.credentials) if credentials else None
         if role is None or Role.VIEWER not in GRANTS[role]:
-            raise HTTPException(401, "a valid signed link or a viewer token is needed")
+            guessed = role is None and (credentials is not None or sig is not None)
+            raise refuse_credentials(request, guessed, "a valid signed link or a viewer token is needed", {})
     png = render_chart(figures([integration])[integration])
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})

@@ -23,6 +23,13 @@ VALIDATION_DETAIL = "the request is not valid; see errors"
 # A location part that is not a plain field name came from the request (an unknown key): not repeated.
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 UNNAMED_FIELD = "<unknown field>"
+# Where a request's parts are (pydantic's first location part): FastAPI's words, never the client's.
+LOCATION_KINDS = frozenset({"body", "query", "path", "header", "cookie"})
+# pydantic error types whose message quotes what was sent; they get a fixed sentence instead.
+QUOTING_TYPES = {
+    "union_tag_invalid": "the tag does not match any of the expected tags",
+    "union_tag_not_found": "the tag field is missing",
+}
 
 
 class FieldError(BaseModel):
@@ -46,18 +53,27 @@ DESCRIPTIONS: dict[int, str] = {
     401: "Missing or invalid credentials.",
     403: "The token's role may not do this.",
     404: "No such resource.",
+    408: "The body did not arrive within the body timeout; the connection is closed.",
     413: "Body larger than the limit (declared or chunked).",
     415: "The body is not application/json.",
     422: "The request is not valid; the reasons never echo submitted values.",
+    429: "Too many failed authentications from this client; retry after `Retry-After` seconds.",
+    431: "The request's headers are larger than the limit.",
     503: "A service the request needs (the Prefect server or a deployment) is not available.",
 }
 
 
-def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    *codes: int, throttled: bool = True, **descriptions: str
+) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each code with the one error body and its description.
 
-    A keyword named after a code makes its description specific: `e404="Unknown integration."`.
+    A keyword named after a code makes its description specific: `e404="Unknown integration."`. A route
+    whose credentials are throttled (intake/auth.py) answers 429 too: listed with every 401 unless
+    `throttled=False` (a vendor's webhook signature is not a client's guess).
     """
+    if 401 in codes and throttled and 429 not in codes:
+        codes = (*codes, 429)
     return {
         code: {"model": ErrorBody, "description": descriptions.get(f"e{code}", DESCRIPTIONS[code])}
         for code in codes
@@ -70,15 +86,46 @@ def error_json(status_code: int, detail: str, headers: Mapping[str, str] | None 
     )
 
 
-def _location(loc: Any) -> list[str | int]:
-    return [p if isinstance(p, int) or FIELD_NAME.match(str(p)) else UNNAMED_FIELD for p in loc or ()]
+def documented_names(document: Mapping[str, Any]) -> frozenset[str]:
+    """Every field and parameter name the OpenAPI document declares: the names a location may repeat."""
+    names: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, Mapping):
+            properties = node.get("properties")
+            if isinstance(properties, Mapping):
+                names.update(str(name) for name in properties)
+            if isinstance(node.get("name"), str) and node.get("in") in LOCATION_KINDS:
+                names.add(node["name"])
+            for child in node.values():
+                collect(child)
+        elif isinstance(node, list):
+            for child in node:
+                collect(child)
+
+    collect(document)
+    return frozenset(names)
 
 
-def field_errors(exc: RequestValidationError) -> list[FieldError]:
-    """Where and why, never the submitted value: pydantic's `input` and `ctx` are dropped, and an unknown
-    key is named only when it looks like a field name (a key can be anything a client typed)."""
+def _location(loc: Any, known: frozenset[str]) -> list[str | int]:
+    """A list index or a name the API declares; anything else (an unknown key, a key of a free-form
+    mapping) is what a client typed and is replaced by a generic name."""
+    parts = list(loc or ())
     return [
-        FieldError(loc=_location(e.get("loc")), type=str(e.get("type", "")), msg=str(e.get("msg", "")))
+        p if isinstance(p, int) or (i == 0 and p in LOCATION_KINDS) or p in known else UNNAMED_FIELD
+        for i, p in enumerate(parts)
+    ]
+
+
+def field_errors(exc: RequestValidationError, known: frozenset[str]) -> list[FieldError]:
+    """Where and why, never what was sent: pydantic's `input` and `ctx` are dropped, a location names only
+    fields the API declares (`known`), and a message that would quote the input is a fixed sentence."""
+    return [
+        FieldError(
+            loc=_location(e.get("loc"), known),
+            type=str(e.get("type", "")),
+            msg=QUOTING_TYPES.get(str(e.get("type", "")), str(e.get("msg", ""))),
+        )
         for e in exc.errors()
     ]
 
@@ -90,9 +137,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_json(exc.status_code, str(exc.detail), headers=exc.headers)
 
+    known: list[frozenset[str]] = []  # the document's names, collected at the first refusal
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        body = ErrorBody(detail=VALIDATION_DETAIL, errors=field_errors(exc))
+        if not known:
+            known.append(documented_names(app.openapi()))
+        body = ErrorBody(detail=VALIDATION_DETAIL, errors=field_errors(exc, known[0]))
         return JSONResponse(status_code=422, content=body.model_dump())
 
     @app.exception_handler(Exception)
@@ -118,4 +169,19 @@ async def require_json_body(request: Request) -> None:
         raise HTTPException(415, "the body must be application/json")
 
 
-TOO_LARGE_BODY = json.dumps(ErrorBody(detail="request body too large").model_dump()).encode()
+def error_bytes(detail: str, *errors: FieldError) -> bytes:
+    """The error body as bytes, for the ASGI middlewares that answer before the app (intake/limits.py)."""
+    return json.dumps(ErrorBody(detail=detail, errors=list(errors)).model_dump()).encode()
+
+
+TOO_LARGE_BODY = error_bytes("request body too large")
+BODY_TIMEOUT_BODY = error_bytes("the request body did not arrive in time")
+HEAD_TOO_LARGE_BODY = error_bytes("request headers too large")
+NON_FINITE_BODY = error_bytes(
+    VALIDATION_DETAIL,
+    FieldError(
+        loc=["body"],
+        type="json_invalid",
+        msg="a number is not finite, or too large for a double; not accepted",
+    ),
+)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -23,6 +22,7 @@ from ennu import receipts
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
 from intake.errors import error_responses
+from intake.limits import loads_finite
 from intake.openapi import allowed_values
 from intake.signatures import (
     SignatureError,
@@ -104,20 +104,9 @@ def public_url(request: Request) -> str:
     return str(request.url)
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400
-        raise ValueError("not a finite number")
-    return value
-
-
-def _not_a_number(name: str) -> float:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_float=_finite, parse_constant=_not_a_number)
+        return loads_finite(body)
     except (ValueError, RecursionError):  # not UTF-8, not JSON, non-finite numbers, or nested too deeply
         raise HTTPException(422, "body is not JSON") from None
 
@@ -218,7 +207,9 @@ VERIFIERS = {
     response_class=Response,
     responses={
         200: {"description": "The URL secret is known: Mailchimp may send to this URL."},
-        **error_responses(401, 422, e401="Unknown URL secret, or no webhook secret configured."),
+        **error_responses(
+            401, 422, throttled=False, e401="Unknown URL secret, or no webhook secret configured."
+        ),
     },
 )
 def mailchimp_validation(secret: str | None = None) -> Response:
@@ -240,6 +231,7 @@ def mailchimp_validation(secret: str | None = None) -> Response:
             404,
             413,
             422,
+            throttled=False,
             e401=SIGNATURE_REFUSED,
             e404="No webhook for this integration.",
             e422="The body is not what this vendor sends.",

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Response, Security, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security, status
 from fastapi import Path as PathParam
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,7 @@ from ennu.events import EVENT_TYPES
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
 from ennu.zapier_subscriptions import MAX_TARGET_URL, TargetRefused, ZapierSubscriptions, normalise_target
+from intake.auth import refuse_credentials
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
 from mappings import apply_mapping, load_all_mappings
@@ -61,12 +62,13 @@ SAMPLE_SCORE = 7.0  # any assessment.scores.<category>
 zapier_token = APIKeyHeader(name="X-Zapier-Token", auto_error=False, description="the Zapier app's token")
 
 
-def require_zapier(x_zapier_token: str | None = Security(zapier_token)) -> None:
-    """The Zapier app's shared token in `X-Zapier-Token`, compared in constant time with ZAPIER_TOKEN."""
+def require_zapier(request: Request, x_zapier_token: str | None = Security(zapier_token)) -> None:
+    """The Zapier app's shared token in `X-Zapier-Token`, compared in constant time with ZAPIER_TOKEN;
+    wrong tokens are throttled per client like the bearer tokens' (intake/auth.py)."""
     expected = read_secret("ZAPIER_TOKEN")
     given = (x_zapier_token or "").encode()
     if expected is None or not hmac.compare_digest(expected.get_secret_value().encode(), given):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid X-Zapier-Token")
+        raise refuse_credentials(request, x_zapier_token is not None, "missing or invalid X-Zapier-Token", {})
 
 
 router = APIRouter(
