@@ -97,10 +97,16 @@ class SubscribeOut(BaseModel):
 
 
 def allowed_target(url: str) -> bool:
-    """Only Zapier's hook hosts over https (ZAPIER_HOOK_HOSTS) or the local sandbox: no posting elsewhere."""
+    """Only Zapier's hook hosts over https (ZAPIER_HOOK_HOSTS), or the sandbox in local mode only: no
+    posting elsewhere."""
     parts = urlsplit(url)
-    sandbox = urlsplit(get_settings().sandbox_url)
-    if (parts.scheme, parts.netloc) == (sandbox.scheme, sandbox.netloc) and SANDBOX_HOOK.match(parts.path):
+    settings = get_settings()
+    sandbox = urlsplit(settings.sandbox_url)
+    if (
+        settings.local
+        and (parts.scheme, parts.netloc) == (sandbox.scheme, sandbox.netloc)
+        and SANDBOX_HOOK.match(parts.path)
+    ):
         return not parts.query and not parts.fragment
     hosts = {h.strip().lower() for h in get_settings().zapier_hook_hosts.split(",") if h.strip()}
     return parts.scheme == "https" and (parts.hostname or "").lower() in hosts and not parts.username
