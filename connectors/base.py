@@ -177,6 +177,18 @@ class Connector(ABC):
         secrets = cls.settings_class.secrets
         return not secrets or any(cls.settings_class.secret(name) for name in secrets)
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this connector is disabled whatever the routing says, or None: in production, one without
+        credentials ("no credentials"); in local mode the sandbox stands in, so never. Raises
+        `ennu.secrets.SecretUnavailable` when a credential could not be read (an error, not an absence)."""
+        from connectors.endpoint import NO_CREDENTIALS
+        from ennu.settings import get_settings
+
+        if get_settings().local or cls.has_credentials():
+            return None
+        return NO_CREDENTIALS
+
     @abstractmethod
     def test_connection(self) -> ConnectionCheck:
         """A cheap authenticated read."""

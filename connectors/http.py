@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from connectors.errors import DEFAULT_TABLE, REPEAT_NOW, RETRYING, Action, ErrorTable
 from connectors.rate_limit import RateLimit
+from ennu.settings import get_settings, is_loopback_url
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,18 @@ class InvalidTarget(PermanentError):
         ConnectorError.__init__(self, integration, "invalid target url, not sent")
         self.status = 0
         self.code = "invalid_url"
+
+
+class RefusedDestination(PermanentError):
+    """Not sent: a loopback address outside local mode is never a vendor's (a stand-in, or a stale hook)."""
+
+    def __init__(self, integration: str) -> None:
+        ConnectorError.__init__(self, integration, LOOPBACK_REFUSED)
+        self.status = 0
+        self.code = None
+
+
+LOOPBACK_REFUSED = "loopback address refused outside local mode"
 
 
 def vendor_error_code(
@@ -261,6 +274,9 @@ class VendorHttp:
         allow_statuses: frozenset[int],
         timeout: float | None,
     ) -> requests.Response:
+        url = self.url(path)
+        if not get_settings().local and is_loopback_url(url):  # checked at every request, whatever built it
+            raise RefusedDestination(self.integration)
         if self.rate_limit is not None:
             self.rate_limit.acquire()
         self.counter.add()
@@ -268,7 +284,7 @@ class VendorHttp:
         try:
             response = self.session.request(
                 method,
-                self.url(path),
+                url,
                 json=json,
                 data=data,
                 params=params,

@@ -11,8 +11,9 @@ import pkgutil
 
 import connectors
 from connectors.base import Connector
-from connectors.settings import VendorSettings
+from connectors.settings import SettingsError, VendorSettings
 from ennu.settings import Settings, get_settings
+from ennu.startup import core_problems
 
 
 def _discover() -> dict[str, type[Connector]]:
@@ -42,9 +43,27 @@ def build_connector(name: str, settings: Settings | None = None, *, rate_limited
 
 
 def validate_settings() -> dict[str, VendorSettings]:
-    """Every connector's settings, read once: a process calls this at start-up and stops on the
-    `connectors.settings.SettingsError` that names each variable that does not parse."""
-    return {name: cls.settings_class.load() for name, cls in CONNECTORS.items()}
+    """Every connector's settings, read once, and what production requires of the hub: a process calls this
+    at start-up and stops on the one `connectors.settings.SettingsError` that names every problem: each
+    variable that does not parse, each required secret missing in production (ENNU_INTAKE_TOKEN,
+    ENNU_DATA_KEY, ...), each vendor URL set to a loopback address in production."""
+    problems: list[str] = []
+    loaded: dict[str, VendorSettings] = {}
+    for name, cls in CONNECTORS.items():
+        try:
+            loaded[name] = cls.settings_class.load()
+        except SettingsError as exc:
+            problems.append(str(exc))
+    if not get_settings().local:
+        problems += [
+            f"{variable} is a loopback address (the local stand-ins are for ENNU_ENV=local only)"
+            for own in loaded.values()
+            for variable in own.loopback_urls()
+        ]
+    problems += core_problems()
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return loaded
 
 
 def environment_prefixes() -> set[str]:

@@ -17,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ennu.secrets import read_secret
+from ennu.settings import is_loopback_url
 
 
 class SettingsError(ValueError):
@@ -31,6 +32,9 @@ class VendorSettings(BaseSettings):
     )
     # Credentials by environment variable name (or the Secret block of the same name) -> what they are.
     secrets: ClassVar[dict[str, str]] = {}
+    # Every field named `*_url` is where a vendor's API is, and may never be a loopback address in
+    # production; these are URLs of the hub's own instead (Twilio's status callback).
+    own_urls: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def load(cls) -> Self:
@@ -43,6 +47,15 @@ class VendorSettings(BaseSettings):
                 for e in exc.errors()
             )
             raise SettingsError(problems) from None
+
+    def loopback_urls(self) -> list[str]:
+        """The variables of the vendor URLs set to a loopback address (refused in production: the local
+        stand-ins are for local mode only)."""
+        return [
+            self.variable(name)
+            for name in type(self).model_fields
+            if name.endswith("_url") and name not in self.own_urls and is_loopback_url(getattr(self, name))
+        ]
 
     @classmethod
     def prefix(cls) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from matplotlib.figure import Figure
 
 from ennu.performance import Figures
-from ennu.settings import get_settings
+from ennu.settings import DEVELOPMENT_CHART_LINK_KEY, get_settings
 
 LINK_SECONDS = 24 * 3600
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -54,7 +54,10 @@ def render_chart(fig: Figures) -> bytes:
 
 
 def _signature(integration: str, expires: int) -> str:
-    key = get_settings().chart_link_key.get_secret_value().encode()
+    settings = get_settings()
+    key = settings.required(
+        settings.chart_link_key, "ENNU_CHART_LINK_KEY", DEVELOPMENT_CHART_LINK_KEY
+    ).encode()
     return hmac.new(key, f"{integration}:{expires}".encode(), hashlib.sha256).hexdigest()
 
 

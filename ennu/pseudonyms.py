@@ -1,9 +1,9 @@
 """Keyed pseudonyms: HMAC-SHA256 under a secret pepper for every id derived from a person for a vendor.
 
 A plain hash of a host id can be reversed by hashing every id; a keyed one cannot without the pepper. The
-pepper comes from ENNU_PSEUDONYM_PEPPER; only while the sandbox is local does a published development pepper
-stand in. Rotating it gives everyone new pseudonyms (see the README); ENNU_PSEUDONYM_PEPPER_PREVIOUS keeps
-erasures reaching the ids made under the old one.
+pepper comes from ENNU_PSEUDONYM_PEPPER; only in local mode (ENNU_ENV=local) does a published development
+pepper stand in. Rotating it gives everyone new pseudonyms (see the README); ENNU_PSEUDONYM_PEPPER_PREVIOUS
+keeps erasures reaching the ids made under the old one.
 """
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from ennu.settings import get_settings, is_loopback_url
+from ennu.settings import SecretMissing, get_settings
 
-DEVELOPMENT_PEPPER = "ennu-development-pepper-not-a-secret"  # published: local sandbox only
+DEVELOPMENT_PEPPER = "ennu-development-pepper-not-a-secret"  # published: local mode only
 
 
-class PepperMissing(RuntimeError):
-    """No ENNU_PSEUDONYM_PEPPER outside a local sandbox: pseudonyms would be guessable."""
+class PepperMissing(SecretMissing):
+    """No ENNU_PSEUDONYM_PEPPER in production: pseudonyms would be guessable."""
 
 
 def current_pepper() -> str:
     settings = get_settings()
-    if settings.pseudonym_pepper is not None and settings.pseudonym_pepper.get_secret_value():
-        return settings.pseudonym_pepper.get_secret_value()
-    if is_loopback_url(settings.sandbox_url):
-        return DEVELOPMENT_PEPPER
-    raise PepperMissing("ENNU_PSEUDONYM_PEPPER is not set (required unless the sandbox is local)")
+    try:
+        return settings.required(settings.pseudonym_pepper, "ENNU_PSEUDONYM_PEPPER", DEVELOPMENT_PEPPER)
+    except SecretMissing:
+        raise PepperMissing("ENNU_PSEUDONYM_PEPPER") from None
 
 
 def peppers() -> list[str]:

@@ -32,11 +32,14 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the host + hub database; SQLite file by default.",
     )
     mappings_dir: Path = Field(default=PROJECT_ROOT / "mappings", alias="ENNU_MAPPINGS_DIR")
+    # Where connectors without credentials send in local mode only; in production it is never used.
     sandbox_url: str = Field(default="http://127.0.0.1:8765", alias="ENNU_SANDBOX_URL")
-    intake_token: SecretStr = Field(default=SecretStr("dev-intake-token"), alias="ENNU_INTAKE_TOKEN")
+    # The host app's bearer token (or the Secret block `ennu-intake-token`). Required in production: the
+    # intake refuses to start without it; in local mode the published DEVELOPMENT_INTAKE_TOKEN stands in.
+    intake_token: SecretStr | None = Field(default=None, alias="ENNU_INTAKE_TOKEN")
     # The secret key of every pseudonym the hub derives from a person (GA4 client_id/user_id): HMAC-SHA256,
-    # never a plain hash. Unset, a published development pepper is used only while the sandbox is local
-    # (ennu/pseudonyms.py); anywhere else a pseudonym without a pepper is refused. Rotation: README.
+    # never a plain hash. Unset, a published development pepper is used in local mode only
+    # (ennu/pseudonyms.py); in production a pseudonym without a pepper is refused. Rotation: README.
     pseudonym_pepper: SecretStr | None = Field(default=None, alias="ENNU_PSEUDONYM_PEPPER")
     # The pepper before the last rotation: an erasure also deletes the ids derived under it.
     pseudonym_pepper_previous: SecretStr | None = Field(default=None, alias="ENNU_PSEUDONYM_PEPPER_PREVIOUS")
@@ -54,6 +57,10 @@ class Settings(BaseSettings):
     # Zapier's REST-hook subscribe routes (intake/zapier.py): the only hosts a subscribed hook may be on
     # (https, comma-separated); the Zapier app's token for those routes is the secret ZAPIER_TOKEN.
     zapier_hook_hosts: str = Field(default="hooks.zapier.com", min_length=1, alias="ZAPIER_HOOK_HOSTS")
+
+    # How long a credential read from a Prefect Secret block is kept (a rotated one is picked up after it).
+    # A failed read is never kept: it is retried, then an error (ennu/secrets.py).
+    secret_cache_seconds: float = Field(default=300.0, ge=0, alias="ENNU_SECRET_CACHE_SECONDS")
 
     # Vendor credentials are not settings: `ennu.secrets.read_secret` reads them from the environment
     # or from Prefect Secret blocks (HUBSPOT_ACCESS_TOKEN, MAILCHIMP_API_KEY, ...).
@@ -110,7 +117,8 @@ class Settings(BaseSettings):
     # Where the dashboard's chart links point (the intake API as a browser reaches it), and the key that
     # signs them (an image in the Prefect UI cannot send a bearer token; a link is good for a day).
     intake_public_url: str = Field(default="http://127.0.0.1:8000", alias="ENNU_INTAKE_PUBLIC_URL")
-    chart_link_key: SecretStr = Field(default=SecretStr("dev-chart-link-key"), alias="ENNU_CHART_LINK_KEY")
+    # Required in production; in local mode the published DEVELOPMENT_CHART_LINK_KEY stands in.
+    chart_link_key: SecretStr | None = Field(default=None, alias="ENNU_CHART_LINK_KEY")
 
     # The intake server's limits on what a client sends (`python -m intake`; intake/server.py,
     # intake/limits.py, intake/auth.py). A request's head (request line and headers) must arrive within
@@ -153,6 +161,29 @@ class Settings(BaseSettings):
     def local(self) -> bool:
         """Local mode (ENNU_ENV=local): the sandbox and the published development keys may stand in."""
         return self.env == "local"
+
+    def required(self, value: SecretStr | None, variable: str, development: str) -> str:
+        """A secret production requires: its value; in local mode, unset, the published `development` one;
+        in production, unset, `SecretMissing` naming the variable."""
+        given = value.get_secret_value() if value is not None else ""
+        if given:
+            return given
+        if self.local:
+            return development
+        raise SecretMissing(variable)
+
+
+# Published development values, local mode only (ENNU_ENV=local): no secret, never accepted in production.
+DEVELOPMENT_INTAKE_TOKEN = "dev-intake-token"  # noqa: S105
+DEVELOPMENT_CHART_LINK_KEY = "dev-chart-link-key"
+
+
+class SecretMissing(RuntimeError):
+    """A secret production requires is not set; the message names its variable, never a value."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"{variable} is not set (required unless ENNU_ENV=local)")
+        self.variable = variable
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from prefect.cache_policies import NONE
 from sqlalchemy import select
 
 from connectors.base import COMMUNICATION, MARKETING, Person
+from connectors.endpoint import NotConfigured
 from connectors.http import ConnectorError, RetryableError
 from ennu import deliveries
 from ennu.db import session_scope
@@ -84,7 +85,7 @@ def withdraw_at(integration: str, person: Person, withdrawn: frozenset[str], eve
         outcome = connector_for(integration).withdraw_consent(person, withdrawn)
     except RetryableError:
         raise
-    except ConnectorError as exc:
+    except (ConnectorError, NotConfigured) as exc:  # production without credentials: "no credentials"
         return SyncEntry(
             integration, CONSENT_OBJECT, key, event_id, person.user_id, SyncStatus.FAILED, error=exc.reason
         )

@@ -10,6 +10,7 @@ from prefect.cache_policies import NONE
 from sqlalchemy import select
 
 from connectors.base import Person
+from connectors.endpoint import NotConfigured
 from connectors.http import ConnectorError, RetryableError
 from connectors.registry import CONNECTORS
 from ennu import deliveries
@@ -17,6 +18,7 @@ from ennu.db import session_scope
 from ennu.erasure import ERASURE_OBJECT, scrub_person
 from ennu.erasure_report import erasure_report
 from ennu.models import ErasedPerson, HealthGoal, OutboxEvent, SyncStatus, User, utcnow
+from ennu.secrets import SecretUnavailable
 from ennu.settings import get_settings
 from mappings.routing import routing_table
 from tasks.admit import admit
@@ -73,7 +75,14 @@ def erase_at(integration: str, person: Person, event_id: str) -> SyncEntry:
             error=RETAINED[integration],
         )
     config = routing_table(get_settings().mappings_dir).integrations.get(integration)
-    if (config is None or not config.enabled) and not CONNECTORS[integration].has_credentials():
+    destination = CONNECTORS[integration]
+    try:
+        disabled = ((config is None or not config.enabled) and not destination.has_credentials()) or (
+            destination.unavailable() is not None  # production without credentials
+        )
+    except SecretUnavailable as exc:  # a credential could not be read: retried, never taken as "none"
+        raise RetryableError(integration, exc.reason, now=False) from None
+    if disabled:
         # It once received the person; asked again after a while (and by every drain) until enabled.
         wait = timedelta(seconds=get_settings().erasure_pending_retry_seconds)
         return SyncEntry(
@@ -90,7 +99,7 @@ def erase_at(integration: str, person: Person, event_id: str) -> SyncEntry:
         outcome = connector_for(integration).erase(person)
     except RetryableError:
         raise
-    except ConnectorError as exc:
+    except (ConnectorError, NotConfigured) as exc:
         return SyncEntry(
             integration, ERASURE_OBJECT, key, event_id, person.user_id, SyncStatus.FAILED, error=exc.reason
         )

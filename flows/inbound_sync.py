@@ -21,6 +21,7 @@ from mappings.inbound import inbound_mappings
 from mappings.routing import routing_table
 from tasks.inbound import InboundSummary, apply_changes, fetch_changes, withdraw_marketing
 from tasks.record import current_flow_run_id, write_sync_log
+from tasks.status import disabled_reason
 
 
 def watermark_variable(integration: str) -> str:
@@ -51,6 +52,10 @@ def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | 
             continue
         if config is None or not config.enabled or not circuit.allows_calls(name):
             logger.info("%s: skipped (disabled or circuit open)", name)
+            continue
+        unavailable = disabled_reason(name)
+        if unavailable is not None:  # production without credentials
+            logger.info("%s: skipped (%s)", name, unavailable)
             continue
         assert mapping.inbound is not None
         started = utcnow()

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from connectors.registry import validate_settings
+from connectors.settings import SettingsError
 from ennu.events import HostEvent
 from ennu.settings import get_settings
 from intake import charts, erasures, integrations, metrics, webhooks, zapier
@@ -46,8 +47,9 @@ class Accepted(BaseModel):
 
 
 def create_app() -> FastAPI:
-    """The intake's app; every connector's settings are read first, so a bad one stops the start, named
-    (`connectors.settings.SettingsError`), instead of failing the first request that needs it."""
+    """The intake's app; every connector's settings and, in production, the hub's required secrets
+    (ENNU_INTAKE_TOKEN, ENNU_DATA_KEY, ...) are checked first, so that a bad or missing one stops the start,
+    named (`connectors.settings.SettingsError`), instead of failing the first request that needs it."""
     validate_settings()
     # No trailing-slash redirect: Starlette builds its `Location` from the request's Host header.
     app = FastAPI(title="ENNU Integrations intake", version="0.1.0", redirect_slashes=False)
@@ -126,4 +128,7 @@ def create_app() -> FastAPI:
     return app
 
 
-app = create_app()
+try:
+    app = create_app()
+except SettingsError as exc:  # `uvicorn intake.app:app` stops here with the variables named, no traceback
+    raise SystemExit(f"intake: {exc}") from None

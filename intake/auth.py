@@ -16,9 +16,10 @@ from enum import StrEnum
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
-from ennu.secrets import read_secret
-from ennu.settings import get_settings
+from ennu.secrets import SecretUnavailable, read_secret
+from ennu.settings import DEVELOPMENT_INTAKE_TOKEN, get_settings
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -43,11 +44,16 @@ TOKEN_NAMES = {
 
 
 def configured_tokens() -> dict[Role, list[str]]:
+    """Each role's tokens. The host app's published development token only in local mode: in production an
+    unset ENNU_INTAKE_TOKEN accepts nobody (and the intake does not start, `ennu.startup`)."""
     tokens: dict[Role, list[str]] = {}
     for role, env_name in TOKEN_NAMES.items():
         secret = read_secret(env_name)
         if role is Role.HOST_APP and secret is None:
-            secret = get_settings().intake_token
+            settings = get_settings()
+            secret = settings.intake_token
+            if secret is None and settings.local:
+                secret = SecretStr(DEVELOPMENT_INTAKE_TOKEN)
         values = secret.get_secret_value().split(",") if secret is not None else []
         tokens[role] = [v.strip() for v in values if v.strip()]
     return tokens
@@ -137,7 +143,12 @@ def require(needed: Role) -> Callable[..., Role]:
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
     ) -> Role:
-        role = role_of(credentials.credentials) if credentials is not None else None
+        try:
+            role = role_of(credentials.credentials) if credentials is not None else None
+        except SecretUnavailable:  # a token's Secret block could not be read: try later, never "no token"
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "the secret store did not answer"
+            ) from None
         if role is None:
             raise refuse_credentials(
                 request,

@@ -12,12 +12,14 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from connectors.endpoint import NotConfigured
 from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit, deliveries, receipts
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
+from ennu.secrets import SecretUnavailable
 from intake.auth import require_operator, require_viewer
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
@@ -148,9 +150,13 @@ def health() -> HealthOut:
     responses=error_responses(401, 403, 404, 422, e404=UNKNOWN_INTEGRATION),
 )
 def test_connection(integration: IntegrationPath) -> ConnectionTestOut:
-    """Run the integration's connection test now (a cheap authenticated read)."""
-    connector = build_connector(known(integration), rate_limited=False)
+    """Run the integration's connection test now (a cheap authenticated read). An integration that
+    cannot be built (production without credentials: "no credentials") answers ok false, with why."""
     started = time.monotonic()
+    try:
+        connector = build_connector(known(integration), rate_limited=False)
+    except (NotConfigured, SecretUnavailable) as exc:
+        return ConnectionTestOut(integration=integration, ok=False, detail=exc.reason, latency_ms=None)
     try:
         check = connector.test_connection()
     except ConnectorError as exc:

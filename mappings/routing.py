@@ -37,7 +37,7 @@ DEFAULT_PRIORITY = 5
 class IntegrationRouting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # `sandbox` in the file: on while the hub runs against its local sandbox (`make up`, tests), else off.
+    # `sandbox` in the file: on in local mode (ENNU_ENV=local: `make up`, the tests), off in production.
     enabled: bool = True
     declared: bool | Literal["sandbox"] = True  # what the file says (kept for status and health)
     consent: ConsentNeed = ConsentNeed.NONE
@@ -51,7 +51,7 @@ class IntegrationRouting(BaseModel):
             return raw
         declared = raw.get("enabled", True)
         if declared == SANDBOX_ONLY:
-            local = bool((info.context or {}).get("local_sandbox", False))
+            local = bool((info.context or {}).get("local_mode", False))
             return {**raw, "enabled": local, "declared": SANDBOX_ONLY}
         return {**raw, "declared": declared}
 
@@ -113,10 +113,10 @@ class RoutingError(ValueError):
 
 
 def load_routing(path: Path, *, local: bool = False) -> RoutingTable:
-    """The routing table; `local`: the hub runs against its local sandbox (turns on `enabled: sandbox`)."""
+    """The routing table; `local`: the hub runs in local mode (turns on `enabled: sandbox`)."""
     try:
         data = yaml.safe_load(path.read_text())
-        return RoutingTable.model_validate(data, context={"local_sandbox": local})
+        return RoutingTable.model_validate(data, context={"local_mode": local})
     except (yaml.YAMLError, ValidationError) as exc:
         raise RoutingError(f"{path}: {exc}") from None
 
@@ -127,8 +127,8 @@ def _cached(path: Path, mtime_ns: int, local: bool) -> RoutingTable:
 
 
 def routing_table(mappings_dir: Path) -> RoutingTable:
-    """The routing table of this process: `enabled: sandbox` is on when ENNU_SANDBOX_URL is on loopback."""
-    from ennu.settings import get_settings, is_loopback_url
+    """The routing table of this process: `enabled: sandbox` is on in local mode (ENNU_ENV=local) only."""
+    from ennu.settings import get_settings
 
     path = mappings_dir / "routing.yaml"
-    return _cached(path, path.stat().st_mtime_ns, is_loopback_url(get_settings().sandbox_url))
+    return _cached(path, path.stat().st_mtime_ns, get_settings().local)

@@ -17,18 +17,20 @@ from prefect.cache_policies import NONE
 from sqlalchemy import select
 
 from connectors.base import Connector, Outcome, Record
+from connectors.endpoint import NotConfigured
 from connectors.http import AuthError, PermanentError, RetryableError
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit
 from ennu.db import session_scope
 from ennu.models import SyncLog, SyncStatus
+from ennu.secrets import SecretUnavailable, blocks_in_use
 from ennu.settings import Settings, get_settings
 from tasks.extract import chunks
 
 META_COLUMNS = ("_record_key", "_event_id", "_user_id")
 DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED, SyncStatus.UNCHANGED)
 
-_connectors: dict[str, tuple[Settings, Connector]] = {}
+_connectors: dict[str, tuple[Settings, Connector, float]] = {}  # (settings, connector, built at)
 _connectors_lock = threading.Lock()
 
 
@@ -37,19 +39,32 @@ def connector_for(name: str, settings: Settings | None = None) -> Connector:
 
     The cache holds the settings object itself and compares identity: an id() could be reused by a new
     object after the old one is gone, and hand back a connector configured for the old settings.
+
+    Raises `NotConfigured` (`NoCredentials` in production without credentials), and a `RetryableError`
+    "credentials unreadable" when a credential's Secret block could not be read: retried later, never
+    built without it.
     """
     settings = settings or get_settings()
+    now = time.monotonic()
     with _connectors_lock:
         cached = _connectors.get(name)
-        if cached is not None and cached[0] is settings:
+        # Credentials from Secret blocks are read again after ENNU_SECRET_CACHE_SECONDS: a rotated one
+        # reaches the connector too (its pool is rebuilt then, at most every minute).
+        fresh = cached is not None and (
+            not blocks_in_use() or now - cached[2] < max(settings.secret_cache_seconds, 60.0)
+        )
+        if cached is not None and cached[0] is settings and fresh:
             return cached[1]
         if cached is not None:
             cached[1].close()
-        connector = build_connector(name, settings)
+        try:
+            connector = build_connector(name, settings)
+        except SecretUnavailable as exc:
+            raise RetryableError(name, exc.reason, now=False) from None
         from tasks.host_biomarkers import provide_host_data  # late: it maps the host's rows with this module
 
         provide_host_data(connector, settings)
-        _connectors[name] = (settings, connector)
+        _connectors[name] = (settings, connector, now)
         return connector
 
 
@@ -186,7 +201,14 @@ def push_batch(
             Outcome(r.record_key, SyncStatus.DEFERRED, error="circuit open", not_before=state.opened_until)
             for r in records
         ]
-    connector = connector_for(connector_name)
+    try:
+        connector = connector_for(connector_name)
+    except NotConfigured as exc:  # production without credentials (or half configured): never sent
+        logger.error("%s: %s; %d records not sent", connector_name, exc.reason, len(records))
+        return _all(records, SyncStatus.FAILED, exc.reason)
+    except RetryableError as exc:  # a credential could not be read: nothing sent, the deliveries stay owed
+        logger.warning("%s: %s; %d records offered again later", connector_name, exc.reason, len(records))
+        return _all(records, SyncStatus.DEFERRED, exc.reason)
     started = time.monotonic()
     try:
         outcomes = connector.push(object_name, upsert_key, records)

@@ -13,6 +13,7 @@ from ennu.db import session_scope
 from ennu.deliveries import counts_by_integration
 from ennu.models import NOT_DELIVERY_ATTEMPTS, DeliveryStatus, SyncLog, SyncStatus, as_utc, utcnow
 from ennu.performance import Figures, figures
+from ennu.secrets import SecretUnavailable
 from ennu.settings import get_settings
 
 if TYPE_CHECKING:
@@ -149,6 +150,20 @@ def integration_status(
     )
 
 
+def disabled_reason(integration: str) -> str | None:
+    """Why a registered connector is disabled whatever the routing says ("no credentials" in production),
+    or None. A credential that could not be read says so: it is not taken as absent."""
+    from connectors.registry import CONNECTORS
+
+    connector = CONNECTORS.get(integration)
+    if connector is None:
+        return None
+    try:
+        return connector.unavailable()
+    except SecretUnavailable as exc:
+        return exc.reason
+
+
 def integration_names() -> list[str]:
     from mappings.routing import routing_table
 
@@ -163,12 +178,16 @@ def all_statuses(perf: dict[str, Figures] | None = None) -> list[IntegrationStat
     states = counts_by_integration()
     # The clinical integration carries the warning: it is where a critical result is first flagged.
     warnings = {CLINICAL_INTEGRATION: clinical_warnings(table)}
+    disabled = {name: disabled_reason(name) for name in table.integrations}
+    for name, reason in disabled.items():
+        if reason is not None:  # "hubspot: no credentials": disabled, and its deliveries are never sent
+            warnings.setdefault(name, []).append(f"{name}: {reason}")
     now = utcnow()
     perf = perf or figures(sorted(table.integrations), now)
     return [
         integration_status(
             name,
-            config.enabled,
+            config.enabled and disabled[name] is None,
             now,
             by_state=states.get(name, {}),
             warnings=warnings.get(name),
@@ -189,4 +208,10 @@ def health_problems() -> list[str]:
         for name, config in sorted(table.integrations.items())
         if config.enabled and circuit_state(name, now).open
     ]
-    return [*clinical_warnings(table), *circuits]
+    # Routed but not configured (production): every delivery to it fails "no credentials".
+    unconfigured = [
+        f"{name}: {reason}"
+        for name, config in sorted(table.integrations.items())
+        if config.enabled and (reason := disabled_reason(name)) is not None
+    ]
+    return [*clinical_warnings(table), *unconfigured, *circuits]

@@ -32,6 +32,7 @@ class CapturingEndpoint:
 
     url: str = ""
     requests: list[Captured] = field(default_factory=list)
+    connections: int = 0  # accepted at the listening socket, whether or not a request followed
     answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
 
     def answer(self, method: str, path: str, status: int, body: dict[str, Any]) -> None:
@@ -72,7 +73,12 @@ def capturing_endpoint() -> Iterator[CapturingEndpoint]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class CountingServer(ThreadingHTTPServer):
+        def verify_request(self, request: Any, client_address: Any) -> bool:
+            capture.connections += 1  # every accepted connection, before any byte is read
+            return True
+
+    server = CountingServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     capture.url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -269,11 +269,11 @@ def test_ga4_ids_are_stable_under_one_pepper_new_under_another_and_never_a_plain
     reload_settings()
 
 
-def test_no_pepper_outside_a_local_sandbox_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_pepper_in_production_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from ennu.pseudonyms import PepperMissing, person_pseudonym
 
     monkeypatch.delenv("ENNU_PSEUDONYM_PEPPER", raising=False)
-    monkeypatch.setenv("ENNU_SANDBOX_URL", "https://sandbox.example.org")
+    monkeypatch.setenv("ENNU_ENV", "production")  # the development pepper is for local mode only
     reload_settings()
     try:
         with pytest.raises(PepperMissing):

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self
 from pydantic import SecretStr
 
 from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
-from connectors.endpoint import NotConfigured
+from connectors.endpoint import NoCredentials, NotConfigured, refuse_loopback
 from connectors.epic_fhir.errors import TABLE, TOKEN_TABLE
 from connectors.epic_fhir.observations import (
     RESULT_FIELDS,
@@ -120,7 +120,8 @@ class EpicFhirConnector(HttpConnector):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
-        """From EPIC_* settings and the EPIC_PRIVATE_KEY secret; the local stand-in without a key."""
+        """From EPIC_* settings and the EPIC_PRIVATE_KEY secret; without a key, the local stand-in in local
+        mode, `NoCredentials` in production."""
         own = EpicFhirSettings.load()
         key = EpicFhirSettings.secret("EPIC_PRIVATE_KEY") or _key_from_file(own.private_key_file)
         base_url = own.fhir_base_url
@@ -130,8 +131,11 @@ class EpicFhirConnector(HttpConnector):
                 raise NotConfigured(
                     "epic_fhir: a private key needs EPIC_FHIR_BASE_URL, EPIC_CLIENT_ID and EPIC_KEY_ID"
                 )
+            refuse_loopback(cls.name, base_url)
             sandbox = False
         else:
+            if not settings.local:  # the local stand-in and its published key are for local mode only
+                raise NoCredentials(cls.name)
             base_url = base_url or f"{settings.sandbox_url.rstrip('/')}/{SANDBOX_PATH}"
             if not is_loopback_url(base_url):
                 raise NotConfigured(

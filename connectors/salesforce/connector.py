@@ -31,7 +31,7 @@ from connectors.base import (
     Person,
     Record,
 )
-from connectors.endpoint import NotConfigured, resolve_endpoint
+from connectors.endpoint import NoCredentials, NotConfigured, resolve_endpoint
 from connectors.http import AuthError, VendorHttp
 from connectors.salesforce.errors import TABLE, TOKEN_TABLE
 from connectors.salesforce.settings import SalesforceSettings
@@ -40,6 +40,7 @@ from ennu.settings import Settings
 
 VENDOR_LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_CONSUMER_KEY = "sandbox-sf-key"
+HALF_CONFIGURED = "salesforce: a client secret or private key is set but not SALESFORCE_CONSUMER_KEY"
 SANDBOX_CLIENT_SECRET = "sandbox-sf-secret"  # noqa: S105 - the sandbox's published dummy secret
 DEFAULT_API_VERSION = "62.0"
 DEFAULT_EXTERNAL_ID_FIELD = (
@@ -179,23 +180,26 @@ class SalesforceConnector(HttpConnector):
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
         own = SalesforceSettings.load()
-        endpoint = resolve_endpoint(
-            cls.name,
-            credential_env="SALESFORCE_CONSUMER_KEY",
-            vendor_base_url=VENDOR_LOGIN_URL,
-            configured_base_url=own.login_url,
-            sandbox_path="salesforce",
-            sandbox_secret=SANDBOX_CONSUMER_KEY,
-        )
+        try:
+            endpoint = resolve_endpoint(
+                cls.name,
+                credential_env="SALESFORCE_CONSUMER_KEY",
+                vendor_base_url=VENDOR_LOGIN_URL,
+                configured_base_url=own.login_url,
+                sandbox_path="salesforce",
+                sandbox_secret=SANDBOX_CONSUMER_KEY,
+            )
+        except NoCredentials:
+            if cls.has_credentials():
+                raise NotConfigured(HALF_CONFIGURED) from None
+            raise
         login_url = endpoint.base_url.rstrip("/")
         consumer_key = endpoint.secret.get_secret_value()
         grant: Grant
         if endpoint.sandbox:
             if cls.has_credentials():
                 # A secret or key without the consumer key it belongs to: never the sandbox instead.
-                raise NotConfigured(
-                    "salesforce: a client secret or private key is set but not SALESFORCE_CONSUMER_KEY"
-                )
+                raise NotConfigured(HALF_CONFIGURED)
             grant = ClientCredentialsGrant(consumer_key, SecretStr(SANDBOX_CLIENT_SECRET))
         else:
             grant = _configured_grant(consumer_key, login_url, own)

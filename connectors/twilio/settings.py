@@ -24,6 +24,7 @@ class TwilioSettings(VendorSettings):
         "TWILIO_API_KEY_SID": "an API key's SID (SK...), preferred to the auth token with its secret",
         "TWILIO_API_KEY_SECRET": "that API key's secret",
     }
+    own_urls: ClassVar[frozenset[str]] = frozenset({"status_callback_url"})  # the hub's, not Twilio's
 
     base_url: str | None = Field(
         default=None, description="API base URL instead of Twilio's (a proxy); unset: api.twilio.com."
