@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import httpx
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL
 
@@ -29,6 +28,7 @@ _ensured: set[tuple[str, int, float]] = set()
 _ensure_lock = threading.Lock()
 TAKE_AHEAD_SECONDS = 0.5  # how long a slot taken ahead may wait for its request, at most
 EXPECTED_SECONDS = 5.0  # a push's estimate is forgotten after this long
+MAX_WAIT_SECONDS = 5.0  # between tries for one slot, whatever the server suggests
 
 
 class TakenSlots:
@@ -91,11 +91,15 @@ class TakenSlots:
             with self.lock:
                 chunk = self._chunk(burst)
             started = time.monotonic()
-            if chunk == 1 or not _take_now(name, chunk):
-                chunk = 1  # no room for a chunk: wait for one slot as Prefect does
-                rate_limit(name, occupy=1, strict=True)
+            round_trips = 1
+            while (wait := _take_now(name, chunk)) is not None:
+                round_trips += 1
+                if chunk > 1:  # fewer are free than asked for: ask for fewer at once
+                    chunk = max(1, chunk // 2)
+                else:  # none free: wait as long as the server says one slot takes to free
+                    time.sleep(min(wait, MAX_WAIT_SECONDS))
             with self.lock:
-                self.round_trips += 1
+                self.round_trips += round_trips
                 self.blocked_seconds += time.monotonic() - started
                 use_by = time.monotonic() + hold_seconds
                 self.ready.extend([use_by] * (chunk - 1))  # one is this request's
@@ -118,15 +122,19 @@ def _api() -> SyncPrefectClient:
         return client
 
 
-def _take_now(name: str, slots: int) -> bool:
-    """Take `slots` of the global limit at once if they are free now; False (nothing taken) if not."""
+def _take_now(name: str, slots: int) -> float | None:
+    """Take `slots` of the global limit at once if they are free now: None when taken, else the seconds the
+    server says to wait (nothing taken)."""
     try:
         _api().increment_concurrency_slots(names=[name], slots=slots, mode="rate_limit")
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == httpx.codes.LOCKED:
-            return False
+            try:
+                return max(0.01, float(exc.response.headers.get("Retry-After", "0.1")))
+            except ValueError:
+                return 0.1
         raise
-    return True
+    return None
 
 
 _taken: dict[str, TakenSlots] = {}

@@ -88,10 +88,19 @@ class SandboxClient:
         self._call("DELETE", f"/{vendor}/faults")
 
     def set_rate(
-        self, vendor: str, per_second: float | None, retry_after: int = 1, concurrent: int | None = None
+        self,
+        vendor: str,
+        per_second: float | None,
+        retry_after: int = 1,
+        concurrent: int | None = None,
+        window: tuple[int, float] | None = None,
     ) -> None:
-        """Above `per_second` requests (or `concurrent` at once) answer the vendor's 429; None lifts it."""
-        body = {"per_second": per_second, "retry_after": retry_after, "concurrent": concurrent}
+        """Above `per_second` requests (or `window`'s (requests, seconds) in any such window, or `concurrent`
+        at once) answer the vendor's 429; None lifts it."""
+        body: dict[str, Any] = {"per_second": per_second, "retry_after": retry_after}
+        body["concurrent"] = concurrent
+        if window is not None:
+            body.update(requests=window[0], window_seconds=window[1])
         self._call("POST", f"/{vendor}/rate", body)
 
     def close(self) -> None:

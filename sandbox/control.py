@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.faults import Fault, FaultMode, RateLimit
+from sandbox.faults import Fault, FaultMode, RateLimit, WindowLimit
 from sandbox.state import SandboxState, VendorState
 
 
@@ -25,11 +25,14 @@ class FaultRequest(BaseModel):
 
 
 class RateRequest(BaseModel):
-    """`POST /_sandbox/{vendor}/rate`: requests a second, simultaneous requests (null: unlimited)."""
+    """`POST /_sandbox/{vendor}/rate`: requests a second (a token bucket), or at most `requests` in any
+    `window_seconds` (a vendor's stated limit, e.g. 190 per 10 s); simultaneous requests (null: unlimited)."""
 
     model_config = ConfigDict(extra="forbid")
 
     per_second: float | None = Field(default=None, gt=0)
+    requests: int | None = Field(default=None, gt=0)
+    window_seconds: float | None = Field(default=None, gt=0)
     retry_after: int = Field(default=1, ge=0)
     concurrent: int | None = Field(default=None, gt=0)
 
@@ -94,7 +97,10 @@ def build_router(state: SandboxState, vendors: list[str]) -> APIRouter:
     async def rate(vendor: str, limit: RateRequest) -> dict[str, str]:
         target = vendor_state(vendor)
         with state.lock:
-            target.rate = RateLimit(limit.per_second, limit.retry_after) if limit.per_second else None
+            if limit.requests is not None and limit.window_seconds is not None:
+                target.rate = WindowLimit(limit.requests, limit.window_seconds, limit.retry_after)
+            else:
+                target.rate = RateLimit(limit.per_second, limit.retry_after) if limit.per_second else None
             target.max_concurrent = limit.concurrent
         return {"status": "set"}
 

@@ -7,6 +7,7 @@ import contextlib
 import socket
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,6 +83,25 @@ class RateLimit:
         self.last = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class WindowLimit:
+    """At most `requests` in any `window_seconds`, the way vendors state theirs (HubSpot: 190 per 10 s):
+    a log of the admitted requests' times, none of them older than the window."""
+
+    requests: int
+    window_seconds: float
+    retry_after: int = 1
+    admitted: deque[float] = field(default_factory=deque)
+
+    def admit(self, now: float) -> bool:
+        while self.admitted and self.admitted[0] <= now - self.window_seconds:
+            self.admitted.popleft()
+        if len(self.admitted) < self.requests:
+            self.admitted.append(now)
             return True
         return False
 

@@ -9,7 +9,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.faults import Fault, RateLimit
+from sandbox.faults import Fault, RateLimit, WindowLimit
 
 __all__ = ["Fault", "RateLimit", "SandboxState", "VendorState"]
 
@@ -21,7 +21,9 @@ class VendorState:
     kept apart, in memory only, for tests to inspect through the control API. Mutate under `lock`.
     """
 
-    def __init__(self, lock: threading.RLock, kept_bodies: int = 1000, rate: RateLimit | None = None) -> None:
+    def __init__(
+        self, lock: threading.RLock, kept_bodies: int = 1000, rate: RateLimit | WindowLimit | None = None
+    ) -> None:
         self.lock = lock
         self.requests: list[dict[str, Any]] = []
         self.bodies: deque[dict[str, Any]] = deque(maxlen=kept_bodies)
@@ -73,7 +75,7 @@ class VendorState:
             fault.consume()
             return fault
 
-    def admit(self) -> RateLimit | None:
+    def admit(self) -> RateLimit | WindowLimit | None:
         """None when the request is within the rate; otherwise the limit it exceeded."""
         with self.lock:
             if self.rate is None or self.rate.admit(time.monotonic()):

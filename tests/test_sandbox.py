@@ -323,6 +323,20 @@ def test_rate_limit_answers_429_with_retry_after_in_each_vendors_shape(
     assert requests.get(f"{hubspot}/account-info/v3/details", headers=HUBSPOT, timeout=5).status_code == 200
 
 
+def test_a_vendors_stated_window_admits_that_many_and_no_more_in_any_window(
+    hubspot: str, control: SandboxClient
+) -> None:
+    """HubSpot's "190 per 10 s" as the stand-in enforces it: a sliding window, not a token bucket."""
+    control.set_rate("hubspot", None, window=(3, 30.0))
+    answers = [
+        requests.get(f"{hubspot}/account-info/v3/details", headers=HUBSPOT, timeout=5).status_code
+        for _ in range(5)
+    ]
+    assert answers == [200, 200, 200, 429, 429]
+    assert [r["fault"] for r in control.requests("hubspot")][-2:] == ["rate", "rate"]
+    control.set_rate("hubspot", None)
+
+
 def test_reset_fault_drops_the_connection_without_any_http_answer(
     running: RunningSandbox, hubspot: str, control: SandboxClient
 ) -> None:

@@ -1,0 +1,182 @@
+"""How close to a vendor's stated limit we send, and that we never pass it: against the stand-in's own 429s.
+
+The stand-in enforces the limit the way the vendor states it (HubSpot: at most 190 requests in any 10 s, a
+sliding window) and answers 429 past it; the product runs with the same figure as its setting
+(HUBSPOT_RATE_LIMIT=190/10s) and its global limit on a real Prefect server. Two lines of JSON:
+
+  limiter   the product's HubSpot client, 4 threads sending as fast as they may for --seconds: the
+            rate limit alone
+  pipeline  a bulk sync of --records people to HubSpot under the same limit: what the whole product
+            achieves (below the limit when the pipeline itself is slower than the vendor allows)
+
+each with the requests the stand-in accepted, the 429s it answered, the seconds, the accepted rate and
+that rate as a share of what the limit allows over that time.
+
+  python -m bench.vendor_pace [--rate 190/10s] [--seconds 30] [--records 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.peers import PY, _free_port, _wait, prefect_server  # also sets the bench's environment
+
+THREADS = 4
+
+
+def allowed(rate: Any, seconds: float) -> float:
+    """Requests a window limit allows over `seconds`: its count per window, pro rata (at least one window)."""
+    return float(rate.requests * max(1.0, seconds / rate.seconds))
+
+
+def counts(sandbox: str) -> tuple[int, int]:
+    """(accepted, refused with 429) requests the HubSpot stand-in logged."""
+    log = requests.get(f"{sandbox}/_sandbox/hubspot/requests", timeout=30).json()
+    return sum(1 for r in log if r["status"] < 400), sum(1 for r in log if r["status"] == 429)
+
+
+def line(path: str, sandbox: str, rate: Any, seconds: float) -> dict[str, Any]:
+    ok, refused = counts(sandbox)
+    achieved = ok / seconds
+    return {
+        "path": path,
+        "limit": str(rate),
+        "accepted": ok,
+        "refused_429": refused,
+        "seconds": round(seconds, 2),
+        "accepted_per_s": round(achieved, 2),
+        "share_of_allowed": round(ok / allowed(rate, seconds), 3),
+    }
+
+
+def run_limiter(sandbox: str, rate: Any, seconds: float) -> dict[str, Any]:
+    from tasks.push import connector_for
+
+    http = connector_for("hubspot").http  # type: ignore[attr-defined]
+    stop = time.monotonic() + seconds
+
+    def send() -> None:
+        from connectors.http import ConnectorError
+
+        while time.monotonic() < stop:
+            try:
+                http.request("GET", "/account-info/v3/details")
+            except ConnectorError:  # a 429 past the client's own retries: counted at the stand-in
+                continue
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=send) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return line("limiter", sandbox, rate, time.monotonic() - started)
+
+
+def run_pipeline(sandbox: str, rate: Any) -> dict[str, Any]:
+    from flows.bulk_sync import bulk_sync
+
+    started = time.monotonic()
+    bulk_sync(event_type="user.registered", integrations=["hubspot"])
+    figures = line("pipeline", sandbox, rate, time.monotonic() - started)
+    ok, _ = counts(sandbox)
+    figures["note"] = "requests are the vendor's batch upserts (100 records each) and its schema calls"
+    figures["requests"] = ok
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rate", default="190/10s", help="HubSpot's limit, at the stand-in and in the product"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long the limiter path sends")
+    parser.add_argument("--records", type=int, default=20_000, help="people for the pipeline path")
+    parser.add_argument("--prefect-database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument(
+        "--child", nargs=4, metavar=("PATH", "SANDBOX", "RATE", "SECONDS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        path, sandbox_url, limit, seconds = args.child
+        from connectors.request_rate import parse_rate as parse
+        from ennu.settings import reload_settings as reload
+
+        os.environ["HUBSPOT_RATE_LIMIT"] = limit  # the bench's environment lifted every rate on import
+        reload()
+
+        figures = (
+            run_limiter(sandbox_url, parse(limit), float(seconds))
+            if path == "limiter"
+            else run_pipeline(sandbox_url, parse(limit))
+        )
+        print(json.dumps(figures), flush=True)
+        return
+
+    from bench.seed import demo_people
+    from connectors.request_rate import parse_rate
+    from ennu.db import migrate
+    from ennu.settings import reload_settings
+
+    rate = parse_rate(args.rate)
+    directory = Path(tempfile.mkdtemp(prefix="ennu-bench-pace-"))
+    sandbox = f"http://127.0.0.1:{_free_port()}"
+    os.environ.update(
+        DATABASE_URL=f"sqlite:///{directory / 'bench.db'}",
+        ENNU_SANDBOX_URL=sandbox,
+        HUBSPOT_RATE_LIMIT=str(rate),
+    )
+    reload_settings()
+    migrate()
+    demo_people(args.records)
+    port = sandbox.rsplit(":", 1)[1]
+    stand_in = subprocess.Popen(
+        [PY, "-m", "sandbox", "--port", port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    window = {"per_second": None, "requests": rate.requests, "window_seconds": rate.seconds}
+    try:
+        _wait(f"{sandbox}/_sandbox/health", "the stand-in")
+        with prefect_server(args.prefect_database, directory) as api_url:
+            env = {**os.environ, "PREFECT_API_URL": api_url}  # each path in its own process, on this server
+            for path in ("limiter", "pipeline"):
+                requests.post(f"{sandbox}/_sandbox/reset", timeout=30).raise_for_status()
+                requests.post(f"{sandbox}/_sandbox/hubspot/rate", json=window, timeout=30).raise_for_status()
+                child = [
+                    PY,
+                    "-m",
+                    "bench.vendor_pace",
+                    "--child",
+                    path,
+                    sandbox,
+                    str(rate),
+                    str(args.seconds),
+                ]
+                done = subprocess.run(child, env=env, capture_output=True, text=True, check=False)
+                lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
+                if done.returncode or not lines:
+                    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    print(f"# {path} failed: {tail[:300]}", file=sys.stderr, flush=True)
+                    continue
+                print(lines[-1], flush=True)
+                time.sleep(rate.seconds)  # the window empties: the next path starts as the first did
+    finally:
+        stand_in.terminate()
+        stand_in.wait(timeout=30)
+        print(f"# load average {os.getloadavg()}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
