@@ -81,7 +81,12 @@ def run_limiter(sandbox: str, rate: Any, seconds: float) -> dict[str, Any]:
         t.start()
     for t in threads:
         t.join()
-    return line("limiter", sandbox, rate, time.monotonic() - started)
+    figures = line("limiter", sandbox, rate, time.monotonic() - started)
+    from connectors.rate_limit import limit_name, taken_slots
+
+    slots = taken_slots(limit_name("hubspot"))
+    figures.update(round_trips=slots.round_trips, blocked_s=round(slots.blocked_seconds, 2))
+    return figures
 
 
 def run_pipeline(sandbox: str, rate: Any) -> dict[str, Any]:

@@ -63,10 +63,13 @@ class TakenSlots:
         if now >= self.expected_until:
             self.expected = 0
 
-    def _chunk(self, burst: int) -> int:
+    def _chunk(self, burst: int, stream: int) -> int:
         """Slots to take for this request: as many as asked for over the last moment, or this one and
         those expected, whichever is more; at most the burst."""
-        return max(1, min(burst, max(len(self.recent), 1 + self.expected)))
+        asked = max(len(self.recent), 1 + self.expected)
+        if len(self.recent) > 1:  # a stream: as many as it uses within the hold (fewer, larger takes)
+            asked = max(asked, stream)
+        return max(1, min(burst, asked))
 
     def _take(self) -> bool:
         with self.lock:
@@ -76,7 +79,11 @@ class TakenSlots:
                 return True
             return False
 
-    def acquire(self, name: str, burst: int, hold_seconds: float = TAKE_AHEAD_SECONDS) -> None:
+    def acquire(
+        self, name: str, burst: int, hold_seconds: float = TAKE_AHEAD_SECONDS, slot_seconds: float = 0.1
+    ) -> None:
+        """One slot for one request: a slot taken ahead, or a new chunk (asked for again, when the bucket
+        holds fewer, after the time the chunk takes to free at `slot_seconds` a slot)."""
         with self.lock:
             now = time.monotonic()
             self._fresh(now)
@@ -89,15 +96,15 @@ class TakenSlots:
             if self._take():  # another thread's refill brought enough
                 return
             with self.lock:
-                chunk = self._chunk(burst)
+                chunk = self._chunk(burst, int(hold_seconds / slot_seconds))
             started = time.monotonic()
             round_trips = 1
             while (wait := _take_now(name, chunk)) is not None:
                 round_trips += 1
-                if chunk > 1:  # fewer are free than asked for: ask for fewer at once
-                    chunk = max(1, chunk // 2)
-                else:  # none free: wait as long as the server says one slot takes to free
-                    time.sleep(min(wait, MAX_WAIT_SECONDS))
+                # Fewer are free than asked for. The server decays the bucket by whole slots since its
+                # last update and every call updates it, so asking again at once would only lose the
+                # fraction of a slot accrued since: ask again when the chunk has had time to free.
+                time.sleep(min(wait, (chunk + 0.3) * slot_seconds, MAX_WAIT_SECONDS))
             with self.lock:
                 self.round_trips += round_trips
                 self.blocked_seconds += time.monotonic() - started
@@ -169,8 +176,8 @@ class RateLimit:
 
     @property
     def hold_seconds(self) -> float:
-        """How long a slot taken ahead may wait for its request: a tenth of the vendor's window at most."""
-        return min(TAKE_AHEAD_SECONDS, self.rate.seconds / 10)
+        """How long a slot taken ahead may wait for its request: at most a twentieth of the window."""
+        return min(TAKE_AHEAD_SECONDS, self.rate.seconds / 20)
 
     @property
     def burst(self) -> int:
@@ -198,7 +205,8 @@ class RateLimit:
     def acquire(self) -> None:
         """Block until one request may be sent (a slot this process took a moment ago, or a new chunk)."""
         self.ensure()
-        taken_slots(self.name).acquire(self.name, self.burst, self.hold_seconds)
+        slot_seconds = 1.0 / self.slots_per_second
+        taken_slots(self.name).acquire(self.name, self.burst, self.hold_seconds, slot_seconds)
 
 
 def forget_ensured_limits() -> None:

@@ -31,7 +31,7 @@ def test_a_flow_run_creates_each_integrations_limit_from_settings(sqlite_databas
 
 @pytest.mark.parametrize(
     ("rate", "burst", "per_second"),
-    [("190/10s", 9, 17.32), ("100/10s", 5, 9.13), ("10/1s", 1, 9.0), ("15000/24h", 750, 0.165)],
+    [("190/10s", 9, 17.32), ("100/10s", 5, 9.13), ("10/1s", 1, 9.43), ("15000/24h", 750, 0.165)],
 )
 def test_a_vendor_limit_becomes_a_bucket_no_window_can_exceed(
     rate: str, burst: int, per_second: float
