@@ -1,7 +1,7 @@
 """audit_log (who did what, to what, with what outcome) and audit_token_labels (token labels last seen)
 
 Revision ID: 0006_audit_log
-Revises: 0005
+Revises: 0006_receipts
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_audit_log"
-down_revision = "0005"
+# After the webhook receipts (0006_receipts, already on main); the lead re-chains at merge if needed.
+down_revision = "0006_receipts"
 branch_labels = None
 depends_on = None
 
