@@ -470,7 +470,10 @@ class AuditedTokenLabel(Base):
     labels added and removed (a rotation) in the audit log. Labels only, never a token."""
 
     __tablename__ = "audit_token_labels"
+    # One primary-key column, as every hub table (ennu.crypto.rotate walks the tables by it).
+    __table_args__ = (UniqueConstraint("role", "label", name="uq_audit_token_labels_role_label"),)
 
-    role: Mapped[str] = mapped_column(String(20), primary_key=True)
-    label: Mapped[str] = mapped_column(String(80), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    role: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(80))
     since: Mapped[datetime] = mapped_column(default=utcnow)

@@ -37,10 +37,12 @@ def upgrade() -> None:
 
     op.create_table(
         "audit_token_labels",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("label", sa.String(length=80), nullable=False),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("role", "label"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("role", "label", name="uq_audit_token_labels_role_label"),
     )
 
 
