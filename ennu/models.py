@@ -440,3 +440,40 @@ class ZapierHookAttempt(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)  # a code or reason, never a value
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to what, and how it ended: one operator's or viewer's action (an API request, a Prefect
+    deployment run started by hand, a token rotation). The actor is a token's label or a Prefect user, never a
+    token; the target names ids and integrations only, never personal data (ennu/audit.py)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_action_at", "action", "at"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str | None] = mapped_column(String(400))
+    # The answer's status code; None while the action runs (a request that never answered, a crashed run).
+    outcome: Mapped[int | None] = mapped_column(Integer)
+    # Where the action came from: "api" (the intake), "prefect" (a deployment run), "intake" (its start-up).
+    source: Mapped[str] = mapped_column(String(20))
+
+
+class AuditedTokenLabel(Base):
+    """The token labels the intake saw configured at its last start, per role: the next start records the
+    labels added and removed (a rotation) in the audit log. Labels only, never a token."""
+
+    __tablename__ = "audit_token_labels"
+    # One primary-key column, as every hub table (ennu.crypto.rotate walks the tables by it).
+    __table_args__ = (UniqueConstraint("role", "label", name="uq_audit_token_labels_role_label"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    role: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(80))
+    since: Mapped[datetime] = mapped_column(default=utcnow)

@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     webhook_replay_days: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=dict, alias="ENNU_WEBHOOK_REPLAY_DAYS"
     )
+    # The audit log of operator and viewer actions (ennu/audit.py): six years by default, the HIPAA
+    # documentation period.
+    retention_audit_days: int = Field(default=2190, ge=1, alias="ENNU_RETENTION_AUDIT_DAYS")
 
     @property
     def local(self) -> bool:

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from sqlalchemy import func, insert, literal, select
 
+from ennu.audit import audited_run, describe
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User, table_of
@@ -115,10 +116,19 @@ def bulk_sync(
     run_id = (current_flow_run_id() or "local").replace("-", "")
     sent = 0
     tally = Tally()
+    # Started by hand from the Prefect UI: recorded in the audit log (ennu/audit.py), ids and names only.
+    target = describe(
+        event_type=event_type,
+        integrations=integrations,
+        user_ids=None if user_ids is None else f"{len(user_ids)} ids",
+    )
     # Two chunks in flight: one is prepared (database and CPU) while the other's batches are at the vendor,
     # and the next chunk's events are written meanwhile. Each chunk holds only its own deliveries.
     in_flight: deque[Future[object]] = deque()
-    with ThreadPoolExecutor(CHUNKS_IN_FLIGHT, thread_name_prefix="bulk-chunk") as chunks:
+    with (
+        audited_run("sync", target),
+        ThreadPoolExecutor(CHUNKS_IN_FLIGHT, thread_name_prefix="bulk-chunk") as chunks,
+    ):
         # A failed chunk raises here; leaving the block waits for the other one to be recorded.
         for ids in synthetic_events(event_type, user_ids, run_id, integrations):
             context = contextvars.copy_context()  # the flow run's: its task runner, logger, owner

@@ -9,14 +9,17 @@ from sqlalchemy import delete, select
 
 from ennu import receipts
 from ennu.db import session_scope
-from ennu.models import EventStatus, OutboxEvent, SyncLog, WebhookReceipt, utcnow
+from ennu.models import AuditEntry, EventStatus, OutboxEvent, SyncLog, WebhookReceipt, utcnow
 from ennu.settings import get_settings
 
 BATCH = 5000
 
 
 def delete_older(
-    model: type[SyncLog] | type[WebhookReceipt] | type[OutboxEvent], column: str, days: int, *extra: object
+    model: type[SyncLog] | type[WebhookReceipt] | type[OutboxEvent] | type[AuditEntry],
+    column: str,
+    days: int,
+    *extra: object,
 ) -> int:
     """Delete rows older than `days` in batches, so no transaction holds the table for long."""
     cutoff = utcnow() - timedelta(days=days)
@@ -37,8 +40,9 @@ def delete_older(
 
 @flow(name="cleanup", log_prints=False)
 def cleanup() -> dict[str, int]:
-    """Delete sync-log rows, webhook receipts and settled outbox events past their retention period, and
-    remembered webhook ids past their integration's replay window (ennu.receipts.REPLAY_WINDOW_DAYS)."""
+    """Delete sync-log rows, webhook receipts, settled outbox events and audit entries past their retention
+    period, and remembered webhook ids past their integration's replay window
+    (ennu.receipts.REPLAY_WINDOW_DAYS)."""
     settings = get_settings()
     removed = {
         "sync_log": delete_older(SyncLog, "created_at", settings.retention_sync_log_days),
@@ -57,6 +61,7 @@ def cleanup() -> dict[str, int]:
             settings.retention_outbox_days,
             OutboxEvent.status == EventStatus.DONE.value,
         ),
+        "audit_log": delete_older(AuditEntry, "at", settings.retention_audit_days),
     }
     get_run_logger().info("retention removed %s", removed)
     return removed

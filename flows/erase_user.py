@@ -14,6 +14,7 @@ from connectors.endpoint import NotConfigured
 from connectors.http import ConnectorError, RetryableError
 from connectors.registry import CONNECTORS
 from ennu import deliveries
+from ennu.audit import audited_run, describe
 from ennu.db import session_scope
 from ennu.erasure import ERASURE_OBJECT, scrub_person
 from ennu.erasure_report import erasure_report
@@ -203,13 +204,15 @@ def erase_user(event_ids: list[str]) -> list[dict[str, str]]:
     """Erase the people of these `user.deletion_requested` events at every destination that held them."""
     logger = get_run_logger()
     owner = deliveries.current_owner()
-    admit(event_ids)
-    with deliveries.keep_leased(owner):
-        ledger = Ledger(owner, deliveries.take(owner, event_ids))
-        people = people_to_erase(ledger.event_ids)
-        ledger.write(erase_people(ledger, people))
-        erased = [p for p in people.values() if p is not None]
-        cleared = sum(leave_no_trace(p) for p in erased)
+    # Started by hand from the Prefect UI: audited (the host's own request was, at POST /events).
+    with audited_run("erasure", describe(event_ids=f"{len(event_ids)} ids")):
+        admit(event_ids)
+        with deliveries.keep_leased(owner):
+            ledger = Ledger(owner, deliveries.take(owner, event_ids))
+            people = people_to_erase(ledger.event_ids)
+            ledger.write(erase_people(ledger, people))
+            erased = [p for p in people.values() if p is not None]
+            cleared = sum(leave_no_trace(p) for p in erased)
     rows = report_rows(sorted({p.user_id for p in erased}))
     outstanding = sum(1 for r in rows if r["outstanding"] == "True")
     create_table_artifact(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from ennu import deliveries, receipts
+from ennu.audit import audited_run, describe
 from ennu.models import DeliveryStatus
 
 REPLAYABLE = frozenset({DeliveryStatus.FAILED.value, DeliveryStatus.REJECTED.value})
@@ -29,8 +30,15 @@ def replay(
     unknown = sorted(set(wanted) - REPLAYABLE)
     if unknown:
         raise ValueError(f"replay takes the states {sorted(REPLAYABLE)}")
-    reopened = deliveries.reopen(statuses=wanted, integration=integration, event_ids=event_ids)
-    receipts_reopened = receipts.reopen_failed(integration) if webhooks and event_ids is None else 0
+    # Started by hand from the Prefect UI: recorded in the audit log (ennu/audit.py), ids and names only.
+    target = describe(
+        integration=integration,
+        statuses=wanted,
+        event_ids=None if event_ids is None else f"{len(event_ids)} ids",
+    )
+    with audited_run("replay", target):
+        reopened = deliveries.reopen(statuses=wanted, integration=integration, event_ids=event_ids)
+        receipts_reopened = receipts.reopen_failed(integration) if webhooks and event_ids is None else 0
     get_run_logger().info(
         "replay: %d deliveries and %d webhook receipts offered again", reopened, receipts_reopened
     )

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI
+from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from connectors.registry import validate_settings
 from connectors.settings import SettingsError
+from ennu.audit import AuditUnavailable
 from ennu.events import HostEvent
 from ennu.settings import get_settings
-from intake import charts, erasures, integrations, metrics, webhooks, zapier
-from intake.auth import install_auth_throttle, require_host_app
+from intake import audit, charts, erasures, integrations, metrics, webhooks, zapier
+from intake.audit import AUDIT_RESPONSES, AuditTrail, open_entry, record_token_rotation_once
+from intake.auth import Principal, authenticated, install_auth_throttle, require_host_app
 from intake.errors import error_responses, install_error_handlers, require_json_body
 from intake.limits import RequestLimits
 from tasks.ingest import ingest
 from tasks.readiness import run_checks
+
+logger = logging.getLogger(__name__)
+ERASURE_REQUEST = "user.deletion_requested"
 
 MAX_BODY_BYTES = 64 * 1024
 # What the host app sends; ids only, never a person's data (the flows read that from the host database).
@@ -46,14 +54,32 @@ class Accepted(BaseModel):
     )
 
 
+@asynccontextmanager
+async def recording_token_rotation(app: FastAPI) -> AsyncIterator[None]:
+    """At start-up, the token labels added and removed since the last start go to the audit log. If the
+    audit log is unavailable (the hub database not migrated or down), the intake still starts (liveness,
+    readiness, webhooks) but every audited request answers 503 until the rotation is recorded."""
+    try:
+        record_token_rotation_once(app.state)
+    except AuditUnavailable:
+        logger.warning("audit log unavailable at start-up: audited requests answer 503 until it is back")
+    yield
+
+
 def create_app() -> FastAPI:
     """The intake's app; every connector's settings and, in production, the hub's required secrets
     (ENNU_INTAKE_TOKEN, ENNU_DATA_KEY, ...) are checked first, so that a bad or missing one stops the start,
     named (`connectors.settings.SettingsError`), instead of failing the first request that needs it."""
     validate_settings()
     # No trailing-slash redirect: Starlette builds its `Location` from the request's Host header.
-    app = FastAPI(title="ENNU Integrations intake", version="0.1.0", redirect_slashes=False)
+    app = FastAPI(
+        title="ENNU Integrations intake",
+        version="0.1.0",
+        redirect_slashes=False,
+        lifespan=recording_token_rotation,
+    )
     settings = get_settings()
+    app.add_middleware(AuditTrail)
     app.add_middleware(
         RequestLimits,
         max_bytes=MAX_BODY_BYTES,
@@ -68,6 +94,7 @@ def create_app() -> FastAPI:
     app.include_router(zapier.router)
 
     app.include_router(charts.router)
+    app.include_router(audit.router)
     app.include_router(metrics.router)
 
     @app.get("/health")
@@ -98,6 +125,7 @@ def create_app() -> FastAPI:
         dependencies=[Depends(require_host_app), Depends(require_json_body)],
         responses={
             200: {"model": Accepted, "description": "Duplicate event id: the first result."},
+            **AUDIT_RESPONSES,
             **error_responses(
                 400,
                 401,
@@ -112,8 +140,12 @@ def create_app() -> FastAPI:
     )
     def post_event(
         event: Annotated[HostEvent, Body(openapi_examples={"assessment": {"value": EVENT_EXAMPLE}})],
+        request: Request,
+        principal: Annotated[Principal, Depends(authenticated)],
     ) -> Any:
         """Accept one host-app event: durable in the outbox before the answer, then announced to Prefect."""
+        if event.type == ERASURE_REQUEST:  # an erasure request is an audited action; other events are not
+            open_entry(request, principal, action="erasure-request", target=f"person={event.subject}")
         result = ingest(event)
         body = Accepted(
             event_id=result.event_id,

@@ -1,17 +1,21 @@
 """Bearer tokens and roles of the intake API, compared in constant time.
 
 Roles: the host app posts events; viewers read status and sync data; operators also start syncs and
-connection tests. Several tokens per role may be configured (comma-separated) so that they can rotate.
+connection tests. Several tokens per role may be configured (comma-separated) so that they can rotate,
+each optionally labelled (`label=token`): the label, never the token, is what the audit log shows
+(ennu/audit.py); an unlabelled token is `<role>-<n>`, its position in the list.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+import re
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
@@ -43,10 +47,35 @@ TOKEN_NAMES = {
 }
 
 
-def configured_tokens() -> dict[Role, list[str]]:
-    """Each role's tokens. The host app's published development token only in local mode: in production an
-    unset ENNU_INTAKE_TOKEN accepts nobody (and the intake does not start, `ennu.startup`)."""
-    tokens: dict[Role, list[str]] = {}
+# A label is a short name; what follows its `=` is the token. A plain token ending in base64 padding
+# (`abc=`, `abc==`) is not mistaken for a labelled one: its "token" part would be empty or start with `=`.
+LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's role and its label (never the token)."""
+
+    role: Role
+    label: str
+
+
+def parse_tokens(role: Role, configured: str) -> list[tuple[str, str]]:
+    """(label, token) of each comma-separated entry, `label=token` or a plain token (`<role>-<n>`)."""
+    out: list[tuple[str, str]] = []
+    for n, entry in enumerate((e.strip() for e in configured.split(",") if e.strip()), start=1):
+        label, _, token = entry.partition("=")
+        if not (LABEL.match(label.strip()) and token.strip() and not token.startswith("=")):
+            label, token = f"{role.value}-{n}", entry
+        out.append((label.strip(), token.strip()))
+    return out
+
+
+def configured_principals() -> dict[Role, list[tuple[str, str]]]:
+    """Per role, (label, token) of every configured token. The host app's published development token only
+    in local mode: in production an unset ENNU_INTAKE_TOKEN accepts nobody (and the intake does not start,
+    `ennu.startup`)."""
+    principals: dict[Role, list[tuple[str, str]]] = {}
     for role, env_name in TOKEN_NAMES.items():
         secret = read_secret(env_name)
         if role is Role.HOST_APP and secret is None:
@@ -54,20 +83,30 @@ def configured_tokens() -> dict[Role, list[str]]:
             secret = settings.intake_token
             if secret is None and settings.local:
                 secret = SecretStr(DEVELOPMENT_INTAKE_TOKEN)
-        values = secret.get_secret_value().split(",") if secret is not None else []
-        tokens[role] = [v.strip() for v in values if v.strip()]
-    return tokens
+        principals[role] = parse_tokens(role, secret.get_secret_value()) if secret is not None else []
+    return principals
+
+
+def configured_tokens() -> dict[Role, list[str]]:
+    """Each role's tokens (without their labels)."""
+    return {role: [token for _, token in entries] for role, entries in configured_principals().items()}
+
+
+def principal_of(token: str) -> Principal | None:
+    """Whose token this is; every configured token is compared, in constant time each."""
+    found: Principal | None = None
+    given = token.encode()
+    for role, entries in configured_principals().items():
+        for label, candidate in entries:
+            if hmac.compare_digest(candidate.encode(), given) and found is None:
+                found = Principal(role, label)
+    return found
 
 
 def role_of(token: str) -> Role | None:
-    """The role a token belongs to; every configured token is compared, in constant time each."""
-    found: Role | None = None
-    given = token.encode()
-    for role, tokens in configured_tokens().items():
-        for candidate in tokens:
-            if hmac.compare_digest(candidate.encode(), given) and found is None:
-                found = role
-    return found
+    """The role a token belongs to."""
+    principal = principal_of(token)
+    return principal.role if principal is not None else None
 
 
 class FailedAuthThrottle:
@@ -136,29 +175,34 @@ def refuse_credentials(
     return HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers=headers)
 
 
+def authenticated(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+) -> Principal:
+    """A dependency: the caller's principal (kept on `request.state.principal`); 401 without a valid token
+    (429 after too many)."""
+    try:
+        principal = principal_of(credentials.credentials) if credentials is not None else None
+    except SecretUnavailable:  # a token's Secret block could not be read: try later, never "no token"
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the secret store did not answer") from None
+    if principal is None:
+        raise refuse_credentials(
+            request,
+            credentials is not None,
+            "missing or invalid bearer token",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    request.state.principal = principal
+    return principal
+
+
 def require(needed: Role) -> Callable[..., Role]:
     """A dependency: 401 without a valid token (429 after too many), 403 when its role may not do this."""
 
-    def check(
-        request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-    ) -> Role:
-        try:
-            role = role_of(credentials.credentials) if credentials is not None else None
-        except SecretUnavailable:  # a token's Secret block could not be read: try later, never "no token"
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, "the secret store did not answer"
-            ) from None
-        if role is None:
-            raise refuse_credentials(
-                request,
-                credentials is not None,
-                "missing or invalid bearer token",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        if needed not in GRANTS[role]:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {role.value} role may not do this")
-        return role
+    def check(principal: Principal = Depends(authenticated)) -> Role:  # noqa: B008
+        if needed not in GRANTS[principal.role]:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {principal.role.value} role may not do this")
+        return principal.role
 
     return check
 

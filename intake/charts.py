@@ -11,11 +11,14 @@ from fastapi.responses import Response
 
 from ennu.charts import link_is_valid, render_chart
 from ennu.performance import figures
-from intake.auth import GRANTS, Role, bearer, refuse_credentials, role_of
+from intake.audit import AUDIT_RESPONSES, open_for
+from intake.auth import GRANTS, Principal, Role, bearer, principal_of, refuse_credentials
 from intake.errors import error_responses
 from intake.integrations import IntegrationPath, known
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
+# Who reads a chart through a signed link (the dashboard in the Prefect UI) is not known: the link is.
+SIGNED_LINK = Principal(Role.VIEWER, "signed-link")
 
 
 @router.get(
@@ -23,6 +26,7 @@ router = APIRouter(prefix="/integrations", tags=["integrations"])
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "7 days of volume, error rate and latency"},
+        **AUDIT_RESPONSES,
         **error_responses(401, 404, 422, e404="Unknown integration."),
     },
 )
@@ -35,11 +39,16 @@ async def chart(
     """One integration's PNG chart; a signed link from the dashboard artifact, or a viewer's token."""
     known(integration)
     signed = expires is not None and sig is not None and link_is_valid(integration, expires, sig)
-    if not signed:
+    if signed:
+        principal = SIGNED_LINK
+    else:
         credentials = await bearer(request)
-        role = role_of(credentials.credentials) if credentials else None
-        if role is None or Role.VIEWER not in GRANTS[role]:
-            guessed = role is None and (credentials is not None or sig is not None)
+        found = principal_of(credentials.credentials) if credentials else None
+        if found is None or Role.VIEWER not in GRANTS[found.role]:
+            guessed = found is None and (credentials is not None or sig is not None)
             raise refuse_credentials(request, guessed, "a valid signed link or a viewer token is needed", {})
+        principal = found
+    # Only the path's integration: the link's expiry and signature are not the target.
+    await open_for(request, principal, target=f"integration={integration}")
     png = render_chart(figures([integration])[integration])
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from ennu.erasure_report import erasure_report
+from intake.audit import AUDIT_RESPONSES, AUDITED
 from intake.auth import require_operator
 from intake.errors import error_responses
 
-router = APIRouter(prefix="/integrations", tags=["erasures"])
+router = APIRouter(prefix="/integrations", tags=["erasures"], dependencies=AUDITED, responses=AUDIT_RESPONSES)
 ID_MAX = 2_147_483_647
 
 

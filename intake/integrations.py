@@ -16,16 +16,20 @@ from connectors.endpoint import NotConfigured
 from connectors.http import ConnectorError
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit, deliveries, receipts
+from ennu.audit import INTAKE_RUN_TAG
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
 from ennu.secrets import SecretUnavailable
+from intake.audit import AUDIT_RESPONSES, AUDITED
 from intake.auth import require_operator, require_viewer
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
 from tasks.status import IntegrationStatus, all_statuses, health_problems
 
-router = APIRouter(prefix="/integrations", tags=["integrations"])
+router = APIRouter(
+    prefix="/integrations", tags=["integrations"], dependencies=AUDITED, responses=AUDIT_RESPONSES
+)
 KNOWN = sorted(CONNECTORS)
 UNKNOWN_INTEGRATION = "Unknown integration."
 # bulk-sync refuses the erasure event: it carries no record to send.
@@ -251,7 +255,9 @@ def sync(request: SyncRequest) -> SyncStarted:
         if name not in CONNECTORS:
             raise HTTPException(422, "unknown integration")
     try:
-        run: Any = run_deployment(BULK_SYNC_DEPLOYMENT, parameters=request.model_dump(), timeout=0)
+        run: Any = run_deployment(
+            BULK_SYNC_DEPLOYMENT, parameters=request.model_dump(), timeout=0, tags=[INTAKE_RUN_TAG]
+        )
     except ObjectNotFound:
         raise HTTPException(503, f"the {BULK_SYNC_DEPLOYMENT} deployment is not deployed") from None
     except httpx.TransportError:

@@ -24,10 +24,11 @@ from ennu.heartbeats import live_workers
 from ennu.models import SyncLog, WebhookReceipt, utcnow
 from ennu.performance import HUB, backlog
 from ennu.settings import get_settings
+from intake.audit import AUDIT_RESPONSES, AUDITED
 from intake.auth import require_viewer
 from intake.errors import error_responses
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], dependencies=AUDITED, responses=AUDIT_RESPONSES)
 # Seconds; a delivery's duration is the vendor's answer time for its batch.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
