@@ -568,7 +568,7 @@ def alembic(url: str, *, to: str, down: bool = False) -> None:
     (command.downgrade if down else command.upgrade)(config, to)
 
 
-def test_migration_0006_encrypts_the_hooks_already_stored_and_its_downgrade_decrypts_them(
+def test_migration_0007_encrypts_the_hooks_already_stored_and_its_downgrade_decrypts_them(
     blank_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alembic(blank_database, to="0005")
@@ -581,7 +581,7 @@ def test_migration_0006_encrypts_the_hooks_already_stored_and_its_downgrade_decr
             {"url": HOOK_URL},
         )
 
-    alembic(blank_database, to="0006_zapier_hooks")
+    alembic(blank_database, to="0007_zapier_hooks")
 
     [row] = raw_rows(blank_database)
     assert "zapier" not in row.target_url and crypto.decrypt(row.target_url) == HOOK_URL

@@ -1,6 +1,6 @@
 """zapier hooks: target URLs encrypted and found by keyed hash; per-hook state of unsettled records
 
-Revision ID: 0006_zapier_hooks
+Revision ID: 0007_zapier_hooks
 Revises: 0006_receipts
 Create Date: 2026-12-01 17:00:00.000000
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006_zapier_hooks'
-down_revision = '0006_receipts'  # chained after the webhook receipts' revision, merged first
+revision = '0007_zapier_hooks'
+down_revision = '0006_receipts'
 branch_labels = None
 depends_on = None
 

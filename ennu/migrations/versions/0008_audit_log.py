@@ -1,7 +1,7 @@
 """audit_log (who did what, to what, with what outcome) and audit_token_labels (token labels last seen)
 
-Revision ID: 0006_audit_log
-Revises: 0006_zapier_hooks
+Revision ID: 0008_audit_log
+Revises: 0007_zapier_hooks
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_audit_log"
-# After the Zapier hooks (0006_zapier_hooks, the head on main when rebased); re-chain at merge if needed.
-down_revision = "0006_zapier_hooks"
+revision = "0008_audit_log"
+# After the Zapier hooks (0007_zapier_hooks, the head on main when rebased); re-chain at merge if needed.
+down_revision = "0007_zapier_hooks"
 branch_labels = None
 depends_on = None
 
