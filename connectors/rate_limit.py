@@ -176,8 +176,9 @@ class RateLimit:
 
     @property
     def hold_seconds(self) -> float:
-        """How long a slot taken ahead may wait for its request: at most a twentieth of the window."""
-        return min(TAKE_AHEAD_SECONDS, self.rate.seconds / 20)
+        """How long a slot taken ahead may wait for its request: at most a quarter of the window (a
+        shorter hold would cost a Prefect round trip every few requests; a longer one, rate)."""
+        return min(TAKE_AHEAD_SECONDS, self.rate.seconds / 4)
 
     @property
     def burst(self) -> int:

@@ -5,7 +5,7 @@ Vendors state limits over a window (HubSpot 100 or 190 per 10 s, Stripe 100 a se
 token bucket: a burst, then a steady rate. A bucket holding the whole window's count and refilling at
 count/window would allow nearly twice the limit in one window (a full burst, then a window's refill), so the
 bucket holds a twentieth of it and refills at what is left over the window plus the moment a process may
-hold a slot before it uses it (a twentieth of the window, at most half a second): no window ever sees
+hold a slot before it uses it (a quarter of the window, at most half a second): no window ever sees
 more than the limit, and the bucket's rate is about 91 % of it (HubSpot 190/10s: 9 at once, then 17.3 a
 second). Prefect decays a bucket by whole slots since its last update, so what a stream achieves is lower
 again (bench/vendor_pace.py measures it).

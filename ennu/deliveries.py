@@ -405,21 +405,28 @@ def settle(
     return results
 
 
-def finish_events(event_ids: Iterable[str]) -> int:
-    """Events whose every delivery is settled become `done`; one with open deliveries stays `pending`."""
+def finish_events(event_ids: Iterable[str], *, session: Session | None = None) -> int:
+    """Events whose every delivery is settled become `done`; one with open deliveries stays `pending`.
+
+    Pass `session` only where the settling transaction is the one writer (SQLite): on PostgreSQL two
+    transactions settling an event's last two deliveries would each still see the other's open, so there
+    it runs after the settling commit.
+    """
+    if session is None:
+        with session_scope() as own:
+            return finish_events(event_ids, session=own)
     ids = sorted(set(event_ids))
     now = utcnow()
     done = 0
     open_delivery = exists().where(Delivery.event_id == OutboxEvent.id, Delivery.status.in_(OPEN))
-    with session_scope() as session:
-        for part in chunks(ids):
-            result = session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_(part), OutboxEvent.status != EventStatus.DONE.value, ~open_delivery)
-                .values(status=EventStatus.DONE.value, processed_at=now, attempts=OutboxEvent.attempts + 1)
-                .execution_options(synchronize_session=False)
-            )
-            done += int(getattr(result, "rowcount", 0) or 0)
+    for part in chunks(ids):
+        result = session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(part), OutboxEvent.status != EventStatus.DONE.value, ~open_delivery)
+            .values(status=EventStatus.DONE.value, processed_at=now, attempts=OutboxEvent.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        done += int(getattr(result, "rowcount", 0) or 0)
     return done
 
 

@@ -13,13 +13,16 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from sqlalchemy import func, insert, literal, select
 
+from ennu import deliveries
 from ennu.audit import audited_run, describe
 from ennu.db import session_scope
+from ennu.erasure import not_erased
 from ennu.events import EVENT_TYPES
 from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User, table_of
 from ennu.settings import get_settings
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
-from tasks.admit import BULK_ORIGIN
+from mappings.routing import routing_table
+from tasks.admit import BULK_ORIGIN, BULK_PRIORITY_OFFSET, destinations
 from tasks.record import Tally, current_flow_run_id, record
 from tasks.run_state import batch_state
 
@@ -50,7 +53,7 @@ def resources(event_type: str, user_ids: list[int] | None) -> tuple[Any, Any]:
         key, person = HealthGoal.id, HealthGoal.user_id
     if user_ids:
         query = query.where(person.in_(user_ids))
-    return query, key
+    return query.where(not_erased(person)), key  # an erased person is never sent anywhere again
 
 
 def pages(event_type: str, user_ids: list[int] | None, size: int) -> Iterator[list[tuple[int, int | None]]]:
@@ -71,12 +74,16 @@ def pages(event_type: str, user_ids: list[int] | None, size: int) -> Iterator[li
 def synthetic_events(
     event_type: str, user_ids: list[int] | None, run_id: str, integrations: list[str] | None = None
 ) -> Iterator[list[str]]:
-    """Outbox events for the bulk run, written and yielded a chunk at a time (ENNU_BULK_BATCH_SIZE).
+    """Outbox events for the bulk run, written and yielded a chunk at a time (ENNU_BULK_BATCH_SIZE), each
+    with its deliveries (admitted here, in the same transaction: every event of the run goes to the same
+    destinations, so routing them one by one would only repeat the same answer).
 
     Each event stores the destinations it asks for, so every retry of it reaches exactly those.
     """
     now = datetime.now(UTC)
-    for part in pages(event_type, user_ids, get_settings().bulk_batch_size):
+    settings = get_settings()
+    routed = destinations(routing_table(settings.mappings_dir), event_type, integrations)
+    for part in pages(event_type, user_ids, settings.bulk_batch_size):
         ids = [f"bulk-{run_id[:8]}-{user_id}-{resource or 0}" for user_id, resource in part]
         events: list[dict[str, Any]] = [
             {
@@ -86,15 +93,23 @@ def synthetic_events(
                 "resource": None if resource is None else str(resource),
                 "payload": {"origin": BULK_ORIGIN},
                 "destinations": integrations,
-                "status": EventStatus.PENDING.value,
+                "status": EventStatus.PENDING.value if routed else EventStatus.DONE.value,
                 "occurred_at": now,
                 "received_at": now,
+                "routed_at": now,
+                "processed_at": None if routed else now,
                 "attempts": 0,
             }
             for event_id, (user_id, resource) in zip(ids, part, strict=True)
         ]
+        owed = [
+            (event_id, event_type, user_id, name, priority + BULK_PRIORITY_OFFSET)
+            for event_id, (user_id, _) in zip(ids, part, strict=True)
+            for name, priority in routed
+        ]
         with session_scope() as writer:
             writer.execute(insert(table_of(OutboxEvent)), events)
+            deliveries.create(writer, owed)
         yield ids
 
 

@@ -7,13 +7,14 @@ outcomes are recorded the moment they come back, so a crash loses no record of w
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import pandas as pd
 from prefect import get_run_logger
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectConcurrentFuture, PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -315,17 +316,29 @@ def event_entry(held: deliveries.Held, status: SyncStatus, reason: str) -> SyncE
     )
 
 
+def thread_future(future: PrefectFuture[Any]) -> concurrent.futures.Future[Any]:
+    """The thread's own future of a push on PUSH_RUNNER (a thread pool of this process)."""
+    if not isinstance(future, PrefectConcurrentFuture):
+        raise TypeError("pushes run on PUSH_RUNNER's threads (the flow's task_runner)")
+    return future.wrapped_future
+
+
 def collect(futures: list[PushFuture], ledger: Ledger) -> None:
-    """Record each pushed batch as soon as it is back, whichever finishes first.
+    """Record pushed batches as soon as they are back, whichever finishes first: every batch that is back
+    at that moment in one write (one transaction, not one each).
 
     A batch's outcomes apply to every record sharing a record key with it (`records` is the route's).
     """
-    by_future = {id(f[4]): f for f in futures}
-    for future in as_completed([f[4] for f in futures]):
-        r, batch, records, hashes, pushed = by_future[id(future)]
-        result: Any = pushed.result(raise_on_failure=False)
-        if isinstance(result, BaseException):
-            outcomes = failed_batch(r.connector, batch, result)
-        else:
-            outcomes = {o.record_key: o for o in result}
-        ledger.write(outcome_entries(r, records, outcomes, hashes))
+    waiting = {thread_future(f[4]): f for f in futures}
+    while waiting:
+        done, _ = concurrent.futures.wait(list(waiting), return_when=concurrent.futures.FIRST_COMPLETED)
+        entries: list[SyncEntry] = []
+        for finished in done:
+            r, batch, records, hashes, pushed = waiting.pop(finished)
+            result: Any = pushed.result(raise_on_failure=False)
+            if isinstance(result, BaseException):
+                outcomes = failed_batch(r.connector, batch, result)
+            else:
+                outcomes = {o.record_key: o for o in result}
+            entries += outcome_entries(r, records, outcomes, hashes)
+        ledger.write(entries)

@@ -18,9 +18,9 @@ from slack_sdk.webhook import WebhookClient
 
 from connectors.base import Record
 from connectors.http import ConnectorError, PermanentError, RetryableError
-from connectors.rate_limit import limit_name
+from connectors.rate_limit import RateLimit, limit_name
 from connectors.slack import SlackConnector
-from connectors.slack.connector import blocks
+from connectors.slack.connector import ONE_A_SECOND, blocks
 from ennu.models import SyncStatus
 from ennu.settings import get_settings, reload_settings
 from tests.capture import CapturingEndpoint
@@ -128,7 +128,10 @@ def test_one_message_per_second_per_webhook_without_burst(sandbox: Any) -> None:
     connector.notify("Only", "one a second")
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(limit_name("slack"))
-    assert (limit.limit, limit.slot_decay_per_second) == (1, pytest.approx(1.0))
+    # Slack's one a second as a bucket no second can exceed: no burst, a little under one a second.
+    expected = RateLimit("slack", ONE_A_SECOND)
+    assert (limit.limit, limit.slot_decay_per_second) == (1, pytest.approx(expected.slots_per_second))
+    assert expected.slots_per_second < 1.0
     with pytest.raises(TimeoutError):  # the slot is taken: a second message now would be held back
         rate_limit(limit_name("slack"), occupy=1, timeout_seconds=0.2, strict=True)
     assert len(sandbox.objects("slack", "messages")) == 1
