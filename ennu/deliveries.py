@@ -15,7 +15,7 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -359,17 +359,27 @@ def _next_state(held: Held, s: Settlement, now: datetime, max_attempts: int) -> 
     return values
 
 
+def held_by_pair(held: Iterable[Held]) -> dict[tuple[str, str], Held]:
+    """Held deliveries by (event id, integration): what `settle` looks settlements up in."""
+    return {(h.event_id, h.integration): h for h in held}
+
+
 def settle(
-    owner: str, held: Sequence[Held], settlements: Sequence[Settlement], *, session: Session | None = None
+    owner: str,
+    held: Sequence[Held] | Mapping[tuple[str, str], Held],
+    settlements: Sequence[Settlement],
+    *,
+    session: Session | None = None,
 ) -> dict[tuple[str, str], tuple[str, str | None]]:
     """Write the outcomes of held deliveries (only while this owner still holds them).
 
+    `held` may come as `held_by_pair(...)` already (a batch settling in many writes builds it once).
     Returns each settled pair's new (status, reason): a deferral that ran out of attempts comes back
     `failed`. Pass `session` to write in the caller's transaction (then call `finish_events` after it).
     """
     now = utcnow()
     max_attempts = get_settings().delivery_max_attempts
-    by_pair = {(h.event_id, h.integration): h for h in held}
+    by_pair = held if isinstance(held, Mapping) else held_by_pair(held)
     params = []
     results: dict[tuple[str, str], tuple[str, str | None]] = {}
     for s in settlements:

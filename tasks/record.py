@@ -142,6 +142,8 @@ class Ledger:
     def __init__(self, owner: str, held: Sequence[Held]) -> None:
         self.owner = owner
         self.held = list(held)
+        self.by_pair = deliveries.held_by_pair(self.held)
+        self.attempts = {pair: h.attempts for pair, h in self.by_pair.items()}
         self.by_event: dict[str, dict[str, Held]] = {}
         for h in self.held:
             self.by_event.setdefault(h.event_id, {})[h.integration] = h
@@ -165,14 +167,13 @@ class Ledger:
         mine = [e for e in entries if e.event_id is None or self.holds(e.event_id, e.connector)]
         if not mine:
             return
-        attempts = {(h.event_id, h.integration): h.attempts for h in self.held}
         due = settlements(mine)
         # One transaction: the delivery states and the sync log agree even if the process dies here.
         finished = {s.event_id for s in due}
         with session_scope() as session:
-            results = deliveries.settle(self.owner, self.held, due, session=session)
+            results = deliveries.settle(self.owner, self.by_pair, due, session=session)
             mine = [as_settled(e, results) for e in mine]
-            for part in chunks(sync_log_rows(mine, self.flow_run_id, attempts), 1000):
+            for part in chunks(sync_log_rows(mine, self.flow_run_id, self.attempts), 1000):
                 session.execute(insert(table_of(SyncLog)), list(part))
             one_writer = session.get_bind().dialect.name == "sqlite"
             if one_writer:  # this transaction holds SQLite's write lock: it sees every settled delivery
@@ -255,7 +256,7 @@ class Tally:
     def add(self, ledger: Ledger) -> list[dict[str, int | str]]:
         """Count a batch's outcomes in; its own summary table."""
         counts = count_outcomes(ledger.entries)
-        attempts = {(h.event_id, h.integration): h.attempts for h in ledger.held}
+        attempts = ledger.attempts
         with self._lock:
             self.events += len(ledger.event_ids)
             self.outcomes += len(ledger.entries)
