@@ -130,6 +130,24 @@ def _empty_tables(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def blank_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own, not migrated, on SQLite or PostgreSQL (for a migration's own test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        dispose_engines()
+        return
+    name = f"ennu_blank_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        dispose_engines()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each test that takes this runs once on SQLite and once on PostgreSQL, on empty tables."""
     url: str = request.getfixturevalue(f"{request.param}_url")

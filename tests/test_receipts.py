@@ -4,14 +4,10 @@ remembered past the payload's clean-up; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -22,13 +18,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
 from ennu import crypto, receipts
-from ennu.db import MIGRATIONS_DIR, dispose_engines, get_engine, session_scope
+from ennu.db import MIGRATIONS_DIR, get_engine, session_scope
 from ennu.models import ReceivedWebhookId, User, WebhookReceipt, utcnow
 from ennu.settings import reload_settings
 from flows.cleanup import cleanup
 from flows.webhook_received import webhook_received
 from intake.app import create_app
-from tests.conftest import PG_ADMIN_URL
 from tests.factories import add_person
 from tests.webhook_signing import (
     BASE,
@@ -224,22 +219,6 @@ def test_remembered_ids_go_after_each_vendors_window_and_the_window_is_configura
 # --------------------------------------------------------------- the migration of existing receipts
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own (the migration runs on it from the revision before 0006_receipts)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'before.db'}"
-        dispose_engines()
-        return
-    name = f"ennu_receipts_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    dispose_engines()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def alembic(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -248,9 +227,9 @@ def alembic(url: str) -> Config:
 
 
 def test_the_migration_minimises_and_encrypts_stored_receipts_and_remembers_their_ids(
-    fresh_url: str, monkeypatch: pytest.MonkeyPatch
+    blank_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = alembic(fresh_url)
+    config = alembic(blank_database)
     before = ScriptDirectory.from_config(config).get_revision("0006_receipts").down_revision
     assert isinstance(before, str)
     command.upgrade(config, before)
@@ -265,7 +244,7 @@ def test_the_migration_minimises_and_encrypts_stored_receipts_and_remembers_thei
         sa.column("attempts", sa.Integer()),
     )
     stop = {"MessageSid": "SMold", "From": PHONE, "To": "+15550100000", "Body": "STOP", "FromCity": "Leaver"}
-    with get_engine(fresh_url).begin() as conn:
+    with get_engine(blank_database).begin() as conn:
         for row in (
             {"integration": "twilio", "vendor_event_id": "SMold:inbound", "kind": "inbound", "payload": stop},
             {
@@ -279,9 +258,9 @@ def test_the_migration_minimises_and_encrypts_stored_receipts_and_remembers_thei
 
     command.upgrade(config, "head")
 
-    stored = raw_payloads(fresh_url)
+    stored = raw_payloads(blank_database)
     assert len(stored) == 2 and not any(PERSONAL.search(t) for t in stored)
-    with session_scope(fresh_url) as session:
+    with session_scope(blank_database) as session:
         kept = {r.integration: r.payload for r in session.execute(select(WebhookReceipt)).scalars()}
         remembered = session.execute(select(sa.func.count()).select_from(ReceivedWebhookId)).scalar_one()
     assert kept == {"twilio": {"Body": "stop", "From": PHONE}, "mailchimp": kept["mailchimp"]}
@@ -289,7 +268,7 @@ def test_the_migration_minimises_and_encrypts_stored_receipts_and_remembers_thei
     assert remembered == 2
 
     # With the payloads gone, the ids the migration remembered still refuse the old deliveries.
-    monkeypatch.setenv("DATABASE_URL", fresh_url)
+    monkeypatch.setenv("DATABASE_URL", blank_database)
     reload_settings()
     with session_scope() as session:
         session.execute(sa.delete(WebhookReceipt))
@@ -300,7 +279,7 @@ def test_the_migration_minimises_and_encrypts_stored_receipts_and_remembers_thei
     reload_settings()
 
     command.downgrade(config, before)  # and back: the payloads are JSON documents again
-    with get_engine(fresh_url).connect() as conn:
+    with get_engine(blank_database).connect() as conn:
         documents = [
             p if isinstance(p, dict) else json.loads(p)  # psycopg parses a json column itself
             for p in conn.execute(text("SELECT payload FROM webhook_receipts")).scalars()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 from cryptography.fernet import Fernet, InvalidToken
@@ -23,13 +21,12 @@ from connectors.zapier.connector import MAX_HOOK_ATTEMPTS, hook_payload
 from connectors.zapier.errors import TABLE
 from connectors.zapier.settings import ZapierSettings
 from ennu import crypto
-from ennu.db import dispose_engines, get_engine
+from ennu.db import get_engine
 from ennu.models import SyncStatus
 from ennu.settings import get_settings, reload_settings
 from ennu.zapier_subscriptions import ZapierSubscriptions, delivery_key, target_hash
 from intake.zapier import router
 from tests.capture import CapturingEndpoint
-from tests.conftest import PG_ADMIN_URL
 
 ZAPIER_TOKEN = {"X-Zapier-Token": "zap-secret-token"}
 
@@ -536,24 +533,6 @@ def test_a_data_key_rotation_keeps_every_hook_working(
     finally:
         monkeypatch.delenv("ENNU_DATA_KEY")
         reload_settings()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def blank_database(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A database of its own, not migrated, on SQLite or PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'blank.db'}"
-        dispose_engines()
-        return
-    name = f"ennu_zapier_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        dispose_engines()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def alembic(url: str, *, to: str, down: bool = False) -> None:
