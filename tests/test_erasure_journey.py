@@ -278,12 +278,21 @@ def test_an_erased_canary_is_never_sent_again_and_leaves_no_trace(
     with session_scope() as session:
         user = session.get(User, canary.user_id)
         assert user is not None and user.lifecycle_stage is None  # the inbound sync wrote nothing back
-        later_rows = session.execute(
-            select(SyncLog.status, SyncLog.error).where(
-                SyncLog.user_id == canary.user_id, SyncLog.event_id.like("bulk-%")
-            )
+        # The bulk syncs never even paged them: no event, no delivery, no sync-log row of theirs.
+        bulk_events = session.execute(
+            select(OutboxEvent.id).where(OutboxEvent.subject == canary.user_id, OutboxEvent.id.like("bulk-%"))
         ).all()
-    assert later_rows and {tuple(r) for r in later_rows} == {("skipped", "erased")}
+        bulk_deliveries = session.execute(
+            select(Delivery.id).where(Delivery.user_id == canary.user_id, Delivery.event_id.like("bulk-%"))
+        ).all()
+        bulk_rows = session.execute(
+            select(SyncLog.id).where(SyncLog.user_id == canary.user_id, SyncLog.event_id.like("bulk-%"))
+        ).all()
+        bystanders = session.execute(
+            select(OutboxEvent.id).where(OutboxEvent.subject == bystander, OutboxEvent.id.like("bulk-%"))
+        ).all()
+    assert (bulk_events, bulk_deliveries, bulk_rows) == ([], [], [])
+    assert bystanders  # while everyone else was synced
     assert hub_rows_naming(canary) == []
     assert prefect_rows_naming(canary) == []
     timed("hub and Prefect scans", clock)
