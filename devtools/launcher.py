@@ -38,7 +38,9 @@ def local_environment(
         # Local mode: connectors without credentials reach the sandbox; the development keys stand in.
         "ENNU_ENV": "local",
         "ENNU_SANDBOX_URL": f"http://{LOOPBACK}:{sandbox_port}",
-        # Local-only tokens for the demo's viewer and operator (the host app's is dev-intake-token).
+        # Local-only tokens of the demo's host app, viewer and operator: set here, so no request waits on a
+        # Secret-block lookup while the Prefect server is still starting.
+        "ENNU_INTAKE_TOKEN": "dev-intake-token",
         "ENNU_VIEWER_TOKENS": "dev-viewer-token",
         "ENNU_OPERATOR_TOKENS": "dev-operator-token",
         # Operator alerts: Slack and Teams reach their stand-ins (routing.yaml: `enabled: sandbox`), e-mail

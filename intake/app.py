@@ -57,8 +57,9 @@ class Accepted(BaseModel):
 @asynccontextmanager
 async def recording_token_rotation(app: FastAPI) -> AsyncIterator[None]:
     """At start-up, the token labels added and removed since the last start go to the audit log. If the
-    audit log is unavailable (the hub database not migrated or down), the intake still starts (liveness,
-    readiness, webhooks) but every audited request answers 503 until the rotation is recorded."""
+    audit log is unavailable (the hub database not migrated or down, or the tokens' Secret blocks not
+    readable while the Prefect API starts), the intake still starts (events, liveness, readiness, webhooks)
+    but every audited request answers 503 until the rotation is recorded."""
     try:
         record_token_rotation_once(app.state)
     except AuditUnavailable:

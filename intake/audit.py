@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from connectors.registry import CONNECTORS
 from ennu import audit
 from ennu.events import EVENT_TYPES
+from ennu.secrets import SecretUnavailable
 from intake.auth import Principal, authenticated, configured_principals, require_operator
 from intake.errors import ErrorBody, error_responses
 
@@ -206,12 +207,16 @@ _rotation_lock = threading.Lock()
 def record_token_rotation_once(app_state: Any) -> None:
     """The token labels added and removed since the last start, recorded once per app: at its start, or,
     if the audit log was unavailable then, before its first audited request (which fails until it is).
-    Raises AuditUnavailable."""
+    Raises AuditUnavailable, also when a token's Secret block cannot be read yet (the Prefect API still
+    starting, or down): the intake starts all the same and records the rotation once it can."""
     if not getattr(app_state, ROTATION_PENDING, True):
         return
     with _rotation_lock:
         if getattr(app_state, ROTATION_PENDING, True):
-            principals = configured_principals()
+            try:
+                principals = configured_principals()
+            except SecretUnavailable:
+                raise audit.AuditUnavailable("token labels unreadable (the secret store)") from None
             labels = {role.value: {label for label, _ in entries} for role, entries in principals.items()}
             audit.record_token_labels(labels)
             setattr(app_state, ROTATION_PENDING, False)

@@ -357,3 +357,23 @@ def test_in_production_deliveries_without_credentials_fail_visibly_and_nothing_l
     status = {s.integration: s for s in all_statuses()}["hubspot"]
     assert not status.enabled and status.warnings == ["hubspot: no credentials"]
     assert status.last_error_reason == NO_CREDENTIALS and status.counts_24h == {"failed": 1}
+
+
+def test_the_intake_starts_while_the_secret_store_does_not_answer(
+    sqlite_database: str, blocks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make up` starts the intake beside a Prefect server that is still starting: reading a token's Secret
+    block fails then. The intake starts all the same (events need no Prefect), and audited requests answer
+    503 until the token labels can be read and their rotation recorded."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from intake.app import create_app
+
+    monkeypatch.delenv("ENNU_INTAKE_TOKEN", raising=False)
+    monkeypatch.setenv("ENNU_OPERATOR_TOKENS", "ops=operator-token")
+    reload_settings()
+    down = {PREFECT_API_URL: f"http://127.0.0.1:{CLOSED_PORT}/api"}
+    with temporary_settings(down), TestClient(create_app()) as api:
+        assert api.get("/health").status_code == 200
+        status = api.get("/integrations/status", headers={"Authorization": "Bearer operator-token"})
+        assert status.status_code == 503
