@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from ennu.secrets import read_secret
-from ennu.settings import get_settings, is_loopback_url
+from ennu.settings import get_settings, loopback_refused
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ NO_CREDENTIALS = "no credentials"
 
 def refuse_loopback(integration: str, url: str) -> None:
     """In production a vendor URL on a loopback address is refused (the local stand-ins are local only)."""
-    if not get_settings().local and is_loopback_url(url):
+    if loopback_refused(url):
         raise NotConfigured(f"{integration}: a loopback base URL is refused outside local mode")
 
 

@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from connectors.errors import DEFAULT_TABLE, REPEAT_NOW, RETRYING, Action, ErrorTable
 from connectors.rate_limit import RateLimit
-from ennu.settings import get_settings, is_loopback_url
+from ennu.settings import loopback_refused
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class VendorHttp:
         timeout: float | None,
     ) -> requests.Response:
         url = self.url(path)
-        if not get_settings().local and is_loopback_url(url):  # checked at every request, whatever built it
+        if loopback_refused(url):  # checked at every request, whatever built the client
             raise RefusedDestination(self.integration)
         if self.rate_limit is not None:
             self.rate_limit.acquire()

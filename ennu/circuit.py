@@ -120,18 +120,17 @@ def record_success(integration: str) -> None:
     clean = known.consecutive_failures == 0 and known.opened_until is None
     if clean and known.last_success_at is not None and now - known.last_success_at < SUCCESS_STAMP:
         return
-    values = {"consecutive_failures": 0, "opened_until": None, "last_success_at": now}
+    clear = (
+        update(IntegrationState)
+        .where(IntegrationState.integration == integration)
+        .values(consecutive_failures=0, opened_until=None, last_success_at=now)
+    )
     with session_scope() as session:
-        done = session.execute(
-            update(IntegrationState).where(IntegrationState.integration == integration).values(**values)
-        )
-        found = int(getattr(done, "rowcount", 0) or 0)
-    if not found:
+        found = int(getattr(session.execute(clear), "rowcount", 0) or 0)
+    if not found:  # the integration's first call: its row is created, then cleared the same way
         ensure_state_row(integration)
         with session_scope() as session:
-            session.execute(
-                update(IntegrationState).where(IntegrationState.integration == integration).values(**values)
-            )
+            session.execute(clear)
     clean_state = CircuitState(integration, False, 0, None, now, known.last_error_at, known.last_error)
     with _cache_lock:
         _cache[_cache_key(integration)] = (time.monotonic(), clean_state)

@@ -213,3 +213,8 @@ def is_loopback_host(host: str) -> bool:
 def is_loopback_url(url: str | None) -> bool:
     """Whether a URL's host is this machine: a local sandbox."""
     return is_loopback_host(urlparse(url or "").hostname or "")
+
+
+def loopback_refused(url: str | None) -> bool:
+    """Outside local mode a loopback address is never a vendor's: refused wherever a vendor URL is used."""
+    return not get_settings().local and is_loopback_url(url)
