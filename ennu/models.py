@@ -60,6 +60,19 @@ def table_of(model: type[Base]) -> Table:
 # --------------------------------------------------------------------------- host app tables
 
 
+class Clinic(Base):
+    """The clinic (or household) a person belongs to in the host: the CRMs' Account / company."""
+
+    __tablename__ = "clinics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The clinic's web domain (HubSpot companies de-duplicate on it), when the host knows it.
+    domain: Mapped[str | None] = mapped_column(String(253))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -79,6 +92,8 @@ class User(Base):
     salesforce_owner_id: Mapped[str | None] = mapped_column(String(40))
     # The clinic EHR's medical record number, when the host knows it (its system: EPIC_MRN_SYSTEM).
     mrn: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The clinic (or household) the person belongs to, if any: the CRMs link their contact to its account.
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 

@@ -24,7 +24,7 @@ from pydantic import (
 
 from mappings.transforms import TRANSFORMS, MultiSourceTransform, Params
 
-SOURCE_KINDS = ("event", "user", "assessment", "biomarker", "health_goal", "subscription")
+SOURCE_KINDS = ("event", "user", "clinic", "assessment", "biomarker", "health_goal", "subscription")
 # what one destination record is
 RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription"]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)

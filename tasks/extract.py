@@ -17,6 +17,7 @@ from ennu.models import (
     AssessmentScore,
     Base,
     Biomarker,
+    Clinic,
     HealthGoal,
     OutboxEvent,
     Subscription,
@@ -84,6 +85,12 @@ def read_scores(session: Session, assessment_ids: Iterable[int]) -> pd.DataFrame
     return wide.reset_index()
 
 
+def with_clinics(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
+    """The people's clinic as `clinic.<column>` columns (empty for people without one)."""
+    clinics = read_rows(session, Clinic, "clinic", frame["user.clinic_id"])
+    return frame.merge(clinics, how="left", left_on="user.clinic_id", right_on="clinic.id")
+
+
 def read_events(session: Session, event_ids: Sequence[str]) -> pd.DataFrame:
     """The events' envelopes, and an `event.<key>` column for each payload key a mapping reads."""
     read = sorted(event_payload_keys(get_settings().mappings_dir))
@@ -125,6 +132,7 @@ def extract_records(event_type: str, event_ids: Sequence[str]) -> Extracted:
             left_on="event.subject",
             right_on="user.id",
         )
+        frame = with_clinics(session, frame)
         if kind is not None:
             resource_ids = pd.to_numeric(frame["event.resource"], errors="coerce")
             frame = frame.assign(**{f"{kind}.__id": resource_ids})

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ennu.db import session_scope
 from ennu.events import HostEvent
-from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, User
+from ennu.models import Assessment, AssessmentScore, Biomarker, Clinic, Consent, HealthGoal, User
 from tasks.ingest import ingest
 
 _ids = itertools.count(1)
@@ -21,6 +21,7 @@ def add_person(
     marketing: bool = True,
     communication: bool = True,
     first_name: str = "Ada",
+    clinic_id: int | None = None,
 ) -> int:
     n = next(_ids)
     with session_scope() as session:
@@ -34,10 +35,19 @@ def add_person(
             timezone="America/Chicago",
             marketing_consent=marketing,
             communication_consent=communication,
+            clinic_id=clinic_id,
         )
         session.add(user)
         session.flush()
         return user.id
+
+
+def add_clinic(name: str = "Northside Clinic", *, domain: str | None = "northside.example.com") -> int:
+    with session_scope() as session:
+        clinic = Clinic(name=name, domain=domain)
+        session.add(clinic)
+        session.flush()
+        return clinic.id
 
 
 def add_assessment(user_id: int, *, overall: float = 7.4, kind: str = "sleep") -> int:

@@ -99,7 +99,7 @@ def test_the_good_example_loads(tmp_path: Path) -> None:
         pytest.param(
             GOOD.replace("source: user.email", "source: wallet.email"),
             7,
-            "kind 'wallet' is not one of event, user, assessment",
+            "kind 'wallet' is not one of event, user, clinic, assessment",
             id="source-kind",
         ),
         pytest.param(
