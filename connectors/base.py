@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
@@ -101,7 +103,20 @@ class UnsupportedObject(ValueError):
     """A mapping names an object its connector does not write."""
 
 
-AmbiguousSends = Literal["idempotent", "reconcile", "resend"]
+AmbiguousSends = Literal["idempotent", "reconcile", "resend", "at_most_once"]
+# Who marks the records of an at-most-once send as possibly sent, just before each request
+# (tasks.push: the delivery engine's `mark_sending`); unset: nobody (a direct call, a test).
+_send_marker: ContextVar[Callable[[Sequence[Record]], None] | None] = ContextVar("send_marker", default=None)
+
+
+@contextmanager
+def sends_marked_by(marker: Callable[[Sequence[Record]], None] | None) -> Iterator[None]:
+    """Within this block, `Connector.about_to_send` calls `marker` with the records a request carries."""
+    token = _send_marker.set(marker)
+    try:
+        yield
+    finally:
+        _send_marker.reset(token)
 # The consents a person can withdraw in the host (users.marketing_consent, users.communication_consent).
 MARKETING = "marketing"
 COMMUNICATION = "communication"
@@ -120,7 +135,10 @@ class Connector(ABC):
     # What to do with a send that may have reached the vendor unanswered (UNKNOWN, AmbiguousError):
     # "idempotent": send again, the vendor de-duplicates (upsert by key, idempotency key, conditional create);
     # "reconcile": look it up with `reconcile` first, send only what is not there;
-    # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate.
+    # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate;
+    # "at_most_once": never sent twice: each request's records are marked as possibly sent just before it
+    # leaves (`about_to_send`), and a send whose answer was lost (a timeout, a reset, a worker that died)
+    # is failed with that reason instead of being sent again; an operator's replay sends it anyway.
     ambiguous_sends: ClassVar[AmbiguousSends]
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
@@ -170,6 +188,12 @@ class Connector(ABC):
     @abstractmethod
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """`push` for a declared object: the vendor's requests for one batch."""
+
+    def about_to_send(self, records: Sequence[Record]) -> None:
+        """An at-most-once connector calls this just before each request, with the records it carries."""
+        marker = _send_marker.get()
+        if marker is not None:
+            marker(records)
 
     @classmethod
     def has_credentials(cls) -> bool:

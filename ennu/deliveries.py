@@ -317,6 +317,25 @@ def mark_sending(owner: str, pairs: Sequence[tuple[str, str]]) -> None:
         )
 
 
+def marked(owner: str, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (event, integration) deliveries this owner marked with `mark_sending`."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    found: set[tuple[str, str]] = set()
+    with session_scope() as session:
+        for part in chunks(sorted({e for e, _ in wanted})):
+            rows = session.execute(
+                select(Delivery.event_id, Delivery.integration).where(
+                    Delivery.event_id.in_(part),
+                    Delivery.lease_owner == owner,
+                    Delivery.status == DeliveryStatus.UNKNOWN.value,
+                )
+            )
+            found.update((str(e), str(i)) for e, i in rows if (str(e), str(i)) in wanted)
+    return found
+
+
 # --------------------------------------------------------------------------- settling
 
 

@@ -36,6 +36,8 @@ SummaryTable = list[dict[str, int | str]]
 # (route, the batch, every record of the route, payload hashes, the push)
 PushFuture = tuple[Route, list[Record], list[Record], dict[str, str], PrefectFuture[list[Outcome]]]
 NO_OUTCOME = "no outcome recorded"
+# An at-most-once destination's send whose answer was lost: failed, never sent again by itself.
+NOT_SENT_TWICE = "sent without an answer; not sent again (at most once): replay to send it anyway"
 # What a forced re-run sends again; a skipped (no consent) or cancelled (erased) delivery never.
 RESENDABLE = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, DeliveryStatus.REJECTED.value)
 
@@ -125,28 +127,39 @@ def outcome_entries(
     return entries
 
 
-def after_error(connector: str) -> SyncStatus:
-    """What an unanswered send becomes: looked up first (no idempotency key), else simply retried."""
+def after_error(connector: str, *, maybe_sent: bool) -> SyncStatus:
+    """What a delivery whose batch raised becomes: looked up first where a send may have arrived without
+    an idempotency key; at most once, an at-most-once destination's marked send; else offered again."""
     known = CONNECTORS.get(connector)
-    return (
-        SyncStatus.UNKNOWN
-        if known is not None and known.ambiguous_sends == "reconcile"
-        else SyncStatus.DEFERRED
-    )
+    sends = known.ambiguous_sends if known is not None else "idempotent"
+    if sends == "reconcile" or (sends == "at_most_once" and maybe_sent):
+        return SyncStatus.UNKNOWN
+    return SyncStatus.DEFERRED
+
+
+def marked_sends(connector: str, event_ids: Sequence[str | None]) -> set[str]:
+    """Which of these events' deliveries to an at-most-once destination were marked as possibly sent
+    (an at-most-once connector raises a ConnectorError only while nothing of the batch went)."""
+    known = CONNECTORS.get(connector)
+    if known is None or known.ambiguous_sends != "at_most_once":
+        return set()
+    pairs = [(str(e), connector) for e in event_ids if e is not None]
+    return {e for e, _ in deliveries.marked(deliveries.current_owner(), pairs)}
 
 
 def failed_batch(connector: str, batch: list[Record], error: BaseException) -> dict[str, Outcome]:
     """A batch whose push raised: retried later, or looked up first where the send may have arrived."""
     reason = error.reason if isinstance(error, ConnectorError) else type(error).__name__
-    status = after_error(connector)
+    ids = [] if isinstance(error, ConnectorError) else [r.event_id for r in batch]
+    marked = marked_sends(connector, ids)
     state = circuit.circuit_state(connector)
-    if status == SyncStatus.DEFERRED and state.open:
+    outcomes = {}
+    for r in batch:
+        status = after_error(connector, maybe_sent=r.event_id in marked)
         # The vendor is down, not the record: it waits for the breaker's probe and spends no attempt.
-        return {
-            r.record_key: Outcome(r.record_key, status, error=reason, not_before=state.opened_until)
-            for r in batch
-        }
-    return {r.record_key: Outcome(r.record_key, status, error=reason) for r in batch}
+        wait = state.opened_until if status == SyncStatus.DEFERRED and state.open else None
+        outcomes[r.record_key] = Outcome(r.record_key, status, error=reason, not_before=wait)
+    return outcomes
 
 
 def undeclared(r: Route) -> str | None:
@@ -181,6 +194,11 @@ def looked_up(r: Route, records: list[Record], ledger: Ledger) -> tuple[list[Rec
     suspects = [rec for rec in records if rec.event_id in unknown]
     if not suspects:
         return records, []
+    if CONNECTORS[r.connector].ambiguous_sends == "at_most_once":  # nothing to ask: never sent twice
+        lost = {
+            x.record_key: Outcome(x.record_key, SyncStatus.FAILED, error=NOT_SENT_TWICE) for x in suspects
+        }
+        return [rec for rec in records if rec.record_key not in lost], outcome_entries(r, suspects, lost, {})
     times = [h.last_attempt_at for h in unknown.values() if h.last_attempt_at is not None]
     since = min(times) if times else utcnow() - timedelta(days=1)
     state = reconcile.submit(r.connector, r.mapping.object, as_is(suspects), since)
@@ -224,12 +242,23 @@ def run_event_pipeline(
             # Whatever was not recorded is offered again (an attempt spent), and fails at the cap.
             # Where a send may have reached a vendor without idempotency keys, it is looked up first.
             reason = f"batch error: {type(exc).__name__}"
+            unsettled = ledger.unsettled()
+            marked = {
+                (e, i)
+                for i in {h.integration for h in unsettled}
+                for e in marked_sends(i, [h.event_id for h in unsettled if h.integration == i])
+            }
             deliveries.settle(
                 owner,
                 ledger.held,
                 [
-                    deliveries.Settlement(h.event_id, h.integration, after_error(h.integration), reason)
-                    for h in ledger.unsettled()
+                    deliveries.Settlement(
+                        h.event_id,
+                        h.integration,
+                        after_error(h.integration, maybe_sent=(h.event_id, h.integration) in marked),
+                        reason,
+                    )
+                    for h in unsettled
                 ],
             )
             raise

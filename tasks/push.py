@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -16,11 +16,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 from sqlalchemy import select
 
-from connectors.base import Connector, Outcome, Record
+from connectors.base import Connector, Outcome, Record, sends_marked_by
 from connectors.endpoint import NotConfigured
 from connectors.http import AuthError, PermanentError, RetryableError
 from connectors.registry import CONNECTORS, build_connector
-from ennu import circuit
+from ennu import circuit, deliveries
 from ennu.db import session_scope
 from ennu.models import SyncLog, SyncStatus
 from ennu.secrets import SecretUnavailable, blocks_in_use
@@ -181,6 +181,19 @@ def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outc
     return [Outcome(r.record_key, status, error=error) for r in records]
 
 
+def send_marker(connector: Connector) -> Callable[[Sequence[Record]], None] | None:
+    """For an at-most-once connector: each request's deliveries become `unknown` just before it leaves,
+    so a worker that dies with the request in flight never has it sent again."""
+    if connector.ambiguous_sends != "at_most_once":
+        return None
+    owner, name = deliveries.current_owner(), connector.name
+
+    def mark(records: Sequence[Record]) -> None:
+        deliveries.mark_sending(owner, [(str(r.event_id), name) for r in records if r.event_id is not None])
+
+    return mark
+
+
 @task(
     name="push",
     task_run_name="push {connector_name}/{object_name}",
@@ -211,7 +224,8 @@ def push_batch(
         return _all(records, SyncStatus.DEFERRED, exc.reason)
     started = time.monotonic()
     try:
-        outcomes = connector.push(object_name, upsert_key, records)
+        with sends_marked_by(send_marker(connector)):
+            outcomes = connector.push(object_name, upsert_key, records)
     except RetryableError as exc:
         if circuit.record_failure(connector_name, exc.reason):
             logger.error("%s: circuit opened after repeated failures (%s)", connector_name, exc.reason)

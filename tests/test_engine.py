@@ -14,9 +14,10 @@ from ennu import circuit, deliveries
 from ennu.db import session_scope
 from ennu.models import Delivery, OutboxEvent, SyncLog, User, WebhookReceipt
 from ennu.settings import reload_settings
-from flows import webhook_received
+from flows import pipeline, webhook_received
 from flows.bulk_sync import bulk_sync
 from intake.app import create_app
+from tasks import admit as tasks_admit
 from tests.engine_support import delivery_states, open_deliveries, running_worker, wait_for
 from tests.factories import add_event, add_goal, add_person, person_with_assessment, zone_at_local_hour
 
@@ -154,6 +155,62 @@ def test_a_lost_twilio_answer_is_reconciled_so_each_person_gets_one_sms(
         ).all()
     sids = {m["sid"] for m in sandbox.objects("twilio", "messages")}
     assert {user for user, _ in created} == set(people) and {sid for _, sid in created} == sids
+
+
+def ga4_errors() -> Counter[str | None]:
+    with session_scope() as session:
+        rows = session.execute(select(Delivery.last_error).where(Delivery.integration == "ga4")).scalars()
+        return Counter(rows)
+
+
+@pytest.mark.parametrize("mode", ["commit_then_reset", "commit_then_late"])
+def test_a_lost_ga4_answer_is_failed_visibly_never_collected_twice(
+    sqlite_database: str, sandbox: Any, quick_retries: None, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("ENNU_HTTP_TIMEOUT_SECONDS", "2")
+    reload_settings()
+    for _ in range(6):
+        person_with_assessment()
+    sandbox.fail("ga4", mode=mode, count=2, delay=4)
+    with running_worker():
+        wait_for(
+            lambda: delivery_states("ga4") == {"delivered": 4, "failed": 2}, "every GA4 delivery settled"
+        )
+    # Each person's event was collected once: the two whose answers were lost are not sent again.
+    assert len(sandbox.objects("ga4", "events")) == 6
+    assert len(sandbox.stored_but_unanswered("ga4")) == 2
+    assert ga4_errors()[pipeline.NOT_SENT_TWICE] == 2
+
+
+def test_a_ga4_delivery_is_marked_unknown_while_its_request_is_in_flight(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    person_with_assessment()
+    sandbox.fail("ga4", mode="slow", count=1, delay=3)
+    with running_worker():
+        wait_for(lambda: delivery_states("ga4") == {"unknown": 1}, "the mark before the request", every=0.05)
+        wait_for(lambda: delivery_states("ga4") == {"delivered": 1}, "the answered send")
+    assert len(sandbox.objects("ga4", "events")) == 1
+
+
+def test_a_ga4_send_marked_by_a_worker_that_died_is_never_sent_again(
+    sqlite_database: str, sandbox: Any, quick_retries: None
+) -> None:
+    """A worker marks each GA4 request's deliveries just before it leaves; one killed with the request in
+    flight leaves them `unknown`, and the next worker fails them with the reason instead of resending."""
+    _, _, event_id = person_with_assessment()
+    tasks_admit.admit([event_id])
+    held = deliveries.take("worker-that-died", [event_id], ["ga4"])
+    assert [h.integration for h in held] == ["ga4"]
+    deliveries.mark_sending("worker-that-died", [(event_id, "ga4")])
+    with session_scope() as session:  # the dead worker's lease and the reconcile delay run out
+        row = session.execute(select(Delivery).where(Delivery.integration == "ga4")).scalar_one()
+        row.lease_expires_at = row.not_before = row.last_attempt_at
+    with running_worker():
+        wait_for(lambda: delivery_states("ga4") == {"failed": 1}, "the marked send settled")
+        wait_for(lambda: open_deliveries() == 0, "the other destinations delivered")
+    assert sandbox.request_count("ga4") == 0
+    assert ga4_errors() == Counter({pipeline.NOT_SENT_TWICE: 1})
 
 
 def test_a_webhook_whose_handler_fails_once_is_applied_later_and_an_unknown_one_is_recorded(

@@ -15,7 +15,7 @@ from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.ga4.errors import ADMIN_TABLE, TABLE, TOKEN_TABLE
 from connectors.ga4.google_auth import ServiceAccount, ServiceAccountAuth
 from connectors.ga4.settings import Ga4Settings
-from connectors.http import ConnectorError, VendorHttp
+from connectors.http import AmbiguousError, ConnectorError, VendorHttp
 from ennu import local_mode
 from ennu.models import SyncStatus
 from ennu.pseudonyms import peppers, person_pseudonym
@@ -177,10 +177,11 @@ class Ga4Connector(HttpConnector):
     table = TABLE
     requests_per_record: ClassVar[int] = 1  # at most: one person's events share a request
     batch_group_field: ClassVar[str | None] = "client_id"
-    # A lost answer is sent again: GA4 has no look-up and does not de-duplicate collected events, so this
-    # errs toward an event counted twice (it carries `params.event_id` for reports to de-duplicate on)
-    # rather than one never counted.
-    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
+    # GA4 has no look-up and does not de-duplicate collected events, and a key event counted twice
+    # inflates the conversions a clinic pays for: a send whose answer was lost is never sent again
+    # (`at_most_once`). It is failed with the reason, visible in the status and re-playable; each event
+    # still carries `params.event_id` for an export to de-duplicate on after such a replay.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "at_most_once"
 
     def __init__(
         self, http: VendorHttp, measurement_id: str, api_secret: str, admin: AdminApi | None = None
@@ -239,7 +240,12 @@ class Ga4Connector(HttpConnector):
         return {"measurement_id": self.measurement_id, "api_secret": self._api_secret}
 
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        """Send the events; each request carries the events of one `client_id` (whatever `upsert_key` is)."""
+        """Send the events; each request carries the events of one `client_id` (whatever `upsert_key` is).
+
+        At most once: each request's records are marked just before it leaves; a lost answer makes them
+        UNKNOWN (never sent again). Trouble after something went defers the rest of the batch; before
+        anything went it raises, and the delivery engine offers the whole batch again later.
+        """
         outcomes: dict[str, Outcome] = {}
         sendable: list[Ga4Event] = []
         for record in records:
@@ -249,8 +255,27 @@ class Ga4Connector(HttpConnector):
             else:
                 sendable.append(as_event(record))
         event_ids = {e.record_key: e.event["params"].get("event_id") for e in sendable}
+        by_key = {r.record_key: r for r in records}
+        sent_any = False
+        trouble: str | None = None
         for body, keys in request_bodies(sendable):
-            self.http.request("POST", "/mp/collect", params=self._query, json=body)
+            if trouble is not None:  # the rest of the batch waits for a later offer
+                outcomes.update({k: Outcome(k, SyncStatus.DEFERRED, error=trouble) for k in keys})
+                continue
+            self.about_to_send([by_key[k] for k in keys])
+            try:
+                self.http.request("POST", "/mp/collect", params=self._query, json=body)
+            except AmbiguousError as lost:  # it may have been collected: never sent again
+                outcomes.update({k: Outcome(k, SyncStatus.UNKNOWN, error=lost.reason) for k in keys})
+                sent_any = True
+                continue
+            except ConnectorError as failure:
+                if not sent_any:  # nothing of the batch went: the engine offers it all again
+                    raise
+                trouble = failure.reason
+                outcomes.update({k: Outcome(k, SyncStatus.DEFERRED, error=trouble) for k in keys})
+                continue
+            sent_any = True
             for key in keys:
                 remote = event_ids.get(key)
                 outcomes[key] = Outcome(
