@@ -117,6 +117,8 @@ def sends_marked_by(marker: Callable[[Sequence[Record]], None] | None) -> Iterat
         yield
     finally:
         _send_marker.reset(token)
+
+
 # The consents a person can withdraw in the host (users.marketing_consent, users.communication_consent).
 MARKETING = "marketing"
 COMMUNICATION = "communication"

@@ -10,9 +10,11 @@ one round trip, a stream of them about one round trip a second, and a slot nobod
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -29,6 +31,13 @@ _ensure_lock = threading.Lock()
 TAKE_AHEAD_SECONDS = 0.5  # how long a slot taken ahead may wait for its request, at most
 EXPECTED_SECONDS = 5.0  # a push's estimate is forgotten after this long
 MAX_WAIT_SECONDS = 5.0  # between tries for one slot, whatever the server suggests
+# A take the server could not write now (503: SQLite "database is locked" under concurrent writes, 502,
+# 429, a dropped connection) is tried again within milliseconds: the Prefect client's own back-off (2, 4,
+# 8 s) held a lone request for seconds. After these tries (about 3 s) the error stands.
+BUSY_TRIES = 8
+BUSY_FIRST_WAIT_SECONDS = 0.02
+BUSY_MAX_WAIT_SECONDS = 0.5
+BUSY = frozenset({httpx.codes.TOO_MANY_REQUESTS, httpx.codes.BAD_GATEWAY, httpx.codes.SERVICE_UNAVAILABLE})
 
 
 class TakenSlots:
@@ -79,6 +88,18 @@ class TakenSlots:
                 return True
             return False
 
+    def wanted_ahead(self, burst: int) -> int:
+        """Slots to take ahead for the requests expected now (none when enough are ready)."""
+        with self.lock:
+            self._fresh(time.monotonic())
+            return 0 if self.ready else max(1, min(burst, self.expected))
+
+    def took_ahead(self, slots: int, hold_seconds: float, seconds: float) -> None:
+        with self.lock:
+            self.round_trips += 1
+            self.blocked_seconds += seconds
+            self.ready.extend([time.monotonic() + hold_seconds] * slots)
+
     def acquire(
         self, name: str, burst: int, hold_seconds: float = TAKE_AHEAD_SECONDS, slot_seconds: float = 0.1
     ) -> None:
@@ -114,6 +135,7 @@ class TakenSlots:
 
 _clients: dict[str, SyncPrefectClient] = {}
 _clients_lock = threading.Lock()
+_increments = 0
 
 
 def _api() -> SyncPrefectClient:
@@ -132,16 +154,49 @@ def _api() -> SyncPrefectClient:
 def _take_now(name: str, slots: int) -> float | None:
     """Take `slots` of the global limit at once if they are free now: None when taken, else the seconds the
     server says to wait (nothing taken)."""
-    try:
-        _api().increment_concurrency_slots(names=[name], slots=slots, mode="rate_limit")
-    except httpx.HTTPStatusError as exc:
-        if exc.response.status_code == httpx.codes.LOCKED:
+    return _increment([name], slots)
+
+
+def increments() -> int:
+    """Takes this process asked the Prefect API for (each one call, however many limits it names)."""
+    return _increments
+
+
+def _increment(names: Sequence[str], slots: int) -> float | None:
+    """`slots` of each named limit, all or none (the server's increment): None when taken, else the
+    seconds to wait. A busy server is asked again at once, a few times, never with seconds of back-off."""
+    global _increments
+    http = _api()._client  # the client's own connection, base URL, auth and TLS settings
+    body = {"names": list(names), "slots": slots, "mode": "rate_limit"}
+    with _clients_lock:
+        _increments += 1
+    for attempt in range(BUSY_TRIES):
+        # httpx's plain send, past Prefect's retrying one: a busy answer comes back here at once.
+        request = http.build_request("POST", "/v2/concurrency_limits/increment", json=body)
+        last = attempt == BUSY_TRIES - 1
+        try:
+            response = httpx.Client.send(http, request)
+        except httpx.TransportError:
+            if last:
+                raise
+            _busy_wait(attempt)
+            continue
+        if response.status_code == httpx.codes.LOCKED:
             try:
-                return max(0.01, float(exc.response.headers.get("Retry-After", "0.1")))
+                return max(0.01, float(response.headers.get("Retry-After", "0.1")))
             except ValueError:
                 return 0.1
-        raise
-    return None
+        if response.status_code in BUSY and not last:
+            _busy_wait(attempt)
+            continue
+        response.raise_for_status()
+        return None
+    raise AssertionError("unreachable")
+
+
+def _busy_wait(attempt: int) -> None:
+    wait = min(BUSY_MAX_WAIT_SECONDS, BUSY_FIRST_WAIT_SECONDS * 2**attempt)
+    time.sleep(wait * random.uniform(0.5, 1.5))
 
 
 _taken: dict[str, TakenSlots] = {}
@@ -208,6 +263,32 @@ class RateLimit:
         self.ensure()
         slot_seconds = 1.0 / self.slots_per_second
         taken_slots(self.name).acquire(self.name, self.burst, self.hold_seconds, slot_seconds)
+
+
+def take_ahead(limits: Sequence[RateLimit]) -> None:
+    """The slots a batch's pushes to several destinations expect (`expect_requests`), taken for all of them
+    in as few Prefect round trips as there are distinct counts, instead of one per destination, each push
+    waiting on its own. The server takes all of a call's limits or none: when one is full, each push takes
+    its own as before."""
+    wanted: dict[int, list[RateLimit]] = {}
+    for limit in limits:
+        limit.ensure()
+        slots = taken_slots(limit.name).wanted_ahead(limit.burst)
+        if slots:
+            wanted.setdefault(slots, []).append(limit)
+    for slots, group in wanted.items():
+        if len(group) < 2:  # a lone limit is taken by its push, as early
+            continue
+        started = time.monotonic()
+        try:
+            if _increment([limit.name for limit in group], slots) is not None:
+                continue  # one is full: each push waits for its own
+        except httpx.HTTPError:
+            logger.warning("rate-limit slots not taken ahead; each push takes its own", exc_info=True)
+            continue
+        seconds = time.monotonic() - started
+        for limit in group:
+            taken_slots(limit.name).took_ahead(slots, limit.hold_seconds, seconds / len(group))
 
 
 def forget_ensured_limits() -> None:

@@ -27,7 +27,7 @@ from ennu.models import DeliveryStatus, SyncStatus, utcnow
 from tasks.admit import admit
 from tasks.extract import Extracted
 from tasks.prepare import prepare
-from tasks.push import plan_push, push_batch, reconcile, to_records
+from tasks.push import plan_push, push_batch, reconcile, take_slots_ahead, to_records
 from tasks.record import Ledger, SyncEntry, Tally, record
 from tasks.route import Route
 from tasks.validate import ValidationResult
@@ -282,7 +282,7 @@ def _deliver(
     extracted = prepared.extracted
     ledger.write(unusable_event_entries(extracted, ledger))
     routed = {r.connector for r in prepared.routes}
-    futures: list[PushFuture] = []
+    pushes: list[tuple[Route, list[Record], list[Record], dict[str, str]]] = []
     for r in prepared.routes:
         ledger.write(withheld_entries(r))
     for r, checked in prepared.sending:
@@ -314,16 +314,19 @@ def _deliver(
         if destination.ambiguous_sends == "reconcile":
             pairs = [(str(x.event_id), r.connector) for b in plan.batches for x in b]
             deliveries.mark_sending(ledger.owner, pairs)
-        futures += [
-            (
-                r,
-                batch,
-                records,
-                plan.hashes,
-                push_batch.submit(r.connector, r.mapping.object, r.mapping.upsert_key, as_is(batch)),
-            )
-            for batch in plan.batches
-        ]
+        pushes += [(r, batch, records, plan.hashes) for batch in plan.batches]
+    # Each destination's first slots in one Prefect round trip, not one per destination's push.
+    take_slots_ahead(list(dict.fromkeys(r.connector for r, *_ in pushes)))
+    futures: list[PushFuture] = [
+        (
+            r,
+            batch,
+            records,
+            hashes,
+            push_batch.submit(r.connector, r.mapping.object, r.mapping.upsert_key, as_is(batch)),
+        )
+        for r, batch, records, hashes in pushes
+    ]
     ledger.write(
         [
             event_entry(h, SyncStatus.SKIPPED, "no longer routed")

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from connectors.base import Connector, Outcome, Record, sends_marked_by
 from connectors.endpoint import NotConfigured
 from connectors.http import AuthError, PermanentError, RetryableError
+from connectors.rate_limit import take_ahead
 from connectors.registry import CONNECTORS, build_connector
 from ennu import circuit, deliveries
 from ennu.db import session_scope
@@ -179,6 +180,20 @@ def vendor_trouble(outcome: Outcome) -> bool:
 
 def _all(records: Sequence[Record], status: SyncStatus, error: str) -> list[Outcome]:
     return [Outcome(r.record_key, status, error=error) for r in records]
+
+
+def take_slots_ahead(names: Sequence[str]) -> None:
+    """Before a batch's pushes: the first slots of every destination's rate limit in one Prefect round trip
+    (`connectors.rate_limit.take_ahead`), instead of one per destination, each push waiting on its own."""
+    limits = []
+    for name in names:
+        try:
+            http = getattr(connector_for(name), "http", None)
+        except (NotConfigured, RetryableError):  # its push reports why the connector cannot be built
+            continue
+        if http is not None and http.rate_limit is not None:
+            limits.append(http.rate_limit)
+    take_ahead(limits)
 
 
 def send_marker(connector: Connector) -> Callable[[Sequence[Record]], None] | None:

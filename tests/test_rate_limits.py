@@ -91,6 +91,36 @@ def test_a_push_that_says_how_many_requests_it_will_make_takes_their_slots_in_on
     assert taken_slots(limit.name).round_trips == 1
 
 
+def test_one_round_trip_takes_the_first_slots_of_every_destination_of_a_batch() -> None:
+    from connectors.rate_limit import expect_requests, increments, take_ahead
+
+    limits = [RateLimit(f"aheadtest{n}", parse_rate(UNLIMITED)) for n in range(4)]
+    for limit in limits:
+        limit.ensure()
+        expect_requests(limit.integration, 2)
+    before = increments()
+    take_ahead(limits)
+    for limit in limits:
+        limit.acquire()
+        limit.acquire()
+    assert increments() - before == 1
+
+
+def test_a_full_limit_leaves_each_push_to_take_its_own() -> None:
+    from connectors.rate_limit import expect_requests, take_ahead, taken_slots
+
+    full = RateLimit("aheadfull", parse_rate("40/1h"))  # a burst of 2, then one every 93 s
+    full.acquire()
+    full.acquire()
+    free = RateLimit("aheadfree", parse_rate(UNLIMITED))
+    for limit in (full, free):
+        expect_requests(limit.integration, 1)
+    take_ahead([full, free])  # all or nothing at the server: nothing taken
+    assert taken_slots(free.name).wanted_ahead(free.burst) == 1
+    free.acquire()
+    assert taken_slots(free.name).round_trips == 1
+
+
 CLAIMANT = """
 import sys, threading, time
 from connectors.rate_limit import RateLimit
