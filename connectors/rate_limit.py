@@ -4,7 +4,8 @@ Slots are taken from the global limit in chunks, not one API round trip per requ
 the slots it took for a moment (`TAKE_AHEAD_SECONDS`) and hands them to its next requests. A chunk is as
 big as the requests of the last second (at least one, at most the limit's burst), so a lone request costs
 one round trip, a stream of them about one round trip a second, and a slot nobody used in time is given up
-(never saved for later: the global limit holds across processes within that moment).
+(never saved for later: the global limit holds across processes within that moment). A batch bound for
+several destinations takes their first slots together (`take_ahead`), in one round trip.
 """
 
 from __future__ import annotations
