@@ -27,6 +27,7 @@ from flows.webhook_received import webhook_received
 from intake.app import create_app
 from sandbox.hubspot import STRICT_ENV
 from sandbox.stripe import charge, invoice, signed_webhook, webhook_event
+from tests.engine_support import delivery_states, open_deliveries, running_worker, wait_for
 from tests.factories import add_event, add_person
 from tests.webhook_signing import BASE, SECRETS
 
@@ -148,6 +149,44 @@ def test_invoices_and_refunds_reach_the_payments_table_and_the_crms_once_and_in_
         "4900",
     )
     assert record["ENNU_Last_Payment_Status__c"] == "refunded"
+
+
+def test_a_delivery_worker_carries_a_payment_webhook_to_the_crms(api: TestClient, sandbox: Any) -> None:
+    """What production runs: the worker claims the receipt, applies it, and delivers the raised event."""
+    user_id = add_person()
+    add_event("user.registered", user_id, event_id="reg-worker")
+    with running_worker():
+
+        def customer() -> str | None:
+            found = [
+                c["id"]
+                for c in sandbox.objects("stripe", "customers")
+                if c["metadata"].get("ennu_user_id") == str(user_id)
+            ]
+            return found[0] if found else None
+
+        customer_id = wait_for(customer, "the registration to reach Stripe")
+        wait_for(lambda: open_deliveries() == 0, "the registration delivered everywhere")
+        bill = invoice(customer_id, paid=False, amount=12_500, currency="eur")
+        send(api, webhook_event("invoice.payment_failed", bill))
+
+        def crms_told() -> bool:
+            try:
+                contact, record = crm_fields(sandbox, user_id)
+            except StopIteration:
+                return False
+            return (
+                contact.get("ennu_last_payment_status") == "payment_failed"
+                and record.get("ENNU_Last_Payment_Status__c") == "payment_failed"
+            )
+
+        wait_for(crms_told, "payment_failed at HubSpot and Salesforce")
+        wait_for(lambda: open_deliveries() == 0, "the payment's deliveries recorded")
+    contact, record = crm_fields(sandbox, user_id)
+    assert (contact["ennu_last_payment_amount"], contact["ennu_last_payment_currency"]) == ("12500", "eur")
+    assert (record["ENNU_Last_Payment_Amount__c"], record["ENNU_Last_Payment_Currency__c"]) == (12_500, "eur")
+    assert payments() == [(user_id, "payment_failed", 12_500, 0, "eur", bill["id"], None)]
+    assert delivery_states() == {"delivered": delivery_states()["delivered"]}
 
 
 def test_before_api_2025_03_31_a_refund_updates_its_invoices_row(api: TestClient, sandbox: Any) -> None:
