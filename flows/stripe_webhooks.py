@@ -184,8 +184,10 @@ def stripe_invoice(session: Session, payload: dict[str, Any]) -> Handled:
         row = Payment(amount_refunded=0)
         session.add(row)
     row.stripe_invoice_id = invoice_id
-    row.stripe_charge_id = row.stripe_charge_id or charge_id
-    row.status = status.value
+    if row.stripe_charge_id is None and _payment(session, invoice_id=None, charge_id=charge_id) is None:
+        row.stripe_charge_id = charge_id  # unless the charge's refund already has a row of its own
+    if row.amount_refunded == 0:  # a refund is never undone by the invoice's news
+        row.status = status.value
     row.amount = amount
     row.currency = currency.lower()[:3]
     row.occurred_at = created
@@ -201,7 +203,10 @@ def stripe_refund(session: Session, payload: dict[str, Any]) -> Handled:
     if charge_id is None or amount is None or refunded is None or currency is None or created is None:
         return Handled("malformed")
     invoice_id = _id(charge.get("invoice"))  # API versions before 2025-03-31 only
-    row = _payment(session, invoice_id=invoice_id, charge_id=charge_id)
+    # The charge's own row first; found by its invoice instead, the charge's id is on no row yet.
+    row = _payment(session, invoice_id=None, charge_id=charge_id) or _payment(
+        session, invoice_id=invoice_id, charge_id=None
+    )
     if _stale(row, created):
         return Handled("stale event")
     if row is None:

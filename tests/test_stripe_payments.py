@@ -201,6 +201,15 @@ def test_before_api_2025_03_31_a_refund_updates_its_invoices_row(api: TestClient
     assert apply_stored() == {"payment updated": 1, "stale event": 1}
     assert payments() == [(user_id, "partially_refunded", 2500, 500, "usd", bill["id"], card["id"])]
 
+    # Endpoints of two API versions at once: a refund without its invoice, then (newer) the invoice naming
+    # the charge: one payment, one row, and the invoice's news does not undo the refund.
+    other = charge(customer, amount=800, amount_refunded=800)
+    send(api, webhook_event("charge.refunded", other, created=now - 20))
+    later = invoice(customer, paid=True, amount=800, legacy_link=other["id"])
+    send(api, webhook_event("invoice.paid", later, created=now - 5))
+    assert apply_stored() == {"payment updated": 2}
+    assert payments()[1:] == [(user_id, "refunded", 800, 800, "usd", later["id"], other["id"])]
+
 
 def test_an_older_invoice_applied_late_is_stored_but_does_not_replace_the_crms_last_payment(
     api: TestClient, sandbox: Any
