@@ -32,7 +32,16 @@ from sqlalchemy import (
 )
 
 from ennu.db import get_engine, migrate
-from ennu.models import Assessment, AssessmentScore, Biomarker, Consent, HealthGoal, Subscription, User
+from ennu.models import (
+    Assessment,
+    AssessmentScore,
+    Biomarker,
+    Consent,
+    HealthGoal,
+    Payment,
+    Subscription,
+    User,
+)
 from mappings.loinc import LoincTable, load_loinc_table
 
 log = logging.getLogger(__name__)
@@ -180,7 +189,11 @@ HOST_TABLES: tuple[Table, ...] = tuple(
     cast(Table, m.__table__) for m in (User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
 )
 # what a reset clears: the generated tables and the host tables that refer to them
-CLEARED_TABLES: tuple[Table, ...] = (*HOST_TABLES, cast(Table, Subscription.__table__))
+CLEARED_TABLES: tuple[Table, ...] = (
+    *HOST_TABLES,
+    cast(Table, Subscription.__table__),
+    cast(Table, Payment.__table__),
+)
 
 # --------------------------------------------------------------------------- private generation tables
 

@@ -16,7 +16,16 @@ from sqlalchemy import ColumnElement, exists, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ennu.db import session_scope
-from ennu.models import Delivery, ErasedPerson, OutboxEvent, Subscription, SyncLog, SyncStatus, WebhookReceipt
+from ennu.models import (
+    Delivery,
+    ErasedPerson,
+    OutboxEvent,
+    Payment,
+    Subscription,
+    SyncLog,
+    SyncStatus,
+    WebhookReceipt,
+)
 
 ERASURE_EVENT = "user.deletion_requested"
 ERASURE_OBJECT = "person"  # the sync-log object of an erasure's outcome at a destination
@@ -84,6 +93,11 @@ def identifying_strings(session: Session, user_id: int, email: str | None, phone
             select(Subscription.stripe_customer_id).where(Subscription.user_id == user_id)
         ).scalars()
     )
+    # Their payments' Stripe ids: a refund's webhook may name the charge and no customer.
+    for invoice_id, charge_id in session.execute(
+        select(Payment.stripe_invoice_id, Payment.stripe_charge_id).where(Payment.user_id == user_id)
+    ):
+        found |= {invoice_id or "", charge_id or ""}
     return {s for s in found if s}
 
 

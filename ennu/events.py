@@ -37,6 +37,7 @@ EVENT_TYPES: dict[str, EventType] = {
         # The host changed users.marketing_consent / communication_consent (flows/consent_changed.py).
         EventType("user.consent_changed", "consent-changed", None),
         EventType("subscription.changed", "subscription-changed", "subscription", origin="hub"),
+        EventType("payment.changed", "payment-changed", "payment", origin="hub"),
     )
 }
 HOST_EVENT_TYPES = sorted(name for name, t in EVENT_TYPES.items() if t.origin == "host")

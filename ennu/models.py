@@ -182,8 +182,44 @@ class Subscription(Base):
     price_id: Mapped[str | None] = mapped_column(String(80))
     current_period_end: Mapped[datetime | None] = mapped_column()
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial_end: Mapped[datetime | None] = (
+        mapped_column()
+    )  # customer.subscription.trial_will_end and the others
     # Stripe's `created` of the event last applied: an older event arriving late never overwrites a newer one.
     vendor_updated_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PaymentStatus(enum.StrEnum):
+    PAID = "paid"  # invoice.paid
+    PAYMENT_FAILED = "payment_failed"  # invoice.payment_failed
+    REFUNDED = "refunded"  # charge.refunded, the whole amount
+    PARTIALLY_REFUNDED = "partially_refunded"  # charge.refunded, part of it
+
+
+class Payment(Base):
+    """A person's payment as Stripe last told us (invoice.paid / payment_failed, charge.refunded).
+
+    Amounts, currency, status and Stripe's ids only: never a card, a billing detail or a line item. Keyed by
+    the invoice, or by the charge for a refund Stripe reports without its invoice (API 2025-03-31 and later
+    carry no `charge.invoice`); a refund of a charge whose invoice is known updates the invoice's row.
+    """
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(80), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(80), unique=True)
+    status: Mapped[str] = mapped_column(String(30))  # a PaymentStatus
+    amount: Mapped[int] = mapped_column(
+        Integer
+    )  # in the currency's smallest unit (cents), as Stripe sends it
+    amount_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3))  # ISO 4217, lower case as at Stripe
+    # Stripe's `created` of the event last applied: when the payment reached this status, and the order of
+    # events (an older event arriving late never overwrites a newer one).
+    occurred_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

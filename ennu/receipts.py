@@ -13,6 +13,7 @@ is offered again after a backoff and marked `failed` (a dead letter, never delet
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ennu.db import session_scope
 from ennu.deliveries import retry_delay
+from ennu.events import HubEvent
 from ennu.models import ReceivedWebhookId, WebhookReceipt, utcnow
 from ennu.pseudonyms import peppers, pseudonym
 from ennu.settings import get_settings
@@ -47,7 +49,10 @@ DEFAULT_REPLAY_WINDOW_DAYS = 400
 TWILIO_STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 MAILCHIMP_UNSUBSCRIBES = frozenset({"unsubscribe", "cleaned"})
 MANDRILL_UNSUBSCRIBES = frozenset({"unsub"})
-# A Stripe event as the subscription handler reads it: scalars only, never an expanded object.
+# A Stripe event as its handlers read it (flows/stripe_webhooks.py): scalars only, never an expanded object,
+# never a card, billing detail or line item. One shape for every type: the subscription's fields, the
+# invoice's (`amount_paid`, `amount_due`; `charge` before API 2025-03-31), the charge's (`amount`,
+# `amount_refunded`, `refunded`; `invoice` before 2025-03-31) and the customer's id and our user id.
 STRIPE_FIELDS: dict[str, Any] = {
     "id": None,
     "type": None,
@@ -55,15 +60,33 @@ STRIPE_FIELDS: dict[str, Any] = {
     "data": {
         "object": {
             "id": None,
+            "object": None,
             "customer": None,
             "status": None,
             "cancel_at_period_end": None,
             "current_period_end": None,
+            "trial_end": None,
             "metadata": {"ennu_user_id": None},
             "items": {"data": {"current_period_end": None, "price": {"id": None}}},
+            "amount": None,
+            "amount_due": None,
+            "amount_paid": None,
+            "amount_refunded": None,
+            "refunded": None,
+            "currency": None,
+            "charge": None,
+            "invoice": None,
         }
     },
 }
+
+
+@dataclass
+class Handled:
+    """What a receipt led to (a short label, no personal data) and the hub events to raise after commit."""
+
+    result: str
+    events: list[HubEvent] = field(default_factory=list)
 
 
 def replay_window_days(integration: str) -> int:

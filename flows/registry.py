@@ -12,6 +12,7 @@ from flows.consent_changed import consent_changed
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
+from flows.payment_changed import payment_changed
 from flows.subscription_changed import subscription_changed
 from flows.user_login import user_login
 from flows.user_registered import user_registered
@@ -26,4 +27,5 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "user.deletion_requested": erase_user,
     "user.consent_changed": consent_changed,
     "subscription.changed": subscription_changed,
+    "payment.changed": payment_changed,
 }

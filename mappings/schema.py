@@ -24,9 +24,18 @@ from pydantic import (
 
 from mappings.transforms import TRANSFORMS, MultiSourceTransform, Params
 
-SOURCE_KINDS = ("event", "user", "clinic", "assessment", "biomarker", "health_goal", "subscription")
+SOURCE_KINDS = (
+    "event",
+    "user",
+    "clinic",
+    "assessment",
+    "biomarker",
+    "health_goal",
+    "subscription",
+    "payment",
+)
 # what one destination record is
-RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription"]
+RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription", "payment"]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)
 # the kinds whose columns have one more level: assessment.scores.<category>
 NESTED_SOURCES = {"assessment": ("scores",)}

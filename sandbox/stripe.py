@@ -1,8 +1,16 @@
-"""Stripe stand-in: customers, subscriptions, balance; bearer auth, bracketed form bodies, key replay."""
+"""Stripe stand-in: customers, subscriptions, balance; bearer auth, bracketed form bodies, key replay.
+
+And Stripe's side of its webhooks: `webhook_event` and the object builders make the events Stripe sends
+(`invoice.paid`, `invoice.payment_failed`, `charge.refunded`, `customer.subscription.*`, `customer.deleted`)
+in the shapes of API version `WEBHOOK_API_VERSION`, and `signed_webhook` signs one as Stripe does.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import json
 import re
 import time
 import uuid
@@ -324,6 +332,132 @@ def _new_subscription(customer_id: str, params: dict[str, Any]) -> dict[str, Any
         "livemode": False,
         "metadata": dict(params.get("metadata") or {}),
     }
+
+
+# ----------------------------------------------------------------------------------------- webhooks
+
+# The API version the events below are shaped for (the pinned stripe-python's: the contract test checks
+# every field against its resource classes). Before 2025-03-31 an invoice named its `charge` and a charge its
+# `invoice`; `legacy_link` adds that field for the tests of older webhook endpoints.
+WEBHOOK_API_VERSION = "2026-10-28.endive"
+
+
+def webhook_event(kind: str, data_object: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
+    """An Event as Stripe POSTs it to a webhook endpoint: a unique `id`, `created`, `type`, the object."""
+    return {
+        "id": _object_id("evt"),
+        "object": "event",
+        "api_version": WEBHOOK_API_VERSION,
+        "created": int(time.time()) if created is None else created,
+        "data": {"object": data_object},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+
+
+def invoice(
+    customer: str,
+    *,
+    paid: bool,
+    amount: int,
+    currency: str = "usd",
+    subscription: str | None = None,
+    legacy_link: str | None = None,
+) -> dict[str, Any]:
+    """An invoice of `amount` (smallest currency unit) as `invoice.paid` (paid) or `invoice.payment_failed`
+    (still open, attempted) carry it. Stripe puts the customer's e-mail and name on it too: never kept."""
+    now = int(time.time())
+    found: dict[str, Any] = {
+        "id": _object_id("in"),
+        "object": "invoice",
+        "amount_due": amount,
+        "amount_paid": amount if paid else 0,
+        "amount_remaining": 0 if paid else amount,
+        "attempt_count": 1,
+        "attempted": True,
+        "billing_reason": "subscription_cycle" if subscription else "manual",
+        "collection_method": "charge_automatically",
+        "created": now,
+        "currency": currency,
+        "customer": customer,
+        "customer_email": "payer@example.com",
+        "customer_name": "Pat Payer",
+        "livemode": False,
+        "metadata": {},
+        "parent": (
+            {"type": "subscription_details", "subscription_details": {"subscription": subscription}}
+            if subscription
+            else None
+        ),
+        "period_end": now,
+        "period_start": now - 30 * 86400,
+        "status": "paid" if paid else "open",
+        "status_transitions": {"finalized_at": now, "paid_at": now if paid else None},
+        "subtotal": amount,
+        "total": amount,
+    }
+    if legacy_link is not None:
+        found["charge"] = legacy_link
+    return found
+
+
+def charge(
+    customer: str | None,
+    *,
+    amount: int,
+    amount_refunded: int,
+    currency: str = "usd",
+    legacy_link: str | None = None,
+) -> dict[str, Any]:
+    """A card charge as `charge.refunded` carries it (card and billing details included: never kept)."""
+    found: dict[str, Any] = {
+        "id": _object_id("ch"),
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": amount_refunded,
+        "billing_details": {"email": "payer@example.com", "name": "Pat Payer", "phone": None},
+        "captured": True,
+        "created": int(time.time()),
+        "currency": currency,
+        "customer": customer,
+        "livemode": False,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": _object_id("pi"),
+        "payment_method_details": {
+            "type": "card",
+            "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030},
+        },
+        "receipt_email": "payer@example.com",
+        "refunded": amount_refunded >= amount,
+        "status": "succeeded",
+    }
+    if legacy_link is not None:
+        found["invoice"] = legacy_link
+    return found
+
+
+def signature_header(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """`Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, as Stripe signs."""
+    at = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def signed_webhook(
+    event: dict[str, Any], secret: str, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of Stripe's POST of `event` to an endpoint whose signing secret is `secret`."""
+    body = json.dumps(event).encode()
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Stripe-Signature": signature_header(body, secret, timestamp),
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    }
+    return body, headers
 
 
 # ----------------------------------------------------------------------------------------- router

@@ -20,6 +20,7 @@ from ennu.models import (
     Clinic,
     HealthGoal,
     OutboxEvent,
+    Payment,
     Subscription,
     User,
 )
@@ -33,6 +34,7 @@ RESOURCE_MODELS: dict[str, type[Base]] = {
     "biomarker": Biomarker,
     "health_goal": HealthGoal,
     "subscription": Subscription,
+    "payment": Payment,
 }
 
 

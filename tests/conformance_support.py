@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from connectors.base import Record
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES, HubEvent
-from ennu.models import Subscription
+from ennu.models import Payment, PaymentStatus, Subscription
 from ennu.settings import get_settings
 from mappings import Mapping, apply_mapping
 from mappings.routing import routing_table
@@ -50,6 +50,22 @@ def _subscription(user_id: int) -> int:
         return row.id
 
 
+def _payment(user_id: int) -> int:
+    with session_scope() as session:
+        row = Payment(
+            user_id=user_id,
+            stripe_invoice_id=f"in_conf{user_id}",
+            status=PaymentStatus.PAID.value,
+            amount=4900,
+            amount_refunded=0,
+            currency="usd",
+            occurred_at=datetime(2026, 11, 3, tzinfo=UTC),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
 # The host row an event of each type is about (None: the person), and its outbox event. The event types
 # are the host's, not the vendors': a new connector routed to any of them is covered.
 RESOURCES: dict[str, Callable[[int], int | None]] = {
@@ -60,6 +76,7 @@ RESOURCES: dict[str, Callable[[int], int | None]] = {
     "health_goal.created": lambda user_id: add_goal(user_id),
     "health_goal.completed": lambda user_id: add_goal(user_id, status="completed"),
     "subscription.changed": _subscription,
+    "payment.changed": _payment,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +18,17 @@ from connectors.base import Person, Record
 from connectors.stripe.connector import StripeConnector, idempotency_key
 from connectors.twilio.connector import LIST_PAGE_SIZE, TwilioConnector, spoken_twiml
 from ennu.models import SyncStatus
+from ennu.receipts import STRIPE_FIELDS
 from ennu.settings import get_settings
+from intake.signatures import SignatureError, verify_stripe
+from sandbox.stripe import (
+    WEBHOOK_API_VERSION,
+    charge,
+    invoice,
+    signature_header,
+    signed_webhook,
+    webhook_event,
+)
 from tests.capture import Captured, CapturingEndpoint
 
 STRIPE_KEY = "sk_test_contract"
@@ -152,6 +164,55 @@ def test_stripe_erasure_reads_and_deletes_as_the_sdk_does(
     sdk_subscriptions, sdk_delete = endpoint.take()
     assert_same_request(our_subscriptions, sdk_subscriptions, "authorization", "stripe-version")
     assert_same_request(our_delete, sdk_delete, "authorization", "stripe-version")
+
+
+def stand_in_webhooks() -> list[dict[str, Any]]:
+    """One event of each payment-tracking type, as the Stripe stand-in makes them."""
+    customer = str(CUSTOMER["id"])
+    return [
+        webhook_event("invoice.paid", invoice(customer, paid=True, amount=4900, subscription="sub_1")),
+        webhook_event("invoice.payment_failed", invoice(customer, paid=False, amount=4900)),
+        webhook_event("charge.refunded", charge(customer, amount=4900, amount_refunded=1200)),
+        webhook_event("customer.deleted", CUSTOMER),
+    ]
+
+
+def test_stripe_sdk_verifies_the_stand_ins_signed_webhooks_as_the_intake_does() -> None:
+    for event in stand_in_webhooks():
+        body, headers = signed_webhook(event, "whsec_contract")
+        parsed = stripe.Webhook.construct_event(body.decode(), headers["Stripe-Signature"], "whsec_contract")
+        assert (parsed.id, parsed.type, parsed.created) == (event["id"], event["type"], event["created"])
+        verify_stripe(body, headers["Stripe-Signature"], ["whsec_contract"])
+        with pytest.raises(stripe.SignatureVerificationError):
+            stripe.Webhook.construct_event(body.decode(), headers["Stripe-Signature"], "whsec_other")
+        with pytest.raises(SignatureError):
+            verify_stripe(body, headers["Stripe-Signature"], ["whsec_other"])
+    body = json.dumps(stand_in_webhooks()[0]).encode()
+    at = int(time.time())
+    sdk_header = stripe.WebhookSignature.generate_signature_header(
+        body.decode(), "whsec_contract", timestamp=at
+    )
+    assert signature_header(body, "whsec_contract", at) == sdk_header
+
+
+def test_stand_in_webhooks_carry_the_fields_of_the_sdks_resources() -> None:
+    """The stand-in speaks the pinned SDK's API version: every field it sends is one of that version's, and
+    every field the handlers read from an invoice or a charge is there."""
+    assert stripe.api_version == WEBHOOK_API_VERSION
+    resources = {"invoice": stripe.Invoice, "charge": stripe.Charge, "customer": stripe.Customer}
+    for event in stand_in_webhooks():
+        assert set(event) <= set(stripe.Event.__annotations__)
+        found = event["data"]["object"]
+        assert set(found) <= set(resources[found["object"]].__annotations__), found["object"]
+    kept = set(STRIPE_FIELDS["data"]["object"])
+    assert {"amount_paid", "amount_due", "currency", "customer", "status"} <= kept & set(
+        stripe.Invoice.__annotations__
+    )
+    assert {"amount", "amount_refunded", "refunded", "currency", "customer"} <= kept & set(
+        stripe.Charge.__annotations__
+    )
+    # Read for webhook endpoints on versions before 2025-03-31 only, which Stripe removed then.
+    assert "charge" not in stripe.Invoice.__annotations__ and "invoice" not in stripe.Charge.__annotations__
 
 
 # ----------------------------------------------------------------------------------------- Twilio
