@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
@@ -12,8 +13,9 @@ from fastapi import Path as PathParam
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
+import mappings
 from connectors.zapier.connector import hook_payload
-from ennu.events import EVENT_TYPES
+from connectors.zapier.triggers import triggers
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
 from ennu.zapier_subscriptions import MAX_TARGET_URL, TargetRefused, ZapierSubscriptions, normalise_target
@@ -21,6 +23,7 @@ from intake.auth import refuse_credentials
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
 from mappings import apply_mapping, load_all_mappings
+from tasks.extract import RESOURCE_MODELS
 
 # A synthetic person and records: what a Zap shows while it is being set up (never real data).
 SAMPLE_SOURCE: dict[str, Any] = {
@@ -55,8 +58,12 @@ SAMPLE_SOURCE: dict[str, Any] = {
     "health_goal.status": "active",
     "health_goal.created_at": datetime(2026, 1, 15, 9, 35, tzinfo=UTC),
     "health_goal.due_date": date(2026, 3, 31),
+    "health_goal.completed_at": datetime(2026, 3, 20, 18, 0, tzinfo=UTC),
 }
 SAMPLE_SCORE = 7.0  # any assessment.scores.<category>
+NOT_A_TRIGGER = "not a Zapier trigger"
+# For the OpenAPI document only (the handlers read the configured ENNU_MAPPINGS_DIR): the shipped mappings.
+DOCUMENTED_TRIGGERS = triggers(Path(mappings.__file__).parent)
 
 
 zapier_token = APIKeyHeader(name="X-Zapier-Token", auto_error=False, description="the Zapier app's token")
@@ -88,7 +95,12 @@ class SubscribeIn(BaseModel):
         description="the Zap's REST hook (https on a Zapier hook host)",
         examples=["https://hooks.zapier.com/hooks/standard/1/abc/"],
     )
-    event: str = Field(min_length=1, max_length=60, json_schema_extra=allowed_values(EVENT_TYPES))
+    event: str = Field(
+        min_length=1,
+        max_length=60,
+        description="a trigger: a host event type with a Zapier mapping (GET /zapier/triggers)",
+        json_schema_extra=allowed_values(DOCUMENTED_TRIGGERS),
+    )
 
 
 class SubscribeOut(BaseModel):
@@ -109,14 +121,16 @@ def subscriptions() -> ZapierSubscriptions:
         413,
         415,
         422,
-        e422="Unknown event type, or target_url is not a Zapier hook URL (https on a ZAPIER_HOOK_HOSTS "
-        "host, default port, no user info or fragment); the reason never repeats the URL.",
+        e422="The event is not a trigger (an unknown type, or one that is deliberately none: the reason "
+        "names the triggers, never what was sent), or target_url is not a Zapier hook URL (https on a "
+        "ZAPIER_HOOK_HOSTS host, default port, no user info or fragment); the reason never repeats the URL.",
     ),
 )
 def subscribe(body: SubscribeIn) -> SubscribeOut:
     """Zapier turns a Zap on: remember its hook (normalised, checked, kept encrypted) for the event type."""
-    if body.event not in EVENT_TYPES:
-        raise HTTPException(422, "unknown event type")
+    known = triggers(get_settings().mappings_dir)
+    if body.event not in known:
+        raise HTTPException(422, f"{NOT_A_TRIGGER}; the triggers are {', '.join(known)}")
     try:
         target = normalise_target(body.target_url)
     except TargetRefused as refused:
@@ -137,24 +151,59 @@ def unsubscribe(subscription_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.get("/triggers")
+def list_triggers() -> list[str]:
+    """The event types a Zap may subscribe to (each has a sample at /zapier/sample/{event_type})."""
+    return triggers(get_settings().mappings_dir)
+
+
 @router.get(
     "/sample/{event_type}",
-    responses=error_responses(404, 422, e404="No Zapier mapping for this event type."),
+    responses=error_responses(404, 422, e404="Not a Zapier trigger."),
 )
 def sample(
-    event_type: Annotated[str, PathParam(max_length=60, json_schema_extra=allowed_values(EVENT_TYPES))],
+    event_type: Annotated[
+        str,
+        PathParam(max_length=60, json_schema_extra=allowed_values(DOCUMENTED_TRIGGERS)),
+    ],
 ) -> list[dict[str, Any]]:
     """The perform-list sample: one synthetic payload, mapped exactly as deliveries are."""
-    mapping = load_all_mappings(get_settings().mappings_dir).get((event_type, "zapier"))
-    if mapping is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no zapier mapping for this event type")
+    mappings_dir = get_settings().mappings_dir
+    mapping = load_all_mappings(mappings_dir).get((event_type, "zapier"))
+    if mapping is None or event_type not in triggers(mappings_dir):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_A_TRIGGER)
     columns = mapping.source_columns | {f"{mapping.record}.id", "event.id", "user.id"}
-    source = pd.DataFrame(
-        [{c: SAMPLE_SOURCE.get(c, SAMPLE_SCORE if ".scores." in c else None) for c in sorted(columns)}]
-    )
+    source = pd.DataFrame([{c: sample_value(c) for c in sorted(columns)}])
     row = apply_mapping(mapping, source).iloc[0]
     fields = {name: _plain(row[name]) for name in mapping.fields}
     return [hook_payload(fields)]
+
+
+def sample_value(column: str) -> Any:
+    """The synthetic value of a source column: SAMPLE_SOURCE's, else one of the host column's type (so a
+    new event type's resource has a sample without an entry here)."""
+    if column in SAMPLE_SOURCE:
+        return SAMPLE_SOURCE[column]
+    if ".scores." in column:
+        return SAMPLE_SCORE
+    kind, _, name = column.partition(".")
+    model = RESOURCE_MODELS.get(kind)
+    table_column = model.__table__.columns.get(name) if model is not None else None
+    if table_column is None:
+        return None
+    try:
+        python_type = table_column.type.python_type
+    except NotImplementedError:
+        return None
+    typed: dict[type, Any] = {
+        bool: False,
+        int: 1,
+        float: 1.0,
+        str: f"sample {name}".replace("_", " "),
+        datetime: SAMPLE_SOURCE["event.occurred_at"],
+        date: SAMPLE_SOURCE["event.occurred_at"].date(),
+    }
+    return typed.get(python_type)
 
 
 def _plain(value: Any) -> Any:

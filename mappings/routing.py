@@ -43,6 +43,10 @@ class IntegrationRouting(BaseModel):
     consent: ConsentNeed = ConsentNeed.NONE
     # The drain serves waiting events of higher-priority integrations first (1 is first).
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=9)
+    # Routed every event type that has a mapping file for it (`mappings/<type>/<name>.yaml`), so the
+    # mapping files are the one list of what it takes (Zapier: its triggers). A route listed under
+    # `routes:` for such a type still wins (its priority or filter).
+    every_mapped_event: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -116,19 +120,38 @@ def load_routing(path: Path, *, local: bool = False) -> RoutingTable:
     """The routing table; `local`: the hub runs in local mode (turns on `enabled: sandbox`)."""
     try:
         data = yaml.safe_load(path.read_text())
-        return RoutingTable.model_validate(data, context={"local_mode": local})
+        table = RoutingTable.model_validate(data, context={"local_mode": local})
     except (yaml.YAMLError, ValidationError) as exc:
         raise RoutingError(f"{path}: {exc}") from None
+    return with_mapped_routes(table, path.parent)
+
+
+def with_mapped_routes(table: RoutingTable, mappings_dir: Path) -> RoutingTable:
+    """The table with a route for each `every_mapped_event` integration to each event type that has its
+    mapping file (after the listed routes of that type, in event-type order)."""
+    for name, integration in table.integrations.items():
+        if not integration.every_mapped_event:
+            continue
+        for event_type in sorted(EVENT_TYPES):
+            listed = table.routes.get(event_type, [])
+            if (mappings_dir / event_type / f"{name}.yaml").is_file() and not any(
+                spec.connector == name for spec in listed
+            ):
+                table.routes[event_type] = [*listed, RouteSpec(connector=name)]
+    return table
 
 
 @lru_cache(maxsize=8)
-def _cached(path: Path, mtime_ns: int, local: bool) -> RoutingTable:
+def _cached(path: Path, mtime_ns: int, local: bool, mapping_files: tuple[str, ...]) -> RoutingTable:
     return load_routing(path, local=local)
 
 
 def routing_table(mappings_dir: Path) -> RoutingTable:
-    """The routing table of this process: `enabled: sandbox` is on in local mode (ENNU_ENV=local) only."""
+    """The routing table of this process: `enabled: sandbox` is on in local mode (ENNU_ENV=local) only.
+
+    Read again when routing.yaml changes or a mapping file comes or goes (`every_mapped_event` routes)."""
     from ennu.settings import get_settings
 
     path = mappings_dir / "routing.yaml"
-    return _cached(path, path.stat().st_mtime_ns, get_settings().local)
+    present = tuple(sorted(str(p) for p in mappings_dir.glob("*/*.yaml")))
+    return _cached(path, path.stat().st_mtime_ns, get_settings().local, present)

@@ -34,8 +34,9 @@ SOURCE_KINDS = (
     "subscription",
     "payment",
 )
-# what one destination record is
-RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription", "payment"]
+# what one destination record is; `event`: each event its own record (`event:<id>`), for destinations that
+# count events (GA4, Zapier triggers), where two logins of one person in a batch are two records, not one
+RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription", "payment", "event"]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)
 # the kinds whose columns have one more level: assessment.scores.<category>
 NESTED_SOURCES = {"assessment": ("scores",)}

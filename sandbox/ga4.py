@@ -1,4 +1,5 @@
-"""GA4 stand-in: /mp/collect (204, keeps valid events), /debug/mp/collect, Admin API user deletion."""
+"""GA4 stand-in: /mp/collect (204, keeps valid events), /debug/mp/collect, Admin API user deletion and
+key events."""
 
 from __future__ import annotations
 
@@ -213,6 +214,8 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 return Response(status_code=204)
             body = json.loads(raw)
             events = vendor.kind("events")
+            # GA4 counts an event as a key event when its name is one of the property's key events.
+            key_names = {k["eventName"] for k in vendor.kind("key_events").values()}
             for event in body["events"]:
                 events[str(uuid.uuid4())] = {
                     "measurement_id": params.get("measurement_id"),
@@ -221,6 +224,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                     "timestamp_micros": body.get("timestamp_micros"),
                     "name": event["name"],
                     "params": event.get("params", {}),
+                    "key_event": event["name"] in key_names,
                 }
         return Response(status_code=204)
 
@@ -245,6 +249,9 @@ EDIT_SCOPE = "https://www.googleapis.com/auth/analytics.edit"
 TOKEN_LIFETIME_SECONDS = 3600
 MAX_ASSERTION_SECONDS = 3600  # Google refuses an assertion valid for more than an hour
 USER_IDENTIFIERS = ("userId", "clientId", "appInstanceId", "userProvidedData")
+COUNTING_METHODS = ("ONCE_PER_EVENT", "ONCE_PER_SESSION")
+MAX_KEY_EVENTS_PAGE = 200
+MAX_CUSTOM_KEY_EVENTS = 30  # a standard property's custom key events (check: 360 properties have more)
 
 
 def google_error(status: int, message_text: str, reason: str) -> JSONResponse:
@@ -307,9 +314,8 @@ def build_admin_router(state: SandboxState) -> APIRouter:
             {"access_token": access_token, "expires_in": TOKEN_LIFETIME_SECONDS, "token_type": "Bearer"}
         )
 
-    @router.post("/v1alpha/properties/{property_id}:submitUserDeletion")
-    async def submit_user_deletion(property_id: str, request: Request) -> JSONResponse:
-        """Exactly one user identifier; the property's events of that user (or client) are deleted."""
+    def refused(request: Request, property_id: str) -> JSONResponse | None:
+        """Google's answer to a call without a live token (401) or on a property the account lacks (403)."""
         scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
         with state.lock:
             grant = state.vendor(VENDOR).kind("tokens").get(bearer) if scheme.lower() == "bearer" else None
@@ -317,6 +323,70 @@ def build_admin_router(state: SandboxState) -> APIRouter:
             return google_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED")
         if property_id != SANDBOX_PROPERTY_ID:
             return google_error(403, "The caller does not have permission", "PERMISSION_DENIED")
+        return None
+
+    @router.get("/v1beta/properties/{property_id}/keyEvents")
+    async def list_key_events(property_id: str, request: Request) -> JSONResponse:
+        """The property's key events, a page at a time (pageSize ≤ 200, nextPageToken)."""
+        problem = refused(request, property_id)
+        if problem is not None:
+            return problem
+        try:
+            size = min(int(request.query_params.get("pageSize") or 50), MAX_KEY_EVENTS_PAGE)
+            start = int(request.query_params.get("pageToken") or 0)
+        except ValueError:
+            return google_error(400, "Invalid page size or token.", "INVALID_ARGUMENT")
+        if size < 1 or start < 0:
+            return google_error(400, "Invalid page size or token.", "INVALID_ARGUMENT")
+        with state.lock:
+            marked = [dict(k) for k in state.vendor(VENDOR).kind("key_events").values()]
+        page: dict[str, Any] = {"keyEvents": marked[start : start + size]}
+        if start + size < len(marked):
+            page["nextPageToken"] = str(start + size)
+        return JSONResponse(page)
+
+    @router.post("/v1beta/properties/{property_id}/keyEvents")
+    async def create_key_event(property_id: str, request: Request) -> JSONResponse:
+        """Mark an event name a key event: eventName (an event name GA4 accepts) and countingMethod."""
+        problem = refused(request, property_id)
+        if problem is not None:
+            return problem
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return google_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
+        name = body.get("eventName") if isinstance(body, dict) else None
+        counting = body.get("countingMethod") if isinstance(body, dict) else None
+        if not isinstance(name, str) or _name_problems("eventName", name, MAX_NAME, "Event"):
+            return google_error(400, "eventName is not a valid event name.", "INVALID_ARGUMENT")
+        if counting not in COUNTING_METHODS:
+            return google_error(
+                400, "countingMethod is ONCE_PER_EVENT or ONCE_PER_SESSION.", "INVALID_ARGUMENT"
+            )
+        with state.lock:
+            marked = state.vendor(VENDOR).kind("key_events")
+            if any(k["eventName"] == name for k in marked.values()):
+                return google_error(409, "A key event with this event name already exists.", "ALREADY_EXISTS")
+            if len(marked) >= MAX_CUSTOM_KEY_EVENTS:
+                return google_error(400, "The property has its maximum of key events.", "FAILED_PRECONDITION")
+            key = str(uuid.uuid4().int % 10**10)
+            created = {
+                "name": f"properties/{property_id}/keyEvents/{key}",
+                "eventName": name,
+                "createTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "deletable": True,
+                "custom": True,
+                "countingMethod": counting,
+            }
+            marked[key] = created
+        return JSONResponse(created)
+
+    @router.post("/v1alpha/properties/{property_id}:submitUserDeletion")
+    async def submit_user_deletion(property_id: str, request: Request) -> JSONResponse:
+        """Exactly one user identifier; the property's events of that user (or client) are deleted."""
+        problem = refused(request, property_id)
+        if problem is not None:
+            return problem
         try:
             body = json.loads(await request.body())
         except ValueError:

@@ -21,12 +21,12 @@ import importlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import requests
 
-from connectors.base import Connector, HttpConnector, Person
+from connectors.base import AmbiguousSends, Connector, HttpConnector, Person
 from connectors.errors import Action
 from connectors.http import (
     AmbiguousError,
@@ -91,7 +91,7 @@ def test_declarations_are_complete(connector: Connector) -> None:
     assert cls.objects and all(spec.batch_size >= 1 for spec in cls.objects)
     assert cls.batch_sizes == {spec.name: spec.batch_size for spec in cls.objects}
     assert cls.settings_class.model_config.get("env_prefix"), "settings need the vendor's prefix"
-    assert cls.ambiguous_sends in ("idempotent", "reconcile", "resend")
+    assert cls.ambiguous_sends in get_args(AmbiguousSends)
     assert isinstance(connector, HttpConnector) and connector.http.table is cls.table
 
 
@@ -113,7 +113,7 @@ def test_the_same_records_again_are_nothing_new(connector: Connector, sandbox: A
             found = connector.reconcile(batch.object_name, batch.records, began)
             sent = {o.record_key for o in first if o.status in DELIVERED}
             assert sent <= set(found), "an ambiguous repeat would send these again"
-        else:  # resend: at least once, with the same body, so that the receiver can de-duplicate
+        else:  # resend (at least once) or at most once after a lost answer: the same body each time
             connector.push(batch.object_name, batch.upsert_key, batch.records)
             repeated = [b["body"] for b in sandbox.bodies(vendor)][len(bodies) :]
             assert repeated and all(body in bodies for body in repeated)

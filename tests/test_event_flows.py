@@ -75,7 +75,7 @@ def test_event_for_a_missing_record_is_rejected_with_a_reason_and_settled(
         # Every destination's delivery of the event is rejected with the reason, and nothing was sent.
         assert [(r.connector, r.status, r.error) for r in rows] == [
             (name, "rejected", "health_goal not found for the event's subject")
-            for name in ("hubspot", "mailchimp", "salesforce")
+            for name in ("ga4", "hubspot", "mailchimp", "salesforce", "zapier")
         ]
         states = session.execute(select(Delivery.status).where(Delivery.event_id == event_id)).scalars()
         assert set(states) == {"rejected"}

@@ -202,6 +202,7 @@ def test_a_too_long_value_is_rejected_by_validation_with_a_reason() -> None:
 
 
 def test_connection_test_posts_a_sample_to_the_debug_endpoint(ga4: Ga4Connector, sandbox: Any) -> None:
+    ga4.key_events = ()  # GA4_KEY_EVENTS=none: no key event to check (tests/test_ga4_events.py)
     check = ga4.test_connection()
 
     assert check.ok and check.detail == "sample event validated"
@@ -396,6 +397,7 @@ def test_every_ga4_variable_is_a_typed_setting_and_a_bad_value_names_its_variabl
         "GA4_RATE_LIMIT",
         "GA4_PROPERTY_ID",
         "GA4_ADMIN_BASE_URL",
+        "GA4_KEY_EVENTS",
     }
     ga4_env.setenv("GA4_RATE_LIMIT", "")  # empty is unset
     ga4_env.setenv("GA4_PROPERTY_ID", "424242")

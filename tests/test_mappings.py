@@ -384,5 +384,12 @@ def test_enabled_sandbox_is_on_only_against_a_local_sandbox() -> None:
         "slack",
         "teams",
         "twilio",
+        "ga4",
+        "zapier",  # every_mapped_event: biomarker.updated/zapier.yaml
     ]
-    assert [s.connector for s in remote.routes_for("biomarker.updated")] == ["epic_fhir", "twilio"]
+    assert [s.connector for s in remote.routes_for("biomarker.updated")] == [
+        "epic_fhir",
+        "twilio",
+        "ga4",
+        "zapier",
+    ]

@@ -441,7 +441,7 @@ def test_the_sample_is_one_payload_mapped_like_deliveries(api: TestClient) -> No
         "user_id": person_pseudonym(1),  # a keyed pseudonym, never the host id
         "assessment": {"id": 1, "type": "sleep", "completed_on": "2026-01-15", "overall_score": 7.4},
     }
-    assert api.get("/zapier/sample/biomarker.updated", headers=ZAPIER_TOKEN).status_code == 404
+    assert api.get("/zapier/sample/user.deletion_requested", headers=ZAPIER_TOKEN).status_code == 404
 
 
 def test_an_erasure_notice_with_the_pseudonymous_id_reaches_every_hook_once(

@@ -50,6 +50,9 @@ PARAMS_PREFIX = "params."
 ERASE_NOT_CONFIGURED = "GA4 user deletion needs GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY"
 # The GA4 mappings send one pseudonym as both client_id and user_id: a deletion asks for both kinds.
 DELETION_IDENTIFIERS = ("userId", "clientId")
+KEY_EVENTS_PATH = "/v1beta/properties/{property}/keyEvents"  # Admin API properties.keyEvents
+KEY_EVENTS_PAGE_SIZE = 200
+KEY_EVENT_COUNTING = "ONCE_PER_EVENT"  # every goal completed counts, not one a session
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,9 @@ def wire_problem(fields: Mapping[str, Any]) -> str | None:
     user_id = fields.get("user_id")
     if user_id is not None and len(str(user_id)) > MAX_USER_ID_LENGTH:
         return "VALUE_INVALID"
-    if not _valid_name(str(name)):
-        return "NAME_INVALID"
-    if str(name) in RESERVED_EVENT_NAMES or str(name).startswith(RESERVED_PREFIXES):
-        return "NAME_RESERVED"
+    problem = event_name_problem(str(name))
+    if problem is not None:
+        return problem
     params = event_params(fields)
     if len(params) > MAX_PARAMS_PER_EVENT:
         return "EXCEEDED_MAX_ENTITIES"
@@ -100,6 +102,15 @@ def wire_problem(fields: Mapping[str, Any]) -> str | None:
 
 def _valid_name(name: str) -> bool:
     return len(name) <= MAX_NAME_LENGTH and bool(NAME.match(name))
+
+
+def event_name_problem(name: str) -> str | None:
+    """NAME_INVALID or NAME_RESERVED for an event name GA4 would refuse, else None."""
+    if not _valid_name(name):
+        return "NAME_INVALID"
+    if name in RESERVED_EVENT_NAMES or name.startswith(RESERVED_PREFIXES):
+        return "NAME_RESERVED"
+    return None
 
 
 def event_params(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,12 +195,18 @@ class Ga4Connector(HttpConnector):
     ambiguous_sends: ClassVar[AmbiguousSends] = "at_most_once"
 
     def __init__(
-        self, http: VendorHttp, measurement_id: str, api_secret: str, admin: AdminApi | None = None
+        self,
+        http: VendorHttp,
+        measurement_id: str,
+        api_secret: str,
+        admin: AdminApi | None = None,
+        key_events: tuple[str, ...] = (),
     ) -> None:
         super().__init__(http)
         self.measurement_id = measurement_id
         self._api_secret = api_secret
         self.admin = admin
+        self.key_events = key_events
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -207,7 +224,7 @@ class Ga4Connector(HttpConnector):
             raise NotConfigured("ga4: GA4_API_SECRET is set but GA4_MEASUREMENT_ID is not")
         http = cls.client(endpoint.base_url, rate=own.rate_limit, rate_limited=rate_limited)
         admin = cls.admin_api(own, sandbox=endpoint.sandbox, sandbox_base=endpoint.base_url)
-        return cls(http, measurement_id, endpoint.secret.get_secret_value(), admin)
+        return cls(http, measurement_id, endpoint.secret.get_secret_value(), admin, own.key_events)
 
     @classmethod
     def admin_api(cls, own: Ga4Settings, *, sandbox: bool, sandbox_base: str) -> AdminApi | None:
@@ -301,7 +318,43 @@ class Ga4Connector(HttpConnector):
         if messages:
             codes = sorted({str(m.get("validationCode")) for m in messages})
             raise ConnectorError(self.name, f"validation: {', '.join(codes)}")
-        return "sample event validated"
+        if not self.key_events:
+            return "sample event validated"
+        if self.admin is None:
+            return (
+                f"sample event validated; key events {', '.join(self.key_events)}: mark them in GA4 Admin "
+                "(no GA4_PROPERTY_ID and GA4_SERVICE_ACCOUNT_KEY to check them)"
+            )
+        created = self.ensure_key_events()
+        return f"sample event validated; key events {', '.join(self.key_events)} ({len(created)} created)"
+
+    def ensure_key_events(self) -> list[str]:
+        """Mark every GA4_KEY_EVENTS name as a key event of the property (Admin API `keyEvents`), creating
+        only those it lacks; the names created. The Measurement Protocol has no per-event flag for this: an
+        event counts as a key event when its name is one of the property's key events."""
+        if self.admin is None:
+            return []
+        path = KEY_EVENTS_PATH.format(property=self.admin.property_id)
+        marked: set[str] = set()
+        page: str | None = None
+        while True:
+            params: dict[str, str | int] = {"pageSize": KEY_EVENTS_PAGE_SIZE}
+            if page:
+                params["pageToken"] = page
+            answer = self.admin.http.request("GET", path, params=params).json()
+            marked |= {str(k.get("eventName")) for k in answer.get("keyEvents") or []}
+            page = answer.get("nextPageToken") or None
+            if page is None:
+                break
+        missing = [name for name in self.key_events if name not in marked]
+        for name in missing:
+            self.admin.http.request(
+                "POST",
+                path,
+                json={"eventName": name, "countingMethod": KEY_EVENT_COUNTING},
+                allow_statuses=ADMIN_TABLE.expect("key event exists"),
+            )
+        return missing
 
     def erase(self, person: Person) -> Outcome:
         """`properties.submitUserDeletion` for the person's user id and client id, under every pepper in use.

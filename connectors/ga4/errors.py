@@ -42,6 +42,8 @@ ADMIN_TABLE = ErrorTable(
         409: Action.RETRY,  # ABORTED: a concurrency conflict; a deletion request is safe to send again
         429: Action.RATE_LIMITED,  # RESOURCE_EXHAUSTED: the property's or project's quota
     },
+    # ALREADY_EXISTS 409 to a key event's create: another process marked it first (the connector reads it).
+    expected={"key event exists": frozenset({409})},
 )
 
 # Google's OAuth token endpoint (RFC 6749 §5.2): a 400 (invalid_grant: a bad assertion, a key revoked;
