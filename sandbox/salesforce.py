@@ -461,7 +461,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             return collection_upsert(version, parts[2], parts[3], body)
         if method == "POST" and parts == ["composite", "sobjects"]:
             return collection_create(version, body)
-        if method == "GET" and parts == ["query"]:
+        if method == "GET" and parts in (["query"], ["query", ""]):
             return run_query(version, dict(parse_qsl(query_string or "")).get("q", ""), QUERY_BATCH[1])
         return errors(404, "NOT_FOUND", "The stand-in's composite runs collections and query subrequests.")
 

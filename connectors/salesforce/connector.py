@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jwt
 import requests
@@ -406,7 +406,8 @@ class SalesforceConnector(HttpConnector):
                     "referenceId": "opportunities",
                     "body": self._collection("Opportunity", upsert_key, opportunities),
                 },
-                {"method": "GET", "url": f"/query?q={quote(soql)}", "referenceId": "roles"},
+                # The query string encoded as a GET's params are (as simple-salesforce's `query` sends it).
+                {"method": "GET", "url": f"/query/?{urlencode({'q': soql})}", "referenceId": "roles"},
             ]
         )
         outcomes = _sub_outcomes(opportunities, answers["opportunities"])
