@@ -125,7 +125,7 @@ def check_file(path: Path) -> tuple[Mapping | None, list[LintError]]:
         errors.append(
             LintError(path, _top_key_line(root, "event_type"), "event_type comes from the directory name")
         )
-    # `<connector>.yaml`, or `<connector>_<variant>.yaml` for a route that names it (`mapping:` in routing.yaml)
+    # `<connector>.yaml`, or `<connector>_<variant>.yaml` for a route that names it (routing.yaml `mapping:`)
     connector = data.get("connector")
     if isinstance(connector, str) and connector != path.stem and not path.stem.startswith(f"{connector}_"):
         errors.append(
