@@ -36,6 +36,7 @@ from ennu.models import (
     Assessment,
     AssessmentScore,
     Biomarker,
+    Clinic,
     Consent,
     HealthGoal,
     Payment,
@@ -184,9 +185,18 @@ GOAL_KINDS: tuple[str, ...] = (
 )
 CONSENT_INTEGRATIONS: tuple[str, ...] = ("mailchimp", "hubspot", "twilio", "salesforce", "stripe")
 EXAMPLE_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")  # RFC 2606
+# The host's clinics (the CRMs' Accounts / companies): "<place> <kind>", a web domain under example.com.
+CLINIC_PLACES: tuple[str, ...] = (
+    "Northside", "Lakeside", "Riverside", "Hillcrest", "Westgate", "Eastwood", "Maple Grove", "Cedar Park",
+    "Harbor View", "Oak Ridge", "Summit", "Brookfield",
+)  # fmt: skip
+CLINIC_KINDS: tuple[str, ...] = ("Wellness Clinic", "Family Health", "Medical Group", "Longevity Center")
+CLINIC_PEOPLE = 100  # people a clinic, on average
+CLINIC_SHARE = 0.8  # of people belong to a clinic; the others have none (a CRM gives them their own account)
 # the host app's tables, parents first
 HOST_TABLES: tuple[Table, ...] = tuple(
-    cast(Table, m.__table__) for m in (User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
+    cast(Table, m.__table__)
+    for m in (Clinic, User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
 )
 # what a reset clears: the generated tables and the host tables that refer to them
 CLEARED_TABLES: tuple[Table, ...] = (
@@ -395,6 +405,7 @@ class DemoSummary:
     biomarkers: int
     health_goals: int
     consents: int
+    clinics: int
     first_user_id: int | None
     last_user_id: int | None
 
@@ -404,6 +415,7 @@ class DemoSummary:
 
 @dataclass
 class _NextIds:
+    clinics: int
     users: int
     assessments: int
     assessment_scores: int
@@ -571,6 +583,7 @@ def _block(
     _biomarkers(rng, ids, person, now, invalid_fraction, rows)
     _goals(rng, ids, person, now, rows)
     _consents(rng, ids, person, now, rows)
+    _clinics(rng, ids, person, now, rows)  # last: the other tables' draws stay what they were
     ids.users += n
     return rows
 
@@ -924,6 +937,33 @@ def _consents(rng: np.random.Generator, ids: _NextIds, person: _People, now: int
     ids.consents += c
 
 
+def _clinics(rng: np.random.Generator, ids: _NextIds, person: _People, now: int, rows: _Rows) -> None:
+    """A clinic per CLINIC_PEOPLE people of the block; CLINIC_SHARE of the people belong to one of them."""
+    n = len(person.ids)
+    k = max(1, n // CLINIC_PEOPLE)
+    place = rng.integers(0, len(CLINIC_PLACES), k)
+    kind = rng.integers(0, len(CLINIC_KINDS), k)
+    clinic_ids = np.arange(ids.clinics, ids.clinics + k)
+    places, kinds = np.array(CLINIC_PLACES, dtype=object)[place], np.array(CLINIC_KINDS, dtype=object)[kind]
+    slugs = [
+        f"{_ascii_slug(p)}-{_ascii_slug(c)}-{i}"
+        for p, c, i in zip(places.tolist(), kinds.tolist(), clinic_ids.tolist(), strict=True)
+    ]
+    created = now - rng.integers(3 * _YEAR, 10 * _YEAR, k)
+    rows.tables["clinics"] = {
+        "id": clinic_ids,
+        "name": places + " " + kinds,
+        "domain": np.array([f"{slug}.example.com" for slug in slugs], dtype=object),
+        "created_at": created,
+        "updated_at": _between(rng, created, np.full(k, now)),
+    }
+    member = rng.random(n) < CLINIC_SHARE
+    chosen = clinic_ids[rng.integers(0, k, n)].astype(object)
+    chosen[~member] = None
+    rows.tables["users"]["clinic_id"] = chosen
+    ids.clinics += k
+
+
 # --------------------------------------------------------------------------- database
 
 
@@ -1093,6 +1133,7 @@ def generate_demo(
         biomarkers=counts["biomarkers"],
         health_goals=counts["health_goals"],
         consents=counts["consents"],
+        clinics=counts["clinics"],
         first_user_id=first_user if people else None,
         last_user_id=first_user + people - 1 if people else None,
     )

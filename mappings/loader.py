@@ -125,7 +125,9 @@ def check_file(path: Path) -> tuple[Mapping | None, list[LintError]]:
         errors.append(
             LintError(path, _top_key_line(root, "event_type"), "event_type comes from the directory name")
         )
-    if isinstance(data.get("connector"), str) and data["connector"] != path.stem:
+    # `<connector>.yaml`, or `<connector>_<variant>.yaml` for a route that names it (routing.yaml `mapping:`)
+    connector = data.get("connector")
+    if isinstance(connector, str) and connector != path.stem and not path.stem.startswith(f"{connector}_"):
         errors.append(
             LintError(
                 path,
@@ -175,11 +177,12 @@ def load_mapping(path: Path) -> Mapping:
 
 @lru_cache(maxsize=16)
 def _load_all(root: Path, stamp: tuple[tuple[str, int], ...]) -> dict[tuple[str, str], Mapping]:
-    return {(m.event_type, m.connector): m for m in map(load_mapping, mapping_files(root))}
+    return {(path.parent.name, path.stem): load_mapping(path) for path in mapping_files(root)}
 
 
 def load_all_mappings(root: Path) -> dict[tuple[str, str], Mapping]:
-    """Every mapping under `root` by (event type, connector); read again when a file changes."""
+    """Every mapping under `root` by (event type, file name: the connector's, or a route's `mapping`); read
+    again when a file changes."""
     stamp = tuple((str(p), p.stat().st_mtime_ns) for p in mapping_files(root))
     return dict(_load_all(root, stamp))
 

@@ -1,10 +1,12 @@
-"""Salesforce REST stand-in: OAuth token (client credentials, JWT bearer), sObject upserts, query, limits."""
+"""Salesforce REST stand-in: OAuth token (client credentials, JWT bearer), sObject upserts and creates,
+relationship references by external id, the Composite resource, query, limits."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -53,13 +55,33 @@ DEFAULT_DAILY_LIMIT = 15000
 COLLECTION_LIMIT = 200
 COLLECTIONS_SINCE = 46.0  # sObject Collections upsert, and `created` in upsert results
 QUERY_BATCH = (200, 2000)  # Sforce-Query-Options batchSize: min, max (and default)
-KEY_PREFIXES = {"Account": "001", "Contact": "003", "Opportunity": "006", "Lead": "00Q"}
+KEY_PREFIXES = {
+    "Account": "001", "Contact": "003", "Opportunity": "006", "Lead": "00Q", "OpportunityContactRole": "00K",
+}  # fmt: skip
 REQUIRED = {
     "Account": ("Name",),
     "Contact": ("LastName",),
     "Lead": ("LastName", "Company"),
     "Opportunity": ("Name", "StageName", "CloseDate"),
+    "OpportunityContactRole": ("OpportunityId", "ContactId"),
 }
+# Objects with an external-id field of ours (upserted by it); an OpportunityContactRole is created.
+UPSERTABLE = ("Account", "Contact", "Lead", "Opportunity")
+# Lookup fields a record may set by Id, or by its relationship name with the target's external id
+# (`"Account": {"ENNU_Account_Id__c": "clinic-3"}`): relationship name -> (Id field, target object).
+RELATIONSHIPS = {
+    "Contact": {"Account": ("AccountId", "Account")},
+    "Opportunity": {"Account": ("AccountId", "Account"), "Contact": ("ContactId", "Contact")},
+    "OpportunityContactRole": {
+        "Opportunity": ("OpportunityId", "Opportunity"),
+        "Contact": ("ContactId", "Contact"),
+    },
+}
+# Fields that can be set when a record is created and never changed: Opportunity.ContactId (it makes that
+# Contact the primary contact role), OpportunityContactRole.OpportunityId.
+CREATE_ONLY = {"Opportunity": ("ContactId",), "OpportunityContactRole": ("OpportunityId",)}
+COMPOSITE_LIMIT = 25  # subrequests of one Composite request
+COMPOSITE_HEAVY_LIMIT = 5  # of which sObject Collections or query subrequests
 STANDARD_FIELDS = {
     "Account": {"Name", "Phone", "Website", "Type", "Industry", "Description", "AccountNumber", "OwnerId"},
     "Contact": {
@@ -73,13 +95,21 @@ STANDARD_FIELDS = {
     },
     "Opportunity": {
         "Name", "StageName", "CloseDate", "Amount", "LeadSource", "Type", "Description", "AccountId",
-        "Probability", "NextStep", "OwnerId",
+        "ContactId", "Probability", "NextStep", "OwnerId",
     },
+    "OpportunityContactRole": {"OpportunityId", "ContactId", "Role", "IsPrimary"},
 }  # fmt: skip
 SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
 # The API user's id: a record created through the API is owned by it until someone reassigns it.
 INTEGRATION_USER_ID = "0055g00000ENNUAPI"
 OWNED_OBJECTS = ("Contact", "Lead", "Opportunity", "Account")
+# What a delete takes with it: an Account its Contacts and Opportunities, a Contact or an Opportunity its
+# contact roles (child object, its lookup field).
+CASCADES = {
+    "Account": (("Contact", "AccountId"), ("Opportunity", "AccountId")),
+    "Contact": (("OpportunityContactRole", "ContactId"),),
+    "Opportunity": (("OpportunityContactRole", "OpportunityId"),),
+}
 DATE_FIELDS = {"Birthdate", "CloseDate"}
 MAX_LENGTHS = {
     "FirstName": 40, "LastName": 80, "Email": 80, "Phone": 40, "MobilePhone": 40, "Company": 255,
@@ -94,6 +124,15 @@ SOQL = re.compile(
     r"(?:\s+ORDER\s+BY\s+SystemModstamp(?:\s+ASC)?)?\s*$",
     re.IGNORECASE,
 )
+# The look-up the connector makes of contact roles: SELECT ... FROM X WHERE <field or relationship.field>
+# IN ('a', 'b').
+SOQL_IN = re.compile(
+    r"^\s*SELECT\s+(?P<fields>[A-Za-z0-9_,.\s]+?)\s+FROM\s+(?P<object>[A-Za-z0-9_]+)"
+    r"\s+WHERE\s+(?P<path>[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)?)\s+IN\s*\((?P<values>[^)]*)\)\s*$",
+    re.IGNORECASE,
+)
+SOQL_LITERAL = re.compile(r"\s*'((?:[^'\\]|\\.)*)'\s*(?:,|$)")
+SUBREQUEST_URL = re.compile(r"^/services/data/(?P<version>v\d{2}\.0)/(?P<rest>[^?]*)(?:\?(?P<query>.*))?$")
 ERROR_CODES = {
     400: "MALFORMED_QUERY",
     401: "INVALID_SESSION_ID",
@@ -298,10 +337,10 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             }
         )
 
-    @api.patch("/services/data/{version}/composite/sobjects/{sobject}/{id_field}")
-    async def upsert_collection(version: str, sobject: str, id_field: str, request: Request) -> Response:
+    def collection_upsert(version: str, sobject: str, id_field: str, body: Any) -> JSONResponse:
+        """sObject Collections upsert: ≤200 records of one type by an external-id field, one result each."""
         number = version_of(version)
-        if number is None or number < COLLECTIONS_SINCE or sobject not in REQUIRED:
+        if number is None or number < COLLECTIONS_SINCE or sobject not in UPSERTABLE:
             return errors(404, "NOT_FOUND", MESSAGES[404])
         if not id_field.endswith("__c"):
             return errors(
@@ -309,20 +348,11 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 "NOT_FOUND",
                 f"Provided external ID field does not exist or is not accessible: {id_field}",
             )
-        body = await json_body(request, bad_json)
         records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list) or not records:
-            return errors(400, "INVALID_FIELD", "records is required")
-        if len(records) > COLLECTION_LIMIT:
-            return errors(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
-            )
-        for item in records:
-            problem = _request_level_problem(sobject, item)
-            if problem is not None:
-                return problem
+        refusal = _collection_refusal(sobject, records)
+        if refusal is not None:
+            return refusal
+        assert isinstance(records, list) and isinstance(body, dict)
         all_or_none = bool(body.get("allOrNone"))
         with state.lock:
             seen: set[str] = set()
@@ -338,13 +368,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 fields = {k: v for k, v in item.items() if k != "attributes"}
                 checks.append(_record_problem(vendor(), sobject, id_field, fields))
             if all_or_none and any(c is not None for c in checks):
-                rolled_back = _failure(
-                    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                    "Record rolled back because not all records were valid and the request was using "
-                    "AllOrNone header",
-                    [],
-                )
-                return JSONResponse([c or rolled_back for c in checks])
+                return JSONResponse([c or _rolled_back() for c in checks])
             results = [
                 problem
                 or _upsert(
@@ -354,12 +378,99 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             ]
         return JSONResponse(results)
 
+    def collection_create(version: str, body: Any) -> JSONResponse:
+        """sObject Collections create: ≤200 records (each names its type), one SaveResult each, in order."""
+        if version_of(version) is None:
+            return errors(404, "NOT_FOUND", MESSAGES[404])
+        records = body.get("records") if isinstance(body, dict) else None
+        refusal = _collection_refusal(None, records)
+        if refusal is not None:
+            return refusal
+        assert isinstance(records, list) and isinstance(body, dict)
+        with state.lock:
+            checks = [_create_problem(vendor(), item) for item in records]
+            if body.get("allOrNone") and any(c is not None for c in checks):
+                return JSONResponse([c or _rolled_back() for c in checks])
+            results = [
+                problem or _create(vendor(), item["attributes"]["type"], item)
+                for item, problem in zip(records, checks, strict=True)
+            ]
+        return JSONResponse(results)
+
+    @api.patch("/services/data/{version}/composite/sobjects/{sobject}/{id_field}")
+    async def upsert_collection(version: str, sobject: str, id_field: str, request: Request) -> Response:
+        return collection_upsert(version, sobject, id_field, await json_body(request, bad_json))
+
+    @api.post("/services/data/{version}/composite/sobjects")
+    async def create_collection(version: str, request: Request) -> Response:
+        return collection_create(version, await json_body(request, bad_json))
+
+    @api.post("/services/data/{version}/composite")
+    async def composite(version: str, request: Request) -> Response:
+        """Composite: ≤25 subrequests run in order, ≤5 of them sObject Collections or queries; each
+        answers on its own (allOrNone false), in `compositeResponse`."""
+        if version_of(version) is None:
+            return errors(404, "NOT_FOUND", MESSAGES[404])
+        body = await json_body(request, bad_json)
+        subrequests = body.get("compositeRequest") if isinstance(body, dict) else None
+        if not isinstance(subrequests, list) or not subrequests:
+            return errors(400, "INVALID_FIELD", "compositeRequest is required")
+        if body.get("allOrNone"):
+            return errors(400, "INVALID_FIELD", "The stand-in runs composite requests with allOrNone false.")
+        if len(subrequests) > COMPOSITE_LIMIT:
+            return errors(
+                400, "LIMIT_EXCEEDED", f"Composite requests can have at most {COMPOSITE_LIMIT} subrequests"
+            )
+        plan: list[tuple[str, str, str, str, str | None, Any]] = []
+        references: set[str] = set()
+        for item in subrequests:
+            parsed = _subrequest(item)
+            if isinstance(parsed, JSONResponse):
+                return parsed
+            if parsed[0] in references:
+                return errors(400, "INVALID_FIELD", f"Duplicate referenceId: {parsed[0]}")
+            references.add(parsed[0])
+            plan.append(parsed)
+        heavy = sum(
+            1 for _, _, _, rest, _, _ in plan if rest == "query" or rest.startswith("composite/sobjects")
+        )
+        if heavy > COMPOSITE_HEAVY_LIMIT:
+            return errors(
+                400,
+                "LIMIT_EXCEEDED",
+                f"At most {COMPOSITE_HEAVY_LIMIT} subrequests can be sObject Collections or queries",
+            )
+        answers = []
+        for reference, method, sub_version, rest, query_string, sub_body in plan:
+            answer = run_subrequest(method, sub_version, rest, query_string, sub_body)
+            answers.append(
+                {
+                    "body": json.loads(bytes(answer.body)),
+                    "httpHeaders": {},
+                    "httpStatusCode": answer.status_code,
+                    "referenceId": reference,
+                }
+            )
+        return JSONResponse({"compositeResponse": answers})
+
+    def run_subrequest(
+        method: str, version: str, rest: str, query_string: str | None, body: Any
+    ) -> JSONResponse:
+        parts = rest.split("/")
+        if method == "PATCH" and len(parts) == 4 and parts[:2] == ["composite", "sobjects"]:
+            return collection_upsert(version, parts[2], parts[3], body)
+        if method == "POST" and parts == ["composite", "sobjects"]:
+            return collection_create(version, body)
+        if method == "GET" and parts in (["query"], ["query", ""]):
+            return run_query(version, dict(parse_qsl(query_string or "")).get("q", ""), QUERY_BATCH[1])
+        return errors(404, "NOT_FOUND", "The stand-in's composite runs collections and query subrequests.")
+
     @api.patch("/services/data/{version}/sobjects/{sobject}/{id_field}/{value}")
     async def upsert_single(
         version: str, sobject: str, id_field: str, value: str, request: Request
     ) -> Response:
         number = version_of(version)
-        if number is None or sobject not in REQUIRED or not id_field.endswith("__c"):
+        if number is None or sobject not in UPSERTABLE or not id_field.endswith("__c"):
             return errors(404, "NOT_FOUND", MESSAGES[404])
         body = await json_body(request, bad_json)
         if not isinstance(body, dict):
@@ -400,49 +511,65 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             found = _find(vendor(), sobject, id_field, value) if version_of(version) is not None else None
             if found is None:
                 return errors(404, "NOT_FOUND", MESSAGES[404])
-            record = vendor().kind(sobject).pop(found)
-            for name, index in list(vendor().objects.items()):
-                if name.startswith(f"{sobject}:"):
-                    index.pop(str(record.get(name.split(":", 1)[1], "")).lower(), None)
+            _delete(vendor(), sobject, found)
         return Response(status_code=204)
 
     @api.get("/services/data/{version}/query")
     async def query(version: str, request: Request) -> Response:
+        return run_query(version, request.query_params.get("q", ""), _batch_size(request))
+
+    def run_query(version: str, soql: str, batch_size: int) -> JSONResponse:
+        """The two SOQL shapes the hub sends: changes since a SystemModstamp, and records IN a list."""
         if version_of(version) is None:
             return errors(404, "NOT_FOUND", MESSAGES[404])
-        match = SOQL.match(request.query_params.get("q", ""))
+        listed = SOQL_IN.match(soql)
+        match = listed or SOQL.match(soql)
         if match is None:
             return errors(
                 400,
                 "MALFORMED_QUERY",
-                "The sandbox reads SELECT ... FROM X WHERE SystemModstamp > <dateTime>",
+                "The sandbox reads SELECT ... FROM X WHERE SystemModstamp > <dateTime> or WHERE f IN ('a')",
             )
         sobject = match.group("object")
         names = [f.strip() for f in match.group("fields").split(",") if f.strip()]
         if sobject not in REQUIRED:
             return errors(400, "INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
-        try:
-            since = datetime.fromisoformat(match.group("since"))
-        except ValueError:
-            return errors(
-                400,
-                "MALFORMED_QUERY",
-                "value of filter criterion for field 'SystemModstamp' is not a dateTime",
-            )
-        if since.tzinfo is None:
-            return errors(400, "MALFORMED_QUERY", "a dateTime literal needs a time zone (Z or +hh:mm)")
         with state.lock:
-            changed = [
-                r for r in vendor().kind(sobject).values() if parse_timestamp(r["SystemModstamp"]) > since
-            ]
-            changed.sort(key=lambda r: (r["SystemModstamp"], r["Id"]))
-            rows = [
-                {"attributes": _attributes(version, sobject, r["Id"]), **{n: r.get(n) for n in names}}
-                for r in changed
-            ]
+            if listed is not None:
+                values = _soql_values(listed.group("values"))
+                if values is None:
+                    return errors(400, "MALFORMED_QUERY", "IN takes a list of quoted values")
+                path = listed.group("path")
+                wanted = {v.lower() for v in values}
+                chosen = [
+                    r
+                    for r in vendor().kind(sobject).values()
+                    if str(_path_value(vendor(), sobject, r, path)).lower() in wanted
+                ]
+                chosen.sort(key=lambda r: r["Id"])
+            else:
+                try:
+                    since = datetime.fromisoformat(match.group("since"))
+                except ValueError:
+                    return errors(
+                        400,
+                        "MALFORMED_QUERY",
+                        "value of filter criterion for field 'SystemModstamp' is not a dateTime",
+                    )
+                if since.tzinfo is None:
+                    return errors(
+                        400, "MALFORMED_QUERY", "a dateTime literal needs a time zone (Z or +hh:mm)"
+                    )
+                chosen = [
+                    r for r in vendor().kind(sobject).values() if parse_timestamp(r["SystemModstamp"]) > since
+                ]
+                chosen.sort(key=lambda r: (r["SystemModstamp"], r["Id"]))
+            rows = [_row(vendor(), version, sobject, r, names) for r in chosen]
+            if len(rows) <= batch_size:  # one page: no query locator is kept
+                return JSONResponse({"totalSize": len(rows), "done": True, "records": rows})
             locator = f"01g{secrets.token_hex(6)}"
             vendor().kind("cursors")[locator] = {"rows": rows}
-        return JSONResponse(_page(version, locator, 0, _batch_size(request)))
+        return JSONResponse(_page(version, locator, 0, batch_size))
 
     @api.get("/services/data/{version}/query/{cursor}")
     async def query_more(version: str, cursor: str, request: Request) -> Response:
@@ -534,7 +661,16 @@ def _request_level_problem(sobject: str, item: Any) -> JSONResponse | None:
     if item["attributes"].get("type") != sobject:
         return errors(400, "INVALID_TYPE", "The list can contain objects only of the type in the URI.")
     for name, value in item.items():
-        if name == "attributes" or name.endswith(("__c", "__r")) or name in STANDARD_FIELDS[sobject]:
+        if name in RELATIONSHIPS.get(sobject, {}) or name.endswith("__r"):
+            if not _is_reference(value):
+                return errors(
+                    400,
+                    "INVALID_FIELD",
+                    f'A relationship {name} takes one external-id field of its object: {{"X__c": value}}',
+                    [name],
+                )
+            continue
+        if name == "attributes" or name.endswith("__c") or name in STANDARD_FIELDS[sobject]:
             if name in DATE_FIELDS and value is not None and not _is_date(value):
                 return errors(
                     400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date for field {name}"
@@ -573,7 +709,37 @@ def _record_problem(
         return _failure("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{id_field}]", [id_field])
     existing = _find(store, sobject, id_field, fields[id_field])
     current = store.kind(sobject)[existing] if existing else {}
-    merged = {**current, **fields}
+    return _field_problem(store, sobject, fields, current, creating=existing is None)
+
+
+def _field_problem(
+    store: VendorState, sobject: str, fields: dict[str, Any], current: dict[str, Any], *, creating: bool
+) -> dict[str, Any] | None:
+    """A record's own failure (references, create-only fields, required fields, e-mail, lengths), or None."""
+    for name, (id_field, target) in RELATIONSHIPS.get(sobject, {}).items():
+        if name in fields and _resolve(store, target, fields[name]) is None:
+            ((key, value),) = ((k, v) for k, v in fields[name].items() if k != "attributes")
+            return _failure(
+                "INVALID_FIELD",
+                f"Foreign key external ID: {value} not found for field {key} in entity {target}",
+                [],
+            )
+        given = fields.get(id_field)
+        if given is not None and given not in store.kind(target):
+            return _failure(
+                "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {id_field}", [id_field]
+            )
+    if not creating:
+        relationship_of = {v[0]: k for k, v in RELATIONSHIPS.get(sobject, {}).items()}
+        for name in CREATE_ONLY.get(sobject, ()):
+            if name in fields or relationship_of.get(name) in fields:
+                return _failure(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {name}. Please check the security settings of this "
+                    "field and verify that it is read/write for your profile or permission set.",
+                    [name],
+                )
+    merged = {**current, **_with_ids(store, sobject, fields)}
     missing = [name for name in REQUIRED[sobject] if merged.get(name) in (None, "")]
     if missing:
         return _failure(
@@ -609,10 +775,200 @@ def _upsert(
         index[key] = {"Id": record_id}
     else:
         record_id = str(found["Id"])
-    objects[record_id].update({k: v for k, v in fields.items() if k not in SYSTEM_FIELDS})
+    values = _with_ids(store, sobject, fields)
+    objects[record_id].update({k: v for k, v in values.items() if k not in SYSTEM_FIELDS})
     objects[record_id].update(LastModifiedDate=now, SystemModstamp=now)
+    if created and sobject == "Opportunity" and values.get("ContactId"):
+        # ContactId on create makes that Contact the Opportunity's primary contact role.
+        _create_role(store, record_id, str(values["ContactId"]), None, True)
     # `created` appears in upsert results from API 46.0 on
     result: dict[str, Any] = {"id": record_id, "success": True, "errors": [], "created": created}
     if version < COLLECTIONS_SINCE:
         del result["created"]
     return result
+
+
+def _rolled_back() -> dict[str, Any]:
+    return _failure(
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "Record rolled back because not all records were valid and the request was using AllOrNone header",
+        [],
+    )
+
+
+def _collection_refusal(sobject: str | None, records: Any) -> JSONResponse | None:
+    """What refuses a whole collection request: no records, more than 200, a malformed record."""
+    if not isinstance(records, list) or not records:
+        return errors(400, "INVALID_FIELD", "records is required")
+    if len(records) > COLLECTION_LIMIT:
+        return errors(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
+        )
+    for item in records:
+        kind = sobject
+        if kind is None:
+            attributes = item.get("attributes") if isinstance(item, dict) else None
+            kind = attributes.get("type") if isinstance(attributes, dict) else None
+            if kind not in REQUIRED:
+                return errors(400, "INVALID_TYPE", "Each record needs attributes with a supported type.")
+        problem = _request_level_problem(str(kind), item)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _is_reference(value: Any) -> bool:
+    """`{"ENNU_Account_Id__c": "clinic-3"}` (with or without `attributes`): one external-id field."""
+    if not isinstance(value, dict):
+        return False
+    keys = [k for k in value if k != "attributes"]
+    return len(keys) == 1 and keys[0].endswith("__c") and value[keys[0]] not in (None, "")
+
+
+def _resolve(store: VendorState, target: str, reference: dict[str, Any]) -> str | None:
+    """The Id of the record a relationship reference names by external id, or None."""
+    ((key, value),) = ((k, v) for k, v in reference.items() if k != "attributes")
+    return _find(store, target, key, value)
+
+
+def _with_ids(store: VendorState, sobject: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Relationship references replaced by the Id fields they stand for (checked before: they resolve)."""
+    out = dict(fields)
+    for name, (id_field, target) in RELATIONSHIPS.get(sobject, {}).items():
+        if name in out:
+            out[id_field] = _resolve(store, target, out.pop(name))
+    return out
+
+
+def _create_problem(store: VendorState, item: dict[str, Any]) -> dict[str, Any] | None:
+    sobject = item["attributes"]["type"]
+    fields = {k: v for k, v in item.items() if k != "attributes"}
+    if "Id" in fields:
+        return _failure("INVALID_FIELD", "Cannot specify Id in an insert call", ["Id"])
+    return _field_problem(store, sobject, fields, {}, creating=True)
+
+
+def _create(store: VendorState, sobject: str, item: dict[str, Any]) -> dict[str, Any]:
+    """Create one record (collections create); the SaveResult."""
+    values = _with_ids(store, sobject, {k: v for k, v in item.items() if k != "attributes"})
+    if sobject == "OpportunityContactRole":
+        record_id = _create_role(
+            store,
+            str(values["OpportunityId"]),
+            str(values["ContactId"]),
+            values.get("Role"),
+            bool(values.get("IsPrimary")),
+        )
+    else:
+        now = timestamp()
+        record_id = f"{KEY_PREFIXES[sobject]}5g0{int(store.new_id()):09d}AAA"
+        store.kind(sobject)[record_id] = {
+            "Id": record_id,
+            "CreatedDate": now,
+            "LastModifiedDate": now,
+            "SystemModstamp": now,
+            **values,
+        }
+        for key in [k for k in values if k.endswith("__c")]:
+            store.kind(f"{sobject}:{key}")[str(values[key]).lower()] = {"Id": record_id}
+    return {"id": record_id, "success": True, "errors": []}
+
+
+def _create_role(store: VendorState, opportunity_id: str, contact_id: str, role: Any, primary: bool) -> str:
+    """An OpportunityContactRole; a primary one makes every other role of that Opportunity not primary."""
+    roles = store.kind("OpportunityContactRole")
+    if primary:
+        for other in roles.values():
+            if other["OpportunityId"] == opportunity_id:
+                other["IsPrimary"] = False
+    now = timestamp()
+    record_id = f"{KEY_PREFIXES['OpportunityContactRole']}5g0{int(store.new_id()):09d}AAA"
+    roles[record_id] = {
+        "Id": record_id, "OpportunityId": opportunity_id, "ContactId": contact_id, "Role": role,
+        "IsPrimary": primary, "CreatedDate": now, "LastModifiedDate": now, "SystemModstamp": now,
+    }  # fmt: skip
+    return record_id
+
+
+def _delete(store: VendorState, sobject: str, record_id: str) -> None:
+    """Delete a record and what Salesforce deletes with it (CASCADES), and their external-id index entries."""
+    record = store.kind(sobject).pop(record_id)
+    for name, index in list(store.objects.items()):
+        if name.startswith(f"{sobject}:"):
+            index.pop(str(record.get(name.split(":", 1)[1], "")).lower(), None)
+    for child, lookup in CASCADES.get(sobject, ()):
+        for child_id in [k for k, r in store.kind(child).items() if r.get(lookup) == record_id]:
+            _delete(store, child, child_id)
+
+
+def _subrequest(item: Any) -> tuple[str, str, str, str, str | None, Any] | JSONResponse:
+    """(referenceId, method, version, path after the version, query, body) of a composite subrequest."""
+    if not isinstance(item, dict):
+        return errors(400, "INVALID_FIELD", "Each subrequest is an object.")
+    reference, method, url = item.get("referenceId"), item.get("method"), item.get("url")
+    if not isinstance(reference, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", reference):
+        return errors(
+            400, "INVALID_FIELD", "referenceId is required: letters, digits and _, starting with a letter"
+        )
+    if method not in ("GET", "POST", "PATCH", "PUT", "DELETE") or not isinstance(url, str):
+        return errors(400, "INVALID_FIELD", "Each subrequest needs a method and a url.")
+    match = SUBREQUEST_URL.match(url)
+    if match is None:
+        return errors(400, "INVALID_FIELD", "A subrequest url starts with /services/data/vXX.X/.")
+    if method == "GET" and "body" in item:
+        return errors(400, "INVALID_FIELD", "A GET subrequest has no body.")
+    return (
+        reference,
+        method,
+        match.group("version"),
+        match.group("rest"),
+        match.group("query"),
+        item.get("body"),
+    )
+
+
+def _soql_values(text: str) -> list[str] | None:
+    values: list[str] = []
+    position = 0
+    while position < len(text):
+        match = SOQL_LITERAL.match(text, position)
+        if match is None:
+            return None
+        values.append(re.sub(r"\\(.)", r"\1", match.group(1)))
+        position = match.end()
+    return values or None
+
+
+def _path_value(store: VendorState, sobject: str, record: dict[str, Any], path: str) -> Any:
+    """A field of the record, or `Relationship.Field` of the record its lookup points at."""
+    head, _, tail = path.partition(".")
+    if not tail:
+        return record.get(head)
+    lookup = RELATIONSHIPS.get(sobject, {}).get(head)
+    if lookup is None:
+        return None
+    parent = store.kind(lookup[1]).get(record.get(lookup[0]) or "")
+    return None if parent is None else parent.get(tail)
+
+
+def _row(
+    store: VendorState, version: str, sobject: str, record: dict[str, Any], names: list[str]
+) -> dict[str, Any]:
+    """A query row: its attributes, each plain field, and `Relationship.Field` as a nested record."""
+    row: dict[str, Any] = {"attributes": _attributes(version, sobject, record["Id"])}
+    for name in names:
+        head, _, tail = name.partition(".")
+        if not tail:
+            row[name] = record.get(name)
+            continue
+        lookup = RELATIONSHIPS.get(sobject, {}).get(head)
+        parent = store.kind(lookup[1]).get(record.get(lookup[0]) or "") if lookup else None
+        if lookup is None or parent is None:
+            row[head] = None
+            continue
+        nested = row.get(head) or {"attributes": _attributes(version, lookup[1], parent["Id"])}
+        nested[tail] = parent.get(tail)
+        row[head] = nested
+    return row

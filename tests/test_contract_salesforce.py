@@ -56,9 +56,43 @@ class CapturingServer:
         return [r for r in self.requests if not r.path.startswith("/services/oauth2/")]
 
 
-def canned(method: str, path: str) -> tuple[int, Any]:
+def results(records: list[Any], created: bool | None = True) -> list[dict[str, Any]]:
+    """A SaveResult (create) or UpsertResult (`created` set) per record."""
+    prefixes = {"Account": "001", "Contact": "003", "Opportunity": "006", "OpportunityContactRole": "00K"}
+    out: list[dict[str, Any]] = []
+    for n, record in enumerate(records, 1):
+        result = {
+            "id": f"{prefixes[record['attributes']['type']]}5g00000CONTR{n}AAA",
+            "success": True,
+            "errors": [],
+        }
+        out.append(result if created is None else {**result, "created": created})
+    return out
+
+
+def composite_answer(body: bytes) -> dict[str, Any]:
+    """Each subrequest answered as Salesforce does: collections with their results, a query with no rows."""
+    answers = []
+    for sub in json.loads(body)["compositeRequest"]:
+        if sub["method"] == "GET":
+            answer: Any = {"totalSize": 0, "done": True, "records": []}
+        else:
+            answer = results(sub["body"]["records"])
+        answers.append(
+            {"body": answer, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": sub["referenceId"]}
+        )
+    return {"compositeResponse": answers}
+
+
+def canned(method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
     if path == "/services/oauth2/token":
         return 200, {"access_token": ACCESS_TOKEN, "instance_url": "", "token_type": "Bearer"}
+    if path.endswith("/composite"):
+        return 200, composite_answer(body)
+    if path.endswith("/composite/sobjects"):
+        return 200, results(json.loads(body)["records"], created=None)
+    if path.endswith("/query/") or path.endswith("/query"):
+        return 200, {"totalSize": 0, "done": True, "records": []}
     if "/composite/sobjects/" in path:
         return 200, [
             {"id": "0035g00000CONTR1AAA", "success": True, "errors": [], "created": True},
@@ -108,16 +142,17 @@ def capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capturi
         def _capture(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             parts = urlsplit(self.path)
+            received = self.rfile.read(length)
             seen.append(
                 Captured(
                     self.command,
                     parts.path,
                     parts.query,
                     {k.lower(): v for k, v in self.headers.items()},
-                    self.rfile.read(length),
+                    received,
                 )
             )
-            status, body = canned(self.command, parts.path)
+            status, body = canned(self.command, parts.path, received)
             if isinstance(body, dict) and "instance_url" in body:
                 body["instance_url"] = instance_url[0]
             raw = json.dumps(body).encode()
@@ -240,3 +275,139 @@ def test_the_token_request_is_oauth_client_credentials(capture: CapturingServer)
     assert token.body == b"grant_type=client_credentials"
     assert token.headers["authorization"] == "Basic Y29udHJhY3Qta2V5OmNvbnRyYWN0LXNlY3JldA=="  # key:secret
     assert capture.api()[0].path == f"/services/data/v{API_VERSION}/limits"
+
+
+def test_contacts_and_their_accounts_go_as_the_sdk_sends_a_composite_request(
+    capture: CapturingServer,
+) -> None:
+    # The documented Composite request: the Accounts' collection upsert, then the Contacts', each Contact
+    # naming its Account by the Account's external id (a relationship reference).
+    prefix = f"/services/data/v{API_VERSION}"
+    documented = {
+        "allOrNone": False,
+        "compositeRequest": [
+            {
+                "method": "PATCH",
+                "url": f"{prefix}/composite/sobjects/Account/ENNU_Account_Id__c",
+                "referenceId": "accounts",
+                "body": {
+                    "allOrNone": False,
+                    "records": [
+                        {
+                            "attributes": {"type": "Account"},
+                            "ENNU_Account_Id__c": "clinic-3",
+                            "Name": "Northside Clinic",
+                            "Website": "northside.example.com",
+                        }
+                    ],
+                },
+            },
+            {
+                "method": "PATCH",
+                "url": f"{prefix}/composite/sobjects/Contact/ENNU_User_Id__c",
+                "referenceId": "contacts",
+                "body": {
+                    "allOrNone": False,
+                    "records": [
+                        {
+                            "attributes": {"type": "Contact"},
+                            "ENNU_User_Id__c": "41",
+                            "LastName": "Lovelace",
+                            "Account": {"ENNU_Account_Id__c": "clinic-3"},
+                        },
+                        {
+                            "attributes": {"type": "Contact"},
+                            "ENNU_User_Id__c": "42",
+                            "LastName": "Hopper",
+                            "Account": {"ENNU_Account_Id__c": "clinic-3"},
+                        },
+                    ],
+                },
+            },
+        ],
+    }
+    sdk(capture).restful("composite", method="POST", json=documented)
+    clinic = {"Account.ENNU_Account_Id__c": "clinic-3", "Account.Name": "Northside Clinic"}
+    records = [
+        Record(
+            f"user:{n}",
+            f"evt-{n}",
+            n,
+            {"ENNU_User_Id__c": n, "LastName": last, **clinic, "Account.Website": "northside.example.com"},
+        )
+        for n, last in ((41, "Lovelace"), (42, "Hopper"))
+    ]
+    outcomes = ours(capture).push("Contact", "ENNU_User_Id__c", records)
+
+    sdk_sent, ours_sent = capture.api()
+    assert_same_operation(ours_sent, sdk_sent)
+    assert ours_sent.path == f"{prefix}/composite"
+    assert [o.status for o in outcomes] == [SyncStatus.CREATED, SyncStatus.CREATED]
+
+
+def test_goal_opportunities_and_their_contact_roles_go_as_the_sdk_sends_them(
+    capture: CapturingServer,
+) -> None:
+    prefix = f"/services/data/v{API_VERSION}"
+    soql = (
+        "SELECT OpportunityId, Contact.ENNU_User_Id__c FROM OpportunityContactRole "
+        "WHERE Opportunity.ENNU_Goal_Id__c IN ('7')"
+    )
+    client = sdk(capture)
+    client.query(soql)  # the SDK's query request: its query string is what the composite subrequest carries
+    query_string = capture.api()[-1].query
+    documented = {
+        "allOrNone": False,
+        "compositeRequest": [
+            {
+                "method": "PATCH",
+                "url": f"{prefix}/composite/sobjects/Opportunity/ENNU_Goal_Id__c",
+                "referenceId": "opportunities",
+                "body": {
+                    "allOrNone": False,
+                    "records": [
+                        {
+                            "attributes": {"type": "Opportunity"},
+                            "ENNU_Goal_Id__c": "7",
+                            "Name": "ENNU goal: improve sleep",
+                            "StageName": "Prospecting",
+                            "CloseDate": "2027-06-01",
+                        }
+                    ],
+                },
+            },
+            {"method": "GET", "url": f"{prefix}/query/?{query_string}", "referenceId": "roles"},
+        ],
+    }
+    client.restful("composite", method="POST", json=documented)
+    # The documented OpportunityContactRole create (sObject Collections create), the Contact by external id.
+    roles = {
+        "allOrNone": False,
+        "records": [
+            {
+                "attributes": {"type": "OpportunityContactRole"},
+                "OpportunityId": "0065g00000CONTR1AAA",
+                "Contact": {"ENNU_User_Id__c": "41"},
+                "Role": "Decision Maker",
+                "IsPrimary": True,
+            }
+        ],
+    }
+    client.restful("composite/sobjects", method="POST", json=roles)
+    goal = {
+        "ENNU_Goal_Id__c": 7,
+        "Name": "ENNU goal: improve sleep",
+        "StageName": "Prospecting",
+        "CloseDate": "2027-06-01",
+        "ContactRole.Contact.ENNU_User_Id__c": 41,
+        "ContactRole.Role": "Decision Maker",
+    }
+    [outcome] = ours(capture).push(
+        "Opportunity", "ENNU_Goal_Id__c", [Record("health_goal:7", "e7", 41, goal)]
+    )
+
+    _, sdk_composite, sdk_roles, ours_composite, ours_roles = capture.api()
+    assert_same_operation(ours_composite, sdk_composite)
+    assert_same_operation(ours_roles, sdk_roles)
+    assert (ours_roles.method, ours_roles.path) == ("POST", f"{prefix}/composite/sobjects")
+    assert (outcome.status, outcome.error) == (SyncStatus.CREATED, None)

@@ -249,6 +249,19 @@ def test_scores_are_within_range_except_the_deliberate_outliers(url: str) -> Non
     assert stamp.tzinfo is not None if url.startswith("postgresql") else stamp.tzinfo is None
 
 
+def test_most_people_belong_to_a_clinic_with_a_name_and_its_own_domain(url: str) -> None:
+    summary = generate_demo(url, people=2000, seed=23, replace=True, now=NOW)
+    clinics = {c[0]: c for c in rows_of(url, table("clinics"))}
+    members = [u[-3] for u in rows_of(url, table("users"))]
+
+    assert summary.clinics == len(clinics) == 20  # one a hundred people
+    assert 0.75 < sum(1 for m in members if m is not None) / len(members) < 0.85
+    assert {m for m in members if m is not None} <= set(clinics)
+    domains = [c[2] for c in clinics.values()]
+    assert len(set(domains)) == len(domains) and all(d.endswith(".example.com") for d in domains)
+    assert all(c[1] and " " in c[1] for c in clinics.values())
+
+
 def test_people_goals_and_consents_look_real(url: str) -> None:
     generate_demo(url, people=1000, seed=19, replace=True, now=NOW)
     users = rows_of(url, table("users"))
@@ -256,7 +269,23 @@ def test_people_goals_and_consents_look_real(url: str) -> None:
     assert {"female", "male", "other"} == set(sexes)
     assert sexes.count("female") > sexes.count("male") > sexes.count("other")
     # CRM-owned columns (lifecycle stage, owners) stay empty: only the inbound sync writes them
-    for _id, first, last, _email, _phone, born, _sex, zone, _m, _c, *crm, mrn, created, updated in users:
+    for (
+        _id,
+        first,
+        last,
+        _email,
+        _phone,
+        born,
+        _sex,
+        zone,
+        _m,
+        _c,
+        *crm,
+        mrn,
+        _clinic,
+        created,
+        updated,
+    ) in users:
         assert crm == [None, None, None]
         assert mrn is None  # the EHR's record number: the demo's people are not patients of a clinic
         assert first and last

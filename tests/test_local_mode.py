@@ -348,6 +348,7 @@ def test_in_production_deliveries_without_credentials_fail_visibly_and_nothing_l
     assert outcomes == {
         ("hubspot", "failed", NO_CREDENTIALS),
         ("mailchimp", "failed", NO_CREDENTIALS),
+        ("salesforce", "failed", NO_CREDENTIALS),
         ("ga4", "failed", NO_CREDENTIALS),
         ("epic_fhir", "failed", NO_CREDENTIALS),
     }

@@ -186,6 +186,21 @@ def test_files_at_the_root_are_not_mapping_files(tmp_path: Path) -> None:
     assert lint_mappings(tmp_path) == []
 
 
+def test_a_variant_file_of_a_connector_loads_under_its_own_name(tmp_path: Path) -> None:
+    write(tmp_path, GOOD)
+    write(tmp_path, GOOD.replace("object: contacts", "object: leads"), name="hubspot_leads.yaml")
+    write(tmp_path, GOOD, name="hubspotter.yaml")  # not `hubspot_<variant>`: another connector's name
+
+    [misnamed] = lint_mappings(tmp_path)
+    (tmp_path / "assessment.completed" / "hubspotter.yaml").unlink()
+    mappings = load_all_mappings(tmp_path)
+
+    assert misnamed.path.name == "hubspotter.yaml" and "does not match the file name" in misnamed.reason
+    assert mappings[("assessment.completed", "hubspot")].object == "contacts"
+    assert mappings[("assessment.completed", "hubspot_leads")].object == "leads"
+    assert mappings[("assessment.completed", "hubspot_leads")].connector == "hubspot"
+
+
 def test_load_all_mappings_reads_again_only_when_a_file_changes(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     first = load_all_mappings(tmp_path)

@@ -13,8 +13,18 @@ from connectors.registry import CONNECTORS
 from devtools.routing import routing_copy
 from ennu.settings import get_settings, reload_settings
 from flows.assessment_completed import assessment_completed
+from flows.health_goal_completed import health_goal_completed
+from flows.health_goal_created import health_goal_created
 from flows.user_registered import user_registered
-from tests.factories import add_assessment, add_event, add_person, completed_event, person_with_assessment
+from tests.factories import (
+    add_assessment,
+    add_clinic,
+    add_event,
+    add_goal,
+    add_person,
+    completed_event,
+    person_with_assessment,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -73,17 +83,22 @@ def ga4_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_thousand_contacts_cost_five_salesforce_collection_requests_and_one_token(
     sqlite_database: str, sandbox: Any, salesforce_only: None
 ) -> None:
-    """The floor is 200 records a request (sObject Collections): 5 requests per 1,000 records.
+    """The floor is 200 records a request (sObject Collections): 5 requests per 1,000 records, their Accounts
+    included (each batch's Accounts and Contacts are one Composite request).
 
     The OAuth token is a per-connector cost, not a per-record one: it is fetched once and reused by every
     later batch (until Salesforce expires the session), so it is counted apart and must not recur.
     """
-    event_ids = [add_event("user.registered", add_person()) for _ in range(1000)]
+    clinics = [add_clinic(f"Clinic {n}", domain=f"clinic{n}.example.com") for n in range(10)]
+    # Nine people in ten have a clinic; the tenth gets an Account of their own.
+    people = [add_person(clinic_id=None if n % 10 == 9 else clinics[n // 100]) for n in range(1000)]
+    event_ids = [add_event("user.registered", user_id) for user_id in people]
 
     user_registered(event_ids=event_ids)
 
     assert len(sandbox.objects("salesforce", "Contact")) == 1000
-    assert sandbox.request_count("salesforce", "/composite/sobjects/Contact/") <= 5
+    assert len(sandbox.objects("salesforce", "Account")) == 10 + 100
+    assert sum(1 for r in sandbox.requests("salesforce") if r["path"].endswith("/composite")) <= 5
     assert sandbox.request_count("salesforce", "/services/oauth2/token") == 1
     assert len(sandbox.requests("salesforce")) <= 5 + 1
 
@@ -93,6 +108,26 @@ def test_thousand_contacts_cost_five_salesforce_collection_requests_and_one_toke
     assert len(sandbox.objects("salesforce", "Contact")) == 1200
     assert sandbox.request_count("salesforce", "/services/oauth2/token") == 1
     assert len(sandbox.requests("salesforce")) <= 6 + 1
+
+
+def test_thousand_goals_cost_ten_salesforce_requests_created_and_five_completed(
+    sqlite_database: str, sandbox: Any, salesforce_only: None
+) -> None:
+    """A goal's Opportunity and its contact role: the upsert and the roles' look-up (one Composite request),
+    then the missing roles' create: 2 requests per 200 goals; once linked, a completion costs 1 per 200."""
+    people = [add_person() for _ in range(1000)]
+    user_registered(event_ids=[add_event("user.registered", user_id) for user_id in people])
+    goals = [(user_id, add_goal(user_id)) for user_id in people]
+    registered = len(sandbox.requests("salesforce"))
+
+    health_goal_created(event_ids=[add_event("health_goal.created", u, g) for u, g in goals])
+    created = len(sandbox.requests("salesforce"))
+    health_goal_completed(event_ids=[add_event("health_goal.completed", u, g) for u, g in goals])
+
+    assert len(sandbox.objects("salesforce", "Opportunity")) == 1000
+    assert len(sandbox.objects("salesforce", "OpportunityContactRole")) == 1000
+    assert created - registered <= 10
+    assert len(sandbox.requests("salesforce")) - created <= 5
 
 
 def test_thousand_events_of_forty_people_cost_forty_ga4_requests(

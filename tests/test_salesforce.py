@@ -247,6 +247,7 @@ def test_single_record_upsert_answers_201_then_200(salesforce: SalesforceConnect
 def test_health_goals_become_opportunities_with_the_mapped_stage(
     salesforce: SalesforceConnector, sandbox: Any
 ) -> None:
+    salesforce.push("Contact", "ENNU_User_Id__c", [contact(1), contact(2)])
     mapping = load_all_mappings(REPO_MAPPINGS)[("health_goal.created", "salesforce")]
     source = pd.DataFrame(
         {

@@ -1,5 +1,7 @@
 """Salesforce: Contacts, Leads, Accounts and Opportunities by sObject Collections upsert (200), OAuth 2.0.
 
+A Contact batch that links Accounts upserts them first, in the same Composite request (`accounts`); an
+Opportunity batch that names its person gets each one contact role, created once (`contact_roles`).
 The token comes from the login URL's token endpoint (JWT bearer flow, or client credentials) through a
 second client with its own error table (`errors.TOKEN_TABLE`); the API's answers follow `errors.TABLE`.
 """
@@ -11,10 +13,10 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jwt
 import requests
@@ -32,9 +34,23 @@ from connectors.base import (
     Record,
 )
 from connectors.endpoint import NoCredentials, NotConfigured, resolve_endpoint
-from connectors.http import AuthError, VendorHttp
+from connectors.http import AuthError, RetryableError, VendorHttp
+from connectors.salesforce.accounts import (
+    ACCOUNT_ID_FIELD,
+    ACCOUNT_KEY,
+    links_account,
+    person_account_id,
+    split_accounts,
+)
+from connectors.salesforce.contact_roles import (
+    existing_roles,
+    role_record,
+    roles_query,
+    split_roles,
+    wants_roles,
+)
 from connectors.salesforce.errors import TABLE, TOKEN_TABLE
-from connectors.salesforce.settings import SalesforceSettings
+from connectors.salesforce.settings import AccountModel, SalesforceSettings
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
@@ -144,14 +160,22 @@ class SalesforceConnector(HttpConnector):
     """CRM objects upserted by an external-id field; the token is fetched lazily and refreshed once on 401."""
 
     name: ClassVar[str] = "salesforce"
-    # Upsert keys are external-id fields (custom, unique text fields of the org: mappings/*/salesforce.yaml);
-    # an Account has none of ours yet, so any external-id field the mapping names. Fields are open: custom
-    # fields (`__c`) are Salesforce's way. Every sObject has SystemModstamp, so each can be read for changes.
+    # Upsert keys are external-id fields (custom, unique text fields of the org: mappings/*/salesforce*.yaml).
+    # Fields are open: custom fields (`__c`) are Salesforce's way. Every sObject has SystemModstamp, so each
+    # can be read for changes.
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        # Contacts and their Accounts: one Composite request a batch.
         ObjectSpec("Contact", COLLECTION_LIMIT, upsert_keys=(DEFAULT_EXTERNAL_ID_FIELD,), changes=True),
         ObjectSpec("Lead", COLLECTION_LIMIT, upsert_keys=(DEFAULT_EXTERNAL_ID_FIELD,), changes=True),
-        ObjectSpec("Account", COLLECTION_LIMIT, changes=True),
-        ObjectSpec("Opportunity", COLLECTION_LIMIT, upsert_keys=(GOAL_EXTERNAL_ID_FIELD,), changes=True),
+        ObjectSpec("Account", COLLECTION_LIMIT, upsert_keys=(ACCOUNT_ID_FIELD,), changes=True),
+        # The upsert and the roles' look-up (one Composite request), then the missing roles' create.
+        ObjectSpec(
+            "Opportunity",
+            COLLECTION_LIMIT,
+            upsert_keys=(GOAL_EXTERNAL_ID_FIELD,),
+            changes=True,
+            requests_per_batch=2,
+        ),
     )
     settings_class = SalesforceSettings
     table = TABLE
@@ -166,6 +190,7 @@ class SalesforceConnector(HttpConnector):
         api_version: str = DEFAULT_API_VERSION,
         external_id_field: str = DEFAULT_EXTERNAL_ID_FIELD,
         query_batch_size: int | None = None,
+        account_model: AccountModel = "clinic",
     ) -> None:
         super().__init__(http)
         self.auth_http = auth_http
@@ -173,6 +198,7 @@ class SalesforceConnector(HttpConnector):
         self.api_version = api_version
         self.external_id_field = _api_name(external_id_field)
         self.query_batch_size = query_batch_size
+        self.account_model: AccountModel = account_model
         self.api_usage: tuple[int, int] | None = None  # the last Sforce-Limit-Info: (used, daily limit)
         self._token: AccessToken | None = None
         self._token_lock = threading.Lock()
@@ -213,6 +239,7 @@ class SalesforceConnector(HttpConnector):
             api_version=own.api_version,
             external_id_field=own.external_id_field,
             query_batch_size=own.query_batch_size,
+            account_model=own.account_model,
         )
 
     # ------------------------------------------------------------------ session
@@ -287,24 +314,139 @@ class SalesforceConnector(HttpConnector):
     # ------------------------------------------------------------------ the surface
 
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        """Upsert ≤200 records of one sObject by its external-id field; one result per record, in order."""
+        """Upsert ≤200 records of one sObject by its external-id field; one result per record, in order.
+
+        Contacts that link Accounts and Opportunities that name their person take the Composite paths.
+        """
         if len(records) > COLLECTION_LIMIT:
             raise ValueError(f"salesforce: at most {COLLECTION_LIMIT} records a request")
         if not records:
             return []
-        id_field = self._field(upsert_key)
-        body = {
+        if object_name == "Contact" and links_account(records):
+            return self._send_with_accounts(upsert_key, records)
+        if object_name == "Opportunity" and wants_roles(records):
+            return self._send_with_roles(upsert_key, records)
+        path = f"/composite/sobjects/{_api_name(object_name)}/{self._field(upsert_key)}"
+        response = self._call("PATCH", path, json=self._collection(object_name, upsert_key, records))
+        return _outcomes(records, response.json())
+
+    def _collection(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> dict[str, Any]:
+        """The sObject Collections body: every record's own, none rolled back for another's failure."""
+        return {
             "allOrNone": False,
             "records": [self._sobject(object_name, _with_text_key(r.fields, upsert_key)) for r in records],
         }
-        response = self._call("PATCH", f"/composite/sobjects/{_api_name(object_name)}/{id_field}", json=body)
-        results: list[dict[str, Any]] = response.json()
-        outcomes = [_outcome(record, result) for record, result in zip(records, results, strict=False)]
-        outcomes += [
-            Outcome(r.record_key, SyncStatus.FAILED, error="no result from salesforce")
-            for r in records[len(outcomes) :]
+
+    def _composite(self, subrequests: list[dict[str, Any]]) -> dict[str, tuple[int, Any]]:
+        """One Composite request (subrequests run in order, each answers on its own): referenceId ->
+        (status, body). A subrequest the server could not run (5xx) makes the whole batch retryable."""
+        prefix = f"/services/data/v{self.api_version}"
+        body = {
+            "allOrNone": False,
+            "compositeRequest": [{**sub, "url": prefix + sub["url"]} for sub in subrequests],
+        }
+        answer: dict[str, Any] = self._call("POST", "/composite", json=body).json()
+        answers = {
+            str(a["referenceId"]): (int(a["httpStatusCode"]), a["body"]) for a in answer["compositeResponse"]
+        }
+        for status, sub_body in answers.values():
+            if status >= 500:
+                raise RetryableError(self.name, f"composite subrequest http {status} {_error_code(sub_body)}")
+        return answers
+
+    def _send_with_accounts(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """The batch's Accounts upserted, then its Contacts referring to theirs: one Composite request."""
+        accounts, contacts = split_accounts(records, self.account_model, upsert_key)
+        id_field = self._field(upsert_key)
+        if not accounts:
+            path = f"/composite/sobjects/Contact/{id_field}"
+            return _outcomes(
+                contacts,
+                self._call("PATCH", path, json=self._collection("Contact", upsert_key, contacts)).json(),
+            )
+        account_body = {"allOrNone": False, "records": [self._sobject("Account", a) for a in accounts]}
+        answers = self._composite(
+            [
+                {
+                    "method": "PATCH",
+                    "url": f"/composite/sobjects/Account/{ACCOUNT_ID_FIELD}",
+                    "referenceId": "accounts",
+                    "body": account_body,
+                },
+                {
+                    "method": "PATCH",
+                    "url": f"/composite/sobjects/Contact/{id_field}",
+                    "referenceId": "contacts",
+                    "body": self._collection("Contact", upsert_key, contacts),
+                },
+            ]
+        )
+        refused = _refused_accounts(accounts, answers["accounts"])
+        outcomes = _sub_outcomes(contacts, answers["contacts"])
+        return [
+            replace(o, error=f"Account {refused[key]}")
+            if o.status == SyncStatus.FAILED
+            and (key := str(r.fields.get(ACCOUNT_KEY, "")).lower()) in refused
+            else o
+            for r, o in zip(contacts, outcomes, strict=True)
         ]
+
+    def _send_with_roles(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Opportunities upserted and their contact roles read (one Composite request), then the missing
+        roles created (one collection create): a re-send creates none twice."""
+        opportunities, wanted = split_roles(records)
+        id_field = self._field(upsert_key)
+        goal_ids = [str(r.fields[upsert_key]) for r in opportunities if r.fields.get(upsert_key) is not None]
+        soql = roles_query(id_field, self.external_id_field, goal_ids)
+        answers = self._composite(
+            [
+                {
+                    "method": "PATCH",
+                    "url": f"/composite/sobjects/Opportunity/{id_field}",
+                    "referenceId": "opportunities",
+                    "body": self._collection("Opportunity", upsert_key, opportunities),
+                },
+                # The query string encoded as a GET's params are (as simple-salesforce's `query` sends it).
+                {"method": "GET", "url": f"/query/?{urlencode({'q': soql})}", "referenceId": "roles"},
+            ]
+        )
+        outcomes = _sub_outcomes(opportunities, answers["opportunities"])
+        status, page = answers["roles"]
+        if status >= 400:
+            # Without the look-up a create could add a second role: nothing is linked, the batch goes again.
+            raise RetryableError(
+                self.name, f"contact roles look-up http {status} {_error_code(page)}", now=False
+            )
+        have = existing_roles(self._all_rows(page), self.external_id_field)
+        missing = [
+            (i, role_record(str(o.remote_id), self.external_id_field, w))
+            for i, (o, w) in enumerate(zip(outcomes, wanted, strict=True))
+            if w is not None
+            and o.status != SyncStatus.FAILED
+            and o.remote_id
+            and (str(o.remote_id), w.contact_key) not in have
+        ]
+        if not missing:
+            return outcomes
+        body = {"allOrNone": False, "records": [record for _, record in missing]}
+        results: list[dict[str, Any]] = self._call("POST", "/composite/sobjects", json=body).json()
+        for (i, _), result in zip(missing, results, strict=False):
+            if not result.get("success"):
+                # Most often the person's Contact is not there yet (their registration still on its way).
+                # The Opportunity is upserted all the same and says why it is not linked; its next event (the
+                # goal completed) looks again and links it.
+                code = _first_status_code(result)
+                outcomes[i] = replace(outcomes[i], error=f"not linked to its contact: {code}")
         return outcomes
+
+    def _all_rows(self, page: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A query answer's rows, every later page followed."""
+        rows: list[dict[str, Any]] = list(page.get("records") or [])
+        while not page.get("done", True) and page.get("nextRecordsUrl"):
+            token = self._session()
+            page = self._call("GET", f"{token.instance_url}{page['nextRecordsUrl']}").json()
+            rows += page.get("records") or []
+        return rows
 
     def upsert_one(self, object_name: str, upsert_key: str, record: Record) -> Outcome:
         """Upsert one record with the sObject Rows by External ID resource (PATCH .../{field}/{value})."""
@@ -386,13 +528,18 @@ class SalesforceConnector(HttpConnector):
         return Outcome(key, outcome.status, remote_id=",".join(sorted(fields)))
 
     def erase(self, person: Person) -> Outcome:
-        """Delete the person's Contact and Lead, and the Opportunities of their health goals, by external id.
+        """Delete the person's Contact and Lead, their health goals' Opportunities and their own Account, by
+        external id. Their contact roles go with the Contact and the Opportunities; a clinic's Account is
+        the clinic's, not the person's, and stays.
 
         Deleted records go to the Recycle Bin (15 days) before Salesforce purges them.
         """
         key = f"user:{person.user_id}"
-        targets = [(name, self.external_id_field, person.user_id) for name in ERASABLE_OBJECTS]
+        targets: list[tuple[str, str, object]] = [
+            (name, self.external_id_field, person.user_id) for name in ERASABLE_OBJECTS
+        ]
         targets += [("Opportunity", GOAL_EXTERNAL_ID_FIELD, goal_id) for goal_id in person.goal_ids]
+        targets.append(("Account", ACCOUNT_ID_FIELD, person_account_id(person.user_id)))
         deleted: list[str] = []
         for object_name, id_field, value in targets:
             response = self._call(
@@ -417,13 +564,52 @@ def _with_text_key(fields: Mapping[str, Any], upsert_key: str) -> dict[str, Any]
     return out
 
 
+def _first_status_code(result: Mapping[str, Any]) -> str:
+    # statusCode only: Salesforce's messages can quote the refused value.
+    errors = result.get("errors") or [{}]
+    return str(errors[0].get("statusCode") or "error")
+
+
+def _error_code(body: Any) -> str:
+    """The first errorCode of a REST error body (a list of {message, errorCode, fields})."""
+    first = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
+    return str(first.get("errorCode") or "error")
+
+
 def _outcome(record: Record, result: Mapping[str, Any]) -> Outcome:
     if result.get("success"):
         status = SyncStatus.CREATED if result.get("created") else SyncStatus.UPDATED
         return Outcome(record.record_key, status, remote_id=result.get("id"))
-    errors = result.get("errors") or [{}]
-    # statusCode only: Salesforce's messages can quote the refused value.
-    return Outcome(record.record_key, SyncStatus.FAILED, error=str(errors[0].get("statusCode") or "error"))
+    return Outcome(record.record_key, SyncStatus.FAILED, error=_first_status_code(result))
+
+
+def _outcomes(records: Sequence[Record], results: list[dict[str, Any]]) -> list[Outcome]:
+    """One outcome per record from a collection's results, in order; a record without a result failed."""
+    outcomes = [_outcome(record, result) for record, result in zip(records, results, strict=False)]
+    return outcomes + [
+        Outcome(r.record_key, SyncStatus.FAILED, error="no result from salesforce")
+        for r in records[len(outcomes) :]
+    ]
+
+
+def _sub_outcomes(records: Sequence[Record], answer: tuple[int, Any]) -> list[Outcome]:
+    """A Composite subrequest's outcomes: its results, or its refusal (an error list) for every record."""
+    status, body = answer
+    if status < 300 and isinstance(body, list):
+        return _outcomes(records, body)
+    return [Outcome(r.record_key, SyncStatus.FAILED, error=_error_code(body)) for r in records]
+
+
+def _refused_accounts(accounts: Sequence[Mapping[str, Any]], answer: tuple[int, Any]) -> dict[str, str]:
+    """Account external id (lower case) -> the code it was refused with."""
+    status, body = answer
+    if status >= 300 or not isinstance(body, list):
+        return {str(a[ACCOUNT_ID_FIELD]).lower(): _error_code(body) for a in accounts}
+    return {
+        str(a[ACCOUNT_ID_FIELD]).lower(): _first_status_code(result)
+        for a, result in zip(accounts, body, strict=False)
+        if not result.get("success")
+    }
 
 
 def _configured_grant(consumer_key: str, login_url: str, own: SalesforceSettings) -> Grant:

@@ -1,10 +1,10 @@
 """Salesforce's settings (`SALESFORCE_*`): the login URL, the API version, the org's external-id field, the
-JWT bearer flow's user and key file, how fast we may call it."""
+JWT bearer flow's user and key file, how fast we may call it, which Account a Contact belongs to."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -13,6 +13,9 @@ from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
 API_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+# clinic: the person's clinic (household) Account, their own where they have no clinic; person: always
+# their own; none: Contacts are linked to no Account.
+AccountModel = Literal["clinic", "person", "none"]
 
 
 class SalesforceSettings(VendorSettings):
@@ -62,4 +65,9 @@ class SalesforceSettings(VendorSettings):
     jwt_audience: str | None = Field(
         default=None,
         description="The JWT `aud`; unset: login.salesforce.com, or test.salesforce.com for sandbox orgs.",
+    )
+    account_model: AccountModel = Field(
+        default="clinic",
+        description="Which Account a registered Contact belongs to: `clinic` (the host clinic's Account, or "
+        "the person's own when they have none), `person` (always the person's own), `none` (no Account).",
     )
