@@ -186,7 +186,8 @@ def test_a_delivery_worker_carries_a_payment_webhook_to_the_crms(api: TestClient
     assert (contact["ennu_last_payment_amount"], contact["ennu_last_payment_currency"]) == ("12500", "eur")
     assert (record["ENNU_Last_Payment_Amount__c"], record["ENNU_Last_Payment_Currency__c"]) == (12_500, "eur")
     assert payments() == [(user_id, "payment_failed", 12_500, 0, "eur", bill["id"], None)]
-    assert delivery_states() == {"delivered": delivery_states()["delivered"]}
+    # Everything settled as delivered, but Zapier's registration trigger without a subscription: skipped.
+    assert set(delivery_states()) <= {"delivered", "skipped"}
 
 
 def test_before_api_2025_03_31_a_refund_updates_its_invoices_row(api: TestClient, sandbox: Any) -> None:
