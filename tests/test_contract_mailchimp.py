@@ -197,7 +197,9 @@ def test_inactive_tags_and_the_member_event_match_the_sdk(
         LIST_ID, HASH, {"tags": [{"name": "goal:lose-weight", "status": "inactive"}]}
     )
     sdk.lists.create_list_member_event(
-        LIST_ID, HASH, {"name": "goal_completed", "properties": {"goal_kind": "lose_weight"}}
+        LIST_ID,
+        HASH,
+        {"name": "goal_completed", "properties": {"goal_kind": "lose_weight", "ennu_event_id": "evt-7"}},
     )
     sdk_tags, sdk_event = endpoint.take()
     assert_same_request(tags, sdk_tags)

@@ -65,9 +65,10 @@ def assessed(user_id: int, overall: float, day: int, kind: str = "sleep") -> int
 
 
 def events_of(sandbox: Any, email: str) -> list[tuple[str, dict[str, str]]]:
+    """A member's events: name and properties, the host event's id (`ennu_event_id`) checked apart."""
     member_id = subscriber_hash(email)
     return [
-        (e["name"], e["properties"])
+        (e["name"], {k: v for k, v in e["properties"].items() if k != "ennu_event_id"})
         for e in sandbox.objects("mailchimp", "events")
         if e["member_id"] == member_id
     ]
@@ -123,11 +124,13 @@ def test_a_completed_goal_moves_its_tags_and_starts_the_follow_up(database: str,
     assert tag_bodies(sandbox, email) == []  # nothing held before: no tags request
 
     complete_goal(goal_id)
-    health_goal_completed(event_ids=[add_event("health_goal.completed", user_id, goal_id)])
+    completion = add_event("health_goal.completed", user_id, goal_id)
+    health_goal_completed(event_ids=[completion])
 
     assert member_of(sandbox, email)["tags"] == ["goal-completed:lose-weight"]
     assert tag_bodies(sandbox, email) == [{"tags": [{"name": "goal:lose-weight", "status": "inactive"}]}]
     assert events_of(sandbox, email) == [("goal_completed", {"goal_kind": "lose_weight"})]
+    assert [e["properties"]["ennu_event_id"] for e in sandbox.objects("mailchimp", "events")] == [completion]
 
     # An older event arriving late (its own id, sent even though unchanged) cannot bring the tag back:
     # the tags are the host's state at push time, not the event's.
@@ -170,7 +173,7 @@ def test_a_newer_assessment_supersedes_the_band_and_each_sends_its_follow_up(
     assessment_completed(event_ids=[first_event], force=True)
     assert sorted(member_of(sandbox, email)["tags"]) == ["assessment:sleep", "assessment:sleep:low"]
     events = sandbox.objects("mailchimp", "events")
-    assert all(set(e["properties"]) <= {"assessment_type", "score_band"} for e in events)
+    assert all(set(e["properties"]) <= {"assessment_type", "score_band", "ennu_event_id"} for e in events)
     assert "3.1" not in str(events) and "8.2" not in str(events)
 
 

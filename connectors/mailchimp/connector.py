@@ -112,8 +112,12 @@ class MailchimpConnector(HttpConnector):
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
         ObjectSpec(MEMBERS, BATCH_LIMIT, upsert_keys=("email_address",)),
         ObjectSpec(JOURNEY_MEMBERS, BATCH_LIMIT, upsert_keys=("email_address",)),
-        ObjectSpec(ASSESSMENT_FOLLOWUPS, BATCH_LIMIT, upsert_keys=("email_address",)),
-        ObjectSpec(GOAL_FOLLOWUPS, BATCH_LIMIT, upsert_keys=("email_address",)),
+        # A member event has no idempotency key: a lost answer sends it again, with the same host event id
+        # in its properties (`ennu_event_id`), so a repeat is recognisable.
+        ObjectSpec(
+            ASSESSMENT_FOLLOWUPS, BATCH_LIMIT, upsert_keys=("email_address",), ambiguous_sends="resend"
+        ),
+        ObjectSpec(GOAL_FOLLOWUPS, BATCH_LIMIT, upsert_keys=("email_address",), ambiguous_sends="resend"),
     )
     settings_class = MailchimpSettings
     table = TABLE
@@ -213,9 +217,11 @@ class MailchimpConnector(HttpConnector):
 
     @staticmethod
     def _properties(object_name: str, record: Record, facts: dict[int, PersonFacts]) -> dict[str, Any]:
-        """The mapping's `properties.*`; an assessment follow-up adds the score band of the person's latest
-        assessment of that type, from the host's state like the tags (the band only, never the score)."""
+        """The mapping's `properties.*` and the host event's id (an opaque id, stable across repeats); an
+        assessment follow-up adds the score band of the person's latest assessment of that type, from the
+        host's state like the tags (the band only, never the score)."""
         properties = properties_of(record.fields)
+        properties["ennu_event_id"] = record.event_id
         kind = properties.get("assessment_type")
         person = facts.get(record.user_id) if record.user_id is not None else None
         if object_name == ASSESSMENT_FOLLOWUPS and person is not None and kind is not None:

@@ -3,7 +3,9 @@
 An event starts the Customer Journeys (and automations) whose starting point is that event, so follow-ups
 after an assessment or a completed goal are set up in Mailchimp, not here. Names are 2 to 30 characters of
 letters, digits, `_` and `-`; properties are string keys and string values (about 1,000 characters in
-all). What we send carries no health value: the assessment type and its score band, or the goal kind.
+all). What we send carries no health value: the assessment type and its score band, or the goal kind, and
+the host event's opaque id. There is no idempotency key: a send whose answer was lost is sent again with
+the same id (at least once), so a repeat is recognisable in Mailchimp's event list.
 """
 
 from __future__ import annotations
