@@ -97,6 +97,10 @@ class ObjectSpec:
     changes: bool = False  # the inbound sync can read its changes at the vendor (`fetch_changes`)
     # Requests one full batch costs (an upsert, then a look-up and a link for its associations: 3).
     requests_per_batch: int = 1
+    # Where this object repeats differently from its connector (`Connector.ambiguous_sends`): Mailchimp's
+    # members are upserts, its follow-up events are sent again with the same id (at least once). None: the
+    # connector's.
+    ambiguous_sends: AmbiguousSends | None = None
 
 
 class UnsupportedObject(ValueError):

@@ -1,5 +1,11 @@
-"""Mailchimp Marketing 3.0 stand-in: ping, batch subscribe (500), members, tags, merge fields, journey
-triggers, archive and permanent delete; basic auth (any user name, the API key as password).
+"""Mailchimp Marketing 3.0 stand-in: ping, batch subscribe (500), members, tags, merge fields, segments,
+member events, journey triggers, archive and permanent delete; basic auth (any user name, the API key as
+password).
+
+Tags are static segments, as at Mailchimp: each has an id, `GET /lists/{id}/segments` lists them (type
+`static`) with the saved segments (type `saved`, a tag condition), and a saved segment's members are the
+members carrying the tag now. A member event needs a member, a name of 2-30 letters, digits, `_` or `-`,
+and string properties; a permanent delete removes the member with its tags and events.
 
 Merge fields are defined per audience, as at Mailchimp: a new audience has FNAME, LNAME, ADDRESS, PHONE and
 BIRTHDAY; a member write naming another tag is refused ("Your merge fields were invalid.") until the tag
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -41,6 +48,12 @@ DEFAULT_MERGE_FIELDS = (
 MERGE_FIELDS_INVALID = "Your merge fields were invalid."
 # The sandbox's one Customer Journey and its API-trigger step (MAILCHIMP_JOURNEY_ID / _STEP_ID).
 JOURNEYS = {1001: frozenset({2001})}
+EVENT_NAME = re.compile(r"[A-Za-z0-9_-]{2,30}")
+EVENT_PROPERTIES_LIMIT = 1000  # characters of all keys and values together (about, per Mailchimp)
+TAG_NAME_LIMIT = 100
+SEGMENT_NAME_LIMIT = 100
+SEGMENT_PAGE_LIMIT = 1000
+SEGMENT_MATCHES = frozenset({"any", "all"})
 STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
 PROBLEM_JSON = "application/problem+json; charset=utf-8"
 ERRORS_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
@@ -199,6 +212,8 @@ class Audience:
         member["last_changed"] = iso_now()
 
     def tag(self, member: dict[str, Any], name: str, active: bool) -> None:
+        if active:
+            self.tag_id(name)  # a tag applied for the first time is a new static segment
         if active and name not in member["tags"]:
             member["tags"].append(name)
         elif not active and name in member["tags"]:
@@ -215,9 +230,37 @@ class Audience:
         tags = [{"id": self.tag_id(name), "name": name} for name in member["tags"]]
         return {**member, "merge_fields": dict(member["merge_fields"]), "tags": tags, "tags_count": len(tags)}
 
+    def tag_named(self, tag_id: Any) -> str | None:
+        return next((t["name"] for t in self.store.kind("tags").values() if t["id"] == tag_id), None)
+
+    def segment_view(self, segment: dict[str, Any]) -> dict[str, Any]:
+        return {**segment, "member_count": len(self.segment_members(segment)), "list_id": self.list_id}
+
+    def segment_members(self, segment: dict[str, Any]) -> list[dict[str, Any]]:
+        """Who matches now: a tag's carriers, or a saved segment's tag conditions evaluated on each member."""
+        if segment["type"] == "static":
+            return [m for m in self.members.values() if segment["name"] in m["tags"]]
+        options = segment["options"]
+        wanted = [(c["op"] == "static_is", self.tag_named(c["value"])) for c in options["conditions"]]
+        combine = any if options["match"] == "any" else all
+        return [
+            m
+            for m in self.members.values()
+            if combine((name in m["tags"]) == positive for positive, name in wanted)
+        ]
+
+    def segments(self) -> list[dict[str, Any]]:
+        static = [
+            {"id": t["id"], "name": t["name"], "type": "static"} for t in self.store.kind("tags").values()
+        ]
+        return [*static, *self.store.kind("segments").values()]
+
     def forget(self, member_hash: str) -> bool:
         if self.members.pop(member_hash, None) is None:
             return False
+        events = self.store.kind("events")
+        for key in [k for k, e in events.items() if e["member_id"] == member_hash]:
+            del events[key]
         self.store.kind("forgotten")[member_hash] = {"id": member_hash, "list_id": self.list_id}
         return True
 
@@ -259,6 +302,28 @@ def subscribe_one(
     revived = status_if_new if existing["status"] == "archived" else None
     audience.apply(existing, item, status or revived, sync_tags=sync_tags and update_existing)
     return "updated", audience.view(existing)
+
+
+def segment_options_error(audience: Audience, options: Any) -> str | None:
+    """Why saved-segment options are refused, or None. The stand-in knows the tag condition only:
+    `{"condition_type": "StaticSegment", "field": "static_segment", "op": "static_is"|"static_not",
+    "value": <tag id>}`; `match` is `any` or `all`."""
+    if not isinstance(options, dict) or options.get("match", "any") not in SEGMENT_MATCHES:
+        return "options.match must be any or all."
+    conditions = options.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        return "options.conditions must be a non-empty array."
+    for condition in conditions:
+        if not isinstance(condition, dict) or condition.get("condition_type") != "StaticSegment":
+            return "Only StaticSegment (tag) conditions are known to this stand-in."
+        if condition.get("field") != "static_segment" or condition.get("op") not in (
+            "static_is",
+            "static_not",
+        ):
+            return "A StaticSegment condition needs field static_segment and op static_is or static_not."
+        if not isinstance(condition.get("value"), int) or audience.tag_named(condition["value"]) is None:
+            return "The condition's value is not the id of a tag of this audience."
+    return None
 
 
 def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
@@ -366,7 +431,10 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         body = await json_body(request, bad_json)
         changes = body.get("tags") if isinstance(body, dict) else None
         if not isinstance(changes, list) or not all(
-            isinstance(t, dict) and t.get("name") and t.get("status") in ("active", "inactive")
+            isinstance(t, dict)
+            and isinstance(t.get("name"), str)
+            and 0 < len(t["name"]) <= TAG_NAME_LIMIT
+            and t.get("status") in ("active", "inactive")
             for t in changes
         ):
             return invalid("tags", "Each tag needs a name and a status of active or inactive.")
@@ -375,6 +443,98 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             for change in changes:
                 chosen.tag(member, str(change["name"]), active=change["status"] == "active")
         return Response(status_code=204)
+
+    @router.post("/lists/{list_id}/members/{member_hash}/events")
+    async def add_event(list_id: str, member_hash: str, request: Request) -> Response:
+        body = await json_body(request, bad_json)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            return invalid("name", "This value should not be blank.")
+        if not EVENT_NAME.fullmatch(body["name"]):
+            return invalid(
+                "name", "Event names must be 2-30 characters: letters, numbers, underscores or dashes."
+            )
+        properties = body.get("properties", {})
+        if not isinstance(properties, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in properties.items()
+        ):
+            return invalid("properties", "Event properties must be string keys with string values.")
+        if sum(len(k) + len(v) for k, v in properties.items()) > EVENT_PROPERTIES_LIMIT:
+            return invalid("properties", "Event properties are too long.")
+        for field, kind in (("is_syncing", bool), ("occurred_at", str)):
+            if field in body and not isinstance(body[field], kind):
+                return invalid(field, "This value is not of the expected type.")
+        with state.lock:
+            chosen, member = member_of(list_id, member_hash)
+            events = chosen.store.kind("events")
+            key = str(len(events) + 1)
+            events[key] = {
+                "id": key,
+                "member_id": member["id"],
+                "name": body["name"],
+                "properties": dict(properties),
+                "occurred_at": body.get("occurred_at") or iso_now(),
+                "is_syncing": bool(body.get("is_syncing", False)),
+            }
+        return Response(status_code=204)
+
+    @router.get("/lists/{list_id}/segments")
+    async def list_segments(
+        list_id: str, count: int = 10, offset: int = 0, type: str | None = None
+    ) -> Response:
+        if count > SEGMENT_PAGE_LIMIT:
+            return invalid("count", f"The count may be at most {SEGMENT_PAGE_LIMIT}.")
+        chosen = audience(list_id)
+        with state.lock:
+            found = [chosen.segment_view(s) for s in chosen.segments() if type in (None, s["type"])]
+        return JSONResponse(
+            {"segments": found[offset : offset + count], "list_id": list_id, "total_items": len(found)}
+        )
+
+    @router.post("/lists/{list_id}/segments")
+    async def add_segment(list_id: str, request: Request) -> Response:
+        body = await json_body(request, bad_json)
+        chosen = audience(list_id)
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not 0 < len(name) <= SEGMENT_NAME_LIMIT:
+            return invalid("name", f"A segment needs a name of at most {SEGMENT_NAME_LIMIT} characters.")
+        static, options = body.get("static_segment"), body.get("options")
+        if (static is None) == (options is None):
+            return invalid("", "A segment is either static (static_segment) or saved (options), not both.")
+        with state.lock:
+            if static is not None:
+                if not isinstance(static, list) or not all(isinstance(e, str) for e in static):
+                    return invalid("static_segment", "This value should be an array of e-mail addresses.")
+                if name in chosen.store.kind("tags"):
+                    return problem(400, f'A tag with the name "{name}" already exists.')
+                tag_id = chosen.tag_id(name)
+                for email in static:  # addresses not in the audience are ignored, as at Mailchimp
+                    member = chosen.members.get(subscriber_hash(email))
+                    if member is not None:
+                        chosen.tag(member, name, active=True)
+                segment = {"id": tag_id, "name": name, "type": "static"}
+                return JSONResponse(chosen.segment_view(segment))
+            error = segment_options_error(chosen, options)
+            if error is not None:
+                return invalid("options", error)
+            segment = {
+                "id": int(chosen.store.new_id()),
+                "name": name,
+                "type": "saved",
+                "options": {"match": options.get("match", "any"), "conditions": options["conditions"]},
+                "created_at": iso_now(),
+            }
+            chosen.store.kind("segments")[str(segment["id"])] = segment
+            return JSONResponse(chosen.segment_view(segment))
+
+    @router.get("/lists/{list_id}/segments/{segment_id}/members")
+    async def segment_members(list_id: str, segment_id: int) -> Response:
+        chosen = audience(list_id)
+        with state.lock:
+            segment = next((s for s in chosen.segments() if s["id"] == segment_id), None)
+            if segment is None:
+                return problem(404, NOT_FOUND)
+            found = [chosen.view(m) for m in chosen.segment_members(segment)]
+        return JSONResponse({"members": found, "segment_id": segment_id, "total_items": len(found)})
 
     @router.delete("/lists/{list_id}/members/{member_hash}")
     async def archive(list_id: str, member_hash: str) -> Response:

@@ -12,11 +12,13 @@ from sqlalchemy import select
 
 from connectors.base import Connector, Record
 from connectors.epic_fhir import EpicFhirConnector
+from connectors.mailchimp import MailchimpConnector
 from ennu.db import session_scope
 from ennu.models import Biomarker, User
 from ennu.settings import Settings
 from mappings import apply_mapping, load_all_mappings
 from tasks.extract import chunks
+from tasks.host_tags import HostTagFacts
 from tasks.push import to_records
 
 EVENT_TYPE = "biomarker.updated"
@@ -25,10 +27,14 @@ CONNECTOR = "epic_fhir"
 
 def provide_host_data(connector: Connector, settings: Settings) -> None:
     """Hand a connector the reader of the host's data it needs, if it needs one: the Epic connector pairs
-    blood-pressure halves with the partners the host recorded (`HostBiomarkers`). The pipeline calls this
-    for each connector it builds (`tasks.push.connector_for`); a connector never imports this layer."""
+    blood-pressure halves with the partners the host recorded (`HostBiomarkers`), the Mailchimp connector
+    derives tags from the people's goals and assessments (`tasks.host_tags.HostTagFacts`). The pipeline
+    calls this for each connector it builds (`tasks.push.connector_for`); a connector never imports this
+    layer."""
     if isinstance(connector, EpicFhirConnector) and connector.partners is None:
         connector.partners = HostBiomarkers(settings.mappings_dir)
+    if isinstance(connector, MailchimpConnector) and connector.facts is None:
+        connector.facts = HostTagFacts()
 
 
 class HostBiomarkers:

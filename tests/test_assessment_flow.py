@@ -69,7 +69,7 @@ def test_events_reach_hubspot_and_mailchimp_with_mapped_fields_only(database: st
     assert all(outbox_status(e) == "done" for e in event_ids)
     by_destination = {row["destination"]: row for row in summary}
     assert by_destination["hubspot/contacts"]["created"] == 3
-    assert by_destination["mailchimp/members"]["created"] == 3
+    assert by_destination["mailchimp/assessment_followups"]["created"] == 3
 
 
 def test_same_events_twice_create_one_contact_and_one_member(database: str, sandbox: Any) -> None:

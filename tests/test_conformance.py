@@ -105,11 +105,12 @@ def test_the_same_records_again_are_nothing_new(connector: Connector, sandbox: A
         assert {o.status for o in first} <= DELIVERED | {SyncStatus.SKIPPED}, [o.error for o in first]
         held = {kind: len(items) for kind, items in sandbox.holdings(vendor).items()}
         bodies = [b["body"] for b in sandbox.bodies(vendor)]
-        if connector.ambiguous_sends == "idempotent":
+        policy = connector.object_spec(batch.object_name).ambiguous_sends or connector.ambiguous_sends
+        if policy == "idempotent":
             again = connector.push(batch.object_name, batch.upsert_key, batch.records)
             assert SyncStatus.CREATED not in {o.status for o in again}
             assert {k: len(v) for k, v in sandbox.holdings(vendor).items()} == held
-        elif connector.ambiguous_sends == "reconcile":
+        elif policy == "reconcile":
             found = connector.reconcile(batch.object_name, batch.records, began)
             sent = {o.record_key for o in first if o.status in DELIVERED}
             assert sent <= set(found), "an ambiguous repeat would send these again"

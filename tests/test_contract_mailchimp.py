@@ -15,9 +15,16 @@ import mailchimp_marketing
 import pytest
 
 from connectors.base import Person, Record
-from connectors.mailchimp.connector import JOURNEY_MEMBERS, MailchimpConnector, subscriber_hash
+from connectors.mailchimp.connector import (
+    GOAL_FOLLOWUPS,
+    JOURNEY_MEMBERS,
+    MailchimpConnector,
+    subscriber_hash,
+)
 from connectors.mailchimp.journey import JourneyStep
 from connectors.mailchimp.merge_fields import MergeField
+from connectors.mailchimp.segments import SegmentSpec, tag_condition
+from connectors.mailchimp.tag_state import PersonFacts
 from ennu.settings import reload_settings
 from tests.capture import Captured, CapturingEndpoint
 
@@ -98,6 +105,10 @@ def pair(
     endpoint.answer("GET", f"{BASE}/lists/{LIST_ID}/merge-fields", 200, {"merge_fields": []})
     endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/merge-fields", 200, {"tag": "SCORE", "merge_id": 6})
     endpoint.answer("POST", f"{BASE}{JOURNEY.path}", 200, {})
+    endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/members/{HASH}/tags", 200, {})
+    endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/members/{HASH}/events", 200, {})
+    endpoint.answer("GET", f"{BASE}/lists/{LIST_ID}/segments", 200, {"segments": [], "total_items": 0})
+    endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/segments", 200, {"id": 5})
     endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/members/{HASH}/actions/delete-permanent", 200, {})
     endpoint.answer("DELETE", f"{BASE}/lists/{LIST_ID}/members/{HASH}", 200, {})
     endpoint.answer("GET", f"{BASE}/ping", 200, {"health_status": "Everything's Chimpy!"})
@@ -159,5 +170,54 @@ def test_erase_archive_and_ping_match_the_sdk(
     sdk.ping.get()
     theirs = endpoint.take()
     assert [r.method for r in ours] == ["POST", "DELETE", "GET"]
+    for mine, sdks in zip(ours, theirs, strict=True):
+        assert_same_request(mine, sdks)
+
+
+class CompletedGoal:
+    """The host's facts of person 42: one completed weight-loss goal."""
+
+    def of(self, user_ids: object) -> dict[int, PersonFacts]:
+        return {42: PersonFacts(goals=(("lose_weight", "completed"),))}
+
+
+def test_inactive_tags_and_the_member_event_match_the_sdk(
+    pair: tuple[MailchimpConnector, Any], endpoint: CapturingEndpoint
+) -> None:
+    connector, sdk = pair
+    connector.merge_fields.done = True  # this test compares the push's own requests
+    connector.facts = CompletedGoal()
+    goal = Record(
+        "health_goal:7", "evt-7", 42, {"email_address": EMAIL, "properties.goal_kind": "lose_weight"}
+    )
+    connector.push(GOAL_FOLLOWUPS, "email_address", [goal])
+    batch, tags, event = endpoint.take()
+    assert json_or_none(batch.body)["members"][0]["tags"] == ["goal-completed:lose-weight"]
+    sdk.lists.update_list_member_tags(
+        LIST_ID, HASH, {"tags": [{"name": "goal:lose-weight", "status": "inactive"}]}
+    )
+    sdk.lists.create_list_member_event(
+        LIST_ID,
+        HASH,
+        {"name": "goal_completed", "properties": {"goal_kind": "lose_weight", "ennu_event_id": "evt-7"}},
+    )
+    sdk_tags, sdk_event = endpoint.take()
+    assert_same_request(tags, sdk_tags)
+    assert_same_request(event, sdk_event)
+
+
+def test_segment_look_up_and_creation_match_the_sdk(
+    pair: tuple[MailchimpConnector, Any], endpoint: CapturingEndpoint
+) -> None:
+    connector, sdk = pair
+    connector.segments.wanted = (SegmentSpec("ENNU goal: lose-weight", "goal:lose-weight"),)
+    connector.segments.done = False
+    assert connector.segments.ensure() == ["ENNU goal: lose-weight"]
+    ours = endpoint.take()
+    sdk.lists.list_segments(LIST_ID, count=1000, offset=0)
+    sdk.lists.create_segment(LIST_ID, {"name": "goal:lose-weight", "static_segment": []})
+    sdk.lists.create_segment(LIST_ID, {"name": "ENNU goal: lose-weight", "options": tag_condition(5)})
+    theirs = endpoint.take()
+    assert len(ours) == len(theirs) == 3
     for mine, sdks in zip(ours, theirs, strict=True):
         assert_same_request(mine, sdks)

@@ -11,7 +11,13 @@ import requests
 from connectors.base import Outcome, Person, Record
 from connectors.errors import Action
 from connectors.mailchimp import CONNECTOR
-from connectors.mailchimp.connector import JOURNEY_MEMBERS, MEMBERS, MailchimpConnector
+from connectors.mailchimp.connector import (
+    ASSESSMENT_FOLLOWUPS,
+    GOAL_FOLLOWUPS,
+    JOURNEY_MEMBERS,
+    MEMBERS,
+    MailchimpConnector,
+)
 from connectors.mailchimp.errors import TABLE
 from connectors.mailchimp.journey import JourneyStep, trigger_journey
 from connectors.mailchimp.merge_fields import DatabaseMemory, MergeField, merge_fields_from_mappings
@@ -232,7 +238,12 @@ def test_sandbox_merge_field_definitions_are_validated(sandbox: Any) -> None:
 
 def test_the_package_is_the_registered_connector_with_its_objects_as_data(sandbox: Any) -> None:
     assert CONNECTORS["mailchimp"] is CONNECTOR is MailchimpConnector
-    assert MailchimpConnector.batch_sizes == {MEMBERS: 500, JOURNEY_MEMBERS: 500}
+    assert MailchimpConnector.batch_sizes == {
+        MEMBERS: 500,
+        JOURNEY_MEMBERS: 500,
+        ASSESSMENT_FOLLOWUPS: 500,
+        GOAL_FOLLOWUPS: 500,
+    }
     assert MailchimpConnector.object_spec(JOURNEY_MEMBERS).upsert_keys == ("email_address",)
     with pytest.raises(ValueError, match="has no object 'campaigns'"):
         connector().push("campaigns", "email_address", [member(1)])

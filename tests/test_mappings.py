@@ -269,12 +269,15 @@ def test_apply_keeps_only_mapped_fields_and_nulls_are_none() -> None:
     assert "000-00-0000" not in mapped.to_string()
 
 
-def test_apply_mailchimp_literal_dotted_names_and_tags() -> None:
+def test_apply_mailchimp_literal_dotted_names_and_event_properties() -> None:
     mapping = load_all_mappings(REPO_MAPPINGS)[("assessment.completed", "mailchimp")]
     mapped = apply_mapping(mapping, source_frame())
     assert mapped["status_if_new"].tolist() == ["subscribed"] * 3
     assert mapped["merge_fields.SCORE"].tolist() == [7.4, None, 10.0]
-    assert mapped["tags"].tolist() == ["assessment:sleep", "assessment:hormone", "assessment:skin"]
+    # The tags come from the host's state at push time (connectors/mailchimp/tag_state.py), not the mapping.
+    assert "tags" not in mapped.columns
+    assert mapped["properties.assessment_type"].tolist() == ["sleep", "hormone", "skin"]
+    assert mapped["_record_key"].tolist() == ["assessment:10", "assessment:11", "assessment:12"]
     assert mapped["merge_fields.FNAME"].tolist() == ["Ann", "Bo", None]
 
 
@@ -317,8 +320,8 @@ def test_apply_is_vectorised_over_a_large_frame() -> None:
         mapped = apply_mapping(mappings[key], big)
         assert len(mapped) == 102_000
     assert mapped["email_address"].iloc[3] == "ann@example.com"
-    assert mapped["tags"].iloc[4] == "assessment:hormone"
-    assert mapped["_record_key"].iloc[-1] == "user:102000"
+    assert mapped["properties.assessment_type"].iloc[4] == "hormone"
+    assert mapped["_user_id"].iloc[-1] == 102_000
 
 
 def test_mapping_is_frozen_and_typed() -> None:

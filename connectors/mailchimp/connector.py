@@ -2,28 +2,40 @@
 
 Choices, with the vendor facts behind them:
 
-- Tags (health goals, assessment types) ride in the batch subscribe body (`members[].tags`). Since
-  January 2022 Mailchimp adds them to existing members too ("Added ability to sync tags to existing
-  members", Mailchimp release notes), so tagging costs no request beyond the batch: 2 requests per
-  1,000 records. We never send `sync_tags` (which would replace a member's tags): tags only accumulate,
-  a person may have several goals. Neither the per-member tags endpoint (one request a person) nor
-  `POST /batches` (asynchronous, no per-record outcome in the push, no ordering with the subscribe) nor
-  static-segment writes (one request per tag per batch) is needed.
+- Tags follow the host's state (`tag_state`): the tags that hold ride in the batch subscribe body
+  (`members[].tags`, which since January 2022 reach existing members too: "Added ability to sync tags to
+  existing members", Mailchimp release notes), so tagging costs no request beyond the batch: 2 requests
+  per 1,000 records. A tag that no longer holds (a completed goal's `goal:<kind>`, an assessment band
+  superseded by a newer assessment of that type) is set `inactive` with `POST .../members/{hash}/tags`,
+  one request for each person who has one, and only then. We never send `sync_tags: true`, which would
+  reach the floor for removals too but replaces *all* of a member's tags: the clinic's own tags, sign-up
+  form tags and `ennu:registered` would be wiped on every push. `POST /batches` (asynchronous, no
+  per-record outcome in the push, no ordering with the subscribe) and static-segment member writes (one
+  request per tag per batch, a tag id to look up first) are not needed either.
+- The tags are computed from the person's goals and assessments as the host holds them at push time
+  (a reader the pipeline hands in, `tasks/host_tags.py`), never from the event alone: a late, older event
+  cannot re-activate a tag a newer state removed, and any event type's mapping of members gets them.
+- Saved segments per goal kind and assessment type (`segments`) are tag conditions, created once per
+  audience, looked up by name at the vendor.
 - Merge fields the mappings write are created at the audience when missing (`merge_fields`),
   checked once per connector instance and remembered across processes by fingerprint.
-- A mapping asks for the Customer Journey follow-up with the object `journey_members` instead of
-  `members`: the same batch subscribe, then one trigger per person subscribed successfully in that push
-  (`journey`), when MAILCHIMP_JOURNEY_ID and MAILCHIMP_JOURNEY_STEP_ID are set.
-- Erasure (`erase`) is the permanent delete (`POST .../actions/delete-permanent`): the address can then
-  never be re-imported, it must re-subscribe itself. `archive` (`DELETE .../members/{hash}`) is
-  "unsubscribe and archive": the member leaves the audience but can be added back; it is for a
-  withdrawn consent, never for a deletion request.
+- Follow-ups: the objects `assessment_followups` and `goal_followups` are the same batch subscribe, then one
+  member event per person written (`member_events`; names from MAILCHIMP_ASSESSMENT_EVENT and
+  MAILCHIMP_GOAL_COMPLETED_EVENT), which starts the journeys that begin with that event. The object
+  `journey_members` triggers a Customer Journey API step instead (`journey`), when MAILCHIMP_JOURNEY_ID and
+  MAILCHIMP_JOURNEY_STEP_ID are set. Each costs one request per person: the API takes one contact a call.
+- Erasure (`erase`) is the permanent delete (`POST .../actions/delete-permanent`): the member, its tags and
+  its events are gone and the address can never be re-imported, it must re-subscribe itself. `archive`
+  (`DELETE .../members/{hash}`) is "unsubscribe and archive": the member leaves the audience but can be
+  added back; it is for a withdrawn consent, never for a deletion request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from connectors.base import MARKETING, AmbiguousSends, HttpConnector, ObjectSpec, Outcome, Person, Record
@@ -31,6 +43,7 @@ from connectors.endpoint import resolve_endpoint
 from connectors.http import VendorHttp
 from connectors.mailchimp.errors import TABLE
 from connectors.mailchimp.journey import JourneyStep, trigger_journey
+from connectors.mailchimp.member_events import event_call, properties_of
 from connectors.mailchimp.merge_fields import (
     DatabaseMemory,
     EnsuredMemory,
@@ -38,7 +51,10 @@ from connectors.mailchimp.merge_fields import (
     MergeFieldEnsurer,
     merge_fields_from_mappings,
 )
+from connectors.mailchimp.per_member import MemberCall, call_each
+from connectors.mailchimp.segments import SegmentEnsurer, SegmentSpec, wanted_segments
 from connectors.mailchimp.settings import MailchimpSettings
+from connectors.mailchimp.tag_state import HostFacts, PersonFacts, TagState, tag_state
 from ennu.models import SyncStatus
 from ennu.settings import Settings
 
@@ -46,6 +62,20 @@ SANDBOX_API_KEY = "sandbox-key-us1"
 BATCH_LIMIT = 500  # members of one batch subscribe
 MEMBERS = "members"
 JOURNEY_MEMBERS = "journey_members"  # members, then the configured journey step for each subscribed one
+ASSESSMENT_FOLLOWUPS = "assessment_followups"  # members, then the assessment event for each written one
+GOAL_FOLLOWUPS = "goal_followups"  # members, then the goal-completed event for each written one
+FOLLOWUPS = (ASSESSMENT_FOLLOWUPS, GOAL_FOLLOWUPS)
+
+
+@dataclass(frozen=True)
+class EventNames:
+    """The member event each follow-up object sends (MailchimpSettings)."""
+
+    assessment: str = "assessment_completed"
+    goal_completed: str = "goal_completed"
+
+    def of(self, object_name: str) -> str:
+        return self.assessment if object_name == ASSESSMENT_FOLLOWUPS else self.goal_completed
 
 
 def subscriber_hash(email: str) -> str:
@@ -82,6 +112,12 @@ class MailchimpConnector(HttpConnector):
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
         ObjectSpec(MEMBERS, BATCH_LIMIT, upsert_keys=("email_address",)),
         ObjectSpec(JOURNEY_MEMBERS, BATCH_LIMIT, upsert_keys=("email_address",)),
+        # A member event has no idempotency key: a lost answer sends it again, with the same host event id
+        # in its properties (`ennu_event_id`), so a repeat is recognisable.
+        ObjectSpec(
+            ASSESSMENT_FOLLOWUPS, BATCH_LIMIT, upsert_keys=("email_address",), ambiguous_sends="resend"
+        ),
+        ObjectSpec(GOAL_FOLLOWUPS, BATCH_LIMIT, upsert_keys=("email_address",), ambiguous_sends="resend"),
     )
     settings_class = MailchimpSettings
     table = TABLE
@@ -95,12 +131,28 @@ class MailchimpConnector(HttpConnector):
         merge_fields: tuple[MergeField, ...] = (),
         memory: EnsuredMemory | None = None,
         journey: JourneyStep | None = None,
+        segments: tuple[SegmentSpec, ...] = (),
+        events: EventNames | None = None,
+        facts: HostFacts | None = None,
     ) -> None:
+        """`facts` reads the people's goals and assessments from the host (the pipeline hands one in,
+        `tasks.host_biomarkers.provide_host_data`); without it only the mapping's own tags are sent."""
         super().__init__(http)
         self.list_id = list_id
         memory = memory or DatabaseMemory(self.name)
         self.merge_fields = MergeFieldEnsurer(http, list_id, merge_fields, memory)
+        self.segments = SegmentEnsurer(http, list_id, segments)
         self.journey = journey
+        self.events = events or EventNames()
+        self.facts = facts
+
+    @classmethod
+    def expected_requests(cls, object_name: str, records: int) -> int:
+        """The batch subscribes, plus one request per person for a follow-up (event or journey trigger).
+        A tags request for a person whose tags no longer hold is not foreseen: it is rare (a completed
+        goal, a changed band) and takes its rate-limit slot when it is sent."""
+        batches = max(1, math.ceil(records / BATCH_LIMIT))
+        return batches + (records if object_name in (*FOLLOWUPS, JOURNEY_MEMBERS) else 0)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -130,32 +182,79 @@ class MailchimpConnector(HttpConnector):
             own.list_id,
             merge_fields=merge_fields_from_mappings(settings.mappings_dir),
             journey=journey,
+            segments=wanted_segments() if own.segments else (),
+            events=EventNames(own.assessment_event, own.goal_completed_event),
         )
 
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         self.merge_fields.ensure()
-        outcomes = self.subscribe(upsert_key, records)
+        self.segments.ensure()
+        facts = self.facts.of({r.user_id for r in records if r.user_id is not None}) if self.facts else {}
+        states = [tag_state(facts[r.user_id]) if r.user_id in facts else TagState() for r in records]
+        outcomes = self.subscribe(upsert_key, records, states)
+        hashes = [subscriber_hash(str(_member(r.fields, upsert_key)["email_address"])) for r in records]
+        removals = [
+            MemberCall(
+                f"/lists/{self.list_id}/members/{member}/tags",
+                {"tags": [{"name": tag, "status": "inactive"} for tag in state.inactive]},
+            )
+            if state.inactive
+            else None
+            for member, state in zip(hashes, states, strict=True)
+        ]
+        outcomes = call_each(self.http, "tags", list(zip(outcomes, removals, strict=True)))
+        if object_name in FOLLOWUPS:
+            name = self.events.of(object_name)
+            calls = [
+                event_call(self.list_id, member, name, self._properties(object_name, record, facts))
+                for member, record in zip(hashes, records, strict=True)
+            ]
+            outcomes = call_each(self.http, "event", list(zip(outcomes, calls, strict=True)))
         if object_name == JOURNEY_MEMBERS and self.journey is not None:
             emails = [str(_member(r.fields, upsert_key)["email_address"]) for r in records]
             outcomes = trigger_journey(self.http, self.journey, list(zip(outcomes, emails, strict=True)))
         return outcomes
 
-    def subscribe(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        """One batch subscribe with `update_existing`: one outcome per record, in order.
+    @staticmethod
+    def _properties(object_name: str, record: Record, facts: dict[int, PersonFacts]) -> dict[str, Any]:
+        """The mapping's `properties.*` and the host event's id (an opaque id, stable across repeats); an
+        assessment follow-up adds the score band of the person's latest assessment of that type, from the
+        host's state like the tags (the band only, never the score)."""
+        properties = properties_of(record.fields)
+        properties["ennu_event_id"] = record.event_id
+        kind = properties.get("assessment_type")
+        person = facts.get(record.user_id) if record.user_id is not None else None
+        if object_name == ASSESSMENT_FOLLOWUPS and person is not None and kind is not None:
+            properties["score_band"] = person.latest_band.get(str(kind))
+        return properties
+
+    def subscribe(
+        self, upsert_key: str, records: Sequence[Record], states: Sequence[TagState] | None = None
+    ) -> list[Outcome]:
+        """One batch subscribe with `update_existing`: one outcome per record, in order. Each member's tags
+        are the mapping's own and the active ones of its `states` entry.
 
         Members refused for one of our merge fields (deleted at Mailchimp since we ensured it) are sent
         once more after the definitions were checked again and the missing ones created.
         """
-        outcomes, refused = self._batch_subscribe(upsert_key, records)
+        members = [
+            _member(r.fields, upsert_key, state.active)
+            for r, state in zip(records, states or [TagState()] * len(records), strict=True)
+        ]
+        outcomes, refused = self._batch_subscribe(upsert_key, records, members)
         if refused and self.merge_fields.ensure(force=True):
-            again, _ = self._batch_subscribe(upsert_key, [r for r in records if r.record_key in refused])
+            again_at = [i for i, r in enumerate(records) if r.record_key in refused]
+            again, _ = self._batch_subscribe(
+                upsert_key, [records[i] for i in again_at], [members[i] for i in again_at]
+            )
             retried = {o.record_key: o for o in again}
             outcomes = [retried.get(o.record_key, o) for o in outcomes]
         return outcomes
 
-    def _batch_subscribe(self, upsert_key: str, records: Sequence[Record]) -> tuple[list[Outcome], set[str]]:
+    def _batch_subscribe(
+        self, upsert_key: str, records: Sequence[Record], members: list[dict[str, Any]]
+    ) -> tuple[list[Outcome], set[str]]:
         """Outcomes in order, and the keys of records refused for naming one of our merge fields."""
-        members = [_member(r.fields, upsert_key) for r in records]
         response = self.http.request(
             "POST", f"/lists/{self.list_id}", json={"members": members, "update_existing": True}
         )
@@ -220,12 +319,17 @@ class MailchimpConnector(HttpConnector):
         return Outcome(key, done, remote_id=f"{method} member{action}".strip())
 
 
-def _member(fields: dict[str, Any], upsert_key: str) -> dict[str, Any]:
+def _member(fields: dict[str, Any], upsert_key: str, state_tags: Sequence[str] = ()) -> dict[str, Any]:
     member = nest(fields)
+    member.pop("properties", None)  # a follow-up event's, never the member's
     member["email_address"] = member.pop(upsert_key)
     # Batch subscribe takes `status`; a mapping may say `status_if_new` as the member PUT does.
     member["status"] = member.pop("status_if_new", None) or member.get("status") or "subscribed"
     tags = member.get("tags")
-    if isinstance(tags, str):
-        member["tags"] = [tags]
+    given = [tags] if isinstance(tags, str) else list(tags or [])
+    combined = list(dict.fromkeys([*given, *state_tags]))
+    if combined:
+        member["tags"] = combined
+    else:
+        member.pop("tags", None)
     return member

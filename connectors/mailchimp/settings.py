@@ -1,4 +1,4 @@
-"""Mailchimp's settings (`MAILCHIMP_*`): the audience, how fast we may call it, the follow-up journey."""
+"""Mailchimp's settings (`MAILCHIMP_*`): the audience, how fast we may call it, segments, follow-ups."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from connectors.mailchimp.member_events import EVENT_NAME_PATTERN
 from connectors.request_rate import Rate, parse_rate
 from connectors.settings import VendorSettings
 
@@ -40,4 +41,20 @@ class MailchimpSettings(VendorSettings):
     )
     journey_step_id: int | None = Field(
         default=None, ge=1, description="The journey's API-trigger step (with MAILCHIMP_JOURNEY_ID)."
+    )
+    assessment_event: str = Field(
+        default="assessment_completed",
+        pattern=EVENT_NAME_PATTERN,
+        description="The member event (`/members/{hash}/events`) a completed assessment sends, to start its "
+        "follow-up journey: 2-30 letters, digits, `_` or `-`.",
+    )
+    goal_completed_event: str = Field(
+        default="goal_completed",
+        pattern=EVENT_NAME_PATTERN,
+        description="The member event a completed health goal sends, to start its follow-up journey.",
+    )
+    segments: bool = Field(
+        default=True,
+        description="Create the saved segments for goal kinds and assessment types (tag conditions) once "
+        "per audience; `false`: none are created.",
     )
