@@ -419,7 +419,7 @@ def test_erase_deletes_the_persons_messages_and_calls_and_cancels_queued_ones_fi
             "MessagingServiceSid": "MG" + "0" * 32,
             "Body": BODY,
             "ScheduleType": "fixed",
-            "SendAt": "2030-01-01T10:00:00Z",
+            "SendAt": (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         auth=auth,
         timeout=10,

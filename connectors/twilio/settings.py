@@ -48,6 +48,14 @@ class TwilioSettings(VendorSettings):
         default=None,
         description="Where Twilio posts delivery statuses (the hub's /webhooks/twilio); unset: none asked.",
     )
+    reminder_lead_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 35,
+        description="How long before an appointment its reminder goes (hours; a reminder due at night goes "
+        "at 20:00 the evening before). Messages are scheduled at Twilio (a messaging service is needed: "
+        "TWILIO_MESSAGING_SERVICE_SID), calls wait in the hub.",
+    )
     default_timezone: str = Field(
         default="America/New_York",
         description="IANA zone of a person whose own is missing or unknown: messages and calls go "
