@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -50,7 +51,8 @@ def delivery(event_id: str) -> Delivery:
 
 
 def messages(sandbox: Any) -> list[dict[str, Any]]:
-    return sandbox.objects("twilio", "messages")  # type: ignore[no-any-return]
+    found: list[dict[str, Any]] = sandbox.objects("twilio", "messages")
+    return found
 
 
 def test_a_booked_appointment_schedules_its_sms_a_day_before_through_a_messaging_service(
@@ -67,7 +69,7 @@ def test_a_booked_appointment_schedules_its_sms_a_day_before_through_a_messaging
     assert message["status"] == "scheduled" and form["ScheduleType"] == "fixed"
     assert form["SendAt"] == (starts_at - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert form["MessagingServiceSid"] == SERVICE and "From" not in form and form["To"] == "+14155550111"
-    local = starts_at.astimezone(__import__("zoneinfo").ZoneInfo(AFTERNOON))
+    local = starts_at.astimezone(ZoneInfo(AFTERNOON))
     assert (
         form["Body"]
         == f"ENNU: a reminder of your appointment on {local:%a %d %b at %H:%M}. Reply STOP to opt out."

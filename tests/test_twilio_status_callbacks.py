@@ -55,7 +55,8 @@ def report(sandbox_url: str, sid: str, status: str, error_code: str | None = Non
         timeout=10,
     )
     answer.raise_for_status()
-    return answer.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 def deliver(api: TestClient, callback: dict[str, Any]) -> None:
