@@ -283,6 +283,7 @@ def test_people_goals_and_consents_look_real(url: str) -> None:
         *crm,
         mrn,
         _clinic,
+        _channel,
         created,
         updated,
     ) in users:
