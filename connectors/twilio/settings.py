@@ -42,7 +42,10 @@ class TwilioSettings(VendorSettings):
         "unset with the sandbox: Twilio's test number +15005550006.",
     )
     messaging_service_sid: str | None = Field(
-        default=None, description="Messaging service (MG...) that sends the messages instead of a number."
+        default=None,
+        description="Messaging service (MG...) that sends the messages instead of a number, and schedules "
+        "appointment reminders (Twilio schedules through one only); unset with the sandbox: reminders use "
+        "its MG000... service, other messages the number.",
     )
     status_callback_url: str | None = Field(
         default=None,
