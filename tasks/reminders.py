@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import String, cast, func, or_, select, update
 
 from ennu.db import session_scope
-from ennu.models import OPEN_DELIVERY, Delivery, DeliveryStatus, OutboxEvent, SyncLog, SyncStatus, utcnow
+from ennu.models import (
+    OPEN_DELIVERY,
+    Appointment,
+    Delivery,
+    DeliveryStatus,
+    OutboxEvent,
+    SyncLog,
+    SyncStatus,
+    utcnow,
+)
 from tasks.extract import chunks
 
 CONNECTOR = "twilio"
@@ -54,9 +63,14 @@ def cancel_waiting_reminders(cancellation_ids: Sequence[str]) -> int:
     """
     now = utcnow()
     with session_scope() as session:
+        # Only appointments the host holds as cancelled now: a late cancellation of one booked again since
+        # leaves its new reminder alone.
+        still_cancelled = select(cast(Appointment.id, String)).where(Appointment.status == "cancelled")
         cancelled = session.execute(
             select(OutboxEvent.subject, OutboxEvent.resource).where(
-                OutboxEvent.id.in_(list(cancellation_ids)), OutboxEvent.type == CANCELLED_EVENT
+                OutboxEvent.id.in_(list(cancellation_ids)),
+                OutboxEvent.type == CANCELLED_EVENT,
+                OutboxEvent.resource.in_(still_cancelled),
             )
         ).all()
         total = 0

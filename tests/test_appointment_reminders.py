@@ -200,3 +200,18 @@ def test_an_erased_persons_scheduled_reminder_is_canceled_and_deleted_at_twilio(
     sid = f"{scheduled['sid']}.json"
     assert paths.index(("POST", sid)) < paths.index(("DELETE", sid))  # canceled, then deleted
     assert all(remote is None for _, remote, _ in reminder_rows(appointment_id))
+
+
+def test_a_late_cancellation_of_an_appointment_booked_again_leaves_its_waiting_reminder_alone(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    user_id = add_person(phone="(415) 555-0118", timezone=AFTERNOON, reminder_channel="voice")
+    appointment_id = add_appointment(user_id, whole(datetime.now(UTC) + timedelta(days=3)))
+    booked = add_event("appointment.scheduled", user_id, appointment_id)
+    appointment_scheduled(event_ids=[booked])
+
+    # The host cancelled, then booked it again; the cancellation's event is carried only now.
+    appointment_cancelled(event_ids=[add_event("appointment.cancelled", user_id, appointment_id)])
+
+    assert delivery(booked).status == "deferred"
+    assert sandbox.objects("twilio", "calls") == []

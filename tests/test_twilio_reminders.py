@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+from twilio.request_validator import RequestValidator
 
 from connectors.base import Outcome, Record
 from connectors.twilio.connector import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, TwilioConnector
@@ -160,3 +161,31 @@ def test_a_lost_answer_for_a_reminder_is_found_by_reconcile_and_not_sent_twice(
     found = twilio.reconcile("reminders", [records[0]], since)
     assert found == {"appointment:1": Outcome("appointment:1", SyncStatus.CREATED, remote_id=stored["sid"])}
     assert twilio.reconcile("reminders", [records[0]], datetime.now(UTC) + timedelta(minutes=5)) == {}
+
+
+def test_the_stand_in_posts_a_status_callback_signed_as_the_twilio_sdk_validates_it(
+    sandbox: Any, sandbox_url: str, endpoint: Any
+) -> None:
+    callback = f"{endpoint.url}/webhooks/twilio?event_id=evt-9&record_key=appointment%3A9"
+    endpoint.answer("POST", "/webhooks/twilio", 200, {"received": 1})
+    created = post_message(sandbox_url, From="+15005550006", StatusCallback=callback).json()
+
+    answer = requests.post(
+        f"{sandbox_url}/twilio/_sandbox/status",
+        json={"sid": created["sid"], "status": "undelivered", "error_code": "30003"},
+        auth=(SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN),
+        timeout=10,
+    ).json()
+
+    assert answer["answered"] == 200
+    [posted] = endpoint.take()
+    form = dict(posted.form)
+    assert form["MessageSid"] == created["sid"] and form["MessageStatus"] == "undelivered"
+    assert form["ErrorCode"] == "30003" and dict(posted.query) == {
+        "event_id": "evt-9",
+        "record_key": "appointment:9",
+    }
+    validator = RequestValidator(SANDBOX_AUTH_TOKEN)
+    assert validator.validate(callback, form, posted.headers["x-twilio-signature"])
+    [stored] = [m for m in sandbox.objects("twilio", "messages") if m["sid"] == created["sid"]]
+    assert (stored["status"], stored["error_code"]) == ("undelivered", 30003)
