@@ -33,6 +33,7 @@ from sqlalchemy import (
 
 from ennu.db import get_engine, migrate
 from ennu.models import (
+    Appointment,
     Assessment,
     AssessmentScore,
     Biomarker,
@@ -203,6 +204,7 @@ CLEARED_TABLES: tuple[Table, ...] = (
     *HOST_TABLES,
     cast(Table, Subscription.__table__),
     cast(Table, Payment.__table__),
+    cast(Table, Appointment.__table__),
 )
 
 # --------------------------------------------------------------------------- private generation tables

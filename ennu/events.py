@@ -15,7 +15,8 @@ class EventType:
 
     name: str  # e.g. "assessment.completed"
     flow_name: str  # e.g. "assessment-completed"
-    resource_kind: str | None  # what `resource` points at: "assessment", "biomarker", "health_goal"
+    # what `resource` points at: "assessment", "biomarker", "health_goal", "appointment"
+    resource_kind: str | None
     # "host": sent by the host app to POST /events; "hub": raised by the hub itself (from a vendor webhook)
     origin: str = "host"
 
@@ -36,6 +37,9 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("user.deletion_requested", "erase-user", None),
         # The host changed users.marketing_consent / communication_consent (flows/consent_changed.py).
         EventType("user.consent_changed", "consent-changed", None),
+        # The host booked (or moved) an appointment, or cancelled it: its reminder is scheduled or withdrawn.
+        EventType("appointment.scheduled", "appointment-scheduled", "appointment"),
+        EventType("appointment.cancelled", "appointment-cancelled", "appointment"),
         EventType("subscription.changed", "subscription-changed", "subscription", origin="hub"),
         EventType("payment.changed", "payment-changed", "payment", origin="hub"),
     )

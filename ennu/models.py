@@ -94,6 +94,8 @@ class User(Base):
     mrn: Mapped[str | None] = mapped_column(String(64), index=True)
     # The clinic (or household) the person belongs to, if any: the CRMs link their contact to its account.
     clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id", ondelete="SET NULL"), index=True)
+    # How the person wants appointment reminders: "sms" (a scheduled message) or "voice" (a call).
+    reminder_channel: Mapped[str] = mapped_column(String(10), default="sms", server_default="sms")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
@@ -223,6 +225,20 @@ class Payment(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Appointment(Base):
+    """A person's appointment at the clinic: when, what kind, whether it stands. No clinical detail."""
+
+    __tablename__ = "appointments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    # What it is for the calendar ("consultation", "follow_up", "lab_visit"); never a diagnosis.
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)  # or "cancelled"
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+
 class Consent(Base):
     """A person's explicit grant or refusal for one integration; overrides the user's category flags."""
 
@@ -310,6 +326,11 @@ class Delivery(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column()
+    # What the vendor reported later about what it accepted (Twilio's status callbacks: `delivered`,
+    # `undelivered`, `failed`, ...) and its error code; applied in order, never regressing.
+    vendor_status: Mapped[str | None] = mapped_column(String(20))
+    vendor_error: Mapped[str | None] = mapped_column(String(20))
+    vendor_status_at: Mapped[datetime | None] = mapped_column()
 
 
 class ErasedPerson(Base):

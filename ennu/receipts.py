@@ -47,6 +47,14 @@ DEFAULT_REPLAY_WINDOW_DAYS = 400
 
 # What the handlers act on (flows/webhook_received.py); everything else a vendor sends is dropped at intake.
 TWILIO_STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
+# A Twilio status callback's ids from its URL's query (the intake adds them under this prefix: no Twilio
+# parameter starts with it) and the fields the status handler reads (tasks/twilio_statuses.py).
+CALLBACK_IDS = ("event_id", "record_key")
+CALLBACK_ID_PREFIX = "hub."
+TWILIO_STATUS_FIELDS = (
+    "MessageSid", "MessageStatus", "CallSid", "CallStatus", "ErrorCode",
+    *(f"{CALLBACK_ID_PREFIX}{k}" for k in CALLBACK_IDS),
+)  # fmt: skip
 MAILCHIMP_UNSUBSCRIBES = frozenset({"unsubscribe", "cleaned"})
 MANDRILL_UNSUBSCRIBES = frozenset({"unsub"})
 # A Stripe event as its handlers read it (flows/stripe_webhooks.py): scalars only, never an expanded object,
@@ -83,10 +91,12 @@ STRIPE_FIELDS: dict[str, Any] = {
 
 @dataclass
 class Handled:
-    """What a receipt led to (a short label, no personal data) and the hub events to raise after commit."""
+    """What a receipt led to (a short label, no personal data), the hub events to raise after commit, and
+    operator alerts to send after commit: (kind, subject, detail) as `ops-alert` takes them."""
 
     result: str
     events: list[HubEvent] = field(default_factory=list)
+    alerts: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def replay_window_days(integration: str) -> int:
@@ -127,6 +137,9 @@ def _mandrill(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _twilio(fields: dict[str, Any]) -> dict[str, Any]:
+    # A status callback keeps its status, its code and which delivery it is about (ids, no number).
+    if fields.get("MessageStatus") or fields.get("CallStatus"):
+        return {k: str(fields[k]) for k in TWILIO_STATUS_FIELDS if fields.get(k)}
     # An inbound SMS may say anything (health included): only an opt-out keyword and its sender are kept.
     body = str(fields.get("Body", "")).strip().lower()
     return {"Body": body, "From": str(fields.get("From", ""))} if body in TWILIO_STOP_WORDS else {}

@@ -18,7 +18,16 @@ from ennu.audit import audited_run, describe
 from ennu.db import session_scope
 from ennu.erasure import not_erased
 from ennu.events import EVENT_TYPES
-from ennu.models import Assessment, Biomarker, EventStatus, HealthGoal, OutboxEvent, User, table_of
+from ennu.models import (
+    Appointment,
+    Assessment,
+    Biomarker,
+    EventStatus,
+    HealthGoal,
+    OutboxEvent,
+    User,
+    table_of,
+)
 from ennu.settings import get_settings
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
 from mappings.routing import routing_table
@@ -47,6 +56,10 @@ def resources(event_type: str, user_ids: list[int] | None) -> tuple[Any, Any]:
         key, person = Assessment.id, Assessment.user_id
     elif kind == "biomarker":
         query, key, person = select(Biomarker.user_id, Biomarker.id), Biomarker.id, Biomarker.user_id
+    elif kind == "appointment":
+        status = "cancelled" if event_type == "appointment.cancelled" else "scheduled"
+        query = select(Appointment.user_id, Appointment.id).where(Appointment.status == status)
+        key, person = Appointment.id, Appointment.user_id
     else:
         status = "completed" if event_type == "health_goal.completed" else "active"
         query = select(HealthGoal.user_id, HealthGoal.id).where(HealthGoal.status == status)

@@ -35,7 +35,14 @@ from tasks.status import NO_PROVIDER_CHANNEL
 logger = logging.getLogger(__name__)
 FLOW_RUN_PREFIX = "prefect.flow-run."
 INTEGRATION_PREFIX = "ennu.integration."
-KINDS = ("flow-run-failed", "circuit-opened", "no-provider-channel", "error-rate", "backlog")
+KINDS = (
+    "flow-run-failed",
+    "circuit-opened",
+    "no-provider-channel",
+    "error-rate",
+    "backlog",
+    "sms-undelivered",
+)
 
 
 def not_delivered_by(flow_run_id: UUID) -> str:
@@ -94,6 +101,8 @@ def compose(kind: str, subject: str, detail: str) -> tuple[str, str]:
             "mappings/routing.yaml, so no care team is told about critical results. Enable one."
         )
         return f"ENNU: {NO_PROVIDER_CHANNEL}", text
+    if kind == "sms-undelivered":
+        return f"ENNU: {integration} message not delivered", f"{integration}: {detail}. Call the person."
     raise ValueError(f"unknown alert kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -127,7 +136,8 @@ def ops_alert(kind: str, subject: str, detail: str = "") -> dict[str, str]:
         kind: "flow-run-failed" (subject: the flow run's resource id), "circuit-opened" (subject:
             `ennu.integration.<name>`, detail: the failure's code), "error-rate" and "backlog" (subject:
             `ennu.integration.<name>`, detail: the figures against the threshold) or "no-provider-channel"
-            (subject: `ennu.integration.epic_fhir`, detail: a count such as "2 critical results").
+            (subject: `ennu.integration.epic_fhir`, detail: a count such as "2 critical results") or
+            "sms-undelivered" (subject: `ennu.integration.twilio`, detail: which message and Twilio's code).
     """
     logger = get_run_logger()
     title, text = compose(kind, subject, detail)

@@ -6,6 +6,8 @@ from typing import Any
 
 from prefect import Flow
 
+from flows.appointment_cancelled import appointment_cancelled
+from flows.appointment_scheduled import appointment_scheduled
 from flows.assessment_completed import assessment_completed
 from flows.biomarker_updated import biomarker_updated
 from flows.consent_changed import consent_changed
@@ -28,4 +30,6 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "user.consent_changed": consent_changed,
     "subscription.changed": subscription_changed,
     "payment.changed": payment_changed,
+    "appointment.scheduled": appointment_scheduled,
+    "appointment.cancelled": appointment_cancelled,
 }

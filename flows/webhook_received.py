@@ -1,6 +1,7 @@
 """`webhook-received`: act on stored vendor webhooks after answering them.
 
-Mailchimp and Mailchimp transactional unsubscribes and Twilio STOP replies withdraw consent; Stripe events
+Mailchimp and Mailchimp transactional unsubscribes and Twilio STOP replies withdraw consent; Twilio status
+callbacks move the delivery they are about (tasks/twilio_webhooks.py); Stripe events
 (flows/stripe_webhooks.py) update the host's subscriptions and payments and raise `subscription.changed` /
 `payment.changed` events whose flows carry them to the CRMs. Each handler reads only the fields
 ennu.receipts.kept_payload keeps.
@@ -12,15 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from ennu import deliveries, receipts
 from ennu.db import session_scope
 from ennu.models import User, WebhookReceipt, utcnow
 from ennu.receipts import Handled
+from flows.ops_alert import ops_alert
 from flows.stripe_webhooks import stripe_event
 from tasks.ingest import ingest
+from tasks.twilio_webhooks import twilio_webhook
 
 
 def _withdraw_marketing(session: Session, email: str) -> Handled:
@@ -46,26 +49,10 @@ def mandrill_unsubscribe(session: Session, payload: dict[str, Any]) -> Handled:
     return _withdraw_marketing(session, str((payload.get("msg") or {}).get("email", "")))
 
 
-def twilio_stop(session: Session, payload: dict[str, Any]) -> Handled:
-    if str(payload.get("Body", "")).strip().lower() not in receipts.TWILIO_STOP_WORDS:
-        return Handled("ignored")
-    digits = "".join(ch for ch in str(payload.get("From", "")) if ch.isdigit())[-10:]
-    if len(digits) < 10:
-        return Handled("no such person")
-    people = [
-        u
-        for u in session.execute(select(User).where(User.phone.is_not(None))).scalars()
-        if "".join(ch for ch in u.phone or "" if ch.isdigit())[-10:] == digits
-    ]
-    for person in people:
-        person.communication_consent = False
-    return Handled("consent withdrawn" if people else "no such person")
-
-
 HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Handled]] = {
     "mailchimp": mailchimp_unsubscribe,
     "mailchimp-transactional": mandrill_unsubscribe,
-    "twilio": twilio_stop,
+    "twilio": twilio_webhook,
     "stripe": stripe_event,
 }
 
@@ -109,5 +96,7 @@ def webhook_received(receipt_ids: list[int]) -> dict[str, int]:
         # After the commit: the outbox row is the durable record; the workers deliver it.
         for event in handled.events:
             ingest(event)
+        for kind, subject, detail in handled.alerts:
+            ops_alert(kind=kind, subject=subject, detail=detail)
     logger.info("webhook receipts processed: %s", outcomes)
     return outcomes

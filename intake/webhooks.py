@@ -19,6 +19,7 @@ from prefect.events import emit_event
 from pydantic import BaseModel
 
 from ennu import receipts
+from ennu.receipts import CALLBACK_ID_PREFIX, CALLBACK_IDS
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
 from intake.errors import error_responses
@@ -190,7 +191,10 @@ async def twilio(request: Request, body: bytes) -> list[Delivery]:
     kind = (
         fields.get("MessageStatus") or fields.get("CallStatus") or ("inbound" if fields.get("Body") else "")
     )
-    return [Delivery(f"{sid}:{kind}", kind, fields)]
+    # A status callback's URL carries the delivery's own ids (connectors/twilio: StatusCallback), signed
+    # with the rest: they say which delivery the status is about, even for a send whose SID was lost.
+    ids = {f"{CALLBACK_ID_PREFIX}{k}": v for k, v in request.query_params.items() if k in CALLBACK_IDS}
+    return [Delivery(f"{sid}:{kind}", kind, {**fields, **ids})]
 
 
 VERIFIERS = {

@@ -33,10 +33,13 @@ SOURCE_KINDS = (
     "health_goal",
     "subscription",
     "payment",
+    "appointment",
 )
 # what one destination record is; `event`: each event its own record (`event:<id>`), for destinations that
 # count events (GA4, Zapier triggers), where two logins of one person in a batch are two records, not one
-RecordKind = Literal["user", "assessment", "biomarker", "health_goal", "subscription", "payment", "event"]
+RecordKind = Literal[
+    "user", "assessment", "biomarker", "health_goal", "subscription", "payment", "appointment", "event"
+]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)
 # the kinds whose columns have one more level: assessment.scores.<category>
 NESTED_SOURCES = {"assessment": ("scores",)}

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import math
 import os
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from xml.etree import ElementTree
 
+import requests
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState, VendorState
@@ -46,6 +51,18 @@ PAGING = ("PageSize", "Page", "PageToken")
 MESSAGE_IN_PROGRESS = frozenset({"accepted", "scheduled", "queued", "sending"})
 CALL_IN_PROGRESS = frozenset({"queued", "ringing", "in-progress"})
 CANCELABLE_CALLS = frozenset({"queued", "ringing"})
+# Message Scheduling: SendAt 900 s to 35 days ahead, `YYYY-MM-DDTHH:MM:SSZ` (Twilio's 35114; some newer pages
+# say 300 s), through a Messaging Service only (35118); SendAt missing with ScheduleType=fixed is 35111.
+SCHEDULE_AT_LEAST = timedelta(seconds=900)
+SCHEDULE_AT_MOST = timedelta(seconds=3_024_000)
+SEND_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+# The statuses a test may have the stand-in report through a message's or call's StatusCallback.
+MESSAGE_STATUSES = frozenset(
+    {"queued", "sending", "sent", "delivered", "undelivered", "failed", "read", "canceled"}
+)
+CALL_STATUSES = frozenset(
+    {"initiated", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"}
+)
 GENERIC_MESSAGES = {
     400: "Bad request",
     403: "Forbidden",
@@ -144,6 +161,36 @@ def passes_filters(message: dict[str, Any], query: dict[str, str], days: dict[st
     return (on is None or day == on) and (until is None or day <= until) and (since is None or day >= since)
 
 
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """X-Twilio-Signature: base64(HMAC-SHA1(token, URL + each parameter's name and value, sorted by name))."""
+    text = url + "".join(f"{name}{params[name]}" for name in sorted(params))
+    return base64.b64encode(hmac.new(auth_token.encode(), text.encode(), hashlib.sha1).digest()).decode()
+
+
+def schedule_problem(form: dict[str, str], service: str | None, now: datetime) -> JSONResponse | None:
+    """Twilio's refusals of a scheduled message (ScheduleType=fixed)."""
+    send_at = form.get("SendAt")
+    if not send_at:
+        return twilio_error(400, 35111, "SendAt timestamp is missing")
+    if not service:
+        return twilio_error(400, 35118, "MessagingServiceSid is required to schedule a message")
+    if not SEND_AT.match(send_at):
+        return twilio_error(400, 35114, "Scheduling does not support this timestamp")
+    ahead = datetime.fromisoformat(send_at.replace("Z", "+00:00")) - now
+    if not SCHEDULE_AT_LEAST <= ahead <= SCHEDULE_AT_MOST:
+        return twilio_error(400, 35114, "Scheduling does not support this timestamp")
+    return None
+
+
+class StatusReport(BaseModel):
+    """`POST /twilio/_sandbox/status`: report a status of a message or call through its StatusCallback."""
+
+    sid: str
+    status: str
+    error_code: str | None = None
+    post: bool = True  # False: only build the signed callback and answer it (the test delivers it)
+
+
 def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
     account_sid = str(getattr(config, "twilio_account_sid", SANDBOX_ACCOUNT_SID))
     auth_token = str(getattr(config, "twilio_auth_token", SANDBOX_AUTH_TOKEN))
@@ -230,8 +277,12 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         if problem is not None:
             return problem
         scheduled = form.get("ScheduleType") == "fixed"
-        if scheduled and (not service or not form.get("SendAt")):
-            return twilio_error(400, 35111, "Scheduling requires a MessagingServiceSid and SendAt.")
+        if "ScheduleType" in form and not scheduled:
+            return twilio_error(400, 20001, "Invalid parameter: ScheduleType")
+        if scheduled:
+            problem = schedule_problem(form, service, datetime.now(UTC))
+            if problem is not None:
+                return problem
         message_sid = "SM" + uuid.uuid4().hex
         now = _now()
         answer = {
@@ -254,6 +305,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             # With a messaging service Twilio first accepts the message, then picks a sender and queues it.
             "status": "scheduled" if scheduled else "queued" if sender else "accepted",
             "to": to,
+            "send_at": form.get("SendAt") if scheduled else None,
             "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}.json",
             "subresource_uris": {
                 "media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}/Media.json"
@@ -461,6 +513,46 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         with state.lock:
             twilio().kind("calls")[call_sid] = call
         return JSONResponse(_public(call), status_code=201)
+
+    @router.post("/_sandbox/status")
+    async def report_status(report: StatusReport) -> Response:
+        """Move a message or call to `status` and report it the way Twilio does: a form POST to its
+        StatusCallback, signed with the account's auth token (answers the callback and the hub's answer)."""
+        kind = "messages" if report.sid.startswith(("SM", "MM")) else "calls"
+        known = MESSAGE_STATUSES if kind == "messages" else CALL_STATUSES
+        if report.status not in known:
+            return twilio_error(400, 20001, "Invalid parameter: status")
+        with state.lock:
+            resource = twilio().kind(kind).get(report.sid)
+            if resource is None:
+                return not_found(report.sid)
+            resource.update(status=report.status, date_updated=_now())
+            if report.error_code:
+                resource["error_code"] = int(report.error_code)
+            callback = resource["received_form"].get("StatusCallback")
+            params = {
+                "AccountSid": account_sid,
+                "ApiVersion": API_VERSION,
+                "From": str(resource.get("from") or ""),
+                "To": str(resource["to"]),
+            }
+        if kind == "messages":
+            params.update(MessageSid=report.sid, MessageStatus=report.status, SmsSid=report.sid)
+            params["SmsStatus"] = report.status
+        else:
+            params.update(CallSid=report.sid, CallStatus=report.status, Direction="outbound-api")
+        if report.error_code:
+            params["ErrorCode"] = report.error_code
+        if not callback:
+            return JSONResponse({"callback": None, "params": params})
+        signature = twilio_signature(auth_token, callback, params)
+        answer: dict[str, Any] = {"callback": callback, "params": params, "signature": signature}
+        if report.post:
+            response = await run_in_threadpool(
+                requests.post, callback, data=params, headers={"X-Twilio-Signature": signature}, timeout=10
+            )
+            answer["answered"] = response.status_code
+        return JSONResponse(answer)
 
     return router
 

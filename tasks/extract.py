@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import (
+    Appointment,
     Assessment,
     AssessmentScore,
     Base,
@@ -35,6 +36,7 @@ RESOURCE_MODELS: dict[str, type[Base]] = {
     "health_goal": HealthGoal,
     "subscription": Subscription,
     "payment": Payment,
+    "appointment": Appointment,
 }
 
 

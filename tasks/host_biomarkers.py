@@ -13,6 +13,7 @@ from sqlalchemy import select
 from connectors.base import Connector, Record
 from connectors.epic_fhir import EpicFhirConnector
 from connectors.mailchimp import MailchimpConnector
+from connectors.twilio import TwilioConnector
 from ennu.db import session_scope
 from ennu.models import Biomarker, User
 from ennu.settings import Settings
@@ -28,13 +29,18 @@ CONNECTOR = "epic_fhir"
 def provide_host_data(connector: Connector, settings: Settings) -> None:
     """Hand a connector the reader of the host's data it needs, if it needs one: the Epic connector pairs
     blood-pressure halves with the partners the host recorded (`HostBiomarkers`), the Mailchimp connector
-    derives tags from the people's goals and assessments (`tasks.host_tags.HostTagFacts`). The pipeline
+    derives tags from the people's goals and assessments (`tasks.host_tags.HostTagFacts`), the Twilio
+    connector cancels the reminder it scheduled for an appointment (`tasks.reminders`). The pipeline
     calls this for each connector it builds (`tasks.push.connector_for`); a connector never imports this
     layer."""
     if isinstance(connector, EpicFhirConnector) and connector.partners is None:
         connector.partners = HostBiomarkers(settings.mappings_dir)
     if isinstance(connector, MailchimpConnector) and connector.facts is None:
         connector.facts = HostTagFacts()
+    if isinstance(connector, TwilioConnector) and connector.scheduled_reminders is None:
+        from tasks.reminders import scheduled_reminders  # the sync log's SIDs of reminders Twilio holds
+
+        connector.scheduled_reminders = scheduled_reminders
 
 
 class HostBiomarkers:

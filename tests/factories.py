@@ -8,7 +8,16 @@ from zoneinfo import ZoneInfo
 
 from ennu.db import session_scope
 from ennu.events import HostEvent
-from ennu.models import Assessment, AssessmentScore, Biomarker, Clinic, Consent, HealthGoal, User
+from ennu.models import (
+    Appointment,
+    Assessment,
+    AssessmentScore,
+    Biomarker,
+    Clinic,
+    Consent,
+    HealthGoal,
+    User,
+)
 from tasks.ingest import ingest
 
 _ids = itertools.count(1)
@@ -22,6 +31,8 @@ def add_person(
     communication: bool = True,
     first_name: str = "Ada",
     clinic_id: int | None = None,
+    timezone: str = "America/Chicago",
+    reminder_channel: str = "sms",
 ) -> int:
     n = next(_ids)
     with session_scope() as session:
@@ -32,7 +43,8 @@ def add_person(
             phone=phone,
             date_of_birth=date(1980, 1, 1 + n % 28),
             sex="female",
-            timezone="America/Chicago",
+            timezone=timezone,
+            reminder_channel=reminder_channel,
             marketing_consent=marketing,
             communication_consent=communication,
             clinic_id=clinic_id,
@@ -123,6 +135,16 @@ def add_goal(user_id: int, *, kind: str = "lose_weight", status: str = "active")
         session.add(goal)
         session.flush()
         return goal.id
+
+
+def add_appointment(
+    user_id: int, starts_at: datetime, *, kind: str = "consultation", status: str = "scheduled"
+) -> int:
+    with session_scope() as session:
+        appointment = Appointment(user_id=user_id, starts_at=starts_at, kind=kind, status=status)
+        session.add(appointment)
+        session.flush()
+        return appointment.id
 
 
 def add_event(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -334,3 +334,94 @@ def test_twilio_reconcile_lists_messages_as_the_sdk_does(
     [theirs] = endpoint.take()
     assert_same_request(ours, theirs, "authorization")
     assert ours.method == "GET" and dict(ours.query)["DateSent>"] == "2026-07-01T00:00:00Z"
+
+
+# ------------------------------------------------------------------------- Twilio appointment reminders
+
+SERVICE_SID = "MG" + "c" * 32
+REMINDER_TEXT = "ENNU: a reminder of your appointment on {time}. Reply STOP to opt out."
+SPOKEN_TEXT = "Hello, this is ENNU with a reminder of your appointment on {time}. Goodbye."
+
+
+def reminder(
+    appointment: int, starts_at: datetime, *, channel: str = "sms", status: str = "scheduled"
+) -> Record:
+    fields = {
+        "To": "+14155550104",
+        "Body": REMINDER_TEXT,
+        "Say": SPOKEN_TEXT,
+        "appointment": appointment,
+        "starts_at": starts_at,
+        "status": status,
+        "channel": channel,
+        "timezone": "America/New_York",
+    }
+    return Record(f"appointment:{appointment}", f"evt-a{appointment}", 8, fields)
+
+
+def test_twilio_scheduled_reminder_matches_the_sdk(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    connector.reminder_service_sid = SERVICE_SID
+    endpoint.answer("POST", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", 201, TWILIO_MESSAGE)
+    starts_at = NOON_IN_NEW_YORK + timedelta(days=3)
+
+    [outcome] = connector.push("reminders", "appointment", [reminder(1, starts_at)])
+    assert outcome.status == SyncStatus.CREATED and outcome.remote_id == TWILIO_MESSAGE["sid"]
+    [ours] = endpoint.take()
+
+    form = dict(ours.form)
+    assert (
+        form["Body"] == "ENNU: a reminder of your appointment on Sat 04 Jul at 12:00. Reply STOP to opt out."
+    )
+    sdk.messages.create(
+        to="+14155550104",
+        messaging_service_sid=SERVICE_SID,
+        body=form["Body"],
+        schedule_type="fixed",
+        send_at=starts_at - timedelta(days=1),  # the SDK writes it as ISO 8601 in UTC
+        status_callback=form["StatusCallback"],
+    )
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, *TWILIO_HEADERS)
+    assert form["SendAt"] == "2026-07-03T16:00:00Z"
+
+
+def test_twilio_reminder_cancel_matches_the_sdk(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    sid = TWILIO_MESSAGE["sid"]
+    connector.scheduled_reminders = lambda keys: {key: sid for key in keys}
+    path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"
+    endpoint.answer("POST", path, 200, {**TWILIO_MESSAGE, "status": "canceled"})
+    cancelled = reminder(2, NOON_IN_NEW_YORK + timedelta(days=3), status="cancelled")
+
+    assert connector.push("reminders", "appointment", [cancelled])[0].status == SyncStatus.UPDATED
+    [ours] = endpoint.take()
+
+    sdk.messages(sid).update(status="canceled")
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, *TWILIO_HEADERS)
+
+
+def test_twilio_voice_reminder_call_matches_the_sdk(
+    endpoint: CapturingEndpoint, twilio_pair: tuple[TwilioConnector, TwilioClient]
+) -> None:
+    connector, sdk = twilio_pair
+    endpoint.answer("POST", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json", 201, TWILIO_CALL)
+    due = reminder(3, NOON_IN_NEW_YORK + timedelta(hours=5), channel="voice")  # its reminder time has passed
+
+    assert connector.push("reminders", "appointment", [due])[0].remote_id == TWILIO_CALL["sid"]
+    [ours] = endpoint.take()
+
+    spoken = "Hello, this is ENNU with a reminder of your appointment on Wed 01 Jul at 17:00. Goodbye."
+    sdk.calls.create(
+        to="+14155550104",
+        from_=FROM_NUMBER,
+        twiml=spoken_twiml(spoken),
+        status_callback=dict(ours.form)["StatusCallback"],
+    )
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs, *TWILIO_HEADERS)

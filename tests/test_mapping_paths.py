@@ -13,7 +13,7 @@ from ennu.models import Biomarker
 from mappings import apply_mapping, load_all_mappings
 from mappings.frame import PER_VALUE_ROWS
 from tasks.extract import extract_records
-from tests.factories import add_assessment, add_event, add_goal, add_person
+from tests.factories import add_appointment, add_assessment, add_event, add_goal, add_person
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 PEOPLE = PER_VALUE_ROWS + 4  # the whole batch goes the vectorised way, each row alone the per-value way
@@ -49,6 +49,9 @@ def _events(event_type: str) -> list[str]:
             resource = add_goal(user, status="completed" if event_type.endswith("completed") else "active")
         elif event_type == "biomarker.updated":
             resource = _biomarker(user, n)
+        elif event_type.startswith("appointment."):
+            status = "cancelled" if event_type.endswith("cancelled") else "scheduled"
+            resource = add_appointment(user, datetime(2026, 12, 3, 15, n, tzinfo=UTC), status=status)
         ids.append(add_event(event_type, user, resource, event_id=f"paths-{event_type}-{n}"))
     return ids
 

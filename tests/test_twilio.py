@@ -419,7 +419,7 @@ def test_erase_deletes_the_persons_messages_and_calls_and_cancels_queued_ones_fi
             "MessagingServiceSid": "MG" + "0" * 32,
             "Body": BODY,
             "ScheduleType": "fixed",
-            "SendAt": "2030-01-01T10:00:00Z",
+            "SendAt": (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         auth=auth,
         timeout=10,
@@ -487,7 +487,7 @@ def test_only_a_token_or_an_api_key_secret_counts_as_credentials(monkeypatch: py
 def test_an_object_twilio_does_not_write_is_refused_before_any_request(
     twilio: TwilioConnector, sandbox: Any
 ) -> None:
-    with pytest.raises(UnsupportedObject, match="messages, calls"):
+    with pytest.raises(UnsupportedObject, match="messages, calls, reminders"):
         twilio.push("faxes", "To", [sms(1, "+14155550101")])
     assert sandbox.requests("twilio") == []
-    assert TwilioConnector.batch_sizes == {"messages": 20, "calls": 20}
+    assert TwilioConnector.batch_sizes == {"messages": 20, "calls": 20, "reminders": 20}

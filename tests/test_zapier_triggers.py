@@ -24,7 +24,7 @@ from flows.registry import EVENT_FLOWS
 from intake.zapier import router
 from mappings import load_all_mappings
 from mappings.routing import load_routing
-from tests.factories import add_assessment, add_event, add_goal, add_person
+from tests.factories import add_appointment, add_assessment, add_event, add_goal, add_person
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 ZAPIER_TOKEN = {"X-Zapier-Token": "zap-secret-token"}
@@ -139,6 +139,10 @@ def _completed_goal(user_id: int) -> int:
     return add_goal(user_id, kind="lower_cholesterol", status="completed")
 
 
+def _appointment(status: str) -> Callable[[int], int]:
+    return lambda user_id: add_appointment(user_id, datetime(2026, 12, 3, 15, 0, tzinfo=UTC), status=status)
+
+
 # event type -> (make the resource of a person, its part of the payload but the envelope)
 RESOURCES: dict[str, tuple[Callable[[int], int | None], dict[str, Any]]] = {
     "user.registered": (lambda _: None, {}),
@@ -153,6 +157,8 @@ RESOURCES: dict[str, tuple[Callable[[int], int | None], dict[str, Any]]] = {
         _completed_goal,
         {"health_goal": {"category": "clinical", "completed_on": "2026-11-02"}},
     ),
+    "appointment.scheduled": (_appointment("scheduled"), {"appointment": {"on": "2026-12-03"}}),
+    "appointment.cancelled": (_appointment("cancelled"), {"appointment": {"on": "2026-12-03"}}),
 }
 
 

@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
@@ -17,6 +15,16 @@ from connectors.base import AmbiguousSends, HttpConnector, ObjectSpec, Outcome, 
 from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.http import AmbiguousError, ConnectorError, VendorHttp
 from connectors.twilio.errors import TABLE
+from connectors.twilio.hours import DEFAULT_TIMEZONE, SEND_FROM_HOUR, SEND_UNTIL_HOUR, person_zone
+from connectors.twilio.reminders import (
+    REMINDER_LOCAL_FIELDS,
+    Step,
+    as_utc_time,
+    plan_reminder,
+    rendered,
+    send_at_text,
+    spoken_twiml,
+)
 from connectors.twilio.settings import CREDENTIALS, TwilioSettings
 from ennu.models import SyncStatus
 from ennu.settings import Settings
@@ -46,9 +54,10 @@ CALL_FIELDS = frozenset(
     }
 )  # fmt: skip
 BATCH_SIZE = 20  # about 20 s of sending at a long code's one message a second
-SEND_FROM_HOUR = 8
-SEND_UNTIL_HOUR = 21
-DEFAULT_TIMEZONE = "America/New_York"
+# Appointment reminders: what a mapping gives (the texts of both channels, the person's number) besides
+# the local fields the connector decides with (connectors/twilio/reminders.py).
+REMINDER_FIELDS = frozenset({"To", "Body", SPOKEN_FIELD})
+SANDBOX_MESSAGING_SERVICE_SID = "MG00000000000000000000000000000000"
 # Outcomes after which sending the whole batch again (the delivery engine's next offer) could send a
 # message twice.
 MAY_HAVE_SENT = frozenset({SyncStatus.CREATED, SyncStatus.UNKNOWN})
@@ -69,14 +78,6 @@ def e164_number(phone: str | None) -> str | None:
 
     value = e164_1(phone, E164Params()) if phone else None
     return str(value) if value else None
-
-
-def person_zone(timezone: str | None, default_timezone: str = DEFAULT_TIMEZONE) -> ZoneInfo:
-    """The person's IANA time zone, the default one when it is missing or unknown."""
-    try:
-        return ZoneInfo(timezone or default_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(default_timezone)
 
 
 def within_sending_hours(
@@ -105,11 +106,6 @@ def twilio_time(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def spoken_twiml(text: str) -> str:
-    """`<Response><Say>text</Say></Response>`, the text XML-escaped."""
-    return f"<Response><Say>{escape(text)}</Say></Response>"
-
-
 def with_query(url: str, extra: dict[str, str]) -> str:
     """The URL with `extra` added to its query string."""
     parts = urlsplit(url)
@@ -126,6 +122,14 @@ class TwilioConnector(HttpConnector):
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
         ObjectSpec("messages", BATCH_SIZE, upsert_keys=("To",), fields=MESSAGE_FIELDS | LOCAL_FIELDS),
         ObjectSpec("calls", BATCH_SIZE, upsert_keys=("To",), fields=CALL_FIELDS | LOCAL_FIELDS),
+        # One appointment's reminder, as the host holds the appointment now: scheduled, moved (the old one
+        # canceled, a new one scheduled) or withdrawn. Keyed by the appointment: one person may have several.
+        ObjectSpec(
+            "reminders",
+            BATCH_SIZE,
+            upsert_keys=("appointment",),
+            fields=REMINDER_FIELDS | REMINDER_LOCAL_FIELDS,
+        ),
     )
     settings_class = TwilioSettings
     table = TABLE
@@ -141,6 +145,8 @@ class TwilioConnector(HttpConnector):
         messaging_service_sid: str | None = None,
         status_callback_url: str | None = None,
         default_timezone: str = DEFAULT_TIMEZONE,
+        reminder_lead: timedelta = timedelta(hours=24),
+        reminder_service_sid: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(http)
@@ -149,7 +155,13 @@ class TwilioConnector(HttpConnector):
         self.messaging_service_sid = messaging_service_sid
         self.status_callback_url = status_callback_url
         self.default_timezone = default_timezone
+        self.reminder_lead = reminder_lead
+        # Scheduling needs a Messaging Service even where other messages come from a number.
+        self.reminder_service_sid = reminder_service_sid or messaging_service_sid
         self.clock = clock
+        # record key -> the SID of the reminder message Twilio holds for it (the sync log's), given by the
+        # pipeline (tasks/host_biomarkers.provide_host_data); unset: no earlier reminder is known.
+        self.scheduled_reminders: Callable[[Sequence[str]], dict[str, str]] | None = None
 
     @classmethod
     def has_credentials(cls) -> bool:
@@ -192,6 +204,9 @@ class TwilioConnector(HttpConnector):
             messaging_service_sid=own.messaging_service_sid,
             status_callback_url=own.status_callback_url,
             default_timezone=own.default_timezone,
+            reminder_lead=timedelta(hours=own.reminder_lead_hours),
+            reminder_service_sid=own.messaging_service_sid
+            or (SANDBOX_MESSAGING_SERVICE_SID if endpoint.sandbox else None),
         )
 
     @property
@@ -208,6 +223,8 @@ class TwilioConnector(HttpConnector):
         the delivery engine offers the whole batch again later.
         Quiet hours defer a record to 08:00 in the person's zone (`not_before`: no attempt spent).
         """
+        if object_name == "reminders":
+            return self.send_reminders(records)
         now = self.clock()
         outcomes: list[Outcome] = []
         trouble: str | None = None
@@ -255,9 +272,11 @@ class TwilioConnector(HttpConnector):
         first. A record not found has no entry (the caller sends it). Messages only: a call's TwiML is
         not listed back, so calls are not reconciled here.
         """
+        cutoff = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC) - CLOCK_SKEW
+        if object_name == "reminders":
+            return self.reconcile_reminders(records, cutoff)
         if object_name != "messages":
             raise NotImplementedError(f"twilio: {object_name} cannot be reconciled")
-        cutoff = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC) - CLOCK_SKEW
         wanted: dict[str, list[Record]] = {}
         for record in records:
             if record.fields.get("To") and record.fields.get("Body") is not None:
@@ -301,6 +320,143 @@ class TwilioConnector(HttpConnector):
             path, params = page.get("next_page_uri"), None  # the next page's URI carries the query
         return found[::-1]
 
+    def send_reminders(self, records: Sequence[Record]) -> list[Outcome]:
+        """Each appointment's reminder brought in line with the appointment (connectors/twilio/reminders.py).
+
+        A reminder Twilio holds for the record (its SID from `scheduled_reminders`) is canceled first when the
+        appointment was cancelled or changed (the pipeline sends a record only when its fields changed).
+        Trouble is handled as in `send`: a lost answer is UNKNOWN (reconciled), later trouble defers the rest.
+        """
+        now = self.clock()
+        keys = [r.record_key for r in records]
+        earlier = self.scheduled_reminders(keys) if self.scheduled_reminders is not None else {}
+        outcomes: list[Outcome] = []
+        trouble: str | None = None
+        for record in records:
+            if trouble is not None:
+                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error=trouble))
+                continue
+            step = plan_reminder(record.fields, now, self.reminder_lead, self.default_timezone)
+            try:
+                outcomes.append(self.carry_out(record, step, earlier.get(record.record_key)))
+            except AmbiguousError as lost:
+                outcomes.append(Outcome(record.record_key, SyncStatus.UNKNOWN, error=lost.reason))
+            except ConnectorError as failure:
+                if not any(o.status in MAY_HAVE_SENT for o in outcomes):
+                    raise
+                trouble = failure.reason
+                outcomes.append(Outcome(record.record_key, SyncStatus.DEFERRED, error=trouble))
+        return outcomes
+
+    def carry_out(self, record: Record, step: Step, earlier_sid: str | None) -> Outcome:
+        """One reminder's step: cancel what Twilio holds of an earlier one, then schedule, send or call."""
+        key = record.record_key
+        canceled = (
+            earlier_sid is not None and earlier_sid.startswith("SM") and self.cancel_message(earlier_sid)
+        )
+        if step.action == "withdraw":
+            if canceled:
+                return Outcome(key, SyncStatus.UPDATED)
+            return Outcome(key, SyncStatus.UNCHANGED, error="no reminder held at Twilio")
+        if step.action == "skip":
+            return Outcome(key, SyncStatus.SKIPPED, error=step.reason)
+        if step.action == "wait":
+            return Outcome(key, SyncStatus.DEFERRED, error=step.reason, not_before=step.not_before)
+        fields = record.fields
+        starts_at = as_utc_time(fields.get("starts_at"))
+        zone = fields.get("timezone")
+        form: dict[str, str] = {"To": str(fields.get("To") or "")}
+        if step.action == "call":
+            if not self.from_number:
+                return Outcome(key, SyncStatus.FAILED, error="no caller number configured")
+            spoken = rendered(str(fields.get(SPOKEN_FIELD) or ""), starts_at, zone, self.default_timezone)
+            form.update(From=self.from_number, Twiml=spoken_twiml(spoken))
+            resource = RESOURCES["calls"]
+        else:
+            form["Body"] = rendered(str(fields.get("Body") or ""), starts_at, zone, self.default_timezone)
+            if step.action == "schedule":
+                if not self.reminder_service_sid:
+                    return Outcome(key, SyncStatus.FAILED, error="no messaging service to schedule with")
+                assert step.send_at is not None
+                form.update(
+                    MessagingServiceSid=self.reminder_service_sid,
+                    ScheduleType="fixed",
+                    SendAt=send_at_text(step.send_at),
+                )
+            elif self.reminder_service_sid:
+                form["MessagingServiceSid"] = self.reminder_service_sid
+            elif self.from_number:
+                form["From"] = self.from_number
+            resource = RESOURCES["messages"]
+        form.update(self.callback(record))
+        response = self.http.request(
+            "POST", f"{self.account_path}/{resource}", data=form, allow_statuses=TABLE.expect("send")
+        )
+        return self.outcome(record, response)
+
+    def cancel_message(self, sid: str) -> bool:
+        """`Status=canceled` on a scheduled message: True when Twilio canceled it, False when it was past
+        canceling (30409: sent or canceled already) or gone (404)."""
+        response = self.http.request(
+            "POST",
+            f"{self.account_path}/Messages/{sid}.json",
+            data={"Status": "canceled"},
+            allow_statuses=TABLE.expect("cancel"),
+        )
+        return response.status_code < 400
+
+    def reconcile_reminders(self, records: Sequence[Record], cutoff: datetime) -> dict[str, Outcome]:
+        """The reminders Twilio already has since `cutoff`: a message to the record's `To` with its text
+        (scheduled or sent, not canceled), or for a voice reminder any outbound call to that number (TwiML
+        is not listed back; no other route calls). Cancellations have no entry: canceling again is harmless.
+        """
+        found: dict[str, Outcome] = {}
+        taken: set[str] = set()
+        for record in records:
+            fields = record.fields
+            to = str(fields.get("To") or "")
+            if not to or str(fields.get("status") or "") == "cancelled":
+                continue
+            if str(fields.get("channel") or "sms") == "voice":
+                candidates = [c for c in self.records_to("calls", to) if self.outbound_since(c, cutoff)]
+            else:
+                starts_at = as_utc_time(fields.get("starts_at"))
+                text = rendered(
+                    str(fields.get("Body") or ""), starts_at, fields.get("timezone"), self.default_timezone
+                )
+                candidates = [
+                    m
+                    for m in self.records_to("messages", to)
+                    if self.outbound_since(m, cutoff)
+                    and m.get("body") == text
+                    and m.get("status") != "canceled"
+                ]
+            match = next((c for c in candidates if str(c["sid"]) not in taken), None)
+            if match is not None:
+                taken.add(str(match["sid"]))
+                found[record.record_key] = Outcome(
+                    record.record_key, SyncStatus.CREATED, remote_id=str(match["sid"])
+                )
+        return found
+
+    @staticmethod
+    def outbound_since(listed: dict[str, Any], cutoff: datetime) -> bool:
+        created = twilio_time(listed.get("date_created"))
+        outbound = str(listed.get("direction", "")).startswith("outbound")
+        return outbound and created is not None and created >= cutoff
+
+    def callback(self, record: Record) -> dict[str, str]:
+        """`StatusCallback` with the delivery's ids in its query, when a callback URL is configured.
+
+        Twilio signs the full callback URL, query included: the delivery's ids come back with every status,
+        even for a send whose answer (and SID) was lost.
+        """
+        if not self.status_callback_url:
+            return {}
+        ids = {"event_id": record.event_id or "", "record_key": record.record_key}
+        extra = {k: v for k, v in record.delivery_ids.items() if k not in CALLBACK_IDS}
+        return {"StatusCallback": with_query(self.status_callback_url, {**ids, **extra})}
+
     def form(self, object_name: str, record: Record) -> dict[str, str] | None:
         """The request's form fields; None when a call has no caller number to come from."""
         form = {
@@ -319,12 +475,7 @@ class TwilioConnector(HttpConnector):
             form.setdefault("MessagingServiceSid", self.messaging_service_sid)
         elif self.from_number:
             form.setdefault("From", self.from_number)
-        if self.status_callback_url:
-            # Twilio signs the full callback URL, query included: the delivery's ids come back with every
-            # status, even for a send whose answer (and SID) was lost.
-            ids = {"event_id": record.event_id or "", "record_key": record.record_key}
-            extra = {k: v for k, v in record.delivery_ids.items() if k not in CALLBACK_IDS}
-            form["StatusCallback"] = with_query(self.status_callback_url, {**ids, **extra})
+        form.update(self.callback(record))
         return form
 
     @staticmethod

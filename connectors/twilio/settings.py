@@ -42,11 +42,22 @@ class TwilioSettings(VendorSettings):
         "unset with the sandbox: Twilio's test number +15005550006.",
     )
     messaging_service_sid: str | None = Field(
-        default=None, description="Messaging service (MG...) that sends the messages instead of a number."
+        default=None,
+        description="Messaging service (MG...) that sends the messages instead of a number, and schedules "
+        "appointment reminders (Twilio schedules through one only); unset with the sandbox: reminders use "
+        "its MG000... service, other messages the number.",
     )
     status_callback_url: str | None = Field(
         default=None,
         description="Where Twilio posts delivery statuses (the hub's /webhooks/twilio); unset: none asked.",
+    )
+    reminder_lead_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 35,
+        description="How long before an appointment its reminder goes (hours; a reminder due at night goes "
+        "at 20:00 the evening before). Messages are scheduled at Twilio (a messaging service is needed: "
+        "TWILIO_MESSAGING_SERVICE_SID), calls wait in the hub.",
     )
     default_timezone: str = Field(
         default="America/New_York",

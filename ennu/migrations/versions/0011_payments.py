@@ -1,7 +1,7 @@
 """payments (a person's Stripe payments: status, amount, currency, time) and subscriptions.trial_end
 
 Revision ID: 0011_payments
-Revises: 0009_clinics
+Revises: 0010_appointments
 Create Date: 2026-12-01 20:20:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_payments"
-down_revision = "0009_clinics"
+down_revision = "0010_appointments"
 branch_labels = None
 depends_on = None
 
