@@ -36,6 +36,8 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("user.deletion_requested", "erase-user", None),
         # The host changed users.marketing_consent / communication_consent (flows/consent_changed.py).
         EventType("user.consent_changed", "consent-changed", None),
+        # The host moved a person to another clinic (users.clinic_id): the CRMs re-link their contact.
+        EventType("user.clinic_changed", "user-clinic-changed", None),
         EventType("subscription.changed", "subscription-changed", "subscription", origin="hub"),
         EventType("payment.changed", "payment-changed", "payment", origin="hub"),
     )

@@ -14,6 +14,7 @@ from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
 from flows.payment_changed import payment_changed
 from flows.subscription_changed import subscription_changed
+from flows.user_clinic_changed import user_clinic_changed
 from flows.user_login import user_login
 from flows.user_registered import user_registered
 
@@ -28,4 +29,5 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "user.consent_changed": consent_changed,
     "subscription.changed": subscription_changed,
     "payment.changed": payment_changed,
+    "user.clinic_changed": user_clinic_changed,
 }
