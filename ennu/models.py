@@ -432,6 +432,21 @@ class ReceivedWebhookId(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InboundFieldVersion(Base):
+    """When the CRM value a host column last took from an integration changed there (the vendor's time).
+
+    An older change arriving later (a delayed webhook, a poll that read before a webhook's change) never
+    overwrites a newer one. Ids, a column name and a time only; erasure deletes the person's rows.
+    """
+
+    __tablename__ = "inbound_field_versions"
+
+    integration: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    column: Mapped[str] = mapped_column(String(60), primary_key=True)
+    changed_at: Mapped[datetime] = mapped_column()
+
+
 class IntegrationState(Base):
     """Circuit-breaker and health state of one integration, shared by every process."""
 

@@ -2,7 +2,8 @@
 
 Mailchimp and Mailchimp transactional unsubscribes and Twilio STOP replies withdraw consent; Stripe events
 (flows/stripe_webhooks.py) update the host's subscriptions and payments and raise `subscription.changed` /
-`payment.changed` events whose flows carry them to the CRMs. Each handler reads only the fields
+`payment.changed` events whose flows carry them to the CRMs; HubSpot property changes reach the host
+through the inbound mapping (flows/hubspot_changes.py). Each handler reads only the fields
 ennu.receipts.kept_payload keeps.
 """
 
@@ -19,6 +20,7 @@ from ennu import deliveries, receipts
 from ennu.db import session_scope
 from ennu.models import User, WebhookReceipt, utcnow
 from ennu.receipts import Handled
+from flows.hubspot_changes import hubspot_property_change
 from flows.stripe_webhooks import stripe_event
 from tasks.ingest import ingest
 
@@ -67,6 +69,7 @@ HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Handled]] = {
     "mailchimp-transactional": mandrill_unsubscribe,
     "twilio": twilio_stop,
     "stripe": stripe_event,
+    "hubspot": hubspot_property_change,
 }
 
 

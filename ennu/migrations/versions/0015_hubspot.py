@@ -1,0 +1,34 @@
+"""inbound_field_versions (the vendor time of each CRM-owned column's last applied change: webhooks and the
+poll never let an older change overwrite a newer one)
+
+Revision ID: 0015_hubspot
+Revises: 0009_clinics
+Create Date: 2026-12-01 20:30:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015_hubspot"
+# After the clinics (0009_clinics, main's head when this was written); re-chain at merge if needed.
+down_revision = "0009_clinics"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "inbound_field_versions",
+        sa.Column("integration", sa.String(length=40), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("column", sa.String(length=60), nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("integration", "user_id", "column"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("inbound_field_versions")
