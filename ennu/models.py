@@ -440,10 +440,13 @@ class InboundFieldVersion(Base):
     """
 
     __tablename__ = "inbound_field_versions"
+    # One primary-key column, as every table (ennu.crypto.rotate walks tables by it).
+    __table_args__ = (UniqueConstraint("integration", "user_id", "column"),)
 
-    integration: Mapped[str] = mapped_column(String(40), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    column: Mapped[str] = mapped_column(String(60), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    integration: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    column: Mapped[str] = mapped_column(String(60))
     changed_at: Mapped[datetime] = mapped_column()
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import task
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import MARKETING, ChangedRecord, Person
@@ -105,9 +105,15 @@ def apply_change(
                 )
             )
         elif known < changed_at:
-            row = session.get(InboundFieldVersion, (integration, user.id, column))
-            if row is not None:
-                row.changed_at = changed_at
+            session.execute(
+                update(InboundFieldVersion)
+                .where(
+                    InboundFieldVersion.integration == integration,
+                    InboundFieldVersion.user_id == user.id,
+                    InboundFieldVersion.column == column,
+                )
+                .values(changed_at=changed_at)
+            )
         versions[(user.id, column)] = max(changed_at, known or changed_at)
     diff = {column: value for column, value in current.items() if getattr(user, column) != value}
     for column, value in diff.items():
