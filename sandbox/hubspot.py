@@ -968,7 +968,9 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         with state.lock:
-            links = list(state.vendor("hubspot").kind("associations").values())
+            links = list(
+                state.vendor("hubspot").objects.get("associations", {}).values()
+            )  # a read adds no kind
             for item in inputs:
                 from_id = str(item.get("id", "")) if isinstance(item, dict) else ""
                 if not from_id:
@@ -1012,7 +1014,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             ):
                 return error(400, 'Invalid input: each input is {"from": {"id"}, "to": [{"id"}, ...]}.')
         with state.lock:
-            links = state.vendor("hubspot").kind("associations")
+            links = state.vendor("hubspot").objects.get("associations", {})
             for item in inputs:
                 from_id = str(item["from"]["id"])
                 for to_id in (str(x["id"]) for x in item["to"]):
