@@ -2,7 +2,7 @@
 poll never let an older change overwrite a newer one)
 
 Revision ID: 0015_hubspot
-Revises: 0009_clinics
+Revises: 0011_payments
 Create Date: 2026-12-01 20:30:00.000000
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_hubspot"
-# After the clinics (0009_clinics, main's head when this was written); re-chain at merge if needed.
-down_revision = "0009_clinics"
+# After the payments (0011_payments, main's head when rebased); re-chain at merge if needed.
+down_revision = "0011_payments"
 branch_labels = None
 depends_on = None
 
