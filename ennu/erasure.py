@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ennu.db import session_scope
 from ennu.models import (
     Delivery,
     ErasedPerson,
+    InboundFieldVersion,
     OutboxEvent,
     Payment,
     Subscription,
@@ -154,6 +155,8 @@ def scrub_person(user_id: int, email: str | None, phone: str | None) -> Scrubbed
             .execution_options(synchronize_session=False)
         )
         receipts = _scrub_receipts(session, needles)
+        # When a CRM last changed the person's columns: linked to them, of no use once they are erased.
+        session.execute(delete(InboundFieldVersion).where(InboundFieldVersion.user_id == user_id))
     return Scrubbed(
         int(getattr(log, "rowcount", 0) or 0), outbox, int(getattr(sent, "rowcount", 0) or 0), receipts
     )

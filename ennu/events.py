@@ -40,6 +40,8 @@ EVENT_TYPES: dict[str, EventType] = {
         # The host booked (or moved) an appointment, or cancelled it: its reminder is scheduled or withdrawn.
         EventType("appointment.scheduled", "appointment-scheduled", "appointment"),
         EventType("appointment.cancelled", "appointment-cancelled", "appointment"),
+        # The host moved a person to another clinic (users.clinic_id): the CRMs re-link their contact.
+        EventType("user.clinic_changed", "user-clinic-changed", None),
         EventType("subscription.changed", "subscription-changed", "subscription", origin="hub"),
         EventType("payment.changed", "payment-changed", "payment", origin="hub"),
     )

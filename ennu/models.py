@@ -453,6 +453,24 @@ class ReceivedWebhookId(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InboundFieldVersion(Base):
+    """When the CRM value a host column last took from an integration changed there (the vendor's time).
+
+    An older change arriving later (a delayed webhook, a poll that read before a webhook's change) never
+    overwrites a newer one. Ids, a column name and a time only; erasure deletes the person's rows.
+    """
+
+    __tablename__ = "inbound_field_versions"
+    # One primary-key column, as every table (ennu.crypto.rotate walks tables by it).
+    __table_args__ = (UniqueConstraint("integration", "user_id", "column"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    integration: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    column: Mapped[str] = mapped_column(String(60))
+    changed_at: Mapped[datetime] = mapped_column()
+
+
 class IntegrationState(Base):
     """Circuit-breaker and health state of one integration, shared by every process."""
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ennu.db import session_scope
 from ennu.deliveries import retry_delay
-from ennu.events import HubEvent
+from ennu.events import HostEvent
 from ennu.models import ReceivedWebhookId, WebhookReceipt, utcnow
 from ennu.pseudonyms import peppers, pseudonym
 from ennu.settings import get_settings
@@ -91,11 +91,12 @@ STRIPE_FIELDS: dict[str, Any] = {
 
 @dataclass
 class Handled:
-    """What a receipt led to (a short label, no personal data), the hub events to raise after commit, and
-    operator alerts to send after commit: (kind, subject, detail) as `ops-alert` takes them."""
+    """What a receipt led to (a short label, no personal data), the events to raise after commit (the hub's
+    own, `HubEvent`, or one it raises for the host: a consent withdrawn at a CRM), and operator alerts to
+    send after commit: (kind, subject, detail) as `ops-alert` takes them."""
 
     result: str
-    events: list[HubEvent] = field(default_factory=list)
+    events: list[HostEvent] = field(default_factory=list)
     alerts: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -119,6 +120,32 @@ def _pick(document: Any, fields: dict[str, Any]) -> dict[str, Any]:
             kept[name] = [_pick(item, inner) for item in value]
         elif isinstance(value, dict):
             kept[name] = _pick(value, inner)
+    return kept
+
+
+# The HubSpot properties the handler applies (flows/hubspot_changes.py), by subscription type: the sources of
+# the inbound half of the HubSpot mappings (a test keeps the two equal). Deals have no inbound half: their
+# changes are kept as their type only.
+HUBSPOT_APPLIED_PROPERTIES: dict[str, frozenset[str]] = {
+    "contact.propertyChange": frozenset({"lifecyclestage", "hubspot_owner_id", "hs_email_optout"}),
+    "deal.propertyChange": frozenset(),
+}
+HUBSPOT_EVENT_FIELDS = ("eventId", "subscriptionType", "objectId", "propertyName", "occurredAt")
+
+
+def _hubspot(event: dict[str, Any]) -> dict[str, Any]:
+    """A property change the handler applies: its ids, property, value and time; anything else its type."""
+    kind = event.get("subscriptionType")
+    applied = HUBSPOT_APPLIED_PROPERTIES.get(kind) if isinstance(kind, str) else None
+    if not applied or event.get("propertyName") not in applied:
+        return {"subscriptionType": kind} if isinstance(kind, str) else {}
+    kept = {
+        name: event[name]
+        for name in HUBSPOT_EVENT_FIELDS
+        if isinstance(event.get(name), str | int) and not isinstance(event.get(name), bool)
+    }
+    if isinstance(event.get("propertyValue"), str):
+        kept["propertyValue"] = event["propertyValue"]
     return kept
 
 
@@ -150,11 +177,12 @@ KEEPERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "mailchimp": _mailchimp,
     "mailchimp-transactional": _mandrill,
     "twilio": _twilio,
+    "hubspot": _hubspot,
 }
 
 
 def kept_payload(integration: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Only what this integration's handler reads; nothing for an integration without a handler (HubSpot)."""
+    """Only what this integration's handler reads; nothing for an integration without a handler."""
     keeper = KEEPERS.get(integration)
     return keeper(payload) if keeper is not None else {}
 

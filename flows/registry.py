@@ -16,6 +16,7 @@ from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
 from flows.payment_changed import payment_changed
 from flows.subscription_changed import subscription_changed
+from flows.user_clinic_changed import user_clinic_changed
 from flows.user_login import user_login
 from flows.user_registered import user_registered
 
@@ -32,4 +33,5 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "payment.changed": payment_changed,
     "appointment.scheduled": appointment_scheduled,
     "appointment.cancelled": appointment_cancelled,
+    "user.clinic_changed": user_clinic_changed,
 }

@@ -3,7 +3,8 @@
 Mailchimp and Mailchimp transactional unsubscribes and Twilio STOP replies withdraw consent; Twilio status
 callbacks move the delivery they are about (tasks/twilio_webhooks.py); Stripe events
 (flows/stripe_webhooks.py) update the host's subscriptions and payments and raise `subscription.changed` /
-`payment.changed` events whose flows carry them to the CRMs. Each handler reads only the fields
+`payment.changed` events whose flows carry them to the CRMs; HubSpot property changes reach the host
+through the inbound mapping (flows/hubspot_changes.py). Each handler reads only the fields
 ennu.receipts.kept_payload keeps.
 """
 
@@ -21,6 +22,7 @@ from ennu.db import session_scope
 from ennu.models import User, WebhookReceipt, utcnow
 from ennu.receipts import Handled
 from flows.ops_alert import ops_alert
+from flows.hubspot_changes import hubspot_property_change
 from flows.stripe_webhooks import stripe_event
 from tasks.ingest import ingest
 from tasks.twilio_webhooks import twilio_webhook
@@ -54,6 +56,7 @@ HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Handled]] = {
     "mailchimp-transactional": mandrill_unsubscribe,
     "twilio": twilio_webhook,
     "stripe": stripe_event,
+    "hubspot": hubspot_property_change,
 }
 
 

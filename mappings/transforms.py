@@ -58,7 +58,8 @@ class RoundParams(Params):
 
 
 class TemplateParams(Params):
-    template: str = Field(min_length=3, pattern=r"^[^{}]*\{\}[^{}]*$")  # one `{}`, where the value goes
+    # One `{}`, where the value goes; `{}` alone is the value as text (an id: 12.0 from a join is "12").
+    template: str = Field(min_length=2, pattern=r"^[^{}]*\{\}[^{}]*$")
 
 
 P = TypeVar("P", bound=Params | None)

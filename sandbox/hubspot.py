@@ -376,6 +376,7 @@ def invalid_input(store: VendorState, object_type: str, item: Any) -> dict[str, 
             return input_error("idProperty must be a unique-value property of contacts.", key)
     elif not unique_property(store, object_type, id_property):
         return input_error(f"idProperty {id_property} is not a unique-value property.", key)
+
     if object_type == "contacts" and id_property == "email":
         email = (item.get("properties") or {}).get("email", key)
         if not looks_like_email(key) or not looks_like_email(email):
@@ -636,6 +637,29 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
         errors: list[dict[str, Any]] = []
         with state.lock:
             store = state.vendor("hubspot")
+            # Companies have no default unique-value property (`domain` is not one): an upsert names one
+            # the portal must define, whatever the strictness switch says.
+            undefined = sorted(
+                {
+                    str(item.get("idProperty"))
+                    for item in inputs
+                    if object_type == "companies"
+                    and isinstance(item, dict)
+                    and item.get("idProperty")
+                    and str(item["idProperty"]) not in definitions(store, object_type)
+                }
+            )
+            if undefined:
+                return invalid_properties(
+                    [
+                        {
+                            "message": f'Property "{name}" does not exist',
+                            "code": "PROPERTY_DOESNT_EXIST",
+                            "context": {"propertyName": [name]},
+                        }
+                        for name in undefined
+                    ]
+                )
             # HubSpot validates property names for the whole batch before writing any of it.
             problems = [
                 p
@@ -902,10 +926,15 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             store = state.vendor("hubspot")
             links = store.kind("associations")
             for item in inputs:
-                from_id = (
-                    str(((item or {}).get("from") or {}).get("id", "")) if isinstance(item, dict) else ""
-                )
-                to_id = str(((item or {}).get("to") or {}).get("id", "")) if isinstance(item, dict) else ""
+                if not (
+                    isinstance(item, dict)
+                    and isinstance(item.get("from"), dict)
+                    and isinstance(item.get("to"), dict)
+                    and item["from"].get("id")
+                    and item["to"].get("id")
+                ):
+                    return error(400, 'Invalid input: each input is {"from": {"id"}, "to": {"id"}}.')
+                from_id, to_id = str(item["from"]["id"]), str(item["to"]["id"])
                 absent = [
                     (kind, object_id)
                     for kind, object_id in ((source, from_id), (target, to_id))
@@ -928,6 +957,70 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 spec = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}
                 results.append({"from": {"id": from_id}, "to": {"id": to_id}, "associationSpec": spec})
         return batch_answer(results, errors, started, ok_status=200)
+
+    @router.post("/crm/v4/associations/{from_type}/{to_type}/batch/read")
+    async def read_associations_batch(from_type: str, to_type: str, request: Request) -> Response:
+        """Each input's associated records of `to_type` (`{"inputs": [{"id": "..."}]}`); an object with
+        none is an error entry of a 207, as HubSpot answers."""
+        source, target = object_type_of(from_type), object_type_of(to_type)
+        _, inputs = await batch_inputs(request)
+        started = iso_now()
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        with state.lock:
+            links = list(
+                state.vendor("hubspot").objects.get("associations", {}).values()
+            )  # a read adds no kind
+            for item in inputs:
+                from_id = str(item.get("id", "")) if isinstance(item, dict) else ""
+                if not from_id:
+                    raise VendorError(error(400, "Invalid input: each input needs an id."))
+                found = [
+                    {
+                        "toObjectId": int(v["toObjectId"]),
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": v["associationTypeId"], "label": None}
+                        ],
+                    }
+                    for v in links
+                    if (v["fromObjectType"], v["fromObjectId"], v["toObjectType"])
+                    == (source, from_id, target)
+                ]
+                if found:
+                    results.append({"from": {"id": from_id}, "to": found})
+                else:
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "OBJECT_NOT_FOUND",
+                            "message": f"No {target[:-1]} is associated with {source[:-1]} {from_id}.",
+                            "context": {"fromObjectId": [from_id]},
+                        }
+                    )
+        return batch_answer(results, errors, started, ok_status=200)
+
+    @router.post("/crm/v4/associations/{from_type}/{to_type}/batch/archive")
+    async def archive_associations(from_type: str, to_type: str, request: Request) -> Response:
+        """Remove every association between each `from` and its `to` ids, both directions: 204."""
+        source, target = object_type_of(from_type), object_type_of(to_type)
+        _, inputs = await batch_inputs(request)
+        for item in inputs:
+            to = item.get("to") if isinstance(item, dict) else None
+            if (
+                not isinstance((item or {}).get("from"), dict)
+                or not item["from"].get("id")
+                or not isinstance(to, list)
+                or not all(isinstance(x, dict) and x.get("id") for x in to)
+            ):
+                return error(400, 'Invalid input: each input is {"from": {"id"}, "to": [{"id"}, ...]}.')
+        with state.lock:
+            links = state.vendor("hubspot").objects.get("associations", {})
+            for item in inputs:
+                from_id = str(item["from"]["id"])
+                for to_id in (str(x["id"]) for x in item["to"]):
+                    links.pop(f"{source}/{from_id}/{target}/{to_id}", None)
+                    links.pop(f"{target}/{to_id}/{source}/{from_id}", None)
+        return Response(status_code=204)
 
     @router.get("/crm/v4/objects/{from_type}/{object_id}/associations/{to_type}")
     async def read_associations(from_type: str, object_id: str, to_type: str) -> Response:

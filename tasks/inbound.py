@@ -2,22 +2,26 @@
 
 Only the columns the CRMs own and consent withdrawals are written (the inbound half of the mapping says
 which); each applied change is one `received` row in the sync log (ids only) so the data endpoint shows it.
+The poll and the CRMs' webhooks (flows/hubspot_changes.py) apply through `apply_change`: a column keeps the
+vendor time of its last applied change, and an older change never overwrites a newer one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prefect import task
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from connectors.base import MARKETING, ChangedRecord, Person
 from connectors.registry import CONNECTORS, build_connector
 from ennu.db import session_scope
 from ennu.erasure import erased_among
-from ennu.models import SyncLog, SyncStatus, User
+from ennu.models import InboundFieldVersion, SyncLog, SyncStatus, User, as_utc
 from ennu.settings import get_settings
 from ennu.vendor_schema import fingerprint
 from mappings.inbound import host_user_id, host_values
@@ -47,6 +51,88 @@ class InboundSummary:
         return row
 
 
+Versions = dict[tuple[int, str], datetime]  # (user id, column) -> vendor time of its last applied change
+
+
+def read_versions(session: Session, integration: str, user_ids: Iterable[int]) -> Versions:
+    """The stored versions of these users' columns from this integration."""
+    ids = sorted(set(user_ids))
+    found: Versions = {}
+    for start in range(0, len(ids), 1000):
+        rows = session.execute(
+            select(InboundFieldVersion).where(
+                InboundFieldVersion.integration == integration,
+                InboundFieldVersion.user_id.in_(ids[start : start + 1000]),
+            )
+        ).scalars()
+        for row in rows:
+            found[(row.user_id, row.column)] = as_utc(row.changed_at) or row.changed_at
+    return found
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """What one vendor change did to one user: the columns written, and those a newer change already set."""
+
+    diff: dict[str, Any]
+    stale: frozenset[str]
+
+
+def apply_change(
+    session: Session,
+    integration: str,
+    object_name: str,
+    user: User,
+    wanted: dict[str, Any],
+    changed_at: datetime,
+    remote_id: str | None,
+    versions: Versions,
+) -> AppliedChange:
+    """Write the wanted host values of one vendor record changed at `changed_at` (aware), column by column
+    unless a newer change of that column was applied; remember the versions; log a `received` row."""
+    current = {
+        column: wanted[column]
+        for column in wanted
+        if (user.id, column) not in versions or versions[(user.id, column)] <= changed_at
+    }
+    stale = frozenset(wanted) - frozenset(current)
+    for column in current:
+        known = versions.get((user.id, column))
+        if known is None:
+            session.add(
+                InboundFieldVersion(
+                    integration=integration, user_id=user.id, column=column, changed_at=changed_at
+                )
+            )
+        elif known < changed_at:
+            session.execute(
+                update(InboundFieldVersion)
+                .where(
+                    InboundFieldVersion.integration == integration,
+                    InboundFieldVersion.user_id == user.id,
+                    InboundFieldVersion.column == column,
+                )
+                .values(changed_at=changed_at)
+            )
+        versions[(user.id, column)] = max(changed_at, known or changed_at)
+    diff = {column: value for column, value in current.items() if getattr(user, column) != value}
+    for column, value in diff.items():
+        setattr(user, column, value)
+    if diff:
+        session.add(
+            SyncLog(
+                connector=integration,
+                object=object_name,
+                record_key=f"user:{user.id}",
+                user_id=user.id,
+                status=SyncStatus.RECEIVED.value,
+                remote_id=remote_id,
+                payload_hash=fingerprint(diff),
+            )
+        )
+    return AppliedChange(diff, stale)
+
+
 @task(name="fetch-changes", retries=2, retry_delay_seconds=10)
 def fetch_changes(integration: str, inbound: InboundMapping, since: datetime) -> list[ChangedRecord]:
     connector = build_connector(integration)
@@ -72,32 +158,29 @@ def apply_changes(
     with session_scope() as session:
         users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(list(by_user))))}
         erased = erased_among(session, by_user)  # never written back, nor logged with the vendor's id
+        versions = read_versions(session, integration, by_user)
         for user_id, change in by_user.items():
             user = users.get(user_id)
             if user is None or user_id in erased:
                 summary.unmatched += 1
                 continue
             wanted = host_values(inbound, change.values)
-            diff = {column: value for column, value in wanted.items() if getattr(user, column) != value}
-            if not diff:
+            applied = apply_change(
+                session,
+                integration,
+                inbound.object,
+                user,
+                wanted,
+                change.modified_at,
+                change.remote_id,
+                versions,
+            )
+            if not applied.diff:
                 summary.unchanged += 1
                 continue
-            for column, value in diff.items():
-                setattr(user, column, value)
-            if diff.get("marketing_consent") is False:
+            if applied.diff.get("marketing_consent") is False:
                 summary.withdrawn_marketing.append(user_id)
             summary.applied += 1
-            session.add(
-                SyncLog(
-                    connector=integration,
-                    object=inbound.object,
-                    record_key=f"user:{user_id}",
-                    user_id=user_id,
-                    status=SyncStatus.RECEIVED.value,
-                    remote_id=change.remote_id,
-                    payload_hash=fingerprint(diff),
-                )
-            )
     return summary
 
 

@@ -71,6 +71,7 @@ def _payment(user_id: int) -> int:
 RESOURCES: dict[str, Callable[[int], int | None]] = {
     "user.registered": lambda user_id: None,
     "user.login": lambda user_id: None,
+    "user.clinic_changed": lambda user_id: None,
     "assessment.completed": lambda user_id: add_assessment(user_id),
     "biomarker.updated": add_critical_glucose,  # critical: the care-team routes' filter keeps it
     "health_goal.created": lambda user_id: add_goal(user_id),

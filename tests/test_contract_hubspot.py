@@ -10,10 +10,26 @@ from typing import Any
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.associations.v4 import (
+    BatchInputPublicAssociationMultiArchive,
     BatchInputPublicDefaultAssociationMultiPost,
+    BatchInputPublicFetchAssociationsBatchRequest,
+    PublicAssociationMultiArchive,
     PublicDefaultAssociationMultiPost,
+    PublicFetchAssociationsBatchRequest,
 )
 from hubspot.crm.associations.v4.models import PublicObjectId
+from hubspot.crm.companies import (
+    BatchInputSimplePublicObjectBatchInputUpsert as CompanyUpserts,
+)
+from hubspot.crm.companies import (
+    BatchReadInputSimplePublicObjectId as CompanyReads,
+)
+from hubspot.crm.companies import (
+    SimplePublicObjectBatchInputUpsert as CompanyUpsert,
+)
+from hubspot.crm.companies import (
+    SimplePublicObjectId as CompanyId,
+)
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
@@ -277,3 +293,90 @@ def test_gdpr_delete_matches_the_sdk(
     sdk.crm.contacts.basic_api.purge(PublicGdprDeleteInput(object_id="ada@example.com", id_property="email"))
     [theirs] = endpoint.take()
     assert_same_request(ours, theirs)
+
+
+def test_clinic_company_upsert_and_the_v4_link_read_and_archive_match_the_sdk(
+    endpoint: CapturingEndpoint, pair: tuple[HubSpotConnector, HubSpot]
+) -> None:
+    """A contact that moved clinic: upserted (not new), its clinic company upserted by ennu_company_id,
+    linked; its links read, the other one checked for being ours, and archived."""
+    connector, sdk = pair
+    clinic = {**CONTACT, "id": "301", "properties": {"ennu_company_id": "3", "name": "Northside Clinic"}}
+    earlier = {**CONTACT, "id": "302", "properties": {"ennu_company_id": "2"}}
+    endpoint.answer("POST", "/crm/v3/objects/contacts/batch/upsert", 200, batch({**CONTACT, "new": False}))
+    endpoint.answer("POST", "/crm/v3/objects/companies/batch/upsert", 200, batch({**clinic, "new": True}))
+    link = {"from": {"id": "501"}, "to": {"id": "301"}}
+    endpoint.answer(
+        "POST", "/crm/v4/associations/contacts/companies/batch/associate/default", 200, batch(link)
+    )
+    linked = {
+        "from": {"id": "501"},
+        "to": [
+            {"toObjectId": 301, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 279}]},
+            {"toObjectId": 302, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 279}]},
+        ],
+    }
+    endpoint.answer("POST", "/crm/v4/associations/contacts/companies/batch/read", 200, batch(linked))
+    endpoint.answer("POST", "/crm/v3/objects/companies/batch/read", 200, batch(earlier))
+    endpoint.answer("POST", "/crm/v4/associations/contacts/companies/batch/archive", 204, {})
+    fields = {
+        "email": "ada@example.com",
+        "associations.companies.ennu_company_id": "3",
+        "companies.name": "Northside Clinic",
+        "companies.domain": None,
+    }
+
+    [outcome] = connector.push("contacts", "email", [Record("user:1", "evt-1", 1, fields)])
+    assert outcome.status == SyncStatus.UPDATED and outcome.error is None
+    ours = endpoint.take()
+    assert len(ours) == 6
+
+    sdk.crm.contacts.batch_api.upsert(
+        BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[
+                SimplePublicObjectBatchInputUpsert(
+                    id_property="email", id="ada@example.com", properties={"email": "ada@example.com"}
+                )
+            ]
+        )
+    )
+    sdk.crm.companies.batch_api.upsert(
+        CompanyUpserts(
+            inputs=[
+                CompanyUpsert(
+                    id_property="ennu_company_id",
+                    id="3",
+                    properties={"name": "Northside Clinic", "ennu_company_id": "3"},
+                )
+            ]
+        )
+    )
+    sdk.crm.associations.v4.batch_api.create_default(
+        "contacts",
+        "companies",
+        BatchInputPublicDefaultAssociationMultiPost(
+            inputs=[
+                PublicDefaultAssociationMultiPost(_from=PublicObjectId(id="501"), to=PublicObjectId(id="301"))
+            ]
+        ),
+    )
+    sdk.crm.associations.v4.batch_api.get_page(
+        "contacts",
+        "companies",
+        BatchInputPublicFetchAssociationsBatchRequest(inputs=[PublicFetchAssociationsBatchRequest(id="501")]),
+    )
+    sdk.crm.companies.batch_api.read(
+        CompanyReads(inputs=[CompanyId(id="302")], properties=["ennu_company_id"], properties_with_history=[])
+    )
+    sdk.crm.associations.v4.batch_api.archive(
+        "contacts",
+        "companies",
+        BatchInputPublicAssociationMultiArchive(
+            inputs=[
+                PublicAssociationMultiArchive(_from=PublicObjectId(id="501"), to=[PublicObjectId(id="302")])
+            ]
+        ),
+    )
+    theirs = endpoint.take()
+    for our_request, sdk_request in zip(ours, theirs, strict=True):
+        assert_same_request(our_request, sdk_request)

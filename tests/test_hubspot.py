@@ -177,6 +177,10 @@ def test_definitions_come_from_the_mapping_files() -> None:
     assert contacts["ennu_user_id"]["hasUniqueValue"] is True  # the inbound match key
     assert deals["ennu_goal_id"]["hasUniqueValue"] is True  # the deals' upsert key
     assert contacts["ennu_overall_score"]["type"] == "number"
+    assert contacts["ennu_score_sleep_quality"]["type"] == "number"  # one per score category
+    companies = {d["name"]: d for d in definitions["companies"]}
+    assert companies["ennu_company_id"]["hasUniqueValue"] is True  # the clinic companies' association key
+    assert not {"name", "domain", "companies.name"} & (set(companies) | set(contacts))
     assert contacts["ennu_last_assessment_date"]["type"] == "date"
     assert contacts["ennu_last_assessment_type"]["type"] == "enumeration"
     assert {o["value"] for o in contacts["ennu_last_assessment_type"]["options"]} >= {"Sleep", "Hormone"}
@@ -195,6 +199,9 @@ def test_properties_are_created_once_and_remembered_across_instances(
         k: sorted(d["name"] for d in v) for k, v in wanted.items()
     }
     assert paths(sandbox) == [
+        "GET /crm/v3/properties/companies",
+        "POST /crm/v3/properties/companies/groups",
+        "POST /crm/v3/properties/companies/batch/create",
         "GET /crm/v3/properties/contacts",
         "POST /crm/v3/properties/contacts/groups",
         "POST /crm/v3/properties/contacts/batch/create",
@@ -213,7 +220,7 @@ def test_properties_are_created_once_and_remembered_across_instances(
 
     assert first.ensure_properties() == {}  # the same instance: no request
     assert connector().ensure_properties() == {}  # another instance (process): remembered, no request
-    assert len(sandbox.requests("hubspot")) == 6 + 1  # the read of the test above
+    assert len(sandbox.requests("hubspot")) == 9 + 1  # the read of the test above
 
     [outcome] = first.push("contacts", "email", [contact(1, ennu_overall_score=7.5, ennu_user_id=1)])
     assert outcome.status == SyncStatus.CREATED
@@ -230,7 +237,7 @@ def test_a_missing_property_is_created_and_the_batch_retried_once(
     assert sent[0] == sent[-1] == "POST /crm/v3/objects/contacts/batch/upsert"
     assert sandbox.requests("hubspot")[0]["status"] == 400
     assert "POST /crm/v3/properties/contacts/batch/create" in sent
-    assert len(sent) == 2 + 6
+    assert len(sent) == 2 + 9
 
 
 def test_a_strict_portal_refuses_an_undefined_property_in_hubspots_shape(

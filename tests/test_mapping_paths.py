@@ -13,7 +13,7 @@ from ennu.models import Biomarker
 from mappings import apply_mapping, load_all_mappings
 from mappings.frame import PER_VALUE_ROWS
 from tasks.extract import extract_records
-from tests.factories import add_appointment, add_assessment, add_event, add_goal, add_person
+from tests.factories import add_appointment, add_assessment, add_clinic, add_event, add_goal, add_person
 
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 PEOPLE = PER_VALUE_ROWS + 4  # the whole batch goes the vectorised way, each row alone the per-value way
@@ -38,9 +38,12 @@ def _biomarker(user_id: int, n: int) -> int:
 
 def _events(event_type: str) -> list[str]:
     ids = []
+    clinic = add_clinic()
     for n in range(PEOPLE):
         user = add_person(
-            phone=None if n % 4 == 0 else "(555) 010-1234", first_name=" Ada " if n % 2 else "Bo"
+            phone=None if n % 4 == 0 else "(555) 010-1234",
+            first_name=" Ada " if n % 2 else "Bo",
+            clinic_id=clinic if n % 2 else None,  # a join with misses: integer ids become floats
         )
         resource: int | None = None
         if event_type == "assessment.completed":

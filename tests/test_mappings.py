@@ -249,6 +249,11 @@ def test_apply_keeps_only_mapped_fields_and_nulls_are_none() -> None:
     assert mapped.index.equals(source.index)
     assert all(dtype.kind == "O" for dtype in mapped.dtypes)
     first, second, third = mapped.to_dict("records")
+    scores = {name: first.pop(name) for name in list(first) if name.startswith("ennu_score_")}
+    # One property per category: the frame's one category is sent, every other is left out (None).
+    assert len(scores) == 26 and {k: v for k, v in scores.items() if v is not None} == {
+        "ennu_score_sleep_quality": 6.0
+    }
     assert first == {
         "_record_key": "user:1",
         "_event_id": "e0",

@@ -109,7 +109,7 @@ def test_the_database_holds_only_ciphertext_of_what_each_handler_reads(
         "mailchimp": {"type": "unsubscribe", "data[email]": EMAIL},
         "mailchimp-transactional": {"event": "unsub", "msg": {"email": EMAIL}},
         "twilio": {"Body": "stop", "From": PHONE},
-        "hubspot": {},  # no handler reads HubSpot's events: nothing of them is kept
+        "hubspot": {"subscriptionType": "contact.propertyChange"},  # nothing it applies: type only
         "stripe": {
             "id": "evt_at_rest",
             "type": "customer.updated",

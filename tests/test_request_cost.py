@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from connectors.hubspot import HubSpotConnector
 from connectors.mailchimp import MailchimpConnector
 from connectors.registry import CONNECTORS
 from devtools.routing import routing_copy
@@ -86,6 +87,11 @@ def salesforce_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture()
+def hubspot_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _only("hubspot", tmp_path, monkeypatch)
+
+
+@pytest.fixture()
 def ga4_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _only("ga4", tmp_path, monkeypatch)
 
@@ -161,3 +167,32 @@ def test_thousand_events_of_forty_people_cost_forty_ga4_requests(
     assert len(sandbox.objects("ga4", "events")) == 1000
     assert len(sandbox.requests("ga4")) <= 40
     assert {r["path"] for r in sandbox.requests("ga4")} == {"/ga4/mp/collect"}
+
+
+def test_thousand_registrations_at_five_clinics_cost_ten_hubspot_requests_of_each_kind(
+    sqlite_database: str, sandbox: Any, hubspot_only: None
+) -> None:
+    """The floor is 100 inputs a request for each of the three writes a registration with a clinic makes:
+    the contacts, their clinics' companies (a batch's distinct clinics in one upsert) and the v4 links.
+
+    ENNU's property definitions are a per-portal cost (created once, remembered): not counted per record.
+    """
+    clinics = [add_clinic(f"Clinic {n}", domain=f"clinic{n}.example.com") for n in range(5)]
+    event_ids = [add_event("user.registered", add_person(clinic_id=clinics[n % 5])) for n in range(1000)]
+    hubspot = HubSpotConnector.from_settings(get_settings(), rate_limited=False)
+    try:
+        hubspot.ensure_properties()
+    finally:
+        hubspot.close()
+    setup = len(sandbox.requests("hubspot"))
+
+    user_registered(event_ids=event_ids)
+
+    assert len(sandbox.objects("hubspot", "contacts")) == 1000
+    assert len(sandbox.objects("hubspot", "companies")) == 5
+    links = [a for a in sandbox.objects("hubspot", "associations") if a["fromObjectType"] == "contacts"]
+    assert len(links) == 1000
+    assert sandbox.request_count("hubspot", "/crm/v3/objects/contacts/batch/upsert") <= 10
+    assert sandbox.request_count("hubspot", "/crm/v3/objects/companies/batch/upsert") <= 10
+    assert sandbox.request_count("hubspot", "/batch/associate/default") <= 10
+    assert len(sandbox.requests("hubspot")) - setup <= 30

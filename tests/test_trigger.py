@@ -192,7 +192,16 @@ def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
         post(api, "t-goal-created", "health_goal.created", goal_owner, goal)
         post(api, "t-leaver", "user.registered", leaver)
         post(api, "t-consent", "user.consent_changed", registered)
-        first_wave = ["t-registered", "t-login", "t-biomarker", "t-goal-created", "t-leaver", "t-consent"]
+        post(api, "t-clinic", "user.clinic_changed", registered)
+        first_wave = [
+            "t-registered",
+            "t-login",
+            "t-biomarker",
+            "t-goal-created",
+            "t-leaver",
+            "t-consent",
+            "t-clinic",
+        ]
         assert set(settled(first_wave).values()) == {"done"}
         post(api, "t-goal-completed", "health_goal.completed", goal_owner, goal)
         post(api, "t-erase", "user.deletion_requested", leaver)

@@ -147,6 +147,7 @@ def _appointment(status: str) -> Callable[[int], int]:
 RESOURCES: dict[str, tuple[Callable[[int], int | None], dict[str, Any]]] = {
     "user.registered": (lambda _: None, {}),
     "user.login": (lambda _: None, {}),
+    "user.clinic_changed": (lambda _: None, {}),
     "assessment.completed": (
         add_assessment,
         {"assessment": {"type": "sleep", "completed_on": "2026-11-01", "overall_score": 7.4}},

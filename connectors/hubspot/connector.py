@@ -3,7 +3,10 @@
 Deals carry the configured pipeline and stage ids: a mapping names a logical stage (`dealstage: open` or
 `won`) and the connector puts HUBSPOT_DEAL_PIPELINE and HUBSPOT_DEAL_STAGE_OPEN / _WON on the wire. A
 mapping field `associations.<object>.<id property>` is no property of the record: it names the record
-to associate with (v4 default association), found by one batch read per batch.
+to associate with (v4 default association), found by one batch read per batch. Fields `<object>.<property>`
+(`companies.name`) describe that record: it is then upserted by the association key instead of read (a
+contact's clinic company, created with its contact). An association keyed by one of our own ids
+(`ennu_company_id`) is exclusive: an updated record loses its links to other records of ours of that type.
 ENNU's own properties (`connectors.hubspot.properties`) are created by `ensure_properties()`: once per
 instance, remembered across processes by a fingerprint in the hub's database. A push never pays for that
 check: when HubSpot answers a batch with 400 PROPERTY_DOESNT_EXIST (a new portal, a deleted property), the
@@ -36,8 +39,10 @@ from connectors.endpoint import resolve_endpoint
 from connectors.http import PermanentError, VendorHttp
 from connectors.hubspot.errors import TABLE
 from connectors.hubspot.properties import (
+    associated_properties,
     association_keys,
     ensure_definitions,
+    exclusive,
     missing_property_names,
     property_definitions,
 )
@@ -66,6 +71,8 @@ class HubSpotConnector(HttpConnector):
     # Upsert keys are unique-value properties (ours are created by `ensure_properties`); the properties a
     # record carries are open: custom properties are HubSpot's way.
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
+        # A contact batch that carries its clinic company costs 3 (contacts, companies, the v4 link), 4 to 6
+        # when updated contacts may be linked to an earlier clinic: the estimate is the common case (1).
         ObjectSpec("contacts", BATCH_LIMIT, upsert_keys=("email", "ennu_user_id"), changes=True),
         ObjectSpec("companies", BATCH_LIMIT, upsert_keys=("ennu_company_id",)),
         # A deal batch is upserted, then associated with its contacts: one batch read, one v4 link.
@@ -171,8 +178,11 @@ class HubSpotConnector(HttpConnector):
 
     def _wire_properties(self, object_name: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """The properties HubSpot receives, or a reason to reject the record."""
-        associations = {name for name, _, _ in association_keys(fields)}
-        properties = {n: v for n, v in fields.items() if v is not None and n not in associations}
+        keys = association_keys(fields)
+        elsewhere = {name for name, _, _ in keys}
+        for _, to_object, _ in keys:
+            elsewhere.update(associated_properties(fields, to_object))
+        properties = {n: v for n, v in fields.items() if v is not None and n not in elsewhere}
         if object_name != "deals":
             return properties, None
         properties["pipeline"] = self.deal_pipeline
@@ -186,17 +196,7 @@ class HubSpotConnector(HttpConnector):
     def _upsert(
         self, object_name: str, upsert_key: str, records: Sequence[Record], inputs: list[dict[str, Any]]
     ) -> dict[str, Outcome]:
-        path = f"/crm/v3/objects/{object_name}/batch/upsert"
-        response = self.http.request(
-            "POST", path, json={"inputs": inputs}, allow_statuses=TABLE.expect("upsert")
-        )
-        if response.status_code == 400:
-            if not missing_property_names(_json(response)):
-                self.http.classify(response)  # raises the shared client's PermanentError
-            # This portal never had our properties, or someone deleted one: create them, retry once.
-            self.ensure_properties(force=True)
-            response = self.http.request("POST", path, json={"inputs": inputs})
-        body = _json(response)
+        body = self._post_upsert(object_name, inputs)
         by_key = {str(r.fields[upsert_key]).lower(): r for r in records}
         outcomes: dict[str, Outcome] = {}
         for result in body.get("results", []):
@@ -215,6 +215,20 @@ class HubSpotConnector(HttpConnector):
                     outcomes[record.record_key] = Outcome(record.record_key, SyncStatus.FAILED, error=code)
         return outcomes
 
+    def _post_upsert(self, object_name: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """One batch upsert's answer; a portal without our properties gets them and the batch once more."""
+        path = f"/crm/v3/objects/{object_name}/batch/upsert"
+        response = self.http.request(
+            "POST", path, json={"inputs": inputs}, allow_statuses=TABLE.expect("upsert")
+        )
+        if response.status_code == 400:
+            if not missing_property_names(_json(response)):
+                self.http.classify(response)  # raises the shared client's PermanentError
+            # This portal never had our properties, or someone deleted one: create them, retry once.
+            self.ensure_properties(force=True)
+            response = self.http.request("POST", path, json={"inputs": inputs})
+        return _json(response)
+
     def _associate(
         self, object_name: str, records: Sequence[Record], outcomes: dict[str, Outcome]
     ) -> dict[str, Outcome]:
@@ -225,22 +239,45 @@ class HubSpotConnector(HttpConnector):
         updated: dict[str, Outcome] = {}
         names = {name for r in records for name in r.fields}
         for field, to_object, id_property in association_keys(sorted(names)):
+            delivered = [
+                r for r in records if r.record_key in outcomes and outcomes[r.record_key].status in DELIVERED
+            ]
             pairs = [
                 (outcomes[r.record_key], _id_value(id_property, r.fields[field]))
-                for r in records
+                for r in delivered
                 if r.fields.get(field) is not None
-                and r.record_key in outcomes
-                and outcomes[r.record_key].status in DELIVERED
             ]
-            if not pairs:
+            # Updated records may be linked to an earlier target of ours (a created one has no links yet).
+            moved = [
+                r
+                for r in delivered
+                if exclusive(id_property)
+                and field in r.fields
+                and outcomes[r.record_key].status is SyncStatus.UPDATED
+            ]
+            if not pairs and not moved:
                 continue
             reasons: dict[str, str] = {}
+            target_ids: dict[str, str] = {}
+            linked: set[str] = set()
             try:
-                target_ids = self._read_ids(to_object, id_property, sorted({key for _, key in pairs}))
-                linked = self._link(object_name, to_object, pairs, target_ids)
+                if pairs:
+                    target_ids = self._targets(to_object, id_property, field, delivered)
+                    linked = self._link(object_name, to_object, pairs, target_ids)
+                if moved:
+                    wanted = {
+                        str(outcomes[r.record_key].remote_id): target_ids.get(
+                            _id_value(id_property, r.fields[field]) if r.fields[field] is not None else ""
+                        )
+                        for r in moved
+                    }
+                    self._unlink_others(object_name, to_object, id_property, wanted)
             except PermanentError as exc:
-                target_ids, linked = {}, set()
                 reasons = {o.record_key: f"not associated with {to_object}: {exc.reason}" for o, _ in pairs}
+                for r in moved:  # a record whose target is gone keeps its earlier link, and says so
+                    if r.fields.get(field) is None:
+                        reason = f"earlier {to_object} link kept: {exc.reason}"
+                        updated[r.record_key] = replace(outcomes[r.record_key], error=reason)
             for outcome, key in pairs:
                 if outcome.remote_id in linked:
                     continue
@@ -251,6 +288,85 @@ class HubSpotConnector(HttpConnector):
                 )
                 updated[outcome.record_key] = replace(updated.get(outcome.record_key, outcome), error=reason)
         return updated
+
+    def _targets(
+        self, to_object: str, id_property: str, field: str, records: Sequence[Record]
+    ) -> dict[str, str]:
+        """HubSpot id by association key of the records' targets: upserted where the records describe
+        them (`<to_object>.<property>` fields), read otherwise (they must exist)."""
+        described = associated_properties({n for r in records for n in r.fields}, to_object)
+        keys = sorted(
+            {_id_value(id_property, r.fields[field]) for r in records if r.fields.get(field) is not None}
+        )
+        if not described:
+            return self._read_ids(to_object, id_property, keys)
+        properties: dict[str, dict[str, Any]] = {}
+        for r in records:  # the first record naming a target describes it
+            if r.fields.get(field) is not None:
+                key = _id_value(id_property, r.fields[field])
+                values = {p: r.fields[n] for n, p in described.items() if r.fields.get(n) is not None}
+                properties.setdefault(key, {**values, id_property: key})
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), BATCH_LIMIT):
+            inputs = [
+                {"id": key, "idProperty": id_property, "properties": properties[key]}
+                for key in keys[start : start + BATCH_LIMIT]
+            ]
+            for result in self._post_upsert(to_object, inputs).get("results", []):
+                value = (result.get("properties") or {}).get(id_property)
+                if value is not None:
+                    found[_id_value(id_property, value)] = str(result["id"])
+        return found
+
+    def _unlink_others(
+        self, object_name: str, to_object: str, id_property: str, wanted: dict[str, str | None]
+    ) -> None:
+        """Remove the links of these records (HubSpot id -> the one target id they keep, or None) to other
+        `to_object` records of ours (those carrying `id_property`); links to anyone else's stay.
+
+        One v4 batch read per 100 records; when some are linked elsewhere, one batch read of those targets
+        and one v4 batch archive."""
+        ids = sorted(wanted)
+        others: dict[str, set[str]] = {}
+        for start in range(0, len(ids), BATCH_LIMIT):
+            chunk = ids[start : start + BATCH_LIMIT]
+            response = self.http.request(
+                "POST",
+                f"/crm/v4/associations/{object_name}/{to_object}/batch/read",
+                json={"inputs": [{"id": object_id} for object_id in chunk]},
+            )
+            for result in _json(response).get("results", []):
+                from_id = str((result.get("from") or {}).get("id"))
+                for linked in result.get("to") or []:
+                    target = str(linked.get("toObjectId"))
+                    if from_id in wanted and target != wanted[from_id]:
+                        others.setdefault(from_id, set()).add(target)
+        if not others:
+            return
+        ours = self._ours(to_object, id_property, sorted(set().union(*others.values())))
+        inputs = [
+            {"from": {"id": from_id}, "to": [{"id": t} for t in sorted(targets & ours)]}
+            for from_id, targets in sorted(others.items())
+            if targets & ours
+        ]
+        path = f"/crm/v4/associations/{object_name}/{to_object}/batch/archive"
+        for start in range(0, len(inputs), BATCH_LIMIT):
+            self.http.request("POST", path, json={"inputs": inputs[start : start + BATCH_LIMIT]})
+
+    def _ours(self, object_type: str, id_property: str, object_ids: list[str]) -> set[str]:
+        """The HubSpot ids among these whose record carries our `id_property` (batch read by id)."""
+        found: set[str] = set()
+        for start in range(0, len(object_ids), BATCH_LIMIT):
+            body = {
+                "inputs": [{"id": object_id} for object_id in object_ids[start : start + BATCH_LIMIT]],
+                "properties": [id_property],
+                "propertiesWithHistory": [],
+            }
+            response = self.http.request("POST", f"/crm/v3/objects/{object_type}/batch/read", json=body)
+            for result in _json(response).get("results", []):
+                if (result.get("properties") or {}).get(id_property):
+                    found.add(str(result["id"]))
+        return found
 
     def _read_ids(self, object_type: str, id_property: str, keys: list[str]) -> dict[str, str]:
         """HubSpot object id by id-property value, for those that exist (batch read, 100 a request)."""
@@ -372,8 +488,13 @@ class HubSpotConnector(HttpConnector):
 
 
 def _id_value(id_property: str, value: Any) -> str:
-    """An id-property value as HubSpot matches it: e-mails without case or surrounding space."""
-    return str(value).strip().lower() if id_property == "email" else str(value)
+    """An id-property value as HubSpot matches it: e-mails without case or surrounding space, a whole
+    number as an integer (a host id read through a join with misses arrives as 12.0)."""
+    if id_property == "email":
+        return str(value).strip().lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

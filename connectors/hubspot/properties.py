@@ -27,6 +27,22 @@ NUMBER_TRANSFORMS = frozenset({"round"})
 Definitions = dict[str, list[dict[str, Any]]]  # object type -> property definitions (PropertyCreate bodies)
 
 
+def associated_properties(fields: Iterable[str], to_object: str) -> dict[str, str]:
+    """Field name -> property of the associated `to_object` record the fields describe (`companies.name`).
+
+    A record that names such properties has its associated records upserted (by the association key)
+    before it is linked to them; one without them is linked to records that must exist already.
+    """
+    prefix = f"{to_object}."
+    return {name: name.removeprefix(prefix) for name in fields if name.startswith(prefix)}
+
+
+def exclusive(id_property: str) -> bool:
+    """An association keyed by one of our own ids is the record's only one to that object type: when the
+    host names another target (a person moved clinic), the link to the earlier one goes."""
+    return id_property.startswith(OWN_PREFIX)
+
+
 def association_keys(fields: Iterable[str]) -> list[tuple[str, str, str]]:
     """(field name, to object type, id property) of each association field among `fields`."""
     found = []
