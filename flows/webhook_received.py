@@ -21,8 +21,8 @@ from ennu import deliveries, receipts
 from ennu.db import session_scope
 from ennu.models import User, WebhookReceipt, utcnow
 from ennu.receipts import Handled
-from flows.ops_alert import ops_alert
 from flows.hubspot_changes import hubspot_property_change
+from flows.ops_alert import ops_alert
 from flows.stripe_webhooks import stripe_event
 from tasks.ingest import ingest
 from tasks.twilio_webhooks import twilio_webhook
