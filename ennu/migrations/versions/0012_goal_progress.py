@@ -1,7 +1,7 @@
 """health_goals.progress_percent: how far the person is toward a goal (0-100), what health_goal.progressed sends
 
 Revision ID: 0012_goal_progress
-Revises: 0011_payments
+Revises: 0015_hubspot
 Create Date: 2026-12-01 20:05:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_goal_progress"
-down_revision = "0011_payments"
+down_revision = "0015_hubspot"
 branch_labels = None
 depends_on = None
 
