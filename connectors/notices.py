@@ -1,4 +1,6 @@
-"""Chat notices (Slack, Teams): one message per record, titled and texted by the mapping, no personal data.
+"""Chat notices (Slack, Teams): titled and texted by the mapping, no personal data; a batch's records go
+as one message each up to DIGEST_LIMIT of them (one message, the title and text once, then each record's
+fields), so a burst of notices keeps to a channel's one message a second without holding up the batch.
 
 Shared by the channel connectors and by the operators' alerts (`flows/ops_alert.py`, which call `notify`).
 """
@@ -14,15 +16,19 @@ from connectors.endpoint import resolve_endpoint
 from connectors.http import AuthError, PermanentError
 from ennu.models import SyncStatus
 
-MESSAGES = "messages"  # the one object of a channel: a message per record, one request each
+MESSAGES = "messages"  # the one object of a channel: one message (one request) per DIGEST_LIMIT records
+# Records in one message: each is a fields section of a Slack message (at most 50 blocks) or a FactSet of
+# a Teams card (about 28 KB); ten keeps either well inside and still readable in a channel.
+DIGEST_LIMIT = 10
 
 
 class NoticeConnector(HttpConnector):
-    """A channel webhook: each record becomes one message with its `title`, `text` and remaining fields."""
+    """A channel webhook: a batch of records becomes one message with their `title`, `text` and each
+    record's remaining fields."""
 
     # One message per request; any field may key it (a notice key, never shown) and the rest are open:
     # shown as the message's fields or the card's facts.
-    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, 1),)
+    objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, DIGEST_LIMIT),)
     # A lost answer is posted again: a channel webhook has nothing to read back, so this errs toward a
     # notice shown twice, which a reader sees through, rather than an alert nobody saw.
     ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
@@ -40,27 +46,41 @@ class NoticeConnector(HttpConnector):
         )
         return endpoint.base_url if endpoint.sandbox else endpoint.secret.get_secret_value()
 
-    @abstractmethod
     def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
         """Post one notice (alerts call this directly); raises the shared client's errors."""
+        self.notify_many(title, text, [facts or {}])
+
+    @abstractmethod
+    def notify_many(self, title: str, text: str, fact_sets: Sequence[dict[str, Any]]) -> None:
+        """Post one message: the title and text once, then each fact set (one per record) in order."""
 
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        """One message per record. A refusal of one message fails that record with the vendor's code; a
-        refused webhook (`AuthError`) and trouble outlasting the client's retries raise for the batch."""
-        outcomes = []
+        """One message per DIGEST_LIMIT records of one title and text (which one mapping fixes). A refused
+        message fails its records with the vendor's code; a refused webhook (`AuthError`) and trouble
+        outlasting the client's retries raise for the batch."""
+        groups: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
         for record in records:
             fields = {k: v for k, v in record.fields.items() if v is not None and k != upsert_key}
             title = str(fields.pop("title", "ENNU notice"))
             text = str(fields.pop("text", ""))
+            groups.setdefault((title, text), []).append((record.record_key, fields))
+        outcomes: dict[str, Outcome] = {}
+        messages = [
+            (title, text, members[start : start + DIGEST_LIMIT])
+            for (title, text), members in groups.items()
+            for start in range(0, len(members), DIGEST_LIMIT)
+        ]
+        for title, text, members in messages:
             try:
-                self.notify(title, text, fields)
+                self.notify_many(title, text, [fields for _, fields in members])
             except AuthError:
                 raise
             except PermanentError as exc:
-                outcomes.append(Outcome(record.record_key, SyncStatus.FAILED, error=exc.code or exc.reason))
+                error = exc.code or exc.reason
+                outcomes.update({key: Outcome(key, SyncStatus.FAILED, error=error) for key, _ in members})
                 continue
-            outcomes.append(Outcome(record.record_key, SyncStatus.CREATED))
-        return outcomes
+            outcomes.update({key: Outcome(key, SyncStatus.CREATED) for key, _ in members})
+        return [outcomes[record.record_key] for record in records]
 
     def erase(self, person: Person) -> Outcome:
         return Outcome(f"user:{person.user_id}", SyncStatus.UNCHANGED, error="notices carry no personal data")

@@ -916,6 +916,8 @@ def _goals(rng: np.random.Generator, ids: _NextIds, person: _People, now: int, r
         "created_at": created,
         "due_date": due_days,
         "completed_at": np.where(completed, completed_at, _NA),
+        # From a draw already made (no new one: the generator's stream stays as it was for what follows).
+        "progress_percent": np.where(completed, 100, amount % 96),
     }
     ids.health_goals += g
 

@@ -34,6 +34,8 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("biomarker.updated", "biomarker-updated", "biomarker"),
         EventType("health_goal.created", "health-goal-created", "health_goal"),
         EventType("health_goal.completed", "health-goal-completed", "health_goal"),
+        # The host changed health_goals.progress_percent (flows/health_goal_progressed.py).
+        EventType("health_goal.progressed", "health-goal-progressed", "health_goal"),
         EventType("user.deletion_requested", "erase-user", None),
         # The host changed users.marketing_consent / communication_consent (flows/consent_changed.py).
         EventType("user.consent_changed", "consent-changed", None),

@@ -169,6 +169,9 @@ class HealthGoal(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_date: Mapped[date | None] = mapped_column(Date)
     completed_at: Mapped[datetime | None] = mapped_column(index=True)
+    # How far toward the goal (0-100) as the host last said; health_goal.progressed sends what is here at
+    # send time, so a late, older event never puts an older value at the CRM.
+    progress_percent: Mapped[int | None] = mapped_column(Integer)
 
 
 class Subscription(Base):

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ennu.follow_up import parse_follow_ups
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_ROOT / ".ennu"
@@ -156,9 +158,26 @@ class Settings(BaseSettings):
     webhook_replay_days: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=dict, alias="ENNU_WEBHOOK_REPLAY_DAYS"
     )
+    # The next steps a completed health goal starts (ennu/follow_up.py): `notice`, `journey`, `zap`,
+    # comma-separated (empty: none), and per goal kind, as JSON, a list that replaces it for that kind.
+    goal_follow_up: str = Field(default="notice,journey,zap", alias="ENNU_GOAL_FOLLOW_UP")
+    goal_follow_up_by_kind: dict[str, str] = Field(default_factory=dict, alias="ENNU_GOAL_FOLLOW_UP_BY_KIND")
     # The audit log of operator and viewer actions (ennu/audit.py): six years by default, the HIPAA
     # documentation period.
     retention_audit_days: int = Field(default=2190, ge=1, alias="ENNU_RETENTION_AUDIT_DAYS")
+
+    @field_validator("goal_follow_up")
+    @classmethod
+    def _known_follow_ups(cls, value: str) -> str:
+        parse_follow_ups(value)
+        return value
+
+    @field_validator("goal_follow_up_by_kind")
+    @classmethod
+    def _known_follow_ups_by_kind(cls, value: dict[str, str]) -> dict[str, str]:
+        for follow_ups in value.values():
+            parse_follow_ups(follow_ups)
+        return value
 
     @property
     def local(self) -> bool:

@@ -14,6 +14,7 @@ from flows.consent_changed import consent_changed
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
+from flows.health_goal_progressed import health_goal_progressed
 from flows.payment_changed import payment_changed
 from flows.subscription_changed import subscription_changed
 from flows.user_clinic_changed import user_clinic_changed
@@ -27,6 +28,7 @@ EVENT_FLOWS: dict[str, Flow[..., Any]] = {
     "biomarker.updated": biomarker_updated,
     "health_goal.created": health_goal_created,
     "health_goal.completed": health_goal_completed,
+    "health_goal.progressed": health_goal_progressed,
     "user.deletion_requested": erase_user,
     "user.consent_changed": consent_changed,
     "subscription.changed": subscription_changed,

@@ -59,6 +59,7 @@ SAMPLE_SOURCE: dict[str, Any] = {
     "health_goal.created_at": datetime(2026, 1, 15, 9, 35, tzinfo=UTC),
     "health_goal.due_date": date(2026, 3, 31),
     "health_goal.completed_at": datetime(2026, 3, 20, 18, 0, tzinfo=UTC),
+    "health_goal.progress_percent": 40,
     "appointment.starts_at": datetime(2026, 1, 22, 15, 0, tzinfo=UTC),
 }
 SAMPLE_SCORE = 7.0  # any assessment.scores.<category>

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping as Catalogue
 from pathlib import Path
 
+from ennu.events import EVENT_TYPES
 from mappings.against_connectors import DeclaredConnector, connector_problems
 from mappings.ennu_codes import check_codes_file
 from mappings.inbound import inbound_mappings
 from mappings.loader import MappingError, lint_mappings, load_all_mappings, mapping_files
-from mappings.routing import ROUTE_FILTER_NAMES, RoutingError, load_routing
+from mappings.routing import ROUTE_FILTER_NAMES, ROUTE_FILTER_RESOURCES, RoutingError, load_routing
 
 SCORE_SOURCE = "assessment.scores."
 
@@ -64,6 +65,15 @@ def routing_problems(root: Path, connectors: Catalogue[str, DeclaredConnector]) 
                 for event_type, specs in table.routes.items()
                 for spec in specs
                 if spec.where is not None and spec.where not in ROUTE_FILTER_NAMES
+            ]
+            problems += [
+                f"{routing}: routes.{event_type}: filter where: {spec.where!r} reads "
+                f"{ROUTE_FILTER_RESOURCES[spec.where]} rows; {event_type} events carry "
+                f"{EVENT_TYPES[event_type].resource_kind or 'no resource'}"
+                for event_type, specs in table.routes.items()
+                for spec in specs
+                if spec.where in ROUTE_FILTER_RESOURCES
+                and ROUTE_FILTER_RESOURCES[spec.where] != EVENT_TYPES[event_type].resource_kind
             ]
             present = {(p.parent.name, p.stem) for p in mapping_files(root)}
             problems += [

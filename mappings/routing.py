@@ -18,11 +18,18 @@ from pydantic import (
 )
 
 from ennu.events import EVENT_TYPES
+from ennu.follow_up import GOAL_FOLLOW_UPS, filter_name
 
 SANDBOX_ONLY = "sandbox"
-# The record filters a route may name (`where:`), part of the routing vocabulary like the event types; each
-# is implemented in tasks/route_filters.py (it needs the connectors), which a test keeps equal to this list.
-ROUTE_FILTER_NAMES: frozenset[str] = frozenset({"critical_biomarker"})
+# The record filters a route may name (`where:`), part of the routing vocabulary like the event types, each
+# with the resource its event must carry (the filter reads its columns); each is implemented in
+# tasks/route_filters.py (it needs the connectors), which a test keeps equal to this list.
+ROUTE_FILTER_RESOURCES: dict[str, str] = {
+    "critical_biomarker": "biomarker",
+    "goal_active": "health_goal",
+    **{filter_name(follow_up): "health_goal" for follow_up in GOAL_FOLLOW_UPS},
+}
+ROUTE_FILTER_NAMES: frozenset[str] = frozenset(ROUTE_FILTER_RESOURCES)
 
 
 class ConsentNeed(StrEnum):

@@ -57,6 +57,16 @@ class RoundParams(Params):
     digits: int = Field(default=0, ge=0, le=15)
 
 
+class BandParams(Params):
+    """Labels by lower bound (`{low: 0, medium: 4, high: 7}`): a value takes the label of the highest bound
+    it reaches; a value below every bound has none."""
+
+    bands: dict[str, float] = Field(min_length=1)
+
+    def ordered(self) -> list[tuple[float, str]]:
+        return sorted((bound, label) for label, bound in self.bands.items())
+
+
 class TemplateParams(Params):
     # One `{}`, where the value goes; `{}` alone is the value as text (an id: 12.0 from a join is "12").
     template: str = Field(min_length=2, pattern=r"^[^{}]*\{\}[^{}]*$")
@@ -315,6 +325,28 @@ def round_1(value: Any, params: RoundParams) -> Any:
     return None if math.isnan(number) else float(np.round(number, params.digits))
 
 
+# --------------------------------------------------------------------------- band
+
+
+def band_v(series: pd.Series, params: BandParams) -> pd.Series:
+    numbers = pd.to_numeric(series.astype(object), errors="coerce").astype(float)
+    result = pd.Series(None, index=series.index, dtype=object)
+    for bound, label in params.ordered():  # a loop over the few bands, not over rows
+        result = result.mask(numbers >= bound, label)
+    return nulls_to_none(result)
+
+
+def band_1(value: Any, params: BandParams) -> Any:
+    if is_null(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    reached = [label for bound, label in params.ordered() if number >= bound]
+    return reached[-1] if reached else None
+
+
 # --------------------------------------------------------------------------- concat (several sources)
 
 
@@ -411,6 +443,7 @@ TRANSFORMS: dict[str, Transform[Any] | MultiSourceTransform[Any]] = {
         Transform("value_map", value_map_v, value_map_1, ValueMapParams),
         Transform("default", default_v, default_1, DefaultParams),
         Transform("round", round_v, round_1, RoundParams),
+        Transform("band", band_v, band_1, BandParams),
         Transform("template", template_v, template_1, TemplateParams),
         Transform("biomarker_label", biomarker_label_v, biomarker_label_1),
         MultiSourceTransform("concat", concat_v, concat_1, ConcatParams),

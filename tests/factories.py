@@ -122,7 +122,9 @@ def person_with_assessment(**kwargs: object) -> tuple[int, int, str]:
     return user_id, assessment_id, completed_event(user_id, assessment_id)
 
 
-def add_goal(user_id: int, *, kind: str = "lose_weight", status: str = "active") -> int:
+def add_goal(
+    user_id: int, *, kind: str = "lose_weight", status: str = "active", progress: int | None = None
+) -> int:
     with session_scope() as session:
         goal = HealthGoal(
             user_id=user_id,
@@ -131,6 +133,7 @@ def add_goal(user_id: int, *, kind: str = "lose_weight", status: str = "active")
             status=status,
             due_date=date(2027, 6, 1),
             completed_at=datetime(2026, 11, 2, tzinfo=UTC) if status == "completed" else None,
+            progress_percent=progress,
         )
         session.add(goal)
         session.flush()

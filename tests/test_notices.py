@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from connectors.base import Record, UnsupportedObject
 from connectors.errors import Action
 from connectors.http import AuthError, PermanentError
-from connectors.notices import NoticeConnector
+from connectors.notices import DIGEST_LIMIT, NoticeConnector
 from connectors.slack import SlackConnector
 from connectors.slack.connector import blocks
 from connectors.slack.errors import TABLE as SLACK_TABLE
@@ -44,16 +45,30 @@ def teams(sandbox: Any) -> TeamsConnector:
     return TeamsConnector.from_settings(get_settings(), rate_limited=False)
 
 
-def test_slack_posts_one_block_kit_message_per_record(slack: SlackConnector, sandbox: Any) -> None:
+def test_slack_posts_a_batch_as_one_block_kit_message_with_a_section_per_record(
+    slack: SlackConnector, sandbox: Any
+) -> None:
     outcomes = slack.push("messages", "id", [notice(1), notice(2)])
     assert [o.status for o in outcomes] == [SyncStatus.CREATED, SyncStatus.CREATED]
-    messages = sandbox.objects("slack", "messages")
-    assert len(messages) == 2
-    assert messages[0]["blocks"][0] == {
+    (message,) = sandbox.objects("slack", "messages")
+    assert message["blocks"][0] == {
         "type": "header",
         "text": {"type": "plain_text", "text": "Assessment completed"},
     }
+    assert [b["fields"] for b in message["blocks"][2:]] == [
+        [{"type": "mrkdwn", "text": "*user*\nuser:1"}],
+        [{"type": "mrkdwn", "text": "*user*\nuser:2"}],
+    ]
     assert slack.test_connection().ok
+
+
+def test_more_records_than_a_digest_holds_go_as_several_messages(teams: TeamsConnector, sandbox: Any) -> None:
+    records = [notice(n) for n in range(1, DIGEST_LIMIT + 3)]
+    outcomes = teams.push("messages", "id", records)
+    assert [o.record_key for o in outcomes] == [r.record_key for r in records]
+    assert {o.status for o in outcomes} == {SyncStatus.CREATED}
+    cards = [m["body"]["attachments"][0]["content"] for m in sandbox.objects("teams", "messages")]
+    assert [sum(b["type"] == "FactSet" for b in card["body"]) for card in cards] == [DIGEST_LIMIT, 2]
 
 
 def test_slack_plain_text_errors_become_outcome_codes(sandbox: Any) -> None:
@@ -142,24 +157,27 @@ def test_teams_refused_signature_defers_the_batch_instead_of_failing_the_message
     assert len(sandbox.requests("teams")) == 1 and sandbox.objects("teams", "messages") == []
 
 
-def test_a_refused_message_fails_alone_and_a_refused_webhook_raises_for_the_batch(sandbox: Any) -> None:
+def test_a_refused_message_fails_its_records_and_a_refused_webhook_raises_for_the_batch(
+    sandbox: Any,
+) -> None:
     class Channel(SlackConnector):
         answers: list[Exception | None]
 
-        def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
+        def notify_many(self, title: str, text: str, fact_sets: Sequence[dict[str, Any]]) -> None:
             answer = self.answers.pop(0)
             if answer is not None:
                 raise answer
 
     channel = Channel.from_settings(get_settings(), rate_limited=False)
-    channel.answers = [None, PermanentError("slack", 400, "invalid_blocks"), None]
-    outcomes = channel.push("messages", "id", [notice(1), notice(2), notice(3)])
+    other = Record("user:9", "evt-9", 9, {**notice(9).fields, "title": "Health goal completed"})
+    channel.answers = [PermanentError("slack", 400, "invalid_blocks"), None]
+    outcomes = channel.push("messages", "id", [notice(1), other, notice(3)])
     assert [(o.status, o.error) for o in outcomes] == [
-        (SyncStatus.CREATED, None),
+        (SyncStatus.FAILED, "invalid_blocks"),  # one message: notices 1 and 3
+        (SyncStatus.CREATED, None),  # its own message: another title
         (SyncStatus.FAILED, "invalid_blocks"),
-        (SyncStatus.CREATED, None),
     ]
-    channel.answers = [None, AuthError("slack", 403, "invalid_token")]
+    channel.answers = [AuthError("slack", 403, "invalid_token")]
     with pytest.raises(AuthError):
         channel.push("messages", "id", [notice(1), notice(2)])
 
@@ -178,7 +196,7 @@ def test_channels_write_messages_only_and_their_credential_is_the_webhook_url(
 ) -> None:
     variable = f"{connector.name.upper()}_WEBHOOK_URL"
     assert list(connector.settings_class.secrets) == [variable]
-    assert connector.batch_sizes == {"messages": 1}
+    assert connector.batch_sizes == {"messages": DIGEST_LIMIT}
     monkeypatch.delenv(variable, raising=False)
     assert not connector.has_credentials()
     monkeypatch.setenv(variable, "https://example.invalid/hook")

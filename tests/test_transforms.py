@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from mappings.transforms import (
     TRANSFORMS,
+    BandParams,
     ConcatParams,
     DefaultParams,
     E164Params,
@@ -146,6 +147,27 @@ def test_round(values: list[Any], digits: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@given(st.lists(NUMBERS, max_size=25))
+def test_band(values: list[Any]) -> None:
+    check("band", values, BandParams(bands={"medium": 4, "low": 0, "high": 7}))
+
+
+def test_bands_take_the_label_of_the_highest_bound_reached() -> None:
+    bands = BandParams(bands={"high": 7, "low": 0, "medium": 4})  # any order in the file
+    assert vectorised("band", [-1, 0, 3.99, 4, 6.9, 7, 10, None, "5"], bands) == [
+        None,
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+        None,
+        "medium",
+    ]
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.lists(KEYS, max_size=25), st.one_of(st.none(), st.just("other")))
 def test_value_map(values: list[Any], default: str | None) -> None:
     check(
@@ -232,6 +254,7 @@ PROPERTY_TESTS = {
     "iso_date": test_iso_date,
     "epoch_ms_date": test_epoch_ms_date,
     "round": test_round,
+    "band": test_band,
     "value_map": test_value_map,
     "default": test_default,
     "concat": test_concat,
@@ -303,7 +326,11 @@ def test_nulls_never_become_strings() -> None:
     nulls = [None, float("nan"), pd.NA, pd.NaT, ""]
     for name, transform in TRANSFORMS.items():
         if isinstance(transform, Transform) and name not in ("default",):
-            required = {"value_map": {"map": {"x": "y"}}, "template": {"template": "x/{}"}}
+            required = {
+                "value_map": {"map": {"x": "y"}},
+                "template": {"template": "x/{}"},
+                "band": {"bands": {"low": 0}},
+            }
             params = transform.params.model_validate(required[name]) if name in required else None
             if transform.params is not None and params is None:
                 params = transform.params()

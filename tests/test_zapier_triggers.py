@@ -139,6 +139,10 @@ def _completed_goal(user_id: int) -> int:
     return add_goal(user_id, kind="lower_cholesterol", status="completed")
 
 
+def _progressed_goal(user_id: int) -> int:
+    return add_goal(user_id, kind="improve_sleep", progress=60)
+
+
 def _appointment(status: str) -> Callable[[int], int]:
     return lambda user_id: add_appointment(user_id, datetime(2026, 12, 3, 15, 0, tzinfo=UTC), status=status)
 
@@ -160,6 +164,10 @@ RESOURCES: dict[str, tuple[Callable[[int], int | None], dict[str, Any]]] = {
     ),
     "appointment.scheduled": (_appointment("scheduled"), {"appointment": {"on": "2026-12-03"}}),
     "appointment.cancelled": (_appointment("cancelled"), {"appointment": {"on": "2026-12-03"}}),
+    "health_goal.progressed": (
+        _progressed_goal,
+        {"health_goal": {"category": "wellbeing", "progress_band": "50-74"}},
+    ),
 }
 
 

@@ -9,6 +9,7 @@ across processes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 from connectors.http import ConnectorError
@@ -26,19 +27,18 @@ JSON_UTF8 = {"Content-Type": "application/json;charset=utf-8"}
 ONE_A_SECOND = RequestRate(1, 1.0)  # Slack's webhook limit: one message a second
 
 
-def blocks(title: str, text: str, fields: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """A header, a text section and optional fields: the Block Kit shape of every notice."""
+def blocks(title: str, text: str, *fact_sets: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A header, a text section and a fields section per fact set: the Block Kit shape of every notice."""
     out: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
     ]
-    if fields:
-        out.append(
-            {
-                "type": "section",
-                "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(fields.items())[:10]],
-            }
-        )
+    for fields in fact_sets:
+        if fields:
+            shown = list(fields.items())[:10]  # Slack: at most 10 fields a section
+            out.append(
+                {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in shown]}
+            )
     return out
 
 
@@ -56,9 +56,8 @@ class SlackConnector(NoticeConnector):
         http = cls.client(url, rate=ONE_A_SECOND, rate_limited=rate_limited)
         return cls(http)
 
-    def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
-        """Post one notice (alerts use this directly)."""
-        body = {"text": f"{title}: {text}", "blocks": blocks(title, text, facts)}
+    def notify_many(self, title: str, text: str, fact_sets: Sequence[dict[str, Any]]) -> None:
+        body = {"text": f"{title}: {text}", "blocks": blocks(title, text, *fact_sets)}
         self.http.request("POST", "", json=body, headers=JSON_UTF8)
 
     def check_connection(self) -> str:

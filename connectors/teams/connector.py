@@ -7,6 +7,7 @@ answers are in `connectors.teams.errors`: a refused card fails that message with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 from connectors.http import VendorHttp
@@ -24,18 +25,22 @@ FACTS_LIMIT = 20
 ONE_A_SECOND = RequestRate(1, 1.0)  # one card a second, well inside a flow's throttling
 
 
-def adaptive_card(title: str, text: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The Workflows webhook message: one Adaptive Card 1.2 attachment."""
+def adaptive_card(title: str, text: str, *fact_sets: dict[str, Any] | None) -> dict[str, Any]:
+    """The Workflows webhook message: one Adaptive Card 1.2 attachment, a FactSet per fact set."""
     heading = {"type": "TextBlock", "text": title[:TITLE_LIMIT], "weight": "Bolder", "size": "Medium"}
     body: list[dict[str, Any]] = [
         {**heading, "wrap": True},
         {"type": "TextBlock", "text": text[:TEXT_LIMIT], "wrap": True},
     ]
-    if facts:
-        shown = list(facts.items())[:FACTS_LIMIT]
-        body.append(
-            {"type": "FactSet", "facts": [{"title": str(k)[:100], "value": str(v)[:500]} for k, v in shown]}
-        )
+    for facts in fact_sets:
+        if facts:
+            shown = list(facts.items())[:FACTS_LIMIT]
+            body.append(
+                {
+                    "type": "FactSet",
+                    "facts": [{"title": str(k)[:100], "value": str(v)[:500]} for k, v in shown],
+                }
+            )
     return {
         "type": "message",
         "attachments": [
@@ -85,9 +90,8 @@ class TeamsConnector(NoticeConnector):
         http = cls.client(url, rate=ONE_A_SECOND, rate_limited=rate_limited)
         return cls(http, legacy)
 
-    def notify(self, title: str, text: str, facts: dict[str, Any] | None = None) -> None:
-        """Post one notice (alerts use this directly)."""
-        body = message_card(title, text) if self.legacy else adaptive_card(title, text, facts)
+    def notify_many(self, title: str, text: str, fact_sets: Sequence[dict[str, Any]]) -> None:
+        body = message_card(title, text) if self.legacy else adaptive_card(title, text, *fact_sets)
         self.http.request("POST", "", json=body)
 
     def check_connection(self) -> str:
