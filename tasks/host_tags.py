@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.mailchimp.tag_state import PersonFacts, score_band
+from connectors.mailchimp.tag_state import CLOSED_GOALS, PersonFacts, milestone, score_band
 from ennu.db import session_scope
 from ennu.models import Assessment, HealthGoal
 from tasks.extract import chunks
@@ -28,16 +28,23 @@ class HostTagFacts:
 
     def of(self, user_ids: Collection[int]) -> dict[int, PersonFacts]:
         goals: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        progress: dict[int, dict[str, int]] = defaultdict(dict)
+        progressed: dict[int, set[str]] = defaultdict(set)
         assessments: dict[int, list[Any]] = defaultdict(list)
         with session_scope() as session:
             for part in chunks(sorted(set(user_ids))):
                 rows = session.execute(
-                    select(HealthGoal.user_id, HealthGoal.kind, HealthGoal.status).where(
-                        HealthGoal.user_id.in_(part)
-                    )
+                    select(
+                        HealthGoal.user_id, HealthGoal.kind, HealthGoal.status, HealthGoal.progress_percent
+                    ).where(HealthGoal.user_id.in_(part))
                 )
-                for user_id, kind, status in rows:
+                for user_id, kind, status, percent in rows:
                     goals[user_id].append((str(kind), str(status)))
+                    if milestone(percent) is not None:
+                        progressed[user_id].add(str(kind))
+                    if percent is not None and str(status) not in CLOSED_GOALS:
+                        mine = progress[user_id]
+                        mine[str(kind)] = max(int(percent), mine.get(str(kind), 0))
                 done = session.execute(
                     select(
                         Assessment.user_id,
@@ -50,7 +57,12 @@ class HostTagFacts:
                 for row in done:
                     assessments[row[0]].append(row)
         return {
-            user_id: facts(goals.get(user_id, []), assessments.get(user_id, []))
+            user_id: facts(
+                goals.get(user_id, []),
+                assessments.get(user_id, []),
+                progress.get(user_id, {}),
+                frozenset(progressed.get(user_id, ())),
+            )
             for user_id in set(goals) | set(assessments)
         }
 
@@ -60,7 +72,12 @@ def _completion_order(row: Any) -> tuple[datetime, int]:
     return (completed_at.replace(tzinfo=None) if completed_at else EPOCH, int(row[3]))
 
 
-def facts(goals: list[tuple[str, str]], assessments: list[Any]) -> PersonFacts:
+def facts(
+    goals: list[tuple[str, str]],
+    assessments: list[Any],
+    progress: dict[str, int] | None = None,
+    progressed: frozenset[str] = frozenset(),
+) -> PersonFacts:
     """One person's facts: the latest assessment of a type is the last completed (ties: the higher id)."""
     latest: dict[str, str | None] = {}
     held: dict[str, set[str]] = defaultdict(set)
@@ -71,6 +88,8 @@ def facts(goals: list[tuple[str, str]], assessments: list[Any]) -> PersonFacts:
             held[str(kind)].add(band)
     return PersonFacts(
         goals=tuple(sorted(goals)),
+        progress=dict(progress or {}),
+        progressed=progressed,
         latest_band=latest,
         bands_held={kind: frozenset(bands) for kind, bands in held.items()},
     )

@@ -22,11 +22,12 @@ from connectors.mailchimp.tag_state import PersonFacts, TagState, tag_state
 from connectors.settings import SettingsError
 from ennu.db import session_scope
 from ennu.models import Assessment, HealthGoal, SyncStatus
-from ennu.settings import get_settings
+from ennu.settings import get_settings, reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
+from flows.health_goal_progressed import health_goal_progressed
 from tasks.host_tags import HostTagFacts
 from tests.factories import add_assessment, add_event, add_goal, add_person, completed_event
 
@@ -96,6 +97,22 @@ def test_tags_hold_while_the_host_state_does_and_only_a_possible_tag_is_sent_ina
     assert tag_state(superseded) == TagState(
         ("assessment:sleep", "assessment:sleep:low"), ("assessment:sleep:high",)
     )
+    # Progress: the highest quarter an open goal reached; the earlier one, or all once it closed, inactive.
+    halfway = PersonFacts(
+        goals=(("lose_weight", "active"),),
+        progress={"lose_weight": 60},
+        progressed=frozenset({"lose_weight"}),
+    )
+    assert tag_state(halfway) == TagState(
+        ("goal:lose-weight", "goal:lose-weight:50pct"), ("goal:lose-weight:25pct", "goal:lose-weight:75pct")
+    )
+    done = PersonFacts(goals=(("lose_weight", "completed"),), progressed=frozenset({"lose_weight"}))
+    assert tag_state(done).inactive == (
+        "goal:lose-weight",
+        "goal:lose-weight:25pct",
+        "goal:lose-weight:50pct",
+        "goal:lose-weight:75pct",
+    )
     # Kinds and types the scheme does not know make no tag (free text is never a tag name).
     assert (
         tag_state(PersonFacts(goals=(("run a marathon", "active"),), latest_band={"x": "low"})) == TagState()
@@ -147,6 +164,46 @@ def test_a_completed_goal_moves_its_tags_and_starts_the_follow_up(database: str,
         timeout=5,
     ).json()
     assert [m["email_address"] for m in done["members"]] == [email]
+
+
+def progress(goal_id: int, percent: int) -> None:
+    with session_scope() as session:
+        goal = session.get(HealthGoal, goal_id)
+        assert goal is not None
+        goal.progress_percent = percent
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_goal_progress_moves_the_quarter_tag_and_a_completion_clears_it(database: str, sandbox: Any) -> None:
+    user_id = add_person()
+    email = email_of(user_id)
+    goal_id = add_goal(user_id)
+    progress(goal_id, 30)
+    health_goal_progressed(event_ids=[add_event("health_goal.progressed", user_id, goal_id)])
+    assert member_of(sandbox, email)["tags"] == ["goal:lose-weight", "goal:lose-weight:25pct"]
+    progress(goal_id, 80)
+    health_goal_progressed(event_ids=[add_event("health_goal.progressed", user_id, goal_id, event_id="p-80")])
+    assert member_of(sandbox, email)["tags"] == ["goal:lose-weight", "goal:lose-weight:75pct"]
+    complete_goal(goal_id)
+    health_goal_completed(event_ids=[add_event("health_goal.completed", user_id, goal_id)])
+    assert member_of(sandbox, email)["tags"] == ["goal-completed:lose-weight"]
+    # No value leaves: the quarter is the tag; no progress field reaches the stand-in.
+    assert all("progress" not in str(b["body"]) for b in sandbox.bodies("mailchimp"))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_completed_goal_without_the_journey_follow_up_moves_its_tags_and_sends_no_event(
+    sqlite_database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENNU_GOAL_FOLLOW_UP", "notice,zap")
+    reload_settings()
+    user_id = add_person()
+    email = email_of(user_id)
+    goal_id = add_goal(user_id)
+    complete_goal(goal_id)
+    health_goal_completed(event_ids=[add_event("health_goal.completed", user_id, goal_id)])
+    assert member_of(sandbox, email)["tags"] == ["goal-completed:lose-weight"]
+    assert events_of(sandbox, email) == []
 
 
 @pytest.mark.usefixtures("prefect_server")

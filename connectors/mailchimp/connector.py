@@ -43,7 +43,7 @@ from connectors.endpoint import resolve_endpoint
 from connectors.http import VendorHttp
 from connectors.mailchimp.errors import TABLE
 from connectors.mailchimp.journey import JourneyStep, trigger_journey
-from connectors.mailchimp.member_events import event_call, properties_of
+from connectors.mailchimp.member_events import PROPERTIES, event_call, properties_of
 from connectors.mailchimp.merge_fields import (
     DatabaseMemory,
     EnsuredMemory,
@@ -55,8 +55,9 @@ from connectors.mailchimp.per_member import MemberCall, call_each
 from connectors.mailchimp.segments import SegmentEnsurer, SegmentSpec, wanted_segments
 from connectors.mailchimp.settings import MailchimpSettings
 from connectors.mailchimp.tag_state import HostFacts, PersonFacts, TagState, tag_state
+from ennu.follow_up import follow_ups_for
 from ennu.models import SyncStatus
-from ennu.settings import Settings
+from ennu.settings import Settings, get_settings
 
 SANDBOX_API_KEY = "sandbox-key-us1"
 BATCH_LIMIT = 500  # members of one batch subscribe
@@ -101,6 +102,20 @@ def nest(fields: dict[str, Any]) -> dict[str, Any]:
         else:
             nested[name] = value
     return nested
+
+
+def starts_journey(object_name: str, record: Record) -> bool:
+    """Whether the record's follow-up event goes: always after an assessment; after a completed goal when
+    its kind's follow-ups (ENNU_GOAL_FOLLOW_UP, ENNU_GOAL_FOLLOW_UP_BY_KIND) include `journey`. The tags
+    follow the goal either way."""
+    if object_name != GOAL_FOLLOWUPS:
+        return True
+    settings = get_settings()
+    kind = record.fields.get(f"{PROPERTIES}goal_kind")
+    chosen = follow_ups_for(
+        str(kind) if kind else None, settings.goal_follow_up, settings.goal_follow_up_by_kind
+    )
+    return "journey" in chosen
 
 
 class MailchimpConnector(HttpConnector):
@@ -207,6 +222,8 @@ class MailchimpConnector(HttpConnector):
             name = self.events.of(object_name)
             calls = [
                 event_call(self.list_id, member, name, self._properties(object_name, record, facts))
+                if starts_journey(object_name, record)
+                else None
                 for member, record in zip(hashes, records, strict=True)
             ]
             outcomes = call_each(self.http, "event", list(zip(outcomes, calls, strict=True)))

@@ -13,6 +13,7 @@ The scheme, per known goal kind and assessment type (`slug`: the host's value wi
 | `goal-completed:<kind>` | they completed a goal of that kind | never (a completion stays history) |
 | `assessment:<type>` | they completed an assessment of that type | never |
 | `assessment:<type>:<band>` | the band of their latest assessment of the type | a newer one has another |
+| `goal:<kind>:<n>pct` | an open goal of the kind reached n % (25, 50, 75) | it reached the next; it closed |
 
 Bands (`low`, `medium`, `high`) are the only trace of a score, and the audience already holds the overall
 score as the SCORE merge field. Kinds and types the scheme does not know get no tag (free text is never a
@@ -40,6 +41,7 @@ ASSESSMENT_TYPES = tuple(t.value for t in AssessmentType)
 CLOSED_GOALS = frozenset({"completed", "abandoned", "cancelled"})
 COMPLETED_GOAL = "completed"
 BANDS = ("low", "medium", "high")
+MILESTONES = (25, 50, 75)  # progress tags (`health_goal.progressed`): the quarter a goal has reached
 
 
 def slug(value: str) -> str:
@@ -69,11 +71,25 @@ def band_tag(kind: str, band: str) -> str:
     return f"assessment:{slug(kind)}:{band}"
 
 
+def progress_tag(kind: str, milestone: int) -> str:
+    return f"goal:{slug(kind)}:{milestone}pct"
+
+
+def milestone(progress: int | None) -> int | None:
+    """The highest milestone a goal's progress (0-100) has reached, or None below the first."""
+    reached = [m for m in MILESTONES if progress is not None and progress >= m]
+    return reached[-1] if reached else None
+
+
 @dataclass(frozen=True)
 class PersonFacts:
     """What the host holds of one person that tags are made of (no value beyond a band)."""
 
     goals: tuple[tuple[str, str], ...] = ()  # (kind, status) of each of their goals
+    # kind -> the highest progress (0-100) of their open goals of that kind that report any
+    progress: dict[str, int] = field(default_factory=dict)
+    # kinds of which some goal, open or closed, reached a milestone (its tag may be set)
+    progressed: frozenset[str] = frozenset()
     latest_band: dict[str, str | None] = field(default_factory=dict)  # type -> band of its latest assessment
     bands_held: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> every band it ever had
 
@@ -101,6 +117,11 @@ def tag_state(facts: PersonFacts) -> TagState:
         (active if any(s not in CLOSED_GOALS for s in statuses) else inactive).append(goal_tag(kind))
         if COMPLETED_GOAL in statuses:
             active.append(goal_completed_tag(kind))
+        reached = milestone(facts.progress.get(kind))
+        if reached is not None:
+            active.append(progress_tag(kind, reached))
+        if kind in facts.progressed:  # an earlier milestone, or one of a goal since closed, no longer holds
+            inactive.extend(progress_tag(kind, m) for m in MILESTONES if m != reached)
     for kind in ASSESSMENT_TYPES:
         if kind not in facts.latest_band:
             continue
