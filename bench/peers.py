@@ -437,7 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _wait(f"{sandbox}/_sandbox/health", "the stand-in")
         with prefect_server(args.prefect_database, directory) as api_url:
-            env = {**os.environ, "PREFECT_API_URL": api_url}
+            # The peers write Salesforce Contacts alone: so does the pipeline here (the product's default
+            # also upserts each Contact's Account in the same Composite request; tests/test_request_cost.py
+            # counts that).
+            env = {**os.environ, "PREFECT_API_URL": api_url, "SALESFORCE_ACCOUNT_MODEL": "none"}
             for connector in connectors:
                 figures: dict[str, dict[str, Any]] = {}
                 for path in paths:
