@@ -40,6 +40,7 @@ from ennu.models import (
     Clinic,
     Consent,
     HealthGoal,
+    InboundFieldVersion,
     Payment,
     Subscription,
     User,
@@ -199,12 +200,14 @@ HOST_TABLES: tuple[Table, ...] = tuple(
     cast(Table, m.__table__)
     for m in (Clinic, User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
 )
-# what a reset clears: the generated tables and the host tables that refer to them
+# what a reset clears: the generated tables and the tables that refer to their people (the hub's record of
+# when a CRM last changed a person's column is about people who are gone)
 CLEARED_TABLES: tuple[Table, ...] = (
     *HOST_TABLES,
     cast(Table, Subscription.__table__),
     cast(Table, Payment.__table__),
     cast(Table, Appointment.__table__),
+    cast(Table, InboundFieldVersion.__table__),
 )
 
 # --------------------------------------------------------------------------- private generation tables

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from ennu.db import session_scope
@@ -14,16 +16,11 @@ from tests.factories import person_with_assessment, refuse
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-HUBSPOT_FIELDS = {
-    "email",
-    "firstname",
-    "lastname",
-    "phone",
-    "date_of_birth",
-    "ennu_last_assessment_type",
-    "ennu_last_assessment_date",
-    "ennu_overall_score",
-}
+# Only what the mapping names may arrive (its fields: the contact's, the last assessment, the scores).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HUBSPOT_FIELDS = set(
+    yaml.safe_load((REPO_ROOT / "mappings" / "assessment.completed" / "hubspot.yaml").read_text())["fields"]
+)
 
 
 def sync_rows(**where: Any) -> list[SyncLog]:

@@ -299,7 +299,9 @@ def test_people_goals_and_consents_look_real(url: str) -> None:
     communication = sum(1 for u in users if u[9]) / len(users)
     assert 0.64 < marketing < 0.76 and 0.54 < communication < 0.66
 
-    for _id, _user, kind, target, status, created, due, completed in rows_of(url, table("health_goals")):
+    for _id, _user, kind, target, status, created, due, completed, *_progress in rows_of(
+        url, table("health_goals")
+    ):
         assert kind in GOAL_KINDS and target and len(target) <= 200
         assert status in ("active", "completed")
         assert (completed is not None) == (status == "completed")

@@ -109,8 +109,7 @@ def test_one_round_trip_takes_the_first_slots_of_every_destination_of_a_batch() 
 def test_a_full_limit_leaves_each_push_to_take_its_own() -> None:
     from connectors.rate_limit import expect_requests, take_ahead, taken_slots
 
-    full = RateLimit("aheadfull", parse_rate("40/1h"))  # a burst of 2, then one every 93 s
-    full.acquire()
+    full = RateLimit("aheadfull", parse_rate("1/1h"))  # one at once, then one an hour
     full.acquire()
     free = RateLimit("aheadfree", parse_rate(UNLIMITED))
     for limit in (full, free):

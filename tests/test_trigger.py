@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,10 +26,10 @@ from prefect.settings import PREFECT_API_URL
 from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.heartbeats import live_workers
-from ennu.models import Biomarker, OutboxEvent, User
+from ennu.models import Appointment, Biomarker, OutboxEvent, User
 from intake.app import create_app
 from tests.engine_support import wait_for
-from tests.factories import add_assessment, add_goal, add_person, zone_at_local_hour
+from tests.factories import add_appointment, add_assessment, add_goal, add_person, zone_at_local_hour
 from tests.tiers import e2e_fixture
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.e2e]
@@ -171,6 +171,7 @@ def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
     # Every other host event type, each through its own deployment's trigger.
     registered, goal_owner, leaver = add_person(), add_person(), add_person()
     goal = add_goal(goal_owner)
+    appointment = add_appointment(goal_owner, datetime.now(UTC) + timedelta(days=3))
     with session_scope() as session:
         # daytime where the goal owner lives: the SMS for the completed goal is not held for quiet hours
         session.get(User, goal_owner).timezone = zone_at_local_hour(13)  # type: ignore[union-attr]
@@ -193,6 +194,8 @@ def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
         post(api, "t-leaver", "user.registered", leaver)
         post(api, "t-consent", "user.consent_changed", registered)
         post(api, "t-clinic", "user.clinic_changed", registered)
+        post(api, "t-progressed", "health_goal.progressed", goal_owner, goal)
+        post(api, "t-appointment", "appointment.scheduled", goal_owner, appointment)
         first_wave = [
             "t-registered",
             "t-login",
@@ -201,16 +204,27 @@ def test_posted_events_of_every_type_are_delivered_by_the_worker_in_flow_runs(
             "t-leaver",
             "t-consent",
             "t-clinic",
+            "t-progressed",
+            "t-appointment",
         ]
         assert set(settled(first_wave).values()) == {"done"}
+        cancel_appointment(appointment)
+        post(api, "t-cancelled", "appointment.cancelled", goal_owner, appointment)
         post(api, "t-goal-completed", "health_goal.completed", goal_owner, goal)
         post(api, "t-erase", "user.deletion_requested", leaver)
-        assert set(settled(["t-goal-completed", "t-erase"]).values()) == {"done"}
+        assert set(settled(["t-goal-completed", "t-erase", "t-cancelled"]).values()) == {"done"}
     for event_type in EVENT_TYPES.values():
         if event_type.origin == "host":
             assert flow_runs_named(event_type.flow_name), event_type.name
     assert sandbox.objects("fhir", "Observation") and sandbox.objects("hubspot", "deals")
     assert sandbox.request_count("hubspot", "gdpr-delete") == 1
+
+
+def cancel_appointment(appointment_id: int) -> None:
+    with session_scope() as session:
+        row = session.get(Appointment, appointment_id)
+        assert row is not None
+        row.status = "cancelled"
 
 
 def test_a_failed_deployment_run_raises_the_operators_alert(served: None) -> None:

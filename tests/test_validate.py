@@ -110,12 +110,13 @@ def test_email_and_phone_patterns_are_strict() -> None:
 
 def test_enum_and_max_length_on_mailchimp() -> None:
     frame = mapped(["a@example.com", "b@example.com"], [1.0, 2.0], connector="mailchimp")
-    frame.loc[frame.index[0], "tags"] = "assessment:unknown"
+    frame.loc[frame.index[0], "properties.assessment_type"] = "unknown"
     frame.loc[frame.index[1], "merge_fields.FNAME"] = "x" * 101
     failed = {r.record_key: r.failed for r in validate_mapped(mapping("mailchimp"), frame).rejected}
+    # Mailchimp's assessment records are the assessments (its follow-up event is one per assessment).
     assert failed == {
-        "user:1": ("tags: expect_column_values_to_be_in_set",),
-        "user:2": ("merge_fields.FNAME: expect_column_value_lengths_to_be_between",),
+        "assessment:100": ("properties.assessment_type: expect_column_values_to_be_in_set",),
+        "assessment:101": ("merge_fields.FNAME: expect_column_value_lengths_to_be_between",),
     }
 
 
@@ -223,7 +224,7 @@ def test_every_destination_of_a_batch_is_checked_in_one_run_and_failures_in_one_
     assert _validator.runs - before == 2
     assert [r.record_key for r in hubspot_result.rejected] == ["user:4"]
     assert [(r.record_key, r.failed) for r in mailchimp_result.rejected] == [
-        ("user:2", ("email_address: expect_column_values_to_match_regex",))
+        ("assessment:101", ("email_address: expect_column_values_to_match_regex",))
     ]
 
 
