@@ -19,14 +19,13 @@ from ennu.db import session_scope
 from ennu.erasure import scrub_person
 from ennu.models import InboundFieldVersion, OutboxEvent, SyncLog, User, WebhookReceipt
 from ennu.receipts import HUBSPOT_APPLIED_PROPERTIES, kept_payload
-from ennu.settings import get_settings, reload_settings
+from ennu.settings import get_settings
 from flows.inbound_sync import inbound_sync, watermark_variable
 from flows.user_registered import user_registered
-from intake.app import create_app
 from mappings.inbound import inbound_mappings
 from tests.engine_support import running_worker, wait_for
 from tests.factories import add_event, add_person
-from tests.webhook_signing import BASE, SECRETS, hubspot_v3_headers
+from tests.webhook_signing import hubspot_v3_headers, intake_with
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -34,13 +33,8 @@ REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
 @pytest.fixture()
 def api(database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    reload_settings()
-    with TestClient(create_app(), base_url=BASE) as client:
+    with intake_with(monkeypatch) as client:
         yield client
-    monkeypatch.undo()
-    reload_settings()
 
 
 def change(event_id: int, object_id: str, name: str, value: str, at_ms: int, kind: str = "contact") -> dict:

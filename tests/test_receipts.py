@@ -23,13 +23,11 @@ from ennu.models import ReceivedWebhookId, User, WebhookReceipt, utcnow
 from ennu.settings import reload_settings
 from flows.cleanup import cleanup
 from flows.webhook_received import webhook_received
-from intake.app import create_app
 from tests.factories import add_person
 from tests.webhook_signing import (
-    BASE,
     FORM,
-    SECRETS,
     hubspot_v3_headers,
+    intake_with,
     mandrill_form,
     stripe_headers,
     twilio_form,
@@ -42,12 +40,8 @@ PERSONAL = re.compile(r"@|example\.com|5550109999|leaver", re.IGNORECASE)
 
 @pytest.fixture()
 def api(database: str, monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> Iterator[TestClient]:
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    with TestClient(create_app(), base_url=BASE) as client:
+    with intake_with(monkeypatch) as client:
         yield client
-    monkeypatch.undo()
-    reload_settings()
 
 
 def post_all(api: TestClient) -> dict[str, dict[str, int]]:

@@ -19,17 +19,15 @@ from sqlalchemy import delete, insert, select
 from ennu.db import session_scope
 from ennu.erasure import scrub_person
 from ennu.models import OutboxEvent, Payment, Subscription, SyncLog, User, WebhookReceipt, utcnow
-from ennu.settings import reload_settings
 from flows.payment_changed import payment_changed
 from flows.subscription_changed import subscription_changed
 from flows.user_registered import user_registered
 from flows.webhook_received import webhook_received
-from intake.app import create_app
 from sandbox.hubspot import STRICT_ENV
 from sandbox.stripe import charge, invoice, signed_webhook, webhook_event
 from tests.engine_support import delivery_states, open_deliveries, running_worker, wait_for
 from tests.factories import add_event, add_person
-from tests.webhook_signing import BASE, SECRETS
+from tests.webhook_signing import intake_with
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 SIGNING_SECRET = "whsec_new"  # one of the intake's configured secrets (tests/webhook_signing.py)
@@ -37,12 +35,8 @@ SIGNING_SECRET = "whsec_new"  # one of the intake's configured secrets (tests/we
 
 @pytest.fixture()
 def api(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    with TestClient(create_app(), base_url=BASE) as client:
+    with intake_with(monkeypatch) as client:
         yield client
-    monkeypatch.undo()
-    reload_settings()
 
 
 def send(api: TestClient, event: dict[str, Any]) -> dict[str, int]:

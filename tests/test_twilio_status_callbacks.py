@@ -20,15 +20,13 @@ from sqlalchemy import select
 from connectors.twilio.connector import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN
 from ennu.db import session_scope
 from ennu.models import Delivery, SyncLog, User, WebhookReceipt
-from ennu.settings import reload_settings
 from flows.biomarker_updated import biomarker_updated
 from flows.health_goal_completed import health_goal_completed
 from flows.webhook_received import webhook_received
-from intake.app import create_app
 from sandbox.twilio import twilio_signature
 from tasks.status import integration_status
 from tests.factories import add_critical_glucose, add_event, add_goal, add_person, zone_at_local_hour
-from tests.webhook_signing import BASE, FORM
+from tests.webhook_signing import BASE, FORM, intake_with
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 CALLBACK = f"{BASE}/webhooks/twilio"
@@ -37,13 +35,9 @@ CALLBACK = f"{BASE}/webhooks/twilio"
 @pytest.fixture()
 def api(database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     # The intake verifies with the token the stand-in signs with, as a site does with its own account's.
-    monkeypatch.setenv("TWILIO_AUTH_TOKENS", SANDBOX_AUTH_TOKEN)
-    monkeypatch.setenv("TWILIO_STATUS_CALLBACK_URL", CALLBACK)
-    reload_settings()
-    with TestClient(create_app(), base_url=BASE) as client:
+    variables = {"TWILIO_AUTH_TOKENS": SANDBOX_AUTH_TOKEN, "TWILIO_STATUS_CALLBACK_URL": CALLBACK}
+    with intake_with(monkeypatch, variables) as client:
         yield client
-    monkeypatch.undo()
-    reload_settings()
 
 
 def report(sandbox_url: str, sid: str, status: str, error_code: str | None = None) -> dict[str, Any]:

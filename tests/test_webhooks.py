@@ -21,13 +21,11 @@ from ennu.settings import reload_settings
 from flows.subscription_changed import subscription_changed
 from flows.user_registered import user_registered
 from flows.webhook_received import webhook_received
-from intake.app import create_app
 from tests.factories import add_event, add_person
 from tests.webhook_signing import (
-    BASE,
-    SECRETS,
     hubspot_legacy_headers,
     hubspot_v3_headers,
+    intake_with,
     mandrill_form,
     stripe_headers,
     twilio_form,
@@ -38,12 +36,8 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 @pytest.fixture()
 def api(sqlite_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    with TestClient(create_app(), base_url=BASE) as client:
+    with intake_with(monkeypatch) as client:
         yield client
-    monkeypatch.undo()
-    reload_settings()
 
 
 def configured(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:

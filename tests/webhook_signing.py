@@ -12,13 +12,20 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 import stripe
+from fastapi.testclient import TestClient
 from hubspot.utils.signature import Signature
 from slack_sdk.signature import SignatureVerifier
 from twilio.request_validator import RequestValidator
+
+from ennu.settings import reload_settings
+from intake.app import create_app
 
 BASE = "https://hub.example.org"
 FORM = "application/x-www-form-urlencoded"
@@ -30,6 +37,20 @@ SECRETS = {
     "MANDRILL_WEBHOOK_KEYS": "mandrill-key",
     "TWILIO_AUTH_TOKENS": "tw-token",
 }
+
+
+@contextmanager
+def intake_with(
+    monkeypatch: pytest.MonkeyPatch, variables: Mapping[str, str] = SECRETS
+) -> Iterator[TestClient]:
+    """The intake API at BASE with these settings (each vendor's webhook secret by default), then undone."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    reload_settings()
+    with TestClient(create_app(), base_url=BASE) as client:
+        yield client
+    monkeypatch.undo()
+    reload_settings()
 
 
 def stripe_headers(body: bytes, secret: str = "whsec_old", at: int | None = None) -> dict[str, str]:
