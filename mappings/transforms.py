@@ -309,27 +309,37 @@ def default_1(value: Any, params: DefaultParams) -> Any:
     return params.value if is_blank(value) else value
 
 
-def round_v(series: pd.Series, params: RoundParams) -> pd.Series:
-    numbers = pd.to_numeric(series.astype(object), errors="coerce").astype(float)
-    return nulls_to_none(numbers.round(params.digits))
+def _numbers(series: pd.Series) -> pd.Series:
+    """The values as floats; NaN where one is no number."""
+    return pd.to_numeric(series.astype(object), errors="coerce").astype(float)
 
 
-def round_1(value: Any, params: RoundParams) -> Any:
+def _number(value: Any) -> float | None:
+    """One value as a float; None where it is null or no number (NaN included)."""
     if is_null(value):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
+    return None if math.isnan(number) else number
+
+
+def round_v(series: pd.Series, params: RoundParams) -> pd.Series:
+    return nulls_to_none(_numbers(series).round(params.digits))
+
+
+def round_1(value: Any, params: RoundParams) -> Any:
+    number = _number(value)
     # numpy's rounding (half to even on the scaled value) is the definition, as in the vectorised form
-    return None if math.isnan(number) else float(np.round(number, params.digits))
+    return None if number is None else float(np.round(number, params.digits))
 
 
 # --------------------------------------------------------------------------- band
 
 
 def band_v(series: pd.Series, params: BandParams) -> pd.Series:
-    numbers = pd.to_numeric(series.astype(object), errors="coerce").astype(float)
+    numbers = _numbers(series)
     result = pd.Series(None, index=series.index, dtype=object)
     for bound, label in params.ordered():  # a loop over the few bands, not over rows
         result = result.mask(numbers >= bound, label)
@@ -337,11 +347,8 @@ def band_v(series: pd.Series, params: BandParams) -> pd.Series:
 
 
 def band_1(value: Any, params: BandParams) -> Any:
-    if is_null(value):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    number = _number(value)
+    if number is None:
         return None
     reached = [label for bound, label in params.ordered() if number >= bound]
     return reached[-1] if reached else None
