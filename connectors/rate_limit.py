@@ -121,7 +121,7 @@ class TakenSlots:
                 chunk = self._chunk(burst, int(hold_seconds / slot_seconds))
             started = time.monotonic()
             round_trips = 1
-            while (wait := _take_now(name, chunk)) is not None:
+            while (wait := _increment([name], chunk)) is not None:
                 round_trips += 1
                 # Fewer are free than asked for. The server decays the bucket by whole slots since its
                 # last update and every call updates it, so asking again at once would only lose the
@@ -150,12 +150,6 @@ def _api() -> SyncPrefectClient:
             client.__enter__()
             _clients[url] = client
         return client
-
-
-def _take_now(name: str, slots: int) -> float | None:
-    """Take `slots` of the global limit at once if they are free now: None when taken, else the seconds the
-    server says to wait (nothing taken)."""
-    return _increment([name], slots)
 
 
 def increments() -> int:
