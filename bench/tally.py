@@ -48,7 +48,9 @@ class Index:
         return number if number in self.users else None
 
 
-Key = Callable[[dict[str, Any], Index], int | None]
+# Whose an object is: one person (None: someone else's), or several for an object that carries several
+# (a care-team digest: up to ten notices in one chat message).
+Key = Callable[[dict[str, Any], Index], int | list[int | None] | None]
 
 
 def _props(o: dict[str, Any]) -> dict[str, Any]:
@@ -72,14 +74,14 @@ def _goal_user(goal_id: Any, ix: Index) -> int | None:
     return ix.by_resource.get(("health_goal.completed", str(goal_id)))
 
 
-def _notice_user(notice: dict[str, Any], ix: Index) -> int | None:
-    """A care-team notice names no person: its link carries the result's id (`biomarker-<id>`)."""
+def _notice_users(notice: dict[str, Any], ix: Index) -> list[int | None]:
+    """A care-team message names no person: each notice's link carries the result's id (`biomarker-<id>`),
+    or the host user's (`user:<id>`); a digest carries several notices, each counted as a send."""
     text = json.dumps(notice)
-    found = BIOMARKER_REF.search(text)
-    if found:
-        return ix.by_resource.get(("biomarker.updated", found.group(1)))
-    user = USER_REF.search(text)
-    return ix.user(user.group(1)) if user else None
+    results = BIOMARKER_REF.findall(text)
+    if results:
+        return [ix.by_resource.get(("biomarker.updated", found)) for found in results]
+    return [ix.user(found) for found in USER_REF.findall(text)] or [None]
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,9 @@ DESTINATIONS: tuple[Destination, ...] = (
     Destination("fhir/Patient", "epic_fhir", None, ("biomarker.updated", "assessment.completed"),
                 lambda o, ix: ix.user(_fhir_value(o, "user-id"))),
     Destination("slack/messages", "slack", "messages", ("biomarker.updated",),
-                _notice_user, per_send=True),
+                _notice_users, per_send=True),
     Destination("teams/messages", "teams", "messages", ("biomarker.updated",),
-                _notice_user, per_send=True),
+                _notice_users, per_send=True),
 )  # fmt: skip
 VENDORS = tuple(dict.fromkeys(d.vendor for d in DESTINATIONS))
 
@@ -144,13 +146,17 @@ def expected_for(people: Iterable[Person], only: Sequence[str] | None = None) ->
     return wanted
 
 
+def _owners(found: int | list[int | None] | None) -> list[int | None]:
+    return found if isinstance(found, list) else [found]
+
+
 def observe(sandbox: SandboxClient, ix: Index) -> dict[str, Counter[int | None]]:
     """Destination -> how many objects each person has there (None: someone else's, e.g. an earlier run's)."""
     seen: dict[str, Counter[int | None]] = {}
     for d in DESTINATIONS:
         objects = sandbox.objects(d.vendor, d.kind)
         if objects:
-            seen[d.name] = Counter(d.key(o, ix) for o in objects)
+            seen[d.name] = Counter(owner for o in objects for owner in _owners(d.key(o, ix)))
     return seen
 
 
