@@ -167,6 +167,11 @@ class Connector(ABC):
         raise UnsupportedObject(f"{cls.name} has no object {object_name!r} (it has {known})")
 
     @classmethod
+    def sends_of(cls, object_name: str) -> AmbiguousSends:
+        """How a send of this object repeats: its own policy where it has one, else the connector's."""
+        return cls.object_spec(object_name).ambiguous_sends or cls.ambiguous_sends
+
+    @classmethod
     def expected_requests(cls, object_name: str, records: int) -> int:
         """About how many requests pushing `records` records costs (an estimate: never a limit)."""
         if cls.requests_per_record:

@@ -30,8 +30,9 @@ from ennu.models import (
 )
 from ennu.settings import get_settings
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from mappings.loader import load_all_mappings
 from mappings.routing import routing_table
-from tasks.admit import BULK_ORIGIN, BULK_PRIORITY_OFFSET, destinations
+from tasks.admit import BULK_ORIGIN, BULK_PRIORITY_OFFSET, destinations, kept_records
 from tasks.record import Tally, current_flow_run_id, record
 from tasks.run_state import batch_state
 
@@ -132,7 +133,9 @@ def bulk_sync(
     integrations: list[str] | None = None,
     user_ids: list[int] | None = None,
 ) -> State[Any]:
-    """Send every record of `event_type` (or those of `user_ids`) to `integrations` (default: all routed).
+    """Send every record of `event_type` (or those of `user_ids`) to `integrations` (default: every routed
+    destination that keeps records, `tasks.admit.kept_records`: no SMS, notice, Zap or analytics hit
+    unless named).
 
     Records the destination already has unchanged cost no request. The run carries its own events
     through the pipeline a chunk at a time; delivery workers may take some of them (they queue behind
@@ -141,6 +144,14 @@ def bulk_sync(
     """
     if event_type not in EVENT_TYPES or event_type == "user.deletion_requested":
         raise ValueError("bulk-sync takes an event type that carries records")
+    if integrations is None:
+        mappings_dir = get_settings().mappings_dir
+        integrations = kept_records(routing_table(mappings_dir), load_all_mappings(mappings_dir), event_type)
+        if not integrations:
+            raise ValueError(
+                f"bulk-sync of {event_type}: none of its destinations keeps records (each announces "
+                "something: a message, a notice, a Zap); name the integrations to send it to"
+            )
     run_id = (current_flow_run_id() or "local").replace("-", "")
     sent = 0
     tally = Tally()

@@ -21,10 +21,14 @@ from ennu.db import session_scope
 from ennu.events import EVENT_TYPES
 from ennu.models import SyncLog
 from ennu.secrets import SecretUnavailable
+from ennu.settings import get_settings
 from intake.audit import AUDIT_RESPONSES, AUDITED
 from intake.auth import require_operator, require_viewer
 from intake.errors import error_responses, require_json_body
 from intake.openapi import allowed_values
+from mappings.loader import load_all_mappings
+from mappings.routing import routing_table
+from tasks.admit import kept_records
 from tasks.status import IntegrationStatus, all_statuses, health_problems
 
 router = APIRouter(
@@ -59,7 +63,12 @@ class SyncRequest(BaseModel):
         json_schema_extra=allowed_values(SYNCABLE_EVENT_TYPES),
     )
     integrations: list[Annotated[str, Field(json_schema_extra=allowed_values(KNOWN))]] | None = Field(
-        default=None, max_length=len(KNOWN), description="only these destinations (default: all routed)"
+        default=None,
+        max_length=len(KNOWN),
+        description=(
+            "only these destinations (default: every routed one that keeps records; SMS, care-team notices,"
+            " Zaps, analytics and journeys only when named)"
+        ),
     )
     user_ids: list[Annotated[int, Field(gt=0, le=ID_MAX)]] | None = Field(
         default=None, max_length=10_000, description="only these people"
@@ -254,9 +263,18 @@ def sync(request: SyncRequest) -> SyncStarted:
     for name in request.integrations or []:
         if name not in CONNECTORS:
             raise HTTPException(422, "unknown integration")
+    parameters = request.model_dump()
+    if request.integrations is None:  # the run shows where it goes: the destinations that keep records
+        mappings_dir = get_settings().mappings_dir
+        table = routing_table(mappings_dir)
+        parameters["integrations"] = kept_records(table, load_all_mappings(mappings_dir), request.event_type)
+        if not parameters["integrations"]:
+            raise HTTPException(
+                422, "every destination of this event type announces something; name the integrations"
+            )
     try:
         run: Any = run_deployment(
-            BULK_SYNC_DEPLOYMENT, parameters=request.model_dump(), timeout=0, tags=[INTAKE_RUN_TAG]
+            BULK_SYNC_DEPLOYMENT, parameters=parameters, timeout=0, tags=[INTAKE_RUN_TAG]
         )
     except ObjectNotFound:
         raise HTTPException(503, f"the {BULK_SYNC_DEPLOYMENT} deployment is not deployed") from None

@@ -6,7 +6,7 @@ unrouted (`routed_at` empty); the workers (and a flow run given event ids) route
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from ennu.erasure import SKIPPED_ERASED, received_by
 from ennu.models import ErasedPerson, EventStatus, OutboxEvent, SyncLog, SyncStatus, table_of, utcnow
 from ennu.settings import get_settings
 from mappings.routing import DEFAULT_PRIORITY, RoutingTable, routing_table
+from mappings.schema import Mapping as RecordMapping
 
 ERASURE = "user.deletion_requested"
 CONSENT_CHANGE = "user.consent_changed"
@@ -50,6 +51,26 @@ def destinations(
             routed.setdefault(spec.connector, spec.priority or table.integrations[spec.connector].priority)
     wanted = None if requested is None else set(requested)
     return [(name, priority) for name, priority in routed.items() if wanted is None or name in wanted]
+
+
+def kept_records(
+    table: RoutingTable, mappings: Mapping[tuple[str, str], RecordMapping], event_type: str
+) -> list[str]:
+    """Where a bulk sync that names no destination goes: the routes whose object keeps a record that a
+    second send leaves as it was (an upsert, a keyed create: `idempotent`), so re-sending every record of
+    a kind brings the destinations up to date and tells nobody anything twice. Routes that announce
+    something (an SMS or a call, a care-team notice, a Zap, an analytics hit, a follow-up that starts a
+    journey) go only where an operator names them: a bulk sync of past assessments must not text every
+    person or post every score band to the care team's channel again."""
+    return list(
+        dict.fromkeys(
+            spec.connector
+            for spec in table.routes_for(event_type)
+            if spec.connector in CONNECTORS
+            and CONNECTORS[spec.connector].sends_of(mappings[(event_type, spec.mapping_name)].object)
+            == "idempotent"
+        )
+    )
 
 
 def held_elsewhere(

@@ -105,7 +105,7 @@ def test_the_same_records_again_are_nothing_new(connector: Connector, sandbox: A
         assert {o.status for o in first} <= DELIVERED | {SyncStatus.SKIPPED}, [o.error for o in first]
         held = {kind: len(items) for kind, items in sandbox.holdings(vendor).items()}
         bodies = [b["body"] for b in sandbox.bodies(vendor)]
-        policy = connector.object_spec(batch.object_name).ambiguous_sends or connector.ambiguous_sends
+        policy = connector.sends_of(batch.object_name)
         if policy == "idempotent":
             again = connector.push(batch.object_name, batch.upsert_key, batch.records)
             assert SyncStatus.CREATED not in {o.status for o in again}

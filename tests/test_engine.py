@@ -19,7 +19,14 @@ from flows.bulk_sync import bulk_sync
 from intake.app import create_app
 from tasks import admit as tasks_admit
 from tests.engine_support import delivery_states, open_deliveries, running_worker, wait_for
-from tests.factories import add_event, add_goal, add_person, person_with_assessment, zone_at_local_hour
+from tests.factories import (
+    add_assessment,
+    add_event,
+    add_goal,
+    add_person,
+    person_with_assessment,
+    zone_at_local_hour,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 OPERATOR = {"Authorization": "Bearer operator-token"}
@@ -79,6 +86,27 @@ def test_a_bulk_sync_for_two_destinations_calls_only_those_two(
     for vendor in ("mailchimp", "stripe", "ga4", "zapier", "twilio"):
         assert sandbox.requests(vendor) == [], vendor
     assert set(delivery_states()) == {"delivered"}
+
+
+def test_a_bulk_sync_naming_no_destination_updates_the_records_and_announces_nothing(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    for _ in range(3):
+        user_id = add_person()
+        add_assessment(user_id, overall=8.1)  # no event: only the bulk sync carries these
+    announcers = ("ga4", "zapier", "slack", "teams", "twilio", "mailchimp")
+    with running_worker():
+        bulk_sync(event_type="assessment.completed")
+        wait_for(lambda: open_deliveries() == 0, "the bulk sync's deliveries settled")
+    with session_scope() as session:
+        reached = Counter(session.execute(select(Delivery.integration)).scalars())
+    assert reached == Counter({"hubspot": 3, "salesforce": 3, "epic_fhir": 3})
+    assert len(sandbox.objects("hubspot", "contacts")) == 3
+    for vendor in announcers:  # no SMS, notice, Zap, analytics hit or journey for a past assessment
+        assert sandbox.requests(vendor) == [], vendor
+    assert set(delivery_states()) == {"delivered"}
+    with pytest.raises(ValueError, match="name the integrations"):  # every route of it announces
+        bulk_sync(event_type="appointment.scheduled")
 
 
 def test_a_vendor_outage_heals_without_a_drain_and_spends_no_attempt(

@@ -210,3 +210,24 @@ def test_refusals_share_one_shape_and_never_echo(monkeypatch: pytest.MonkeyPatch
     }
     assert unknown in answers[422].json()["errors"]
     assert "jane.doe" not in answers[422].text and "glucose" not in answers[422].text
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_sync_naming_no_destination_asks_only_those_that_keep_records() -> None:
+    from fastapi.testclient import TestClient
+
+    operator = CALLERS["operator"]
+    with TestClient(APP) as client:
+        started = client.post(
+            "/integrations/sync", json={"event_type": "assessment.completed"}, headers=operator
+        )
+        announcing = client.post(
+            "/integrations/sync", json={"event_type": "appointment.scheduled"}, headers=operator
+        )
+    assert started.status_code == 202, started.text
+    with get_client(sync_client=True) as prefect:
+        run = prefect.read_flow_run(started.json()["flow_run_id"])
+    # The run's parameters say where it goes: no SMS, notice, Zap, analytics hit or journey start.
+    assert run.parameters["integrations"] == ["hubspot", "salesforce", "epic_fhir"]
+    assert announcing.status_code == 422
+    assert "name the integrations" in announcing.json()["detail"]
