@@ -154,6 +154,26 @@ def test_the_intake_without_its_secrets_refuses_to_start_naming_each(monkeypatch
         reload_production()
 
 
+def test_the_served_deployments_without_the_secrets_refuse_to_start_naming_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deployments import serve
+
+    for variable in REQUIRED:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("ENNU_ENV", "production")
+    monkeypatch.setattr(sys, "argv", ["deployments.serve"])
+    reload_production()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            serve.main()  # before any deployment is built or served
+        assert str(stopped.value).startswith("served deployments: ")
+        assert [v for v in REQUIRED if f"{v} is not set" in str(stopped.value)] == list(REQUIRED)
+    finally:
+        monkeypatch.undo()
+        reload_production()
+
+
 @pytest.fixture()
 @e2e_fixture
 def intake_started_in_production() -> subprocess.CompletedProcess[str]:
