@@ -172,6 +172,11 @@ class HealthGoal(Base):
     # How far toward the goal (0-100) as the host last said; health_goal.progressed sends what is here at
     # send time, so a late, older event never puts an older value at the CRM.
     progress_percent: Mapped[int | None] = mapped_column(Integer)
+    # The goal's HubSpot deal as the clinic's staff left it (the inbound deal half, flows/hubspot_changes.py):
+    # the CRM's view only. The goal's state above stays the host's; a deal won or lost at the CRM changes
+    # only these, and no outbound mapping reads them.
+    crm_stage: Mapped[str | None] = mapped_column(String(100))  # a stage id other than the host's own
+    crm_owner_id: Mapped[str | None] = mapped_column(String(40))  # the deal's HubSpot owner
 
 
 class Subscription(Base):
@@ -457,18 +462,26 @@ class ReceivedWebhookId(Base):
 
 
 class InboundFieldVersion(Base):
-    """When the CRM value a host column last took from an integration changed there (the vendor's time).
+    """When the CRM value a host record's column last took from an integration changed there (the vendor's
+    time). The record is a user (contacts, Salesforce's people) or a health goal (HubSpot deals).
 
     An older change arriving later (a delayed webhook, a poll that read before a webhook's change) never
-    overwrites a newer one. Ids, a column name and a time only; erasure deletes the person's rows.
+    overwrites a newer one. Ids, a column name and a time only; erasure deletes the person's rows (a goal's
+    rows carry its person).
     """
 
     __tablename__ = "inbound_field_versions"
     # One primary-key column, as every table (ennu.crypto.rotate walks tables by it).
-    __table_args__ = (UniqueConstraint("integration", "user_id", "column"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "integration", "record", "record_id", "column", name="uq_inbound_field_versions_record_column"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     integration: Mapped[str] = mapped_column(String(40))
+    record: Mapped[str] = mapped_column(String(20))  # the host record kind: user, health_goal
+    record_id: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     column: Mapped[str] = mapped_column(String(60))
     changed_at: Mapped[datetime] = mapped_column()

@@ -124,11 +124,11 @@ def _pick(document: Any, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 # The HubSpot properties the handler applies (flows/hubspot_changes.py), by subscription type: the sources of
-# the inbound half of the HubSpot mappings (a test keeps the two equal). Deals have no inbound half: their
-# changes are kept as their type only.
+# the inbound halves of the HubSpot mappings (a test keeps the two equal). Any other property's change is
+# kept as its type only.
 HUBSPOT_APPLIED_PROPERTIES: dict[str, frozenset[str]] = {
     "contact.propertyChange": frozenset({"lifecyclestage", "hubspot_owner_id", "hs_email_optout"}),
-    "deal.propertyChange": frozenset(),
+    "deal.propertyChange": frozenset({"dealstage", "hubspot_owner_id"}),
 }
 HUBSPOT_EVENT_FIELDS = ("eventId", "subscriptionType", "objectId", "propertyName", "occurredAt")
 

@@ -1,7 +1,10 @@
 """`inbound-sync`: hourly, what changed at HubSpot and Salesforce since the last watermark, back to the host.
 
-Each CRM with an inbound half in its mappings (see `mappings/inbound.py`) is asked for records changed
-since its watermark, kept in the Prefect Variable `ennu_inbound_watermark_<integration>`. The watermark moves
+Each inbound half in the mappings (see `mappings/inbound.py`: a CRM's people, HubSpot's deals of health
+goals) is asked for records changed since its watermark, kept in the Prefect Variable
+`ennu_inbound_watermark_<integration>` (people) or `ennu_inbound_watermark_<integration>_<object>`
+(`..._hubspot_deals`). HubSpot's webhooks bring the same changes in seconds; this is their safety net. The
+watermark moves
 to the newest change seen only after the changes are applied, so a failed run is simply repeated; each run
 re-reads a short overlap before the watermark because applying a change twice changes nothing.
 """
@@ -19,23 +22,31 @@ from ennu.models import utcnow
 from ennu.settings import get_settings
 from mappings.inbound import inbound_mappings
 from mappings.routing import routing_table
+from mappings.schema import InboundMapping
 from tasks.inbound import InboundSummary, apply_changes, fetch_changes, withdraw_marketing
 from tasks.record import current_flow_run_id, write_sync_log
 from tasks.status import disabled_reason
 
 
-def watermark_variable(integration: str) -> str:
-    return f"ennu_inbound_watermark_{integration}"
+def watermark_variable(integration: str, records: str | None = None) -> str:
+    """The Variable of an inbound half's watermark: the people's half by its CRM's name, another half (the
+    vendor object `records`, e.g. HubSpot's deals) with the object's name after it."""
+    return f"ennu_inbound_watermark_{integration}" + (f"_{records}" if records else "")
 
 
-def read_watermark(integration: str) -> datetime | None:
-    stored = Variable.get(watermark_variable(integration), default=None)
+def half_watermark(inbound: InboundMapping, integration: str) -> str:
+    return watermark_variable(integration, None if inbound.record == "user" else inbound.object)
+
+
+def read_watermark(variable: str) -> datetime | None:
+    stored = Variable.get(variable, default=None)
     return datetime.fromisoformat(str(stored)) if stored else None
 
 
 @flow(name="inbound-sync", log_prints=False)
 def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | int | None]]:
-    """Pull CRM-side changes (lifecycle stage, owner, opt-outs) into the host's users.
+    """Pull CRM-side changes (lifecycle stage, owner, opt-outs) into the host's users, and the CRM's view of
+    goals' deals (stage, owner) into their health goals.
 
     An e-mail opt-out at a CRM also unsubscribes the person at the marketing destinations (Mailchimp).
 
@@ -46,7 +57,7 @@ def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | 
     settings = get_settings()
     table = routing_table(settings.mappings_dir)
     rows: list[dict[str, str | int | None]] = []
-    for name, mapping in sorted(inbound_mappings(settings.mappings_dir).items()):
+    for (name, _), mapping in sorted(inbound_mappings(settings.mappings_dir).items()):
         config = table.integrations.get(name)
         if integrations is not None and name not in integrations:
             continue
@@ -59,7 +70,8 @@ def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | 
             continue
         assert mapping.inbound is not None
         started = utcnow()
-        previous = read_watermark(name)
+        variable = half_watermark(mapping.inbound, name)
+        previous = read_watermark(variable)
         since = (
             previous - timedelta(seconds=settings.inbound_overlap_seconds)
             if previous is not None
@@ -71,11 +83,12 @@ def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | 
             write_sync_log(withdraw_marketing(summary.withdrawn_marketing), current_flow_run_id())
         newest = max((c.modified_at for c in changes), default=None)
         watermark = max(filter(None, [previous, newest]), default=since)
-        Variable.set(watermark_variable(name), watermark.isoformat(), overwrite=True)
+        Variable.set(variable, watermark.isoformat(), overwrite=True)
         summary.since, summary.watermark = since.isoformat(), watermark.isoformat()
         logger.info(
-            "%s: %d changed records, %d users updated, %d unchanged, %d not ours",
+            "%s %s: %d changed records, %d updated, %d unchanged, %d not ours",
             name,
+            mapping.inbound.object,
             summary.fetched,
             summary.applied,
             summary.unchanged,
@@ -83,6 +96,8 @@ def inbound_sync(integrations: list[str] | None = None) -> list[dict[str, str | 
         )
         rows.append(summary.row())
     create_table_artifact(
-        key="inbound-sync", table=rows, description="CRM changes applied to the host's users (counts only)"
+        key="inbound-sync",
+        table=rows,
+        description="CRM changes applied to the host's users and goals (counts only)",
     )
     return rows

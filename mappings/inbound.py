@@ -2,12 +2,14 @@
 
 A vendor record becomes a dict of host column → value through each field's per-value transforms. Nulls
 leave the column alone, a consent can only be withdrawn (`False`), never granted, and every other target is
-text. One connector has at most one inbound half.
+text. A connector has at most one inbound half per vendor object (HubSpot: contacts → users, deals →
+health goals).
 
-The loop guard is structural, checked when the mappings load: every field flows one way only. No outbound
-field reads a column the CRMs own (the schema refuses it), and no inbound half reads a vendor field that an
-outbound mapping writes to the same object (`inbound_mappings` refuses it). So a change we pushed can never
-come back as an inbound change, and an inbound change can never be pushed back out.
+The loop guard is checked when the mappings load: every field flows one way only. No outbound field reads a
+column the CRMs own (the schema refuses it), so an inbound change can never be pushed back out. An inbound
+half reads a vendor field that an outbound mapping writes to the same object only where it declares the
+host's `own_value` of it (a deal's stage): that value at the vendor is our own write coming back and is
+never taken as the CRM's change; any other such field is refused.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from mappings.schema import WITHDRAWABLE_CONSENTS, InboundMapping, Mapping
 from mappings.transforms import TRANSFORMS, Transform
 
 
-def inbound_mappings(root: Path) -> dict[str, Mapping]:
-    """The mapping holding each connector's inbound half, by connector name."""
-    found: dict[str, Mapping] = {}
+def inbound_mappings(root: Path) -> dict[tuple[str, str], Mapping]:
+    """The mapping holding each inbound half, by connector name and vendor object."""
+    found: dict[tuple[str, str], Mapping] = {}
     clashes: list[str] = []
     every = load_all_mappings(root)
     for mapping in every.values():
@@ -40,22 +42,24 @@ def inbound_mappings(root: Path) -> dict[str, Mapping]:
             f"{spec.source!r} is written by {where}; reading it back would echo our own change"
             for target, spec in inbound.fields.items()
             for where, name in sorted(written)
-            if name == spec.source
+            if name == spec.source and spec.own_value is None
         ]
-        if mapping.connector in found:
+        key = (mapping.connector, inbound.object)
+        if key in found:
             clashes.append(
                 f"{root / mapping.event_type / mapping.connector}.yaml:1: inbound: {mapping.connector} "
-                f"already has an inbound half in {found[mapping.connector].name}"
+                f"already has an inbound half of {inbound.object} in {found[key].name}"
             )
             continue
-        found[mapping.connector] = mapping
+        found[key] = mapping
     if clashes:
         raise MappingError("\n".join(clashes))
     return found
 
 
 def host_values(inbound: InboundMapping, vendor: dict[str, Any]) -> dict[str, Any]:
-    """Host column (no `user.` prefix) → value for one vendor record; nothing to apply is left out."""
+    """Host column (no `user.` or `health_goal.` prefix) → value for one vendor record; nothing to apply is
+    left out."""
     out: dict[str, Any] = {}
     for target, spec in inbound.fields.items():
         value = vendor.get(spec.source)
@@ -63,7 +67,7 @@ def host_values(inbound: InboundMapping, vendor: dict[str, Any]) -> dict[str, An
             transform = TRANSFORMS[step.name]
             assert isinstance(transform, Transform)  # the schema refuses multi-source steps here
             value = transform.per_value(value, step.params)
-        column = target.removeprefix("user.")
+        column = target.split(".", 1)[1]
         if column in WITHDRAWABLE_CONSENTS:
             if value is False:
                 out[column] = False
@@ -72,8 +76,9 @@ def host_values(inbound: InboundMapping, vendor: dict[str, Any]) -> dict[str, An
     return out
 
 
-def host_user_id(inbound: InboundMapping, vendor: dict[str, Any]) -> int | None:
-    """The host user id the vendor record carries in its match field, or None (not one of ours)."""
+def host_record_id(inbound: InboundMapping, vendor: dict[str, Any]) -> int | None:
+    """The host record id (a user's, a goal's) the vendor record carries in its match field, or None (not
+    one of ours)."""
     raw = vendor.get(inbound.match)
     try:
         return int(str(raw).strip()) if raw is not None else None

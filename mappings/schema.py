@@ -58,9 +58,19 @@ Scalar = str | int | float | bool
 # Host columns the inbound half of a mapping may write: the CRMs own them. No outbound field may read
 # them (the lint refuses it), so what the inbound sync writes can never be pushed back out (loop guard).
 CRM_OWNED_COLUMNS = ("lifecycle_stage", "hubspot_owner_id", "salesforce_owner_id")
+# A health goal's deal as the CRM's people left it: the CRM's view only, in columns of its own. The host
+# owns the goal's state (status, completion): a deal won or lost at the CRM never completes or ends a goal.
+CRM_OWNED_GOAL_COLUMNS = ("crm_stage", "crm_owner_id")
 # Consents a CRM may withdraw (an opt-out there) but never grant: a `true` from the vendor is ignored.
 WITHDRAWABLE_CONSENTS = ("marketing_consent", "communication_consent")
-INBOUND_TARGETS = tuple(f"user.{c}" for c in (*CRM_OWNED_COLUMNS, *WITHDRAWABLE_CONSENTS))
+CRM_OWNED_SOURCES = (
+    *(f"user.{c}" for c in CRM_OWNED_COLUMNS),
+    *(f"health_goal.{c}" for c in CRM_OWNED_GOAL_COLUMNS),
+)
+INBOUND_TARGETS = (*CRM_OWNED_SOURCES, *(f"user.{c}" for c in WITHDRAWABLE_CONSENTS))
+# The values the host itself sends for a vendor field it also reads back (flows/hubspot_changes.py says
+# how each is worked out): a change to that value is our own write coming back, not the CRM's.
+OwnValue = Literal["deal_stage"]
 
 
 # --------------------------------------------------------------------------- constraints
@@ -281,6 +291,9 @@ class InboundField(BaseModel):
     description: str | None = None
     source: FieldName  # the vendor's field (property) name
     transforms: tuple[TransformStep, ...] = ()
+    # For a field our outbound mappings also write: what the host sends for it. The vendor holding that
+    # value is our own write (the CRM's view column is cleared), never a change by the CRM's people.
+    own_value: OwnValue | None = None
 
     @field_validator("transforms", mode="before")
     @classmethod
@@ -295,14 +308,28 @@ class InboundField(BaseModel):
 
 
 class InboundMapping(BaseModel):
-    """The inbound half: which vendor changes the hourly inbound sync copies back to the host's users."""
+    """The inbound half: which vendor changes the inbound sync and webhooks copy back to the host's users
+    (contacts) or health goals (deals)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str | None = None
     object: str = Field(min_length=1)  # the vendor object whose changes are fetched
-    match: FieldName  # the vendor field that holds the host user id (our outbound key)
+    match: FieldName  # the vendor field that holds the host record's id (our outbound key)
     fields: dict[InboundTarget, InboundField] = Field(min_length=1)
+
+    @field_validator("fields")
+    @classmethod
+    def _one_record_kind(cls, fields: dict[str, InboundField]) -> dict[str, InboundField]:
+        kinds = sorted({target.split(".", 1)[0] for target in fields})
+        if len(kinds) > 1:
+            raise ValueError(f"an inbound half writes one kind of host record, not {', '.join(kinds)}")
+        return fields
+
+    @property
+    def record(self) -> str:
+        """The host record kind the half writes: `user` or `health_goal`."""
+        return next(iter(self.fields)).split(".", 1)[0]
 
     @property
     def vendor_fields(self) -> list[str]:
@@ -327,7 +354,7 @@ class Mapping(BaseModel):
     @field_validator("fields")
     @classmethod
     def _no_crm_owned_sources(cls, fields: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
-        owned = {f"user.{c}" for c in CRM_OWNED_COLUMNS}
+        owned = set(CRM_OWNED_SOURCES)
         for name, spec in fields.items():
             echoed = owned.intersection(spec.sources)
             if echoed:

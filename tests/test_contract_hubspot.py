@@ -40,6 +40,9 @@ from hubspot.crm.contacts import (
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
 )
+from hubspot.crm.deals import Filter as DealFilter
+from hubspot.crm.deals import FilterGroup as DealFilterGroup
+from hubspot.crm.deals import PublicObjectSearchRequest as DealSearchRequest
 from hubspot.crm.properties import BatchInputPropertyCreate, PropertyCreate, PropertyGroupCreate
 
 from connectors.base import Person, Record
@@ -274,6 +277,47 @@ def test_search_of_modified_contacts_matches_the_sdk(
             ],
             sorts=[{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],  # type: ignore[list-item]
             properties=["lifecyclestage", "lastmodifieddate"],
+            limit=200,
+        )
+    )
+    [theirs] = endpoint.take()
+    assert_same_request(ours, theirs)
+
+
+def test_search_of_modified_deals_matches_the_sdk(
+    endpoint: CapturingEndpoint, pair: tuple[HubSpotConnector, HubSpot]
+) -> None:
+    connector, sdk = pair
+    modified = "2026-05-01T12:00:02.000Z"
+    found = {
+        "id": "9001",
+        "properties": {"ennu_goal_id": "12", "dealstage": "closedlost", "hs_lastmodifieddate": modified},
+        "createdAt": "2026-05-01T12:00:00.000Z",
+        "updatedAt": modified,
+        "archived": False,
+    }
+    endpoint.answer("POST", "/crm/v3/objects/deals/search", 200, {"total": 1, "results": [found]})
+
+    [change] = connector.fetch_changes("deals", SINCE, ["ennu_goal_id", "dealstage"])
+    assert (change.remote_id, change.values["dealstage"]) == ("9001", "closedlost")
+    assert change.modified_at == datetime(2026, 5, 1, 12, 0, 2, tzinfo=UTC)
+    [ours] = endpoint.take()
+
+    sdk.crm.deals.search_api.do_search(
+        DealSearchRequest(
+            filter_groups=[
+                DealFilterGroup(
+                    filters=[
+                        DealFilter(
+                            property_name="hs_lastmodifieddate",
+                            operator="GT",
+                            value=str(int(SINCE.timestamp() * 1000)),
+                        )
+                    ]
+                )
+            ],
+            sorts=[{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],  # type: ignore[list-item]
+            properties=["ennu_goal_id", "dealstage", "hs_lastmodifieddate"],
             limit=200,
         )
     )

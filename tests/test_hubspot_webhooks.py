@@ -93,7 +93,7 @@ def test_a_signed_batch_of_changes_reaches_the_host_once_newest_first_and_minimi
         change(102, contact_id, "hubspot_owner_id", "31415", now - 4_000),
         change(103, contact_id, "lifecyclestage", "lead", now - 60_000),  # older, and sent after the newer
         change(104, contact_id, "firstname", "Adah", now - 3_000),  # not ours to take
-        change(105, "999", "dealstage", "closedlost", now - 2_000, kind="deal"),  # deals: no inbound half
+        change(105, "999", "dealname", "Sleep plan", now - 2_000, kind="deal"),  # no deal property of ours
         change(106, contact_id, "hs_email_optout", "true", now - 1_000),
         change(107, "424242", "lifecyclestage", "customer", now - 1_000),  # a contact we never wrote
     ]
@@ -195,12 +195,13 @@ def test_a_webhook_older_than_what_the_poll_applied_changes_nothing_and_erasure_
         assert list(left.scalars()) == []
 
 
-def test_the_kept_properties_are_the_inbound_halfs_sources() -> None:
-    inbound = inbound_mappings(REPO_MAPPINGS)["hubspot"].inbound
-    assert inbound is not None and inbound.object == "contacts"
-    sources = {spec.source for spec in inbound.fields.values()}
-    assert HUBSPOT_APPLIED_PROPERTIES["contact.propertyChange"] == sources
-    assert HUBSPOT_APPLIED_PROPERTIES["deal.propertyChange"] == frozenset()  # no inbound half for deals
+def test_the_kept_properties_are_the_inbound_halves_sources() -> None:
+    halves = inbound_mappings(REPO_MAPPINGS)
+    for kind, object_type in (("contact", "contacts"), ("deal", "deals")):
+        inbound = halves[("hubspot", object_type)].inbound
+        assert inbound is not None and inbound.object == object_type
+        sources = {spec.source for spec in inbound.fields.values()}
+        assert HUBSPOT_APPLIED_PROPERTIES[f"{kind}.propertyChange"] == sources
     assert kept_payload("hubspot", {"subscriptionType": "contact.creation", "objectId": 1}) == {
         "subscriptionType": "contact.creation"
     }

@@ -61,7 +61,8 @@ VENDOR_BASE_URL = "https://api.hubapi.com"
 SANDBOX_TOKEN = "sandbox-hubspot-token"  # noqa: S105 - the sandbox's published dummy token
 BATCH_LIMIT = 100  # inputs of a batch upsert, batch read and v4 batch association
 DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED)
-MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}  # objects whose changes can be fetched
+# objects whose changes can be fetched, by the property HubSpot keeps their last modification in
+MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "deals": "hs_lastmodifieddate"}
 
 
 class HubSpotConnector(HttpConnector):
@@ -76,7 +77,7 @@ class HubSpotConnector(HttpConnector):
         ObjectSpec("contacts", BATCH_LIMIT, upsert_keys=("email", "ennu_user_id"), changes=True),
         ObjectSpec("companies", BATCH_LIMIT, upsert_keys=("ennu_company_id",)),
         # A deal batch is upserted, then associated with its contacts: one batch read, one v4 link.
-        ObjectSpec("deals", BATCH_LIMIT, upsert_keys=("ennu_goal_id",), requests_per_batch=3),
+        ObjectSpec("deals", BATCH_LIMIT, upsert_keys=("ennu_goal_id",), requests_per_batch=3, changes=True),
     )
     settings_class = HubSpotSettings
     table = TABLE
@@ -408,13 +409,16 @@ class HubSpotConnector(HttpConnector):
 
     # ------------------------------------------------------------------------------ fetch changes
 
-    def fetch_modified(self, since: datetime, properties: Sequence[str]) -> list[dict[str, Any]]:
-        """Contacts with lastmodifieddate > since (aware datetime), every page followed, oldest first:
-        [{"id": "123", "properties": {name: str | None, ...incl. lastmodifieddate}, "updatedAt": "ISO"}]"""
+    def fetch_modified(
+        self, since: datetime, properties: Sequence[str], object_type: str = "contacts"
+    ) -> list[dict[str, Any]]:
+        """Contacts (or deals) modified after since (aware datetime), every page followed, oldest first:
+        [{"id": "123", "properties": {name: str | None, ...incl. the modification time}, "updatedAt": "ISO"}]
+        """
         found = search_modified(
             self.http,
-            "contacts",
-            MODIFIED_PROPERTY["contacts"],
+            object_type,
+            MODIFIED_PROPERTY[object_type],
             since,
             properties,
             page_limit=self.search_page_limit,
@@ -431,10 +435,12 @@ class HubSpotConnector(HttpConnector):
 
     def fetch_changes(self, object_name: str, since: datetime, fields: Sequence[str]) -> list[ChangedRecord]:
         if not self.object_spec(object_name).changes:
-            raise NotImplementedError(f"hubspot reports changes of contacts only, not {object_name}")
+            raise NotImplementedError(
+                f"hubspot reports changes of contacts and deals only, not {object_name}"
+            )
         changed = []
-        for found in self.fetch_modified(since, fields):
-            modified = found["properties"].get(MODIFIED_PROPERTY["contacts"]) or found["updatedAt"]
+        for found in self.fetch_modified(since, fields, object_name):
+            modified = found["properties"].get(MODIFIED_PROPERTY[object_name]) or found["updatedAt"]
             changed.append(ChangedRecord(found["id"], parse_hubspot_time(str(modified)), found["properties"]))
         return changed
 
