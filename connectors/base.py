@@ -107,8 +107,8 @@ class UnsupportedObject(ValueError):
     """A mapping names an object its connector does not write."""
 
 
-AmbiguousSends = Literal["idempotent", "reconcile", "resend", "at_most_once"]
-# Who marks the records of an at-most-once send as possibly sent, just before each request
+AmbiguousSends = Literal["idempotent", "reconcile", "resend", "resend_unless_orphaned"]
+# Who marks the records of a "resend_unless_orphaned" send as possibly sent, just before each request
 # (tasks.push: the delivery engine's `mark_sending`); unset: nobody (a direct call, a test).
 _send_marker: ContextVar[Callable[[Sequence[Record]], None] | None] = ContextVar("send_marker", default=None)
 
@@ -142,9 +142,11 @@ class Connector(ABC):
     # "idempotent": send again, the vendor de-duplicates (upsert by key, idempotency key, conditional create);
     # "reconcile": look it up with `reconcile` first, send only what is not there;
     # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate;
-    # "at_most_once": never sent twice: each request's records are marked as possibly sent just before it
-    # leaves (`about_to_send`), and a send whose answer was lost (a timeout, a reset, a worker that died)
-    # is failed with that reason instead of being sent again; an operator's replay sends it anyway.
+    # "resend_unless_orphaned": the worker that saw its own send lose its answer (a timeout, a reset) sends
+    # it again (at least once; a stable id in the payload lets reports de-duplicate); but each request's
+    # records are marked as possibly sent just before it leaves (`about_to_send`), and a send orphaned by
+    # its worker (killed, stopped, or an unexpected error with the request in flight: the mark outlives
+    # it) is failed with that reason instead of being sent again; an operator's replay sends it anyway.
     ambiguous_sends: ClassVar[AmbiguousSends]
     # A field whose equal values should share a request (GA4: one client_id per request); None: any order.
     batch_group_field: ClassVar[str | None] = None
@@ -201,7 +203,7 @@ class Connector(ABC):
         """`push` for a declared object: the vendor's requests for one batch."""
 
     def about_to_send(self, records: Sequence[Record]) -> None:
-        """An at-most-once connector calls this just before each request, with the records it carries."""
+        """A "resend_unless_orphaned" connector calls this just before each request, with its records."""
         marker = _send_marker.get()
         if marker is not None:
             marker(records)

@@ -36,8 +36,9 @@ SummaryTable = list[dict[str, int | str]]
 # (route, the batch, every record of the route, payload hashes, the push)
 PushFuture = tuple[Route, list[Record], list[Record], dict[str, str], PrefectFuture[list[Outcome]]]
 NO_OUTCOME = "no outcome recorded"
-# An at-most-once destination's send whose answer was lost: failed, never sent again by itself.
-NOT_SENT_TWICE = "sent without an answer; not sent again (at most once): replay to send it anyway"
+# A "resend_unless_orphaned" destination's send orphaned by its worker (it died or stopped with the request
+# in flight): failed, never sent again by itself.
+NOT_SENT_TWICE = "its worker stopped with the send in flight; not sent again: replay to send it anyway"
 # What a forced re-run sends again; a skipped (no consent) or cancelled (erased) delivery never.
 RESENDABLE = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, DeliveryStatus.REJECTED.value)
 
@@ -129,19 +130,21 @@ def outcome_entries(
 
 def after_error(connector: str, *, maybe_sent: bool) -> SyncStatus:
     """What a delivery whose batch raised becomes: looked up first where a send may have arrived without
-    an idempotency key; at most once, an at-most-once destination's marked send; else offered again."""
+    an idempotency key; a "resend_unless_orphaned" destination's marked send that the batch's error left
+    in flight (`marked_sends`), orphaned: never sent again; else offered again."""
     known = CONNECTORS.get(connector)
     sends = known.ambiguous_sends if known is not None else "idempotent"
-    if sends == "reconcile" or (sends == "at_most_once" and maybe_sent):
+    if sends == "reconcile" or (sends == "resend_unless_orphaned" and maybe_sent):
         return SyncStatus.UNKNOWN
     return SyncStatus.DEFERRED
 
 
 def marked_sends(connector: str, event_ids: Sequence[str | None]) -> set[str]:
-    """Which of these events' deliveries to an at-most-once destination were marked as possibly sent
-    (an at-most-once connector raises a ConnectorError only while nothing of the batch went)."""
+    """Which of these events' deliveries to a "resend_unless_orphaned" destination are still marked as
+    possibly sent: an error that is not the connector's own (a ConnectorError, a lost answer included, is
+    raised only while nothing of the batch was answered, and offered again) left their request in flight."""
     known = CONNECTORS.get(connector)
-    if known is None or known.ambiguous_sends != "at_most_once":
+    if known is None or known.ambiguous_sends != "resend_unless_orphaned":
         return set()
     pairs = [(str(e), connector) for e in event_ids if e is not None]
     return {e for e, _ in deliveries.marked(deliveries.current_owner(), pairs)}
@@ -194,7 +197,7 @@ def looked_up(r: Route, records: list[Record], ledger: Ledger) -> tuple[list[Rec
     suspects = [rec for rec in records if rec.event_id in unknown]
     if not suspects:
         return records, []
-    if CONNECTORS[r.connector].ambiguous_sends == "at_most_once":  # nothing to ask: never sent twice
+    if CONNECTORS[r.connector].ambiguous_sends == "resend_unless_orphaned":  # orphaned: never sent twice
         lost = {
             x.record_key: Outcome(x.record_key, SyncStatus.FAILED, error=NOT_SENT_TWICE) for x in suspects
         }

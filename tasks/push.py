@@ -197,9 +197,9 @@ def take_slots_ahead(names: Sequence[str]) -> None:
 
 
 def send_marker(connector: Connector) -> Callable[[Sequence[Record]], None] | None:
-    """For an at-most-once connector: each request's deliveries become `unknown` just before it leaves,
-    so a worker that dies with the request in flight never has it sent again."""
-    if connector.ambiguous_sends != "at_most_once":
+    """For a "resend_unless_orphaned" connector: each request's deliveries become `unknown` just before it
+    leaves, so a worker that dies with the request in flight never has it sent again."""
+    if connector.ambiguous_sends != "resend_unless_orphaned":
         return None
     owner, name = deliveries.current_owner(), connector.name
 

@@ -29,7 +29,7 @@ def test_only_vendors_without_idempotency_keys_reconcile_or_resend() -> None:
         "zapier": "resend",
         "slack": "resend",
         "teams": "resend",
-        "ga4": "at_most_once",
+        "ga4": "resend_unless_orphaned",
     }
 
 

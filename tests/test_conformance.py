@@ -114,7 +114,7 @@ def test_the_same_records_again_are_nothing_new(connector: Connector, sandbox: A
             found = connector.reconcile(batch.object_name, batch.records, began)
             sent = {o.record_key for o in first if o.status in DELIVERED}
             assert sent <= set(found), "an ambiguous repeat would send these again"
-        else:  # resend (at least once) or at most once after a lost answer: the same body each time
+        else:  # resend (at least once), an orphaned send excepted: the same body each time
             connector.push(batch.object_name, batch.upsert_key, batch.records)
             repeated = [b["body"] for b in sandbox.bodies(vendor)][len(bodies) :]
             assert repeated and all(body in bodies for body in repeated)

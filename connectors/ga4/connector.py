@@ -15,7 +15,7 @@ from connectors.endpoint import NotConfigured, resolve_endpoint
 from connectors.ga4.errors import ADMIN_TABLE, TABLE, TOKEN_TABLE
 from connectors.ga4.google_auth import ServiceAccount, ServiceAccountAuth
 from connectors.ga4.settings import Ga4Settings
-from connectors.http import AmbiguousError, ConnectorError, VendorHttp
+from connectors.http import ConnectorError, VendorHttp
 from ennu import local_mode
 from ennu.models import SyncStatus
 from ennu.pseudonyms import peppers, person_pseudonym
@@ -188,11 +188,16 @@ class Ga4Connector(HttpConnector):
     table = TABLE
     requests_per_record: ClassVar[int] = 1  # at most: one person's events share a request
     batch_group_field: ClassVar[str | None] = "client_id"
-    # GA4 has no look-up and does not de-duplicate collected events, and a key event counted twice
-    # inflates the conversions a clinic pays for: a send whose answer was lost is never sent again
-    # (`at_most_once`). It is failed with the reason, visible in the status and re-playable; each event
-    # still carries `params.event_id` for an export to de-duplicate on after such a replay.
-    ambiguous_sends: ClassVar[AmbiguousSends] = "at_most_once"
+    # GA4 has no look-up and does not de-duplicate collected events (not by `event_id`, nor anything else
+    # the Measurement Protocol sends), so a lost answer cannot be settled either way. It errs towards
+    # counting twice while the worker that sent it lives: a reset or timeout of its own request is sent
+    # again (at least once), with the same `params.event_id`, so a report or the BigQuery export can
+    # de-duplicate a key event it holds twice; a reset before the request arrived (the common case) lands
+    # once. A send orphaned by its worker (killed or stopped with the request in flight; the delivery stays
+    # marked `unknown` past its lease) is never sent again by another: it is failed with the reason,
+    # visible in the status and re-playable. A worker that dies took no decision, and a conversion the
+    # clinic pays for counted twice, long after, is worse than one visibly missing.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend_unless_orphaned"
 
     def __init__(
         self,
@@ -259,9 +264,10 @@ class Ga4Connector(HttpConnector):
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Send the events; each request carries the events of one `client_id` (whatever `upsert_key` is).
 
-        At most once: each request's records are marked just before it leaves; a lost answer makes them
-        UNKNOWN (never sent again). Trouble after something went defers the rest of the batch; before
-        anything went it raises, and the delivery engine offers the whole batch again later.
+        Each request's records are marked just before it leaves (`about_to_send`: a worker that dies from
+        here on leaves them `unknown`, never sent again). Trouble, a lost answer included (sent again: at
+        least once, the same `event_id`), defers the rest of the batch once something was answered; before
+        anything was answered it raises, and the delivery engine offers the whole batch again later.
         """
         outcomes: dict[str, Outcome] = {}
         sendable: list[Ga4Event] = []
@@ -282,11 +288,7 @@ class Ga4Connector(HttpConnector):
             self.about_to_send([by_key[k] for k in keys])
             try:
                 self.http.request("POST", "/mp/collect", params=self._query, json=body)
-            except AmbiguousError as lost:  # it may have been collected: never sent again
-                outcomes.update({k: Outcome(k, SyncStatus.UNKNOWN, error=lost.reason) for k in keys})
-                sent_any = True
-                continue
-            except ConnectorError as failure:
+            except ConnectorError as failure:  # a lost answer too: this worker sends it again
                 if not sent_any:  # nothing of the batch went: the engine offers it all again
                     raise
                 trouble = failure.reason
