@@ -68,7 +68,7 @@ class Run:
         self.people += people
         for person in people:
             self.index.add(person)
-        for name, users in expected_for(people, only).items():
+        for name, users in expected_for(people, self.system.mappings, only).items():
             self.expected.setdefault(name, set()).update(users)
 
     def bodies(self, people: Sequence[Person], each: int = 1) -> list[dict[str, Any]]:

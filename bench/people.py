@@ -16,6 +16,7 @@ CRITICAL_GLUCOSE_MG_DL = 612.0
 RUN_TAG = uuid.uuid4().hex[:6]
 _numbers = itertools.count(1)
 EVENT_TYPES = ("assessment.completed", "user.registered", "biomarker.updated", "health_goal.completed")
+GOAL_KIND = "lose_weight"  # every bench goal's: the goal follow-ups (ENNU_GOAL_FOLLOW_UP_BY_KIND) go by it
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _record(event_type: str, user_id: int, now: datetime) -> Assessment | Biomar
         )
     return HealthGoal(
         user_id=user_id,
-        kind="lose_weight",
+        kind=GOAL_KIND,
         target="Lose 5 kg by June",
         status="completed",
         due_date=date(now.year + 1, 6, 1),

@@ -7,13 +7,19 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.people import Person
+from bench.people import EVENT_TYPES as BENCH_EVENT_TYPES
+from bench.people import GOAL_KIND, Person
 from ennu.db import session_scope
+from ennu.follow_up import FILTER_PREFIX, follow_ups_for
 from ennu.models import SyncLog
+from ennu.settings import get_settings
+from mappings import load_all_mappings
+from mappings.routing import load_routing
 from sandbox.client import SandboxClient
 
 USER_REF = re.compile(r"user:(\d+)")
@@ -86,12 +92,16 @@ def _notice_users(notice: dict[str, Any], ix: Index) -> list[int | None]:
 
 @dataclass(frozen=True)
 class Destination:
-    """One kind of object at one stand-in, the event types that put it there, and whose it is."""
+    """One kind of object at one stand-in, the mapping objects whose sends put it there, and whose it is.
+
+    Which event types reach it is not written here: `routed_types` reads it from the routing table and the
+    mappings, so a new route is counted (or refused, when it fills a kind of object nothing here counts).
+    """
 
     name: str  # the row's name: stand-in/kind
-    integration: str  # the hub's name (deliveries, sync log)
+    integration: str  # the hub's name (deliveries, sync log, routing.yaml)
     log_object: str | None  # the sync log's object for it (None: not logged on its own)
-    events: tuple[str, ...]
+    fills: tuple[str, ...]  # the objects of the integration's mappings (`object:`) whose sends store it
     key: Key
     per_send: bool = False  # every send stores a new object (a message, an event, a hook call)
 
@@ -105,42 +115,82 @@ class Destination:
 
 
 DESTINATIONS: tuple[Destination, ...] = (
-    Destination("hubspot/contacts", "hubspot", "contacts", ("assessment.completed", "user.registered"),
+    Destination("hubspot/contacts", "hubspot", "contacts", ("contacts",),
                 lambda o, ix: ix.by_email.get(str(_props(o).get("email", "")).lower())),
-    Destination("hubspot/deals", "hubspot", "deals", ("health_goal.completed",),
+    Destination("hubspot/deals", "hubspot", "deals", ("deals",),
                 lambda o, ix: _goal_user(_props(o).get("ennu_goal_id"), ix)),
-    Destination("mailchimp/members", "mailchimp", "members", ("assessment.completed", "user.registered"),
+    # The follow-ups write the member first, then its event (connectors/mailchimp).
+    Destination("mailchimp/members", "mailchimp", "members",
+                ("members", "assessment_followups", "goal_followups"),
                 lambda o, ix: ix.by_email.get(str(o.get("email_address", "")).lower())),
-    Destination("stripe/customers", "stripe", "customers", ("user.registered",),
+    Destination("stripe/customers", "stripe", "customers", ("customers",),
                 lambda o, ix: ix.by_email.get(str(o.get("email", "")).lower())),
-    Destination("salesforce/Contact", "salesforce", "Contact", ("user.registered",),
+    Destination("salesforce/Contact", "salesforce", "Contact", ("Contact",),
                 lambda o, ix: ix.user(o.get("ENNU_User_Id__c"))),
-    Destination("salesforce/Opportunity", "salesforce", "Opportunity", ("health_goal.completed",),
+    Destination("salesforce/Opportunity", "salesforce", "Opportunity", ("Opportunity",),
                 lambda o, ix: _goal_user(o.get("ENNU_Goal_Id__c"), ix)),
-    Destination("ga4/events", "ga4", "events", ("assessment.completed",),
+    Destination("ga4/events", "ga4", "events", ("events",),
                 lambda o, ix: ix.by_event.get(str((o.get("params") or {}).get("event_id"))), per_send=True),
-    Destination("zapier/payloads", "zapier", "hooks", ("assessment.completed",),
+    Destination("zapier/payloads", "zapier", "hooks", ("hooks",),
                 lambda o, ix: ix.by_event.get(str((o.get("payload") or {}).get("id"))), per_send=True),
-    Destination("twilio/messages", "twilio", "messages", ("biomarker.updated", "health_goal.completed"),
+    Destination("twilio/messages", "twilio", "messages", ("messages",),
                 lambda o, ix: ix.by_phone.get(str(o.get("to"))), per_send=True),
-    Destination("fhir/Observation", "epic_fhir", "observations", ("biomarker.updated",), _observation_user),
-    Destination("fhir/Patient", "epic_fhir", None, ("biomarker.updated", "assessment.completed"),
+    # A survey's Observations (assessment.completed) name no biomarker: only the results' are counted.
+    Destination("fhir/Observation", "epic_fhir", "observations", ("observations",), _observation_user),
+    Destination("fhir/Patient", "epic_fhir", None, ("observations", "surveys"),
                 lambda o, ix: ix.user(_fhir_value(o, "user-id"))),
-    Destination("slack/messages", "slack", "messages", ("biomarker.updated",),
-                _notice_users, per_send=True),
-    Destination("teams/messages", "teams", "messages", ("biomarker.updated",),
-                _notice_users, per_send=True),
+    Destination("slack/messages", "slack", "messages", ("messages",), _notice_users, per_send=True),
+    Destination("teams/messages", "teams", "messages", ("messages",), _notice_users, per_send=True),
 )  # fmt: skip
 VENDORS = tuple(dict.fromkeys(d.vendor for d in DESTINATIONS))
 
 
-def expected_for(people: Iterable[Person], only: Sequence[str] | None = None) -> dict[str, set[int]]:
+def keeps_bench_people(where: str | None) -> bool:
+    """Whether a route's filter (`where:`) keeps the bench's people, whose records bench/people.py makes:
+    every result critical, every goal completed and of one kind. A filter the bench has not been told
+    about raises, so a new one cannot leave the tally counting the wrong people."""
+    if where is None or where == "critical_biomarker":
+        return True
+    if where == "goal_active":
+        return False
+    if where.startswith(FILTER_PREFIX):
+        settings = get_settings()
+        follow_ups = follow_ups_for(GOAL_KIND, settings.goal_follow_up, settings.goal_follow_up_by_kind)
+        return where.removeprefix(FILTER_PREFIX) in follow_ups
+    raise ValueError(f"the tally does not know whether route filter {where!r} keeps the bench's people")
+
+
+def routed_types(mappings_dir: Path) -> dict[str, set[str]]:
+    """Destination -> the bench's event types whose routes put objects there: the enabled routes of the
+    routing table in local mode (as the bench's system runs), each through its mapping's object."""
+    table = load_routing(mappings_dir / "routing.yaml", local=True)
+    mappings = load_all_mappings(mappings_dir)
+    routed: dict[str, set[str]] = {d.name: set() for d in DESTINATIONS}
+    for event_type in BENCH_EVENT_TYPES:
+        for spec in table.routes_for(event_type):
+            if not keeps_bench_people(spec.where):
+                continue
+            filled = mappings[(event_type, spec.mapping_name)].object
+            reached = [d for d in DESTINATIONS if d.integration == spec.connector and filled in d.fills]
+            if not reached:
+                raise ValueError(
+                    f"{event_type} -> {spec.connector}/{filled}: no stand-in object of the tally counts it"
+                )
+            for d in reached:
+                routed[d.name].add(event_type)
+    return routed
+
+
+def expected_for(
+    people: Iterable[Person], mappings_dir: Path, only: Sequence[str] | None = None
+) -> dict[str, set[int]]:
     """Destination -> the people it should hold; `only`: the integrations asked for (a bulk sync's)."""
+    routed = routed_types(mappings_dir)
     wanted: dict[str, set[int]] = {}
     for d in DESTINATIONS:
         if only is not None and d.integration not in only:
             continue
-        users = {p.user_id for p in people if p.event_type in d.events}
+        users = {p.user_id for p in people if p.event_type in routed[d.name]}
         if users:
             wanted[d.name] = users
     return wanted
