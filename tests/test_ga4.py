@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from connectors.base import Person, Record, UnsupportedObject
+from connectors.base import Person, Record, UnsupportedObject, sends_marked_by
 from connectors.endpoint import NotConfigured
 from connectors.errors import Action
 from connectors.ga4.connector import (
@@ -27,7 +28,7 @@ from connectors.ga4.connector import (
 from connectors.ga4.errors import ADMIN_TABLE, TABLE, TOKEN_TABLE
 from connectors.ga4.google_auth import ServiceAccount, ServiceAccountAuth
 from connectors.ga4.settings import Ga4Settings
-from connectors.http import AuthError, ConnectorError, RetryableError, VendorHttp
+from connectors.http import AmbiguousError, AuthError, ConnectorError, RetryableError, VendorHttp
 from connectors.settings import SettingsError
 from ennu import local_mode
 from ennu.models import SyncStatus
@@ -371,6 +372,34 @@ def test_an_unavailable_collect_endpoint_is_retried_by_the_request_then_left_to_
         ga4.push("events", "client_id", [event(2)])
 
     assert ga4.push("events", "client_id", [event(2)])[0].status == SyncStatus.CREATED
+
+
+def test_a_lost_answer_is_left_to_the_engine_to_send_again_and_each_request_is_marked_first(
+    ga4: Ga4Connector, sandbox: Any
+) -> None:
+    """Nothing answered yet: the lost answer raises (the engine offers the batch again); after an answered
+    request it defers the rest. Each request's records are marked just before it leaves."""
+    sandbox.fail("ga4", "commit_then_reset", count=1)
+    with pytest.raises(AmbiguousError):
+        ga4.push("events", "client_id", [event(1)])
+    marked: list[list[str]] = []
+
+    def mark(records: Sequence[Record]) -> None:
+        marked.append([r.record_key for r in records])
+        if len(marked) == 2:  # the second request's answer is lost after the stand-in stored it
+            sandbox.fail("ga4", "commit_then_reset", count=1)
+
+    with sends_marked_by(mark):
+        outcomes = ga4.push("events", "client_id", [event(2, "a"), event(3, "b"), event(4, "c")])
+
+    assert [(o.status, o.error) for o in outcomes] == [
+        (SyncStatus.CREATED, None),
+        (SyncStatus.DEFERRED, "reset after send"),
+        (SyncStatus.DEFERRED, "reset after send"),
+    ]
+    assert marked == [["assessment:2"], ["assessment:3"]]  # the third was never sent
+    held = Counter(e["params"]["event_id"] for e in sandbox.objects("ga4", "events"))
+    assert held == Counter({"evt-1": 1, "evt-2": 1, "evt-3": 1})
 
 
 # --------------------------------------------------------------------------- settings, objects, error tables
