@@ -176,7 +176,12 @@ def _size(body: Mapping[str, Any]) -> int:
 
 
 class Ga4Connector(HttpConnector):
-    """Analytics events; ids are pseudonymous by mapping (never an e-mail or a name)."""
+    """Analytics events; ids are pseudonymous by mapping (never an e-mail or a name).
+
+    It errs towards counting an event twice, never towards losing one its worker could still send: a lost
+    answer is sent again by the worker that saw it, with the same `params.event_id` (GA4 de-duplicates
+    nothing; a report can); a send orphaned by a dead worker is failed, never sent by another
+    (`ambiguous_sends` below)."""
 
     name: ClassVar[str] = "ga4"
     # An event's fields are `client_id`, `user_id`, `name`, `timestamp_micros` and free-form `params.*`;
