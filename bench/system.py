@@ -21,6 +21,7 @@ from typing import Any, Literal
 import psycopg
 import requests
 
+from bench.people import EVENT_TYPES
 from bench.procs import Proc, free_port
 from devtools.routing import routing_copy
 
@@ -161,9 +162,9 @@ class System:
         migrate(self.hub_url)
         from ennu.zapier_subscriptions import ZapierSubscriptions
 
-        ZapierSubscriptions(self.hub_url).add(
-            "assessment.completed", f"{self.sandbox_url}/zapier/hooks/bench"
-        )
+        # A Zap for each of the bench's event types: the tally expects every Zapier route's hook call.
+        for event_type in EVENT_TYPES:
+            ZapierSubscriptions(self.hub_url).add(event_type, f"{self.sandbox_url}/zapier/hooks/bench")
         for proc in (self.prefect, self.sandbox_proc, self.intake):
             proc.start()
         self.sandbox_proc.wait_http(f"{self.sandbox_url}/_sandbox/health", 60)

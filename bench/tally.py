@@ -22,7 +22,7 @@ from mappings import load_all_mappings
 from mappings.routing import load_routing
 from sandbox.client import SandboxClient
 
-USER_REF = re.compile(r"user:(\d+)")
+USER_REF = re.compile(r"user(?::|_id=)(\d+)")  # `user:<id>`, or the host app's `user-edit.php?user_id=<id>`
 BIOMARKER_REF = re.compile(r"biomarker-(\d+)")
 LOGGED_AS_SENT = ("created", "updated", "unchanged")
 
@@ -82,7 +82,7 @@ def _goal_user(goal_id: Any, ix: Index) -> int | None:
 
 def _notice_users(notice: dict[str, Any], ix: Index) -> list[int | None]:
     """A care-team message names no person: each notice's link carries the result's id (`biomarker-<id>`),
-    or the host user's (`user:<id>`); a digest carries several notices, each counted as a send."""
+    or the host user's (`user_id=<id>`); a digest carries several notices, each counted as a send."""
     text = json.dumps(notice)
     results = BIOMARKER_REF.findall(text)
     if results:
@@ -100,10 +100,11 @@ class Destination:
 
     name: str  # the row's name: stand-in/kind
     integration: str  # the hub's name (deliveries, sync log, routing.yaml)
-    log_object: str | None  # the sync log's object for it (None: not logged on its own)
-    fills: tuple[str, ...]  # the objects of the integration's mappings (`object:`) whose sends store it
+    # The objects of the integration's mappings (`object:`) whose sends store it: the sync log's too.
+    fills: tuple[str, ...]
     key: Key
     per_send: bool = False  # every send stores a new object (a message, an event, a hook call)
+    logged: bool = True  # False: stored along with another object's send, never logged on its own
 
     @property
     def vendor(self) -> str:
@@ -115,32 +116,31 @@ class Destination:
 
 
 DESTINATIONS: tuple[Destination, ...] = (
-    Destination("hubspot/contacts", "hubspot", "contacts", ("contacts",),
+    Destination("hubspot/contacts", "hubspot", ("contacts",),
                 lambda o, ix: ix.by_email.get(str(_props(o).get("email", "")).lower())),
-    Destination("hubspot/deals", "hubspot", "deals", ("deals",),
+    Destination("hubspot/deals", "hubspot", ("deals",),
                 lambda o, ix: _goal_user(_props(o).get("ennu_goal_id"), ix)),
     # The follow-ups write the member first, then its event (connectors/mailchimp).
-    Destination("mailchimp/members", "mailchimp", "members",
-                ("members", "assessment_followups", "goal_followups"),
+    Destination("mailchimp/members", "mailchimp", ("members", "assessment_followups", "goal_followups"),
                 lambda o, ix: ix.by_email.get(str(o.get("email_address", "")).lower())),
-    Destination("stripe/customers", "stripe", "customers", ("customers",),
+    Destination("stripe/customers", "stripe", ("customers",),
                 lambda o, ix: ix.by_email.get(str(o.get("email", "")).lower())),
-    Destination("salesforce/Contact", "salesforce", "Contact", ("Contact",),
+    Destination("salesforce/Contact", "salesforce", ("Contact",),
                 lambda o, ix: ix.user(o.get("ENNU_User_Id__c"))),
-    Destination("salesforce/Opportunity", "salesforce", "Opportunity", ("Opportunity",),
+    Destination("salesforce/Opportunity", "salesforce", ("Opportunity",),
                 lambda o, ix: _goal_user(o.get("ENNU_Goal_Id__c"), ix)),
-    Destination("ga4/events", "ga4", "events", ("events",),
+    Destination("ga4/events", "ga4", ("events",),
                 lambda o, ix: ix.by_event.get(str((o.get("params") or {}).get("event_id"))), per_send=True),
-    Destination("zapier/payloads", "zapier", "hooks", ("hooks",),
+    Destination("zapier/payloads", "zapier", ("hooks",),
                 lambda o, ix: ix.by_event.get(str((o.get("payload") or {}).get("id"))), per_send=True),
-    Destination("twilio/messages", "twilio", "messages", ("messages",),
+    Destination("twilio/messages", "twilio", ("messages",),
                 lambda o, ix: ix.by_phone.get(str(o.get("to"))), per_send=True),
     # A survey's Observations (assessment.completed) name no biomarker: only the results' are counted.
-    Destination("fhir/Observation", "epic_fhir", "observations", ("observations",), _observation_user),
-    Destination("fhir/Patient", "epic_fhir", None, ("observations", "surveys"),
-                lambda o, ix: ix.user(_fhir_value(o, "user-id"))),
-    Destination("slack/messages", "slack", "messages", ("messages",), _notice_users, per_send=True),
-    Destination("teams/messages", "teams", "messages", ("messages",), _notice_users, per_send=True),
+    Destination("fhir/Observation", "epic_fhir", ("observations",), _observation_user),
+    Destination("fhir/Patient", "epic_fhir", ("observations", "surveys"),
+                lambda o, ix: ix.user(_fhir_value(o, "user-id")), logged=False),
+    Destination("slack/messages", "slack", ("messages",), _notice_users, per_send=True),
+    Destination("teams/messages", "teams", ("messages",), _notice_users, per_send=True),
 )  # fmt: skip
 VENDORS = tuple(dict.fromkeys(d.vendor for d in DESTINATIONS))
 
@@ -284,8 +284,11 @@ def rows_for(
         have = seen.get(name, Counter())
         ours = {u: n for u, n in have.items() if u in want}
         mismatch: int | None = None
-        if d.log_object is not None:
-            says = log.get((d.integration, d.log_object), Counter())
+        if d.logged:
+            says: Counter[int] = Counter()
+            for logged_object in d.fills:  # `+=` keeps a person logged with 0 sends (an upsert's update)
+                for user, sends in log.get((d.integration, logged_object), Counter()).items():
+                    says[user] += sends
             if d.per_send:
                 mismatch = sum(1 for u in want if says.get(u, 0) != have.get(u, 0))
             else:
