@@ -127,6 +127,7 @@ class Run:
             vendor_requests(self.system.sandbox, self.baseline),
             recovered,
             logged(self.index.users),
+            self.index.events_per_person(),
         )
         rows += self.extra
         if any(not r.ok for r in rows) and self.event_ids:

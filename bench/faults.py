@@ -6,7 +6,8 @@ destination:
 
   expected    people the destination should hold a record (or a message) for
   delivered   of them, how many it holds
-  duplicated  extra copies: a record created, or a message sent, more than once for one person
+  duplicated  extra copies: a record created more than once for one person, a message or event
+              sent more than once for one event
   lost        expected but absent when the scenario's ceiling passed
   stray       objects nobody asked for (or requests to a stand-in nothing was asked of)
   recovery_s  from the scenario's reference moment (the kill, the heal, Prefect's return; the first
@@ -102,7 +103,15 @@ def recount(judged: list[tuple[Run, list[Row]]]) -> list[str]:
     for run, rows in judged:
         again = {
             r.destination: r
-            for r in rows_for(run.key, run.expected, observe(run.system.sandbox, run.index), {}, {}, {})
+            for r in rows_for(
+                run.key,
+                run.expected,
+                observe(run.system.sandbox, run.index),
+                {},
+                {},
+                {},
+                run.index.events_per_person(),
+            )
         }
         for row in rows:
             now = again.get(row.destination)

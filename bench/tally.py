@@ -46,6 +46,10 @@ class Index:
         if event_id is not None:
             self.by_event[event_id] = person.user_id
 
+    def events_per_person(self) -> Counter[int]:
+        """How many of the scenario's events each person has (the posted ones, by their ids)."""
+        return Counter(self.by_event.values())
+
     def user(self, value: Any) -> int | None:
         try:
             number = int(str(value))
@@ -248,7 +252,8 @@ class Row:
     destination: str
     expected: int
     delivered: int
-    duplicated: int  # extra copies: a record created, or a message sent, more than once for one person
+    duplicated: int  # extra copies: a record created more than once for one person, a message or
+    # event sent more than once for one event
     lost: int  # expected but absent after the scenario's ceiling
     stray: int  # this scenario's people's objects where none was asked for (or, at a stand-in nothing was
     # asked of, any requests during the scenario)
@@ -273,8 +278,15 @@ def rows_for(
     requests: dict[str, int],
     recovered: dict[str, float],
     log: dict[tuple[str, str], Counter[int]],
+    events: Counter[int] | None = None,
 ) -> list[Row]:
-    """One row per destination that should hold something or holds anything, then stray stand-ins."""
+    """One row per destination that should hold something or holds anything, then stray stand-ins.
+
+    `events`: each person's events in the scenario (`Index.events_per_person`); a destination where every
+    send stores a new object may hold one per event (20 events of one person: 20 GA4 hits, 20 Zaps), and
+    only copies beyond that are duplicates. Without it, one a person.
+    """
+    per_person = events or Counter()
     rows: list[Row] = []
     by_name = {d.name: d for d in DESTINATIONS}
     ours_anywhere = {n for n, c in seen.items() if any(u is not None for u in c)}
@@ -299,7 +311,7 @@ def rows_for(
                 name,
                 len(want),
                 len(ours),
-                sum(n - 1 for n in ours.values() if n > 1),
+                sum(max(0, n - (max(1, per_person[u]) if d.per_send else 1)) for u, n in ours.items()),
                 len(want - set(ours)),
                 sum(n for u, n in have.items() if u is not None and u not in want),
                 recovered.get(name),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.people import EVENT_TYPES, Person
-from bench.tally import expected_for, routed_types
+from bench.tally import expected_for, routed_types, rows_for
 from devtools.routing import routing_copy
 from ennu.settings import reload_settings
 
@@ -80,3 +81,16 @@ def test_a_route_to_an_object_nothing_counts_is_refused(mappings: Path) -> None:
     add_route(mappings, "user.registered", "{connector: salesforce, mapping: salesforce_lead}")
     with pytest.raises(ValueError, match="salesforce/Lead"):
         routed_types(mappings)
+
+
+def test_a_send_per_event_is_no_duplicate_one_more_is(mappings: Path) -> None:
+    expected = expected_for([person(1, "user.registered")], mappings)
+
+    def duplicated(hits: int, destination: str) -> int:
+        seen = {destination: Counter({1: hits}), "stripe/customers": Counter({1: hits})}
+        rows = rows_for("d", expected, seen, {}, {}, {}, Counter({1: 20}))
+        return next(r.duplicated for r in rows if r.destination == destination)
+
+    assert duplicated(20, "ga4/events") == 0  # 20 events of one person: 20 hits
+    assert duplicated(21, "ga4/events") == 1
+    assert duplicated(20, "stripe/customers") == 19  # one customer a person, however many events
