@@ -319,7 +319,19 @@ class _Clock:
         out = os.environ.get("ENNU_BENCH_PROFILE")
         if out:
             spy = str(Path(PY).with_name("py-spy"))
-            command = [spy, "record", "--nonblocking", "--threads", "--format", "raw", "-o", out]
+            command = [
+                spy,
+                "record",
+                "--nonblocking",
+                "--threads",
+                "--idle",
+                "-r",
+                "50",
+                "--format",
+                "raw",
+                "-o",
+                out,
+            ]
             self.spy = subprocess.Popen(
                 [*command, "--pid", str(os.getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )

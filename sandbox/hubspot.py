@@ -397,6 +397,48 @@ def batch_answer(
     return JSONResponse(answer, status_code=207 if errors else ok_status)
 
 
+def _value_of(stored: dict[str, Any], id_property: str | None) -> str | None:
+    value = stored["id"] if id_property in (None, "hs_object_id") else stored["properties"].get(id_property)
+    return None if value in (None, "") else str(value)
+
+
+def _index(store: VendorState, object_type: str, id_property: str | None) -> dict[str, str]:
+    """Storage key by value of one property (None: the HubSpot id) over a kind's objects: a lookup by id
+    property, and the unique-value check, without reading every object (a bulk upsert was quadratic).
+
+    Kept up to date by `_indexed` at every write of an object; built again when the kind gained or lost
+    objects otherwise (its count changed). Every hit is checked against the object itself."""
+    objects = store.kind(object_type)
+    name = "hs_object_id" if id_property is None else id_property
+    cached = store.indexes.get((object_type, name))
+    if cached is None or cached[0] != len(objects):
+        built: dict[str, str] = {}
+        for key, stored in objects.items():
+            value = _value_of(stored, name)
+            if value is not None:
+                built.setdefault(value, key)
+        cached = [len(objects), built]
+        store.indexes[(object_type, name)] = cached
+    index: dict[str, str] = cached[1]
+    return index
+
+
+def _indexed(store: VendorState, object_type: str, key: str, *, added: bool) -> None:
+    """After a write of one object (`added`: a new one): its values in the kind's indexes."""
+    objects = store.kind(object_type)
+    stored = objects[key]
+    for (kind, name), cached in list(store.indexes.items()):
+        if kind != object_type:
+            continue
+        if cached[0] != len(objects) - (1 if added else 0):  # changed elsewhere too: built again
+            del store.indexes[(kind, name)]
+            continue
+        cached[0] = len(objects)
+        value = _value_of(stored, name)
+        if value is not None:
+            cached[1][value] = key
+
+
 def find_by(
     store: VendorState, object_type: str, id_property: str | None, value: str
 ) -> tuple[str, dict[str, Any]] | None:
@@ -405,23 +447,23 @@ def find_by(
     if object_type == "contacts" and id_property == "email":
         found = objects.get(value.lower())
         return (value.lower(), found) if found is not None else None
-    for key, stored in objects.items():
-        if id_property in (None, "hs_object_id"):
-            if stored["id"] == value:
-                return key, stored
-        elif stored["properties"].get(id_property) == value:
-            return key, stored
+    key = _index(store, object_type, id_property).get(value)
+    stored = objects.get(key) if key is not None else None
+    if stored is not None and _value_of(stored, id_property) == value:
+        return key, stored  # type: ignore[return-value]
     return None
 
 
 def unique_clash(store: VendorState, object_type: str, key: str, properties: dict[str, str]) -> str | None:
     """The unique-value property another object already holds with the same value, if any."""
     known = definitions(store, object_type)
+    objects = store.kind(object_type)
     for name, value in properties.items():
         if value and (known.get(name) or {}).get("hasUniqueValue") and name != "email":
-            for other_key, other in store.kind(object_type).items():
-                if other_key != key and other["properties"].get(name) == value:
-                    return name
+            other_key = _index(store, object_type, name).get(str(value))
+            other = objects.get(other_key) if other_key is not None else None
+            if other_key != key and other is not None and other["properties"].get(name) == value:
+                return name
     return None
 
 
@@ -462,6 +504,7 @@ def upsert_one(store: VendorState, object_type: str, item: dict[str, Any]) -> di
         objects[key] = existing
     existing["properties"].update(properties)
     touch(existing, object_type)
+    _indexed(store, object_type, key, added=new)
     return {**existing, "properties": dict(existing["properties"]), "new": new}
 
 
@@ -785,6 +828,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
                 return error(409, "An object with that unique value already exists.")
             stored["properties"].update(values)
             touch(stored, object_type)
+            _indexed(store, object_type, key, added=False)
             return JSONResponse({**stored, "properties": dict(stored["properties"])})
 
     @router.post("/crm/v3/objects/{object_type}/batch/archive")
@@ -835,6 +879,7 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             located = find_by(store, "contacts", "email", subscriber)
             if located is not None:
                 located[1]["properties"]["hs_email_optout"] = "true"
+                _indexed(store, "contacts", located[0], added=False)
         status = {
             "channel": channel,
             "status": "UNSUBSCRIBED",

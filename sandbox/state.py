@@ -32,6 +32,8 @@ class VendorState:
         self.rate = rate
         self.max_concurrent: int | None = None
         self.next_id = 1001
+        # Lookups a stand-in derives from its stored objects (kept by its own writes; `sandbox.hubspot`).
+        self.indexes: dict[Any, Any] = {}
 
     def kind(self, name: str) -> dict[str, Any]:
         """The stored objects of one kind (contacts, members, ...) by key; callers hold the lock."""

@@ -162,6 +162,53 @@ def test_hubspot_gdpr_delete_removes_the_contact(hubspot: str, control: SandboxC
     assert requests.post(url, json=body, headers=HUBSPOT, timeout=5).status_code == 404
 
 
+def test_hubspot_unique_values_and_id_lookups_follow_every_write(hubspot: str) -> None:
+    """The stand-in's indexes (a bulk upsert reads no other object) agree with the objects after each
+    kind of write: a batch upsert, a PATCH, an archive."""
+    created = requests.post(
+        f"{hubspot}/crm/v3/properties/contacts/batch/create",
+        json={
+            "inputs": [
+                {
+                    "name": "ennu_user_id",
+                    "label": "Id",
+                    "type": "string",
+                    "fieldType": "text",
+                    "groupName": "contactinformation",
+                    "hasUniqueValue": True,
+                }
+            ]
+        },
+        headers=HUBSPOT,
+        timeout=5,
+    )
+    assert created.status_code == 201
+    first = upsert(hubspot, [contact("a@example.com", ennu_user_id="7")]).json()["results"][0]
+    clash = upsert(hubspot, [contact("b@example.com", ennu_user_id="7")]).json()
+    assert [e["category"] for e in clash["errors"]] == ["CONFLICT"]
+    moved = requests.patch(
+        f"{hubspot}/crm/v3/objects/contacts/{first['id']}",
+        json={"properties": {"ennu_user_id": "8"}},
+        headers=HUBSPOT,
+        timeout=5,
+    )
+    assert moved.status_code == 200
+    assert "errors" not in upsert(hubspot, [contact("b@example.com", ennu_user_id="7")]).json()
+    again = upsert(hubspot, [contact("c@example.com", ennu_user_id="8")]).json()
+    assert [e["category"] for e in again["errors"]] == ["CONFLICT"]
+    by_id = f"{hubspot}/crm/v3/objects/contacts/8?idProperty=ennu_user_id"
+    assert requests.get(by_id, headers=HUBSPOT, timeout=5).json()["id"] == first["id"]
+    archived = requests.post(
+        f"{hubspot}/crm/v3/objects/contacts/batch/archive",
+        json={"inputs": [{"id": first["id"]}]},
+        headers=HUBSPOT,
+        timeout=5,
+    )
+    assert archived.status_code == 204
+    assert requests.get(by_id, headers=HUBSPOT, timeout=5).status_code == 404
+    assert "errors" not in upsert(hubspot, [contact("c@example.com", ennu_user_id="8")]).json()
+
+
 def test_vendor_errors_keep_the_vendor_shape_for_bad_json_and_unknown_paths(
     hubspot: str, mailchimp: str
 ) -> None:
