@@ -319,19 +319,10 @@ class _Clock:
         out = os.environ.get("ENNU_BENCH_PROFILE")
         if out:
             spy = str(Path(PY).with_name("py-spy"))
-            command = [
-                spy,
-                "record",
-                "--nonblocking",
-                "--threads",
-                "--idle",
-                "-r",
-                "50",
-                "--format",
-                "raw",
-                "-o",
-                out,
-            ]
+            # wall: every thread's every sample (where each waits too); cpu: the GIL holder's only
+            what = ["--gil"] if os.environ.get("ENNU_BENCH_PROFILE_WHAT") == "cpu" else ["--idle"]
+            command = [spy, "record", "--nonblocking", "--threads", *what, "-r", "50", "--format", "raw"]
+            command += ["-o", out]
             self.spy = subprocess.Popen(
                 [*command, "--pid", str(os.getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
@@ -416,6 +407,12 @@ def main(argv: list[str] | None = None) -> None:
         help="sample the measured part of each path with py-spy (installed apart), per thread, into "
         "DIR/<connector>-<path>.raw",
     )
+    parser.add_argument(
+        "--profile-what",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="with --profile: wall (every thread, waiting too; default) or cpu (the GIL holder only)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("PATH", "CONNECTOR", "SANDBOX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -461,7 +458,10 @@ def main(argv: list[str] | None = None) -> None:
                     profile = {}
                     if args.profile:
                         out = Path(args.profile).resolve() / f"{connector}-{path}.raw"
-                        profile = {"ENNU_BENCH_PROFILE": str(out)}
+                        profile = {
+                            "ENNU_BENCH_PROFILE": str(out),
+                            "ENNU_BENCH_PROFILE_WHAT": args.profile_what,
+                        }
                     done = subprocess.run(
                         command,
                         env={**env, **profile},

@@ -175,19 +175,19 @@ def undeclared(r: Route) -> str | None:
     return None
 
 
-def held_rows(r: Route, ledger: Ledger) -> pd.DataFrame:
-    """The route's rows whose event this batch holds a delivery to the route's destination for."""
-    if not len(r.frame):
-        return r.frame
-    return r.frame.loc[[ledger.holds(str(e), r.connector) for e in r.frame["event.id"]]]
+def _held_mask(frame: pd.DataFrame, events: set[str]) -> Any:
+    return frame["event.id"].astype(str).isin(events).to_numpy()
 
 
 def _only_held(r: Route, ledger: Ledger) -> Route:
-    keep = held_rows(r, ledger)
-    refused = r.refused.loc[[ledger.holds(str(e), r.connector) for e in r.refused["event.id"]]]
+    """The route's rows (to send, refused, filtered out) whose event this batch holds a delivery to the
+    route's destination for."""
+    events = ledger.events_held_for(r.connector)
+    keep = r.frame.loc[_held_mask(r.frame, events)] if len(r.frame) else r.frame
+    refused = r.refused.loc[_held_mask(r.refused, events)]
     filtered = r.filtered
     if filtered is not None and len(filtered):
-        filtered = filtered.loc[[ledger.holds(str(e), r.connector) for e in filtered["event.id"]]]
+        filtered = filtered.loc[_held_mask(filtered, events)]
     return Route(r.connector, r.mapping, keep, refused, filtered, r.where)
 
 

@@ -162,6 +162,10 @@ class Ledger:
     def held_for(self, integration: str) -> list[Held]:
         return [h for h in self.held if h.integration == integration]
 
+    def events_held_for(self, integration: str) -> set[str]:
+        """The events this batch holds a delivery to `integration` for (a frame's rows are kept by it)."""
+        return {h.event_id for h in self.held if h.integration == integration}
+
     def write(self, entries: Sequence[SyncEntry]) -> None:
         """Sync-log rows for these outcomes and the delivery states they settle, committed now."""
         mine = [e for e in entries if e.event_id is None or self.holds(e.event_id, e.connector)]

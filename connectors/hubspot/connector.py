@@ -15,6 +15,7 @@ connector ensures the definitions and retries that batch once.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -63,6 +64,17 @@ BATCH_LIMIT = 100  # inputs of a batch upsert, batch read and v4 batch associati
 DELIVERED = (SyncStatus.CREATED, SyncStatus.UPDATED)
 # objects whose changes can be fetched, by the property HubSpot keeps their last modification in
 MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "deals": "hs_lastmodifieddate"}
+
+
+@functools.lru_cache(maxsize=256)
+def not_properties(names: frozenset[str]) -> frozenset[str]:
+    """The field names that are no property of the record: association keys and the associated records'
+    properties (the records of one mapping share their names: worked out once, not once a record)."""
+    keys = association_keys(names)
+    elsewhere = {name for name, _, _ in keys}
+    for _, to_object, _ in keys:
+        elsewhere.update(associated_properties(names, to_object))
+    return frozenset(elsewhere)
 
 
 class HubSpotConnector(HttpConnector):
@@ -179,10 +191,7 @@ class HubSpotConnector(HttpConnector):
 
     def _wire_properties(self, object_name: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """The properties HubSpot receives, or a reason to reject the record."""
-        keys = association_keys(fields)
-        elsewhere = {name for name, _, _ in keys}
-        for _, to_object, _ in keys:
-            elsewhere.update(associated_properties(fields, to_object))
+        elsewhere = not_properties(frozenset(fields))
         properties = {n: v for n, v in fields.items() if v is not None and n not in elsewhere}
         if object_name != "deals":
             return properties, None
