@@ -53,6 +53,9 @@ class Outcome:
     # DEFERRED only. Set: a wait by design (quiet hours, a partner result not there yet) that costs no
     # attempt; the delivery is offered again at that time. None: vendor-side trouble, an attempt spent.
     not_before: datetime | None = None
+    # Where the connector wrote the record to another object than its batch's (Salesforce: a person's Contact
+    # record sent to the Lead they still are), that object, for the sync log; None: the batch's.
+    object: str | None = None
 
 
 @dataclass(frozen=True)

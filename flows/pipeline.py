@@ -113,7 +113,7 @@ def outcome_entries(
         entries.append(
             SyncEntry(
                 r.connector,
-                r.mapping.object,
+                outcome.object or r.mapping.object,
                 rec.record_key,
                 rec.event_id,
                 rec.user_id,

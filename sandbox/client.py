@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +25,18 @@ class SandboxClient:
         )
         response.raise_for_status()
         return response.json()
+
+    def convert_lead(self, external_id: str, *, mapped_fields: Sequence[str] = ()) -> dict[str, str]:
+        """Convert a Salesforce Lead (by ENNU_User_Id__c) as staff would: its new Contact's and Account's
+        ids. `mapped_fields`: the custom Lead fields the org maps to the Contact's."""
+        response = self.session.post(
+            f"{self.base_url}/salesforce/_sandbox/convert-lead",
+            json={"external_id": external_id, "mapped_fields": list(mapped_fields)},
+            timeout=self.timeout,
+        )
+        response.raise_for_status()
+        result: dict[str, str] = response.json()
+        return result
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/health")

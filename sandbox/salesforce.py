@@ -100,6 +100,15 @@ STANDARD_FIELDS = {
     "OpportunityContactRole": {"OpportunityId", "ContactId", "Role", "IsPrimary"},
 }  # fmt: skip
 SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+# A Lead's conversion fields: set by Salesforce when staff convert it (convertLead), never through REST.
+CONVERSION_FIELDS = ("IsConverted", "ConvertedContactId", "ConvertedAccountId", "ConvertedDate")
+# What a conversion copies from the Lead to its new Contact without any field mapping: the standard fields
+# both have. Custom fields only where the org maps them (Setup > Lead > Map Lead Fields).
+CONVERTED_STANDARD_FIELDS = (
+    "FirstName", "LastName", "Email", "Phone", "MobilePhone", "LeadSource", "Title", "Description",
+    "HasOptedOutOfEmail", "DoNotCall", "OwnerId",
+)  # fmt: skip
+CONVERTED_STATUS = "Closed - Converted"
 # The API user's id: a record created through the API is owned by it until someone reassigns it.
 INTEGRATION_USER_ID = "0055g00000ENNUAPI"
 OWNED_OBJECTS = ("Contact", "Lead", "Opportunity", "Account")
@@ -144,6 +153,7 @@ ERROR_CODES = {
     500: "UNKNOWN_EXCEPTION",
     503: "SERVER_UNAVAILABLE",
 }
+CONVERTED_LEAD = "CANNOT_UPDATE_CONVERTED_LEAD"
 MESSAGES = {
     401: "Session expired or invalid",
     403: "TotalRequests Limit exceeded.",
@@ -196,6 +206,19 @@ class OrgSettings(BaseModel):
 
     daily_limit: int | None = Field(default=None, gt=0)  # None: 15000 shown, never enforced
     session_seconds: float | None = Field(default=None, ge=0)  # None: sessions last until expired
+
+
+class LeadConversion(BaseModel):
+    """`POST /salesforce/_sandbox/convert-lead`: staff convert a Lead (convertLead, SOAP or Apex in
+    Salesforce): an Account (named after the Lead's Company) and a Contact are created, the Lead is marked
+    converted and names them. `mapped_fields`: the custom Lead fields the org maps to the Contact's (Setup >
+    Lead > Map Lead Fields); the others stay on the Lead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id_field: str = Field(default="ENNU_User_Id__c", pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$")
+    external_id: str = Field(min_length=1)
+    mapped_fields: list[str] = Field(default_factory=list)
 
 
 def version_of(path_version: str) -> float | None:
@@ -320,6 +343,17 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             sessions.clear()
         return {"expired": count}
 
+    @router.post("/_sandbox/convert-lead")
+    async def convert_lead(body: LeadConversion) -> Response:
+        with state.lock:
+            found = _find(vendor(), "Lead", body.external_id_field, body.external_id)
+            if found is None:
+                return errors(404, "NOT_FOUND", "No Lead with that external id")
+            lead = vendor().kind("Lead")[found]
+            if lead.get("IsConverted"):
+                return errors(400, "INVALID_STATUS", "The Lead is already converted")
+            return JSONResponse(_convert(vendor(), lead, body.mapped_fields))
+
     # ------------------------------------------------------------------ REST API
 
     @api.get("/services/data/{version}/limits")
@@ -397,6 +431,39 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             ]
         return JSONResponse(results)
 
+    def collection_update(version: str, body: Any) -> JSONResponse:
+        """sObject Collections update: ≤200 records by Id (each names its type), one SaveResult each."""
+        if version_of(version) is None:
+            return errors(404, "NOT_FOUND", MESSAGES[404])
+        records = body.get("records") if isinstance(body, dict) else None
+        refusal = _collection_refusal(
+            None, [_without_id(r) for r in records] if isinstance(records, list) else records
+        )
+        if refusal is not None:
+            return refusal
+        assert isinstance(records, list) and isinstance(body, dict)
+        with state.lock:
+            checks = [_update_problem(vendor(), item) for item in records]
+            if body.get("allOrNone") and any(c is not None for c in checks):
+                return JSONResponse([c or _rolled_back() for c in checks])
+            results = [
+                problem or _update(vendor(), item) for item, problem in zip(records, checks, strict=True)
+            ]
+        return JSONResponse(results)
+
+    @api.patch("/services/data/{version}/composite/sobjects")
+    async def update_collection(version: str, request: Request) -> Response:
+        return collection_update(version, await json_body(request, bad_json))
+
+    @api.delete("/services/data/{version}/sobjects/{sobject}/{record_id}")
+    async def delete_by_id(version: str, sobject: str, record_id: str) -> Response:
+        with state.lock:
+            known = sobject in REQUIRED and version_of(version) is not None
+            if not known or record_id not in vendor().kind(sobject):
+                return errors(404, "NOT_FOUND", MESSAGES[404])
+            _delete(vendor(), sobject, record_id)
+        return Response(status_code=204)
+
     @api.patch("/services/data/{version}/composite/sobjects/{sobject}/{id_field}")
     async def upsert_collection(version: str, sobject: str, id_field: str, request: Request) -> Response:
         return collection_upsert(version, sobject, id_field, await json_body(request, bad_json))
@@ -461,6 +528,8 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             return collection_upsert(version, parts[2], parts[3], body)
         if method == "POST" and parts == ["composite", "sobjects"]:
             return collection_create(version, body)
+        if method == "PATCH" and parts == ["composite", "sobjects"]:
+            return collection_update(version, body)
         if method == "GET" and parts in (["query"], ["query", ""]):
             return run_query(version, dict(parse_qsl(query_string or "")).get("q", ""), QUERY_BATCH[1])
         return errors(404, "NOT_FOUND", "The stand-in's composite runs collections and query subrequests.")
@@ -676,7 +745,7 @@ def _request_level_problem(sobject: str, item: Any) -> JSONResponse | None:
                     400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of date for field {name}"
                 )
             continue
-        if name in SYSTEM_FIELDS:
+        if name in SYSTEM_FIELDS or (sobject == "Lead" and name in CONVERSION_FIELDS):
             return errors(
                 400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {name}.", [name]
             )
@@ -709,6 +778,8 @@ def _record_problem(
         return _failure("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{id_field}]", [id_field])
     existing = _find(store, sobject, id_field, fields[id_field])
     current = store.kind(sobject)[existing] if existing else {}
+    if current.get("IsConverted"):
+        return _failure(CONVERTED_LEAD, "cannot reference converted lead", [])
     return _field_problem(store, sobject, fields, current, creating=existing is None)
 
 
@@ -772,6 +843,10 @@ def _upsert(
             objects[record_id]["OwnerId"] = INTEGRATION_USER_ID
         if sobject in ("Contact", "Lead"):
             objects[record_id].update(HasOptedOutOfEmail=False, DoNotCall=False)
+        if sobject == "Lead":
+            objects[record_id].update(
+                dict.fromkeys(CONVERSION_FIELDS), IsConverted=False, Status="Open - Not Contacted"
+            )
         index[key] = {"Id": record_id}
     else:
         record_id = str(found["Id"])
@@ -972,3 +1047,78 @@ def _row(
         nested[tail] = parent.get(tail)
         row[head] = nested
     return row
+
+
+def _without_id(item: Any) -> Any:
+    """A record of a collection update as the request-level checks read it: its Id aside."""
+    return {k: v for k, v in item.items() if k != "Id"} if isinstance(item, dict) else item
+
+
+def _update_problem(store: VendorState, item: dict[str, Any]) -> dict[str, Any] | None:
+    """What refuses one record of a collection update: no Id or an unknown one, a converted Lead, a value
+    of a unique external-id field another record has, or its fields (`_field_problem`)."""
+    sobject = item["attributes"]["type"]
+    record_id = item.get("Id")
+    if not isinstance(record_id, str) or not record_id:
+        return _failure("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+    current = store.kind(sobject).get(record_id)
+    if current is None:
+        return _failure("ENTITY_IS_DELETED", "entity is deleted", [])
+    if current.get("IsConverted"):
+        return _failure(CONVERTED_LEAD, "cannot reference converted lead", [])
+    fields = {k: v for k, v in item.items() if k not in ("attributes", "Id")}
+    for name in [k for k in fields if k.endswith("__c") and fields[k] not in (None, "")]:
+        holder = _find(store, sobject, name, fields[name])
+        if holder is not None and holder != record_id:
+            return _failure(
+                "DUPLICATE_VALUE",
+                f"duplicate value found: {name} duplicates value on record with id: {holder}",
+                [name],
+            )
+    return _field_problem(store, sobject, fields, current, creating=False)
+
+
+def _update(store: VendorState, item: dict[str, Any]) -> dict[str, Any]:
+    """Update one record by Id (collections update); its custom fields' index entries follow."""
+    sobject = item["attributes"]["type"]
+    record = store.kind(sobject)[str(item["Id"])]
+    values = _with_ids(store, sobject, {k: v for k, v in item.items() if k not in ("attributes", "Id")})
+    for name in [k for k in values if k.endswith("__c")]:
+        index = store.kind(f"{sobject}:{name}")
+        index.pop(str(record.get(name, "")).lower(), None)
+        if values[name] not in (None, ""):
+            index[str(values[name]).lower()] = {"Id": record["Id"]}
+    now = timestamp()
+    record.update(
+        {k: v for k, v in values.items() if k not in SYSTEM_FIELDS}, LastModifiedDate=now, SystemModstamp=now
+    )
+    return {"id": record["Id"], "success": True, "errors": []}
+
+
+def _convert(store: VendorState, lead: dict[str, Any], mapped_fields: list[str]) -> dict[str, Any]:
+    """What Salesforce's lead conversion does: a new Account and Contact, the Lead marked converted."""
+    now = timestamp()
+    account_id = f"{KEY_PREFIXES['Account']}5g0{int(store.new_id()):09d}AAA"
+    store.kind("Account")[account_id] = {
+        "Id": account_id, "Name": lead.get("Company") or lead.get("LastName"), "OwnerId": lead.get("OwnerId"),
+        "CreatedDate": now, "LastModifiedDate": now, "SystemModstamp": now,
+    }  # fmt: skip
+    contact_id = f"{KEY_PREFIXES['Contact']}5g0{int(store.new_id()):09d}AAA"
+    carried = {name: lead.get(name) for name in CONVERTED_STANDARD_FIELDS if name in lead}
+    carried.update({name: lead.get(name) for name in mapped_fields if name.endswith("__c") and name in lead})
+    store.kind("Contact")[contact_id] = {
+        "Id": contact_id, **carried, "AccountId": account_id,
+        "CreatedDate": now, "LastModifiedDate": now, "SystemModstamp": now,
+    }  # fmt: skip
+    for name in [k for k in carried if k.endswith("__c") and carried[k] not in (None, "")]:
+        store.kind(f"Contact:{name}")[str(carried[name]).lower()] = {"Id": contact_id}
+    lead.update(
+        IsConverted=True,
+        ConvertedContactId=contact_id,
+        ConvertedAccountId=account_id,
+        ConvertedDate=now[:10],
+        Status=CONVERTED_STATUS,
+        LastModifiedDate=now,
+        SystemModstamp=now,
+    )
+    return {"leadId": lead["Id"], "contactId": contact_id, "accountId": account_id}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ennu.db import session_scope
@@ -23,6 +23,8 @@ from ennu.models import (
     OutboxEvent,
     Payment,
     Subscription,
+    SyncLog,
+    SyncStatus,
     User,
 )
 from ennu.settings import get_settings
@@ -95,6 +97,31 @@ def with_clinics(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.merge(clinics, how="left", left_on="user.clinic_id", right_on="clinic.id")
 
 
+def salesforce_leads(session: Session, user_ids: Iterable[int]) -> set[int]:
+    """The people the hub last reached in Salesforce as a Lead: their latest Lead or Contact write there
+    (the sync log's `object`) was to a Lead. Their Contact records go to that Lead, or to the Contact it
+    was converted to (connectors/salesforce/leads.py), never to a second record of theirs."""
+    ids = sorted({int(i) for i in user_ids if i is not None and not pd.isna(i)})
+    latest: dict[int, tuple[int, str]] = {}
+    for part in chunks(ids):
+        rows = session.execute(
+            select(SyncLog.user_id, SyncLog.object, func.max(SyncLog.id))
+            .where(
+                SyncLog.connector == "salesforce",
+                SyncLog.object.in_(("Lead", "Contact")),
+                SyncLog.status.in_((SyncStatus.CREATED.value, SyncStatus.UPDATED.value)),
+                SyncLog.user_id.in_(part),
+            )
+            .group_by(SyncLog.user_id, SyncLog.object)
+        ).all()
+        for user_id, object_name, last in rows:
+            if user_id is None:
+                continue
+            if user_id not in latest or latest[user_id][0] < last:
+                latest[user_id] = (last, object_name)
+    return {user_id for user_id, (_, object_name) in latest.items() if object_name == "Lead"}
+
+
 def read_events(session: Session, event_ids: Sequence[str]) -> pd.DataFrame:
     """The events' envelopes, and an `event.<key>` column for each payload key a mapping reads."""
     read = sorted(event_payload_keys(get_settings().mappings_dir))
@@ -158,5 +185,7 @@ def extract_records(event_type: str, event_ids: Sequence[str]) -> Extracted:
         lost_user = frame["user.id"].isna()
         missing.update({i: "user not found" for i in frame.loc[lost_user, "event.id"]})
         frame = frame.loc[~lost_user].reset_index(drop=True)
+        leads = salesforce_leads(session, frame["user.id"])
+    frame["user.salesforce_lead"] = frame["user.id"].isin(leads)
     frame["user.id"] = frame["user.id"].astype("int64")
     return Extracted(event_type, frame, missing)

@@ -40,6 +40,7 @@ def progress_records(connector: str) -> list[Record]:
             "health_goal.status": ["active", "active"],
             "health_goal.progress_percent": [60, 20],
             "health_goal.due_date": [date(2027, 6, 1), None],
+            "user.salesforce_lead": [False, False],
         }
     )
     return to_records(apply_mapping(mapping, frame))

@@ -148,6 +148,38 @@ def test_thousand_goals_cost_ten_salesforce_requests_created_and_five_completed(
     assert len(sandbox.requests("salesforce")) - created <= 5
 
 
+def test_a_lead_sites_later_contact_records_cost_the_collection_floor_without_a_look_up(
+    sqlite_database: str, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where registrations are Leads, the people's later Contact records (scores) go to their Lead: the
+    hub knows them as Leads (its sync log), so no SOQL look-up is made: 200 records a request, as Contacts.
+    (400 people: the floor per record is that of 1,000, at less than half the test's time.)"""
+    copy = routing_copy(tmp_path / "mappings", disable=[n for n in CONNECTORS if n != "salesforce"])
+    routing = copy / "routing.yaml"
+    contact_route = "    - {connector: salesforce}                    # a Contact"
+    assert contact_route in routing.read_text()
+    routing.write_text(
+        routing.read_text().replace(
+            contact_route, "    - {connector: salesforce, mapping: salesforce_lead}  #", 1
+        )
+    )
+    monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(copy))
+    reload_settings()
+    people = [add_person() for _ in range(400)]
+    user_registered(event_ids=[add_event("user.registered", user_id) for user_id in people])
+    registered = len(sandbox.requests("salesforce"))
+
+    assessment_completed(event_ids=[completed_event(u, add_assessment(u)) for u in people])
+
+    leads = sandbox.objects("salesforce", "Lead")
+    assert len(leads) == 400 and all(lead["ENNU_Overall_Score__c"] == 7.4 for lead in leads)
+    assert sandbox.objects("salesforce", "Contact") == []
+    sent = sandbox.requests("salesforce")[registered:]
+    assert [r["path"] for r in sent] == [
+        "/salesforce/services/data/v62.0/composite/sobjects/Lead/ENNU_User_Id__c"
+    ] * 2
+
+
 def test_thousand_events_of_forty_people_cost_forty_ga4_requests(
     sqlite_database: str, sandbox: Any, ga4_only: None
 ) -> None:

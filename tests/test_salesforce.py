@@ -256,6 +256,7 @@ def test_health_goals_become_opportunities_with_the_mapped_stage(
             "health_goal.id": [10, 11],
             "health_goal.kind": ["improve_sleep", "something_new"],
             "health_goal.due_date": ["2027-03-31", "2027-06-30"],
+            "user.salesforce_lead": [False, False],
         }
     )
     mapped = apply_mapping(mapping, source)

@@ -1,7 +1,9 @@
 """Salesforce: Contacts, Leads, Accounts and Opportunities by sObject Collections upsert (200), OAuth 2.0.
 
-A Contact batch that links Accounts upserts them first, in the same Composite request (`accounts`); an
-Opportunity batch that names its person gets each one contact role, created once (`contact_roles`).
+A Contact batch that links Accounts upserts them first, in the same Composite request (`accounts`); the
+records of people who are still Leads go to their Lead in that request, or to the Contact it was converted
+to (`leads`); an Opportunity batch that names its person gets each one contact role, created once
+(`contact_roles`).
 The token comes from the login URL's token endpoint (JWT bearer flow, or client credentials) through a
 second client with its own error table (`errors.TOKEN_TABLE`); the API's answers follow `errors.TABLE`.
 """
@@ -50,6 +52,19 @@ from connectors.salesforce.contact_roles import (
     wants_roles,
 )
 from connectors.salesforce.errors import TABLE, TOKEN_TABLE
+from connectors.salesforce.leads import (
+    CONVERTED_LEAD,
+    NOT_CONVERTED,
+    LeadState,
+    contact_fields,
+    contact_update,
+    is_lead,
+    lead_fields,
+    lead_states,
+    leads_query,
+    split_leads,
+    without_flag,
+)
 from connectors.salesforce.settings import AccountModel, SalesforceSettings
 from ennu.models import SyncStatus
 from ennu.settings import Settings
@@ -316,14 +331,20 @@ class SalesforceConnector(HttpConnector):
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Upsert ≤200 records of one sObject by its external-id field; one result per record, in order.
 
-        Contacts that link Accounts and Opportunities that name their person take the Composite paths.
+        Contacts take the Composite path when they link Accounts or hold people who are Leads; Opportunities
+        that name their person take it for their contact roles.
         """
         if len(records) > COLLECTION_LIMIT:
             raise ValueError(f"salesforce: at most {COLLECTION_LIMIT} records a request")
         if not records:
             return []
-        if object_name == "Contact" and links_account(records):
-            return self._send_with_accounts(upsert_key, records)
+        if object_name == "Contact":
+            return self._send_contacts(upsert_key, records)
+        if object_name == "Opportunity" and any(is_lead(r) for r in records):
+            return self._send_goals_of_leads(upsert_key, records)
+        return self._send_plain(object_name, upsert_key, [without_flag(r) for r in records])
+
+    def _send_plain(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         if object_name == "Opportunity" and wants_roles(records):
             return self._send_with_roles(upsert_key, records)
         path = f"/composite/sobjects/{_api_name(object_name)}/{self._field(upsert_key)}"
@@ -354,42 +375,134 @@ class SalesforceConnector(HttpConnector):
                 raise RetryableError(self.name, f"composite subrequest http {status} {_error_code(sub_body)}")
         return answers
 
-    def _send_with_accounts(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
-        """The batch's Accounts upserted, then its Contacts referring to theirs: one Composite request."""
-        accounts, contacts = split_accounts(records, self.account_model, upsert_key)
+    def _send_contacts(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """The batch's Accounts, its Contacts referring to theirs, and the records of people who are still
+        Leads (to their Lead, with the fields a Lead has): one request, a Composite one where there is more
+        than one collection. Those whose Lead was converted then go to its Contact (`_to_converted`)."""
+        contact_at, lead_at = split_leads(records)
+        contacts = [without_flag(records[i]) for i in contact_at]
+        accounts: list[dict[str, Any]] = []
+        if links_account(contacts):
+            accounts, contacts = split_accounts(contacts, self.account_model, upsert_key)
+        leads = [replace(records[i], fields=lead_fields(records[i].fields)) for i in lead_at]
         id_field = self._field(upsert_key)
-        if not accounts:
-            path = f"/composite/sobjects/Contact/{id_field}"
-            return _outcomes(
-                contacts,
-                self._call("PATCH", path, json=self._collection("Contact", upsert_key, contacts)).json(),
+        parts: list[tuple[str, str, dict[str, Any]]] = []
+        if accounts:
+            account_body = {"allOrNone": False, "records": [self._sobject("Account", a) for a in accounts]}
+            parts.append(("accounts", f"/composite/sobjects/Account/{ACCOUNT_ID_FIELD}", account_body))
+        if contacts:
+            parts.append(
+                (
+                    "contacts",
+                    f"/composite/sobjects/Contact/{id_field}",
+                    self._collection("Contact", upsert_key, contacts),
+                )
             )
-        account_body = {"allOrNone": False, "records": [self._sobject("Account", a) for a in accounts]}
-        answers = self._composite(
-            [
-                {
-                    "method": "PATCH",
-                    "url": f"/composite/sobjects/Account/{ACCOUNT_ID_FIELD}",
-                    "referenceId": "accounts",
-                    "body": account_body,
-                },
-                {
-                    "method": "PATCH",
-                    "url": f"/composite/sobjects/Contact/{id_field}",
-                    "referenceId": "contacts",
-                    "body": self._collection("Contact", upsert_key, contacts),
-                },
+        if leads:
+            parts.append(
+                ("leads", f"/composite/sobjects/Lead/{id_field}", self._collection("Lead", upsert_key, leads))
+            )
+        if len(parts) == 1:
+            reference, path, body = parts[0]
+            answers = {reference: (200, self._call("PATCH", path, json=body).json())}
+        else:
+            answers = self._composite(
+                [{"method": "PATCH", "url": p, "referenceId": ref, "body": b} for ref, p, b in parts]
+            )
+        outcomes: dict[int, Outcome] = {}
+        if contacts:
+            refused = _refused_accounts(accounts, answers["accounts"]) if accounts else {}
+            for i, r, o in zip(
+                contact_at, contacts, _sub_outcomes(contacts, answers["contacts"]), strict=True
+            ):
+                key = str(r.fields.get(ACCOUNT_KEY, "")).lower()
+                if o.status == SyncStatus.FAILED and key in refused:
+                    o = replace(o, error=f"Account {refused[key]}")
+                outcomes[i] = o
+        if leads:
+            lead_outcomes = _sub_outcomes(leads, answers["leads"])
+            for i, o in zip(lead_at, lead_outcomes, strict=True):
+                outcomes[i] = replace(o, object="Lead")
+            converted = [
+                records[i] for i, o in zip(lead_at, lead_outcomes, strict=True) if o.error == CONVERTED_LEAD
             ]
-        )
-        refused = _refused_accounts(accounts, answers["accounts"])
-        outcomes = _sub_outcomes(contacts, answers["contacts"])
-        return [
-            replace(o, error=f"Account {refused[key]}")
-            if o.status == SyncStatus.FAILED
-            and (key := str(r.fields.get(ACCOUNT_KEY, "")).lower()) in refused
-            else o
-            for r, o in zip(contacts, outcomes, strict=True)
+            if converted:
+                by_key = self._to_converted(upsert_key, converted)
+                for i in lead_at:
+                    outcomes[i] = by_key.get(records[i].record_key, outcomes[i])
+        return [outcomes[i] for i in range(len(records))]
+
+    def _lead_states(self, user_ids: Sequence[str]) -> dict[str, LeadState]:
+        """The people's Leads as Salesforce holds them (one SOQL query): converted, and into which Contact."""
+        soql = leads_query(self.external_id_field, list(dict.fromkeys(user_ids)))
+        page: dict[str, Any] = self._call("GET", "/query", params={"q": soql}).json()
+        return lead_states(self._all_rows(page), self.external_id_field)
+
+    def _to_converted(self, upsert_key: str, records: Sequence[Record]) -> dict[str, Outcome]:
+        """The records of people whose Lead was converted, written to that Contact by its Id with the
+        external id set on it (one look-up, one sObject Collections update): record key -> outcome.
+
+        A Lead that says it is converted but names no Contact keeps the record's refusal."""
+        states = self._lead_states([str(r.fields[upsert_key]) for r in records])
+        targets = [
+            (r, state.contact_id)
+            for r in records
+            if (state := states.get(str(r.fields[upsert_key]))) is not None
+            and state.converted
+            and state.contact_id
         ]
+        if not targets:
+            return {}
+        body = {
+            "allOrNone": False,
+            "records": [
+                contact_update(
+                    contact_id, self._sobject("Contact", _with_text_key(contact_fields(r.fields), upsert_key))
+                )
+                for r, contact_id in targets
+            ],
+        }
+        results: list[dict[str, Any]] = self._call("PATCH", "/composite/sobjects", json=body).json()
+        return {
+            o.record_key: replace(o, object="Contact") for o in _outcomes([r for r, _ in targets], results)
+        }
+
+    def _send_goals_of_leads(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
+        """Goal Opportunities of a batch with people who were Leads: their Leads looked up (one query). A
+        person still a Lead gets no Opportunity (a Lead cannot be a contact role): skipped with the reason,
+        and the goal's next event after the conversion creates it. A converted person's Contact gets the
+        external id (by its Id) so that their role can name it; then the batch goes as any."""
+        _, lead_at = split_leads(records)
+        people = {i: str(records[i].user_id) for i in lead_at if records[i].user_id is not None}
+        states = self._lead_states(list(people.values())) if people else {}
+        skipped: dict[int, Outcome] = {}
+        adopt: dict[str, str] = {}
+        for i, user_id in people.items():
+            state = states.get(user_id)
+            if state is None:  # no Lead (any more): the role names the Contact, if there is one
+                continue
+            if state.converted and state.contact_id:
+                adopt[user_id] = state.contact_id
+            else:
+                skipped[i] = Outcome(records[i].record_key, SyncStatus.SKIPPED, error=NOT_CONVERTED)
+        if adopt:
+            body = {
+                "allOrNone": False,
+                "records": [
+                    contact_update(contact_id, {self.external_id_field: user_id})
+                    for user_id, contact_id in adopt.items()
+                ],
+            }
+            # A refused update shows in the role that cannot name the Contact ("not linked to its contact").
+            self._call("PATCH", "/composite/sobjects", json=body)
+        sending = [i for i in range(len(records)) if i not in skipped]
+        sent = (
+            self._send_plain("Opportunity", upsert_key, [without_flag(records[i]) for i in sending])
+            if sending
+            else []
+        )
+        outcomes = {**skipped, **dict(zip(sending, sent, strict=True))}
+        return [outcomes[i] for i in range(len(records))]
 
     def _send_with_roles(self, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Opportunities upserted and their contact roles read (one Composite request), then the missing
@@ -511,7 +624,9 @@ class SalesforceConnector(HttpConnector):
         return f"daily API requests remaining {daily.get('Remaining', '?')}/{daily.get('Max', '?')}"
 
     def withdraw_consent(self, person: Person, withdrawn: frozenset[str]) -> Outcome | None:
-        """Set the Contact's opt-outs: Email Opt Out for marketing, Do Not Call for SMS and calls."""
+        """Set the person's opt-outs: Email Opt Out for marketing, Do Not Call for SMS and calls. On their
+        Contact; on their Lead where they have no Contact by external id; on the Contact their Lead was
+        converted to where the Lead refuses it."""
         fields = {
             name: True
             for name, category in (("HasOptedOutOfEmail", MARKETING), ("DoNotCall", COMMUNICATION))
@@ -523,29 +638,40 @@ class SalesforceConnector(HttpConnector):
         record = Record(key, None, person.user_id, {DEFAULT_EXTERNAL_ID_FIELD: str(person.user_id), **fields})
         outcome = self.upsert_one("Contact", DEFAULT_EXTERNAL_ID_FIELD, record)
         if outcome.status == SyncStatus.FAILED and outcome.error == "REQUIRED_FIELD_MISSING":
-            # No Contact of theirs: an upsert would create one, which needs a name. Nothing to opt out.
+            # No Contact of theirs (an upsert would create one, which needs a name): their Lead, if any.
+            outcome = self.upsert_one("Lead", DEFAULT_EXTERNAL_ID_FIELD, record)
+            if outcome.status == SyncStatus.FAILED and outcome.error == CONVERTED_LEAD:
+                outcome = self._to_converted(DEFAULT_EXTERNAL_ID_FIELD, [record]).get(key, outcome)
+        if outcome.status == SyncStatus.FAILED and outcome.error == "REQUIRED_FIELD_MISSING":
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
         return Outcome(key, outcome.status, remote_id=",".join(sorted(fields)))
 
     def erase(self, person: Person) -> Outcome:
-        """Delete the person's Contact and Lead, their health goals' Opportunities and their own Account, by
-        external id. Their contact roles go with the Contact and the Opportunities; a clinic's Account is
-        the clinic's, not the person's, and stays.
+        """Delete the person's Contact and Lead, the Contact their Lead was converted to, their health goals'
+        Opportunities and their own Account, by external id (the converted Contact by its Id, which the Lead
+        names: it may not carry the external id). Their contact roles go with the Contact and the
+        Opportunities; a clinic's Account is the clinic's, not the person's, and stays.
 
         Deleted records go to the Recycle Bin (15 days) before Salesforce purges them.
         """
         key = f"user:{person.user_id}"
-        targets: list[tuple[str, str, object]] = [
+        lead = self._lead_states([str(person.user_id)]).get(str(person.user_id))
+        targets: list[tuple[str, str | None, object]] = [
             (name, self.external_id_field, person.user_id) for name in ERASABLE_OBJECTS
         ]
+        if lead is not None and lead.converted and lead.contact_id:
+            targets.append(("Contact", None, lead.contact_id))
         targets += [("Opportunity", GOAL_EXTERNAL_ID_FIELD, goal_id) for goal_id in person.goal_ids]
         targets.append(("Account", ACCOUNT_ID_FIELD, person_account_id(person.user_id)))
         deleted: list[str] = []
         for object_name, id_field, value in targets:
-            response = self._call(
-                "DELETE", f"/sobjects/{object_name}/{id_field}/{value}", allow_statuses=TABLE.expect("gone")
+            path = (
+                f"/sobjects/{object_name}/{value}"
+                if id_field is None
+                else f"/sobjects/{object_name}/{id_field}/{value}"
             )
-            if response.status_code != 404:
+            response = self._call("DELETE", path, allow_statuses=TABLE.expect("gone"))
+            if response.status_code != 404 and object_name not in deleted:
                 deleted.append(object_name)
         if not deleted:
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
