@@ -195,10 +195,13 @@ CLINIC_PLACES: tuple[str, ...] = (
 CLINIC_KINDS: tuple[str, ...] = ("Wellness Clinic", "Family Health", "Medical Group", "Longevity Center")
 CLINIC_PEOPLE = 100  # people a clinic, on average
 CLINIC_SHARE = 0.8  # of people belong to a clinic; the others have none (a CRM gives them their own account)
+APPOINTMENT_SHARE = 0.05  # of people have an upcoming appointment (1 to 14 days after `now`)
+APPOINTMENT_KINDS: tuple[str, ...] = ("consultation", "follow_up", "lab_visit")
+VOICE_SHARE = 0.2  # of people chose calls for their reminders (users.reminder_channel); the others SMS
 # the host app's tables, parents first
 HOST_TABLES: tuple[Table, ...] = tuple(
     cast(Table, m.__table__)
-    for m in (Clinic, User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent)
+    for m in (Clinic, User, Assessment, AssessmentScore, Biomarker, HealthGoal, Consent, Appointment)
 )
 # what a reset clears: the generated tables and the tables that refer to their people (the hub's record of
 # when a CRM last changed a person's column is about people who are gone)
@@ -206,7 +209,6 @@ CLEARED_TABLES: tuple[Table, ...] = (
     *HOST_TABLES,
     cast(Table, Subscription.__table__),
     cast(Table, Payment.__table__),
-    cast(Table, Appointment.__table__),
     cast(Table, InboundFieldVersion.__table__),
 )
 
@@ -411,6 +413,7 @@ class DemoSummary:
     health_goals: int
     consents: int
     clinics: int
+    appointments: int
     first_user_id: int | None
     last_user_id: int | None
 
@@ -427,6 +430,7 @@ class _NextIds:
     biomarkers: int
     health_goals: int
     consents: int
+    appointments: int
 
 
 @dataclass
@@ -588,7 +592,8 @@ def _block(
     _biomarkers(rng, ids, person, now, invalid_fraction, rows)
     _goals(rng, ids, person, now, rows)
     _consents(rng, ids, person, now, rows)
-    _clinics(rng, ids, person, now, rows)  # last: the other tables' draws stay what they were
+    _clinics(rng, ids, person, now, rows)  # after the others: their draws stay what they were
+    _appointments(rng, ids, person, now, rows)
     ids.users += n
     return rows
 
@@ -971,6 +976,27 @@ def _clinics(rng: np.random.Generator, ids: _NextIds, person: _People, now: int,
     ids.clinics += k
 
 
+def _appointments(rng: np.random.Generator, ids: _NextIds, person: _People, now: int, rows: _Rows) -> None:
+    """APPOINTMENT_SHARE of the people have one upcoming appointment (15:00 to 21:00 UTC, 1 to 14 days
+    ahead: the afternoon in the demo's US zones); VOICE_SHARE of all people want their reminders as calls."""
+    n = len(person.ids)
+    rows.tables["users"]["reminder_channel"] = np.where(rng.random(n) < VOICE_SHARE, "voice", "sms").astype(
+        object
+    )
+    booked = np.flatnonzero(rng.random(n) < APPOINTMENT_SHARE)
+    a = len(booked)
+    starts = now + rng.integers(1, 15, a) * _DAY + rng.integers(15, 22, a) * 3600
+    rows.tables["appointments"] = {
+        "id": np.arange(ids.appointments, ids.appointments + a),
+        "user_id": person.ids[booked],
+        "starts_at": starts,
+        "kind": np.array(APPOINTMENT_KINDS, dtype=object)[rng.integers(0, len(APPOINTMENT_KINDS), a)],
+        "status": np.full(a, "scheduled", dtype=object),
+        "updated_at": np.full(a, now),
+    }
+    ids.appointments += a
+
+
 # --------------------------------------------------------------------------- database
 
 
@@ -1077,7 +1103,8 @@ def generate_demo(
     now: datetime | None = None,
     bulk: bool | None = None,
 ) -> DemoSummary:
-    """Write `people` synthetic people (and their assessments, biomarkers, goals, consents) to the database.
+    """Write `people` synthetic people (and their assessments, biomarkers, goals, consents, upcoming
+    appointments) to the database.
 
     - Migrates first. Appends after the largest existing ids, or, with `replace=True`, empties the host
       tables first (the hub's tables are never touched).
@@ -1141,6 +1168,7 @@ def generate_demo(
         health_goals=counts["health_goals"],
         consents=counts["consents"],
         clinics=counts["clinics"],
+        appointments=counts["appointments"],
         first_user_id=first_user if people else None,
         last_user_id=first_user + people - 1 if people else None,
     )

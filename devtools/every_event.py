@@ -22,6 +22,8 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,21 +169,33 @@ def settled(event_id: str) -> bool:
     return bool(rows) and all(s in SETTLED or (s == "deferred" and nb is not None) for s, nb, _ in rows)
 
 
-def fire(intake: str, token: str, step: str, ids: dict[str, int], timeout: float) -> dict[str, str]:
+# Posts one host event to the intake's /events (raising when it is refused): over HTTP, or a test's client.
+PostEvent = Callable[[dict[str, Any]], None]
+
+
+def over_http(intake: str, token: str) -> PostEvent:
+    def post(body: dict[str, Any]) -> None:
+        answer = requests.post(
+            f"{intake}/events", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        answer.raise_for_status()
+
+    return post
+
+
+def fire(post: PostEvent, step: str, ids: dict[str, int], timeout: float) -> dict[str, str]:
     event_id = f"every-{step}-{uuid.uuid4().hex[:8]}"
     resource = RESOURCE.get(step)
-    body: dict[str, Any] = {
-        "id": event_id,
-        "type": step,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "subject": ids["user"],
-        "resource": str(ids[resource]) if resource else None,
-        "payload": {},
-    }
-    answer = requests.post(
-        f"{intake}/events", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    post(
+        {
+            "id": event_id,
+            "type": step,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "subject": ids["user"],
+            "resource": str(ids[resource]) if resource else None,
+            "payload": {},
+        }
     )
-    answer.raise_for_status()
     deadline = time.monotonic() + timeout
     while not settled(event_id) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -211,6 +225,39 @@ def difference(
     return out
 
 
+@dataclass
+class EveryEvent:
+    """One run: the person, each event's deliveries (integration -> where it ended), what the stand-ins
+    gained by kind before the erasure, and what they still hold of the run after it."""
+
+    person: int
+    deliveries: dict[str, dict[str, str]] = field(default_factory=dict)
+    gained: dict[str, dict[str, int]] = field(default_factory=dict)
+    after_erasure: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def every_event(
+    post: PostEvent, sandbox: SandboxClient, timeout: float, show: Callable[[str], None] = print
+) -> EveryEvent:
+    """Fire every step for a demo person, then erase them; `show` gets each line as it is known."""
+    ids = pick_person()
+    run = EveryEvent(ids["user"])
+    show(json.dumps({"person": ids["user"]}))
+    start = holdings(sandbox)
+    for step in STEPS:
+        change_host(step, ids)
+        run.deliveries[step] = fire(post, step, ids, timeout)
+        show(json.dumps({"event": step, "deliveries": run.deliveries[step]}))
+    run.gained = difference(start, holdings(sandbox))
+    show(json.dumps({"stand-ins gained": run.gained}))
+    erasure = "user.deletion_requested"
+    run.deliveries[erasure] = fire(post, erasure, ids, timeout)
+    show(json.dumps({"event": erasure, "deliveries": run.deliveries[erasure]}))
+    run.after_erasure = difference(start, holdings(sandbox))
+    show(json.dumps({"stand-ins after the erasure": run.after_erasure}))
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,25 +267,7 @@ def main() -> None:
     parser.add_argument("--intake-token", default="dev-intake-token")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each event")
     args = parser.parse_args()
-    sandbox = SandboxClient(args.sandbox_url)
-    ids = pick_person()
-    print(json.dumps({"person": ids["user"]}))
-    start = holdings(sandbox)
-    for step in STEPS:
-        change_host(step, ids)
-        print(
-            json.dumps(
-                {
-                    "event": step,
-                    "deliveries": fire(args.intake_url, args.intake_token, step, ids, args.timeout),
-                }
-            )
-        )
-    before_erasure = holdings(sandbox)
-    print(json.dumps({"stand-ins gained": difference(start, before_erasure)}))
-    erased = fire(args.intake_url, args.intake_token, "user.deletion_requested", ids, args.timeout)
-    print(json.dumps({"event": "user.deletion_requested", "deliveries": erased}))
-    print(json.dumps({"stand-ins after the erasure": difference(start, holdings(sandbox))}))
+    every_event(over_http(args.intake_url, args.intake_token), SandboxClient(args.sandbox_url), args.timeout)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import requests
 
+from devtools.demo_zaps import DEVELOPMENT_ZAPIER_TOKEN, over_http, subscribe_demo_zaps
 from devtools.supervisor import Part, ReadinessCheck, Supervisor
 from ennu.prefect_api import prefect_api_headers
 from ennu.settings import PROJECT_ROOT, STATE_DIR
@@ -43,6 +44,8 @@ def local_environment(
         "ENNU_INTAKE_TOKEN": "dev-intake-token",
         "ENNU_VIEWER_TOKENS": "dev-viewer-token",
         "ENNU_OPERATOR_TOKENS": "dev-operator-token",
+        # The demo's Zapier app token for /zapier/subscribe (devtools.demo_zaps subscribes the demo's Zaps).
+        "ZAPIER_TOKEN": DEVELOPMENT_ZAPIER_TOKEN,
         # Operator alerts: Slack and Teams reach their stand-ins (routing.yaml: `enabled: sandbox`), e-mail
         # the sandbox's SMTP stand-in; the dashboard's chart links point at this intake.
         "ENNU_ALERT_EMAIL_TO": "ops@example.org",
@@ -190,6 +193,14 @@ def main() -> None:
 
     def print_summary(not_ready: list[str]) -> None:
         headline = "is up" if not not_ready else f"is up except {', '.join(not_ready)} (see above)"
+        zaps = "not subscribed (the intake is not up)"
+        if "intake" not in not_ready:
+            try:  # one Zap a trigger at the Zapier stand-in, through our subscribe API
+                intake = over_http(f"http://{LOOPBACK}:{args.intake_port}")
+                hooks = subscribe_demo_zaps(intake, env["ENNU_SANDBOX_URL"], env["ZAPIER_TOKEN"])
+                zaps = f"{len(hooks)} hooks"
+            except (requests.RequestException, RuntimeError) as exc:
+                zaps = f"not subscribed ({exc})"
         print(
             f"\nENNU Integrations {headline}:\n"
             f"  Prefect UI     http://{LOOPBACK}:{args.prefect_port}\n"
@@ -197,6 +208,7 @@ def main() -> None:
             f"  Sandbox        http://{LOOPBACK}:{args.sandbox_port}"
             "  (what it received: /_sandbox/hubspot/objects/contacts)\n"
             f"  Alerts         Slack, Teams and e-mail stand-ins: /_sandbox/email/objects/messages\n"
+            f"  Zapier         the demo's Zaps: {zaps} (/_sandbox/zapier/objects/payloads)\n"
             f"  Logs           {STATE_DIR / 'logs'}\n"
             "Fire the README's curl event and watch the flow run appear in the UI. Ctrl-C stops everything.",
             flush=True,
