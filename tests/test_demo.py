@@ -415,3 +415,30 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
     empty = generate_demo(target, people=0)
     assert (empty.users, empty.first_user_id, empty.last_user_id) == (0, None, None)
     get_engine(target).dispose()
+
+
+def test_some_people_have_an_upcoming_appointment_and_some_want_calls(url: str) -> None:
+    summary = generate_demo(url, people=2000, seed=31, replace=True, now=NOW)
+    with session_scope(url) as session:
+        appointments = session.execute(
+            select(
+                table("appointments").c.user_id,
+                table("appointments").c.starts_at,
+                table("appointments").c.kind,
+            )
+        ).all()
+        channels = dict(
+            session.execute(select(User.reminder_channel, func.count()).group_by(User.reminder_channel)).all()
+        )
+
+    assert summary.appointments == len(appointments)
+    assert 0.03 * summary.users < len(appointments) < 0.07 * summary.users
+    assert len({user for user, _, _ in appointments}) == len(appointments)  # one each
+    # Upcoming: 1 to 14 days after the demo's `now`, in the afternoon of the demo's US zones.
+    assert all(
+        naive_utc(NOW) + timedelta(days=1) <= naive_utc(at) < naive_utc(NOW) + timedelta(days=15)
+        and 15 <= at.hour < 22
+        for _, at, _ in appointments
+    )
+    assert {kind for _, _, kind in appointments} == set(demo.APPOINTMENT_KINDS)
+    assert set(channels) == {"sms", "voice"} and 0.15 < channels["voice"] / summary.users < 0.25
