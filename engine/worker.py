@@ -97,18 +97,28 @@ class DeliveryWorker:
         self.api_checked_at = float("-inf")
 
     def warm_up(self) -> None:
-        """Import the flows and build a Great Expectations context in every batch thread, once."""
+        """Import the flows, build the connectors and a GX context in every batch thread, once."""
         import fastapi.encoders  # noqa: F401 - a flow run's first parameter serialisation imports it
 
         import flows.registry
         import flows.webhook_received  # noqa: F401
+        from connectors.endpoint import NotConfigured
+        from connectors.http import RetryableError
+        from connectors.registry import CONNECTORS
         from mappings import load_all_mappings
         from mappings.routing import routing_table
+        from tasks.push import connector_for
         from tasks.validate import _validator
 
         settings = get_settings()
         load_all_mappings(settings.mappings_dir)  # read and checked once, then only stat-ed
-        routing_table(settings.mappings_dir)
+        table = routing_table(settings.mappings_dir)
+        # Each enabled destination's connector (its HTTP pool, and in local mode the sandbox's signing key,
+        # seconds of CPU to derive) is built now, not in the first batch bound for it.
+        for name, config in table.integrations.items():
+            if config.enabled and name in CONNECTORS:
+                with contextlib.suppress(NotConfigured, RetryableError):  # its pushes report why
+                    connector_for(name)
 
         barrier = threading.Barrier(self.threads)
 
