@@ -3,7 +3,10 @@
 The outbox is the queue of record: the worker polls it (every ENNU_WORKER_POLL_SECONDS, at most a
 second), routes new events, claims the due deliveries of up to ENNU_WORKER_BATCH_SIZE events of one
 type and calls that type's flow with their ids — one flow run in the Prefect UI per batch, with its
-tasks and artifacts. A lone event goes at once; a backlog is carried in full batches. Expired leases,
+tasks and artifacts. A lone event goes at once; a backlog is carried in full batches. A batch whose pushes
+are all under way only waits for its destinations: it gives up its place among the `concurrency` batches
+at work, and the next batch leaves for later the destinations that `concurrency` batches are still pushing
+to (their deliveries wait for a later, larger batch), so a slow destination holds up no other. Expired leases,
 deferred deliveries whose time has come, ambiguous sends to reconcile and unprocessed webhook receipts
 are all just "due" rows, so recovery needs no schedule. Several workers (on several machines, with
 PostgreSQL) share the work through the claims.
@@ -25,6 +28,7 @@ from typing import Any
 
 from ennu import deliveries, heartbeats, receipts
 from ennu.settings import get_settings
+from tasks.batch_phase import told_when_pushes_under_way
 from tasks.run_state import raise_unless_recorded
 
 logger = logging.getLogger("ennu.worker")
@@ -32,6 +36,8 @@ RECEIPTS_PER_BATCH = 50
 HEARTBEAT_SECONDS = 5.0
 # After the Prefect API or the database failed, wait before claiming again (nothing was spent).
 BACKOFF_SECONDS = 2.0
+# Batches in flight per batch at work: those only waiting for their pushes (behind a slow destination).
+IN_FLIGHT_PER_SLOT = 3
 
 
 @dataclass
@@ -69,7 +75,8 @@ def batch_thread_setup() -> None:
 
 
 class DeliveryWorker:
-    """Claims due work and runs it on `concurrency` warm threads until `stop` is set."""
+    """Claims due work and runs it on warm threads until `stop` is set: `concurrency` batches at work, and
+    up to `IN_FLIGHT_PER_SLOT` times as many in flight counting those only waiting for their pushes."""
 
     def __init__(self, name: str | None = None, *, concurrency: int | None = None) -> None:
         settings = get_settings()
@@ -78,34 +85,48 @@ class DeliveryWorker:
         self.stats = WorkerStats()
         self.stop = threading.Event()
         self.idle_until = 0.0
+        self.threads = self.concurrency * IN_FLIGHT_PER_SLOT
         self.pool = ThreadPoolExecutor(
-            self.concurrency, thread_name_prefix="batch", initializer=batch_thread_setup
+            self.threads, thread_name_prefix="batch", initializer=batch_thread_setup
         )
-        self.in_flight: set[Future[Any]] = set()
+        self.in_flight: dict[Future[Any], str] = {}  # each batch's owner
+        self.waiting: set[str] = set()  # owners of batches whose pushes are all under way
+        self.waiting_lock = threading.Lock()
+        self.wake = threading.Event()  # a batch gave up its place: claim now, not at the next poll
         self.api_ok = False
         self.api_checked_at = float("-inf")
 
     def warm_up(self) -> None:
-        """Import the flows and build a Great Expectations context in every batch thread, once."""
+        """Import the flows, build the connectors and a GX context in every batch thread, once."""
         import fastapi.encoders  # noqa: F401 - a flow run's first parameter serialisation imports it
 
         import flows.registry
         import flows.webhook_received  # noqa: F401
+        from connectors.endpoint import NotConfigured
+        from connectors.http import RetryableError
+        from connectors.registry import CONNECTORS
         from mappings import load_all_mappings
         from mappings.routing import routing_table
+        from tasks.push import connector_for
         from tasks.validate import _validator
 
         settings = get_settings()
         load_all_mappings(settings.mappings_dir)  # read and checked once, then only stat-ed
-        routing_table(settings.mappings_dir)
+        table = routing_table(settings.mappings_dir)
+        # Each enabled destination's connector (its HTTP pool, and in local mode the sandbox's signing key,
+        # seconds of CPU to derive) is built now, not in the first batch bound for it.
+        for name, config in table.integrations.items():
+            if config.enabled and name in CONNECTORS:
+                with contextlib.suppress(NotConfigured, RetryableError):  # its pushes report why
+                    connector_for(name)
 
-        barrier = threading.Barrier(self.concurrency)
+        barrier = threading.Barrier(self.threads)
 
         def build() -> None:
             _validator.warm()
-            barrier.wait(timeout=120)  # every thread of the pool takes one
+            barrier.wait(timeout=300)  # every thread of the pool takes one
 
-        for future in [self.pool.submit(build) for _ in range(self.concurrency)]:
+        for future in [self.pool.submit(build) for _ in range(self.threads)]:
             future.result()
 
     def owner(self) -> str:
@@ -115,7 +136,10 @@ class DeliveryWorker:
         from flows.registry import EVENT_FLOWS
 
         try:
-            with deliveries.owned_by(owner):
+            with (
+                deliveries.owned_by(owner, claimed=True),
+                told_when_pushes_under_way(lambda: self.wait(owner)),
+            ):
                 # A run that failed because deliveries did is an outcome (recorded); one that raised is not.
                 raise_unless_recorded(EVENT_FLOWS[event_type](event_ids=event_ids, return_state=True))
             self.stats.add(batches=1, events=len(event_ids))
@@ -126,6 +150,14 @@ class DeliveryWorker:
         finally:
             # Whatever the flow did not take or settle (it could not start) is due again, no attempt spent.
             deliveries.release(owner)
+            with self.waiting_lock:
+                self.waiting.discard(owner)
+
+    def wait(self, owner: str) -> None:
+        """The batch of `owner` has its pushes under way: it no longer counts among the batches at work."""
+        with self.waiting_lock:
+            self.waiting.add(owner)
+        self.wake.set()
 
     def run_receipts(self, owner: str, receipt_ids: list[int]) -> None:
         from flows.webhook_received import webhook_received
@@ -167,13 +199,29 @@ class DeliveryWorker:
         owner = self.owner()
         held = receipts.claim(owner, RECEIPTS_PER_BATCH)
         if held:
-            self.in_flight.add(self.pool.submit(self.run_receipts, owner, held))
+            self.in_flight[self.pool.submit(self.run_receipts, owner, held)] = owner
             return True
-        claim = deliveries.claim(owner, settings.worker_batch_size, bulk_max_events=settings.bulk_batch_size)
+        # Destinations `concurrency` batches of this worker still push to wait for a later, larger batch.
+        busy = deliveries.busy_integrations(f"{self.name}/", self.concurrency) if self.in_flight else []
+        claim = deliveries.claim(
+            owner, settings.worker_batch_size, bulk_max_events=settings.bulk_batch_size, leave=busy
+        )
         if claim is None:
             return False
-        self.in_flight.add(self.pool.submit(self.run_batch, owner, claim.event_type, claim.event_ids))
+        self.in_flight[self.pool.submit(self.run_batch, owner, claim.event_type, claim.event_ids)] = owner
         return True
+
+    def at_work(self) -> int:
+        """Batches in flight that are not only waiting for their pushes."""
+        with self.waiting_lock:
+            return sum(1 for owner in self.in_flight.values() if owner not in self.waiting)
+
+    def may_claim(self) -> bool:
+        return (
+            self.at_work() < self.concurrency
+            and len(self.in_flight) < self.threads
+            and time.monotonic() >= self.idle_until
+        )
 
     def beat(self, *, warm: bool = True) -> None:
         try:
@@ -189,16 +237,17 @@ class DeliveryWorker:
             if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 self.beat()
                 last_beat = time.monotonic()
-            self.in_flight = {f for f in self.in_flight if not f.done()}
+            self.in_flight = {f: owner for f, owner in self.in_flight.items() if not f.done()}
             claimed = False
-            if len(self.in_flight) < self.concurrency and time.monotonic() >= self.idle_until:
+            if self.may_claim():
                 try:
                     claimed = self.claim_one()
                 except Exception:
                     logger.exception("claiming failed; trying again shortly")
                     self.idle_until = time.monotonic() + BACKOFF_SECONDS
             if not claimed:
-                self.stop.wait(poll)
+                self.wake.wait(poll)
+                self.wake.clear()
         self.pool.shutdown(wait=True)
 
     def start(self) -> threading.Thread:

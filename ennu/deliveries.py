@@ -95,6 +95,9 @@ class Settlement:
 
 PROCESS_OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 _owner: ContextVar[str | None] = ContextVar("ennu_delivery_owner", default=None)
+# A worker's batch is exactly what its claim leased: `take` leases nothing more (a destination the claim
+# left for later stays for a later batch).
+_claimed: ContextVar[bool] = ContextVar("ennu_delivery_claimed", default=False)
 
 
 def current_owner() -> str:
@@ -103,11 +106,13 @@ def current_owner() -> str:
 
 
 @contextmanager
-def owned_by(owner: str) -> Iterator[None]:
-    token = _owner.set(owner)
+def owned_by(owner: str, *, claimed: bool = False) -> Iterator[None]:
+    """Leases in this block are `owner`'s; `claimed`: the owner's claim is the whole batch (`take`)."""
+    token, claimed_token = _owner.set(owner), _claimed.set(claimed)
     try:
         yield
     finally:
+        _claimed.reset(claimed_token)
         _owner.reset(token)
 
 
@@ -216,18 +221,44 @@ def _lease(session: Session, ids_query: Any, owner: str, now: datetime) -> list[
     return [Held(r[0], r[1], r[2], r[3], r[4], as_utc(r[5])) for r in sorted(rows, key=lambda r: r[0])]
 
 
+def busy_integrations(owner_prefix: str, at_least: int) -> list[str]:
+    """Destinations that at least `at_least` batches of owners named `owner_prefix…` (one worker's)
+    hold unsettled deliveries for right now."""
+    now = utcnow()
+    with session_scope() as session:
+        rows = session.execute(
+            select(Delivery.integration)
+            .where(
+                Delivery.lease_owner.startswith(owner_prefix, autoescape=True),
+                Delivery.lease_expires_at > now,
+                Delivery.status.in_(OPEN),
+            )
+            .group_by(Delivery.integration)
+            .having(func.count(func.distinct(Delivery.lease_owner)) >= at_least)
+        ).scalars()
+        return sorted(rows)
+
+
 def claim(
-    owner: str, max_events: int, *, event_type: str | None = None, bulk_max_events: int | None = None
+    owner: str,
+    max_events: int,
+    *,
+    event_type: str | None = None,
+    bulk_max_events: int | None = None,
+    leave: Sequence[str] = (),
 ) -> Claim | None:
     """Lease the ready deliveries of up to `max_events` events of one type: the most urgent type first.
 
     When the most urgent due work is a bulk sync's (it queues behind every live event), the batch may
-    take up to `bulk_max_events` events.
+    take up to `bulk_max_events` events. Deliveries to the destinations in `leave` stay for a later claim
+    (the worker's batches in flight are still pushing to them: a later batch carries more of them at once).
     """
     now = utcnow()
     with session_scope() as session:
         _lock_claims(session)
         ready = and_(_ready(now), _person_free(now))
+        if leave:
+            ready = and_(ready, Delivery.integration.not_in(list(leave)))
         query = select(Delivery.event_type, Delivery.priority).where(ready)
         if event_type is not None:
             query = query.where(Delivery.event_type == event_type)
@@ -250,19 +281,19 @@ def claim(
 
 
 def take(owner: str, event_ids: Sequence[str], integrations: Sequence[str] | None = None) -> list[Held]:
-    """The deliveries of these events this owner holds, leasing the ready ones (a flow run's own batch)."""
+    """The deliveries of these events this owner holds, leasing the ready ones (a flow run's own batch);
+    within `owned_by(owner, claimed=True)` only those the owner's claim holds."""
     now = utcnow()
     held: list[Held] = []
+    owned = and_(Delivery.lease_owner == owner, Delivery.lease_expires_at > now)
     with session_scope() as session:
-        _lock_claims(session)
+        if not _claimed.get():  # leasing more races the claims; renewing one's own does not
+            _lock_claims(session)
         for part in chunks(list(dict.fromkeys(event_ids))):
             mine = and_(
                 Delivery.event_id.in_(part),
                 Delivery.status.in_(OPEN),
-                or_(
-                    and_(_ready(now), _person_free(now)),
-                    and_(Delivery.lease_owner == owner, Delivery.lease_expires_at > now),
-                ),
+                owned if _claimed.get() else or_(and_(_ready(now), _person_free(now)), owned),
             )
             if integrations is not None:
                 mine = and_(mine, Delivery.integration.in_(list(integrations)))

@@ -25,6 +25,7 @@ from connectors.registry import CONNECTORS
 from ennu import circuit, deliveries
 from ennu.models import DeliveryStatus, SyncStatus, utcnow
 from tasks.admit import admit
+from tasks.batch_phase import pushes_under_way
 from tasks.extract import Extracted
 from tasks.prepare import prepare
 from tasks.push import plan_push, push_batch, reconcile, take_slots_ahead, to_records
@@ -337,6 +338,7 @@ def _deliver(
             if h.integration not in routed and h.event_id not in extracted.missing
         ]
     )
+    pushes_under_way()  # the worker may start its next batch while this one waits for its answers
     collect(futures, ledger)
     leftover = ledger.unsettled()
     if leftover:  # a bug's safety net: nothing held is left leased without an outcome
