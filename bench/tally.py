@@ -59,7 +59,7 @@ class Index:
 
 
 # Whose an object is: one person (None: someone else's), or several for an object that carries several
-# (a care-team digest: up to ten notices in one chat message).
+# (a care-team digest: up to DIGEST_LIMIT notices in one chat message).
 Key = Callable[[dict[str, Any], Index], int | list[int | None] | None]
 
 

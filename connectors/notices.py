@@ -18,8 +18,10 @@ from ennu.models import SyncStatus
 
 MESSAGES = "messages"  # the one object of a channel: one message (one request) per DIGEST_LIMIT records
 # Records in one message: each is a fields section of a Slack message (at most 50 blocks) or a FactSet of
-# a Teams card (about 28 KB); ten keeps either well inside and still readable in a channel.
-DIGEST_LIMIT = 10
+# a Teams card (about 28 KB). At one message a second a channel carries DIGEST_LIMIT notices a second:
+# 25 keeps either message well inside its limit, still reads as a list, and leaves a channel room above a
+# busy clinic's 10 assessments a second (ten a message was exactly at capacity there).
+DIGEST_LIMIT = 25
 
 
 class NoticeConnector(HttpConnector):
