@@ -9,10 +9,12 @@ sliding window) and answers 429 past it; the product runs with the same figure a
   pipeline  a bulk sync of --records people to HubSpot under the same limit: what the whole product
             achieves (below the limit when the pipeline itself is slower than the vendor allows)
 
-each with the requests the stand-in accepted, the 429s it answered, the seconds, the accepted rate and
-that rate as a share of what the limit allows over that time.
+each with the requests the stand-in accepted, the 429s it answered, the most it accepted in any one
+window (never above the limit), the seconds, the accepted rate and that rate as a share of what the
+limit allows over that time; then the limit's round trips to Prefect, the seconds requests waited on
+them and on the bucket, and the round trips' share of the path's time.
 
-  python -m bench.vendor_pace [--rate 190/10s] [--seconds 30] [--records 20000]
+  python -m bench.vendor_pace [--rate 190/10s] [--seconds 30] [--records 20000] [--paths limiter]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,18 @@ def counts(sandbox: str) -> tuple[int, int]:
     return sum(1 for r in log if r["status"] < 400), sum(1 for r in log if r["status"] == 429)
 
 
+def busiest_window(sandbox: str, window_seconds: float) -> int:
+    """The most requests the stand-in accepted within any one window of the vendor's length."""
+    log = requests.get(f"{sandbox}/_sandbox/hubspot/requests", timeout=30).json()
+    times = sorted(datetime.fromisoformat(r["at"]).timestamp() for r in log if r["status"] < 400)
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - window_seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 def line(path: str, sandbox: str, rate: Any, seconds: float) -> dict[str, Any]:
     ok, refused = counts(sandbox)
     achieved = ok / seconds
@@ -54,9 +69,24 @@ def line(path: str, sandbox: str, rate: Any, seconds: float) -> dict[str, Any]:
         "limit": str(rate),
         "accepted": ok,
         "refused_429": refused,
+        "busiest_window": busiest_window(sandbox, rate.seconds),
         "seconds": round(seconds, 2),
         "accepted_per_s": round(achieved, 2),
         "share_of_allowed": round(ok / allowed(rate, seconds), 3),
+    }
+
+
+def slot_figures(seconds: float) -> dict[str, Any]:
+    """The HubSpot limit's round trips to Prefect, the seconds in them and waiting for the bucket, and
+    the round trips' share of the path's time (requests wait on them: one refill at a time)."""
+    from connectors.rate_limit import limit_name, taken_slots
+
+    slots = taken_slots(limit_name("hubspot"))
+    return {
+        "round_trips": slots.round_trips,
+        "round_trip_s": round(slots.round_trip_seconds, 2),
+        "bucket_wait_s": round(slots.waited_seconds, 2),
+        "acquire_share": round(slots.round_trip_seconds / seconds, 3),
     }
 
 
@@ -81,12 +111,8 @@ def run_limiter(sandbox: str, rate: Any, seconds: float) -> dict[str, Any]:
         t.start()
     for t in threads:
         t.join()
-    figures = line("limiter", sandbox, rate, time.monotonic() - started)
-    from connectors.rate_limit import limit_name, taken_slots
-
-    slots = taken_slots(limit_name("hubspot"))
-    figures.update(round_trips=slots.round_trips, blocked_s=round(slots.blocked_seconds, 2))
-    return figures
+    seconds = time.monotonic() - started
+    return {**line("limiter", sandbox, rate, seconds), **slot_figures(seconds)}
 
 
 def run_pipeline(sandbox: str, rate: Any) -> dict[str, Any]:
@@ -94,7 +120,8 @@ def run_pipeline(sandbox: str, rate: Any) -> dict[str, Any]:
 
     started = time.monotonic()
     bulk_sync(event_type="user.registered", integrations=["hubspot"])
-    figures = line("pipeline", sandbox, rate, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    figures = {**line("pipeline", sandbox, rate, seconds), **slot_figures(seconds)}
     ok, _ = counts(sandbox)
     figures["note"] = "requests are the vendor's batch upserts (100 records each) and its schema calls"
     figures["requests"] = ok
@@ -110,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the limiter path sends")
     parser.add_argument("--records", type=int, default=20_000, help="people for the pipeline path")
+    parser.add_argument(
+        "--paths", default="limiter,pipeline", help="the paths to run, in order (limiter, pipeline)"
+    )
     parser.add_argument("--prefect-database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument(
         "--child", nargs=4, metavar=("PATH", "SANDBOX", "RATE", "SECONDS"), help=argparse.SUPPRESS
@@ -156,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         _wait(f"{sandbox}/_sandbox/health", "the stand-in")
         with prefect_server(args.prefect_database, directory) as api_url:
             env = {**os.environ, "PREFECT_API_URL": api_url}  # each path in its own process, on this server
-            for path in ("limiter", "pipeline"):
+            for path in args.paths.split(","):
                 requests.post(f"{sandbox}/_sandbox/reset", timeout=30).raise_for_status()
                 requests.post(f"{sandbox}/_sandbox/hubspot/rate", json=window, timeout=30).raise_for_status()
                 child = [

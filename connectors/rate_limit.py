@@ -2,16 +2,20 @@
 
 Slots are taken from the global limit in chunks, not one API round trip per request: each process keeps
 the slots it took for a moment (`TAKE_AHEAD_SECONDS`) and hands them to its next requests. A chunk is as
-big as the requests of the last second (at least one, at most the limit's burst), so a lone request costs
-one round trip, a stream of them about one round trip a second, and a slot nobody used in time is given up
-(never saved for later: the global limit holds across processes within that moment). A batch bound for
+big as the requests of the last moment (at least one, at most the limit's burst), so a lone request costs
+one round trip, a stream of them about two a second, and a slot nobody used in time is given up (never
+saved for later: the global limit holds across processes within that moment). A chunk is asked for when
+the bucket will have room for it, by this process's own takes (`TakenSlots`), and a request is ten of the
+bucket's slots (`SLOTS_PER_REQUEST`): Prefect drops the fraction of a slot at every take. A batch bound for
 several destinations takes their first slots together (`take_ahead`), in one round trip.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
+import statistics
 import threading
 import time
 from collections import deque
@@ -32,6 +36,12 @@ _ensure_lock = threading.Lock()
 TAKE_AHEAD_SECONDS = 0.5  # how long a slot taken ahead may wait for its request, at most
 EXPECTED_SECONDS = 5.0  # a push's estimate is forgotten after this long
 MAX_WAIT_SECONDS = 5.0  # between tries for one slot, whatever the server suggests
+# Prefect decays a bucket by whole slots since its last take and drops the fraction at every take: with a
+# slot a request, that cost most of a request a take (8 % of HubSpot's rate at chunks of 8). A request is
+# SLOTS_PER_REQUEST slots, so a take drops less than a tenth of one.
+SLOTS_PER_REQUEST = 10
+EDGE_REQUESTS = 1.5 / SLOTS_PER_REQUEST  # a take is sent this much after the bucket should have room
+RETRY_REQUESTS = 0.5  # a take refused at the edge is asked for again once this much more has decayed
 # A take the server could not write now (503: SQLite "database is locked" under concurrent writes, 502,
 # 429, a dropped connection) is tried again within milliseconds: the Prefect client's own back-off (2, 4,
 # 8 s) held a lone request for seconds. After these tries (about 3 s) the error stands.
@@ -42,7 +52,14 @@ BUSY = frozenset({httpx.codes.TOO_MANY_REQUESTS, httpx.codes.BAD_GATEWAY, httpx.
 
 
 class TakenSlots:
-    """The slots of one global limit this process took and has not used yet; one refill at a time."""
+    """The slots of one global limit this process took and has not used yet; one refill at a time.
+
+    It also follows the server's bucket as this process's own takes left it (`level` requests' worth, as
+    of `level_at`), so that a chunk is asked for when the bucket will have room for it, counted from the
+    last take, rather than at once (refused) and again after a guessed wait (late by a round trip each
+    time). Another process's takes are seen only when a take is refused; the bucket is then taken as
+    full. A refused take changes nothing at the server (its write is rolled back).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -51,10 +68,19 @@ class TakenSlots:
         self.recent: deque[float] = deque()  # when requests asked for a slot, over the last moment
         self.expected = 0  # requests a push said are coming (`expect`), not yet asked for
         self.expected_until = 0.0
+        self.level = 0.0  # requests the server's bucket held after this process's last take
+        self.level_at = 0.0  # when, on this process's clock (the middle of that round trip)
+        self.trips: deque[float] = deque(maxlen=9)  # the last round trips' seconds
         self.round_trips = 0
-        # Round trips are made one at a time while requests wait: their sum is how long the limit held
-        # this process's requests up (the bench sets it against the push time).
-        self.blocked_seconds = 0.0
+        # Round trips are made one at a time while requests wait: their sum is how long Prefect held this
+        # process's requests up; `waited_seconds`, how long the bucket did (the vendor's limit at work).
+        self.round_trip_seconds = 0.0
+        self.waited_seconds = 0.0
+
+    @property
+    def blocked_seconds(self) -> float:
+        """How long requests waited for slots: round trips and the bucket together."""
+        return self.round_trip_seconds + self.waited_seconds
 
     def expect(self, requests: int) -> None:
         """Requests about to be made (a push's estimate): the next chunk may take their slots at once."""
@@ -89,23 +115,52 @@ class TakenSlots:
                 return True
             return False
 
+    def _lead(self) -> float:
+        """Seconds from sending a take to the server reading its clock for it: half a round trip (the
+        median of the last few). A take is sent that much before the bucket has room for it."""
+        return statistics.median(self.trips) / 2 if self.trips else 0.0
+
+    def _level(self, limit: RateLimit, at: float) -> float:
+        """The bucket's level at `at` (in requests), by this process's own takes."""
+        return max(0.0, self.level - limit.slots_per_second * (at - self.level_at))
+
+    def _room_in(self, limit: RateLimit, requests: int) -> float:
+        """Seconds until a take of `requests` should be sent (0: now), by this process's own takes: a
+        little after the bucket has room (the server decays in whole slots of a tenth of a request)."""
+        counted = time.monotonic() + self._lead()
+        short = self._level(limit, counted) + EDGE_REQUESTS + requests - limit.burst
+        return max(0.0, short / limit.slots_per_second)
+
+    def _free(self, limit: RateLimit) -> int:
+        """Whole requests' slots free when a take sent now is counted, by this process's own takes."""
+        counted = time.monotonic() + self._lead()
+        return math.floor(limit.burst - self._level(limit, counted) - EDGE_REQUESTS)
+
+    def _took(self, limit: RateLimit, requests: int, sent: float, back: float, sharing: int = 1) -> None:
+        """A take of `requests` came back (with the lock held): its slots, usable up to the hold after
+        the server counted them (never later), and the bucket's level after it."""
+        middle = (sent + back) / 2
+        self.level = self._level(limit, middle) + requests
+        self.level_at = middle
+        self.trips.append(back - sent)
+        self.round_trips += 1
+        self.round_trip_seconds += (back - sent) / sharing  # a shared round trip's sum is its time
+        self.ready.extend([sent + limit.hold_seconds] * requests)
+
     def wanted_ahead(self, burst: int) -> int:
         """Slots to take ahead for the requests expected now (none when enough are ready)."""
         with self.lock:
             self._fresh(time.monotonic())
             return 0 if self.ready else max(1, min(burst, self.expected))
 
-    def took_ahead(self, slots: int, hold_seconds: float, seconds: float) -> None:
+    def took_ahead(self, limit: RateLimit, requests: int, trip: tuple[float, float], sharing: int) -> None:
+        """`take_ahead` took `requests` slots in one round trip (`trip`: sent, back) for `sharing` limits."""
         with self.lock:
-            self.round_trips += 1
-            self.blocked_seconds += seconds
-            self.ready.extend([time.monotonic() + hold_seconds] * slots)
+            self._took(limit, requests, *trip, sharing=sharing)
 
-    def acquire(
-        self, name: str, burst: int, hold_seconds: float = TAKE_AHEAD_SECONDS, slot_seconds: float = 0.1
-    ) -> None:
-        """One slot for one request: a slot taken ahead, or a new chunk (asked for again, when the bucket
-        holds fewer, after the time the chunk takes to free at `slot_seconds` a slot)."""
+    def acquire(self, limit: RateLimit) -> None:
+        """One slot for one request: a slot taken ahead, or a new chunk, asked for when the bucket has
+        room for it (see the class)."""
         with self.lock:
             now = time.monotonic()
             self._fresh(now)
@@ -118,20 +173,34 @@ class TakenSlots:
             if self._take():  # another thread's refill brought enough
                 return
             with self.lock:
-                chunk = self._chunk(burst, int(hold_seconds / slot_seconds))
-            started = time.monotonic()
-            round_trips = 1
-            while (wait := _increment([name], chunk)) is not None:
-                round_trips += 1
-                # Fewer are free than asked for. The server decays the bucket by whole slots since its
-                # last update and every call updates it, so asking again at once would only lose the
-                # fraction of a slot accrued since: ask again when the chunk has had time to free.
-                time.sleep(min(wait, (chunk + 0.3) * slot_seconds, MAX_WAIT_SECONDS))
-            with self.lock:
-                self.round_trips += round_trips
-                self.blocked_seconds += time.monotonic() - started
-                use_by = time.monotonic() + hold_seconds
-                self.ready.extend([use_by] * (chunk - 1))  # one is this request's
+                chunk = self._chunk(limit.burst, int(limit.hold_seconds * limit.slots_per_second))
+                wait = self._room_in(limit, chunk)
+            refused = 0
+            while True:
+                if wait > 0:
+                    time.sleep(wait)
+                    with self.lock:
+                        self.waited_seconds += wait
+                        if chunk > 1 and not refused:  # a stream held back: every slot there by now
+                            chunk = max(chunk, min(limit.burst, self._free(limit)))
+                sent = time.monotonic()
+                refusal = _increment([limit.name], chunk)
+                back = time.monotonic()
+                with self.lock:
+                    if refusal is None:
+                        self._took(limit, chunk, sent, back)
+                        self.ready.popleft()  # this request's
+                        return
+                    self.trips.append(back - sent)
+                    self.round_trips += 1
+                    self.round_trip_seconds += back - sent
+                    refused += 1
+                    if refused == 1:  # short by a fraction of a slot, or another process took some
+                        wait = RETRY_REQUESTS / limit.slots_per_second
+                    else:  # another process took slots: the bucket is full, as far as we can tell
+                        self.level, self.level_at = float(limit.burst), (sent + back) / 2
+                        wait = self._room_in(limit, chunk) * random.uniform(1.0, 1.3)
+                    wait = min(wait, MAX_WAIT_SECONDS)
 
 
 _clients: dict[str, SyncPrefectClient] = {}
@@ -157,12 +226,13 @@ def increments() -> int:
     return _increments
 
 
-def _increment(names: Sequence[str], slots: int) -> float | None:
-    """`slots` of each named limit, all or none (the server's increment): None when taken, else the
-    seconds to wait. A busy server is asked again at once, a few times, never with seconds of back-off."""
+def _increment(names: Sequence[str], requests: int) -> float | None:
+    """The slots of `requests` in each named limit, all or none (the server's increment): None when
+    taken, else the seconds to wait. A busy server is asked again at once, a few times, never with seconds
+    of back-off."""
     global _increments
     http = _api()._client  # the client's own connection, base URL, auth and TLS settings
-    body = {"names": list(names), "slots": slots, "mode": "rate_limit"}
+    body = {"names": list(names), "slots": requests * SLOTS_PER_REQUEST, "mode": "rate_limit"}
     with _clients_lock:
         _increments += 1
     for attempt in range(BUSY_TRIES):
@@ -239,7 +309,8 @@ class RateLimit:
         return self.rate.bucket(self.hold_seconds)[1]
 
     def ensure(self) -> None:
-        """Create or update the global limit once per process (two processes racing is fine)."""
+        """Create or update the global limit once per process (two processes racing is fine): the bucket
+        in slots of a tenth of a request (`SLOTS_PER_REQUEST`)."""
         key = (self.name, self.burst, self.slots_per_second)
         with _ensure_lock:
             if key in _ensured:
@@ -247,7 +318,9 @@ class RateLimit:
             with get_client(sync_client=True) as client:
                 try:
                     client.upsert_global_concurrency_limit_by_name(
-                        self.name, self.burst, slot_decay_per_second=self.slots_per_second
+                        self.name,
+                        self.burst * SLOTS_PER_REQUEST,
+                        slot_decay_per_second=self.slots_per_second * SLOTS_PER_REQUEST,
                     )
                 except ObjectAlreadyExists:
                     logger.debug("rate limit %s created concurrently", self.name)
@@ -256,8 +329,7 @@ class RateLimit:
     def acquire(self) -> None:
         """Block until one request may be sent (a slot this process took a moment ago, or a new chunk)."""
         self.ensure()
-        slot_seconds = 1.0 / self.slots_per_second
-        taken_slots(self.name).acquire(self.name, self.burst, self.hold_seconds, slot_seconds)
+        taken_slots(self.name).acquire(self)
 
 
 def take_ahead(limits: Sequence[RateLimit]) -> None:
@@ -274,16 +346,16 @@ def take_ahead(limits: Sequence[RateLimit]) -> None:
     for slots, group in wanted.items():
         if len(group) < 2:  # a lone limit is taken by its push, as early
             continue
-        started = time.monotonic()
+        sent = time.monotonic()
         try:
             if _increment([limit.name for limit in group], slots) is not None:
                 continue  # one is full: each push waits for its own
         except httpx.HTTPError:
             logger.warning("rate-limit slots not taken ahead; each push takes its own", exc_info=True)
             continue
-        seconds = time.monotonic() - started
+        back = time.monotonic()
         for limit in group:
-            taken_slots(limit.name).took_ahead(slots, limit.hold_seconds, seconds / len(group))
+            taken_slots(limit.name).took_ahead(limit, slots, (sent, back), len(group))
 
 
 def forget_ensured_limits() -> None:

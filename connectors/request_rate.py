@@ -7,8 +7,8 @@ count/window would allow nearly twice the limit in one window (a full burst, the
 bucket holds a twentieth of it and refills at what is left over the window plus the moment a process may
 hold a slot before it uses it (a quarter of the window, at most half a second): no window ever sees
 more than the limit, and the bucket's rate is about 91 % of it (HubSpot 190/10s: 9 at once, then 17.3 a
-second). Prefect decays a bucket by whole slots since its last update, so what a stream achieves is lower
-again (bench/vendor_pace.py measures it).
+second). Prefect decays a bucket by whole slots since its last take; a request is ten slots, so a stream
+achieves nearly the bucket's rate (bench/vendor_pace.py measures it against the stand-in's window).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from slack_sdk.webhook import WebhookClient
 
 from connectors.base import Record
 from connectors.http import ConnectorError, PermanentError, RetryableError
-from connectors.rate_limit import RateLimit, limit_name
+from connectors.rate_limit import SLOTS_PER_REQUEST, RateLimit, limit_name
 from connectors.slack import SlackConnector
 from connectors.slack.connector import ONE_A_SECOND, blocks
 from ennu.models import SyncStatus
@@ -130,8 +130,11 @@ def test_one_message_per_second_per_webhook_without_burst(sandbox: Any) -> None:
         limit = client.read_global_concurrency_limit_by_name(limit_name("slack"))
     # Slack's one a second as a bucket no second can exceed: no burst, a little under one a second.
     expected = RateLimit("slack", ONE_A_SECOND)
-    assert (limit.limit, limit.slot_decay_per_second) == (1, pytest.approx(expected.slots_per_second))
+    assert (limit.limit, limit.slot_decay_per_second) == (
+        SLOTS_PER_REQUEST,
+        pytest.approx(expected.slots_per_second * SLOTS_PER_REQUEST),
+    )
     assert expected.slots_per_second < 1.0
     with pytest.raises(TimeoutError):  # the slot is taken: a second message now would be held back
-        rate_limit(limit_name("slack"), occupy=1, timeout_seconds=0.2, strict=True)
+        rate_limit(limit_name("slack"), occupy=SLOTS_PER_REQUEST, timeout_seconds=0.2, strict=True)
     assert len(sandbox.objects("slack", "messages")) == 1

@@ -25,7 +25,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
-from connectors.rate_limit import RateLimit, forget_ensured_limits, limit_name
+from connectors.rate_limit import SLOTS_PER_REQUEST, RateLimit, forget_ensured_limits, limit_name
 from connectors.request_rate import parse_rate
 from devtools.launcher import deployment_registered
 from ennu.prefect_api import prefect_api_headers
@@ -139,7 +139,7 @@ def test_with_the_auth_string_flows_rate_limits_secret_blocks_and_intake_events_
         limit = RateLimit("authprobe", parse_rate("10/1h"))
         limit.acquire()
         with pytest.raises(TimeoutError):
-            rate_limit(limit.name, occupy=1, timeout_seconds=1, strict=True)
+            rate_limit(limit.name, occupy=SLOTS_PER_REQUEST, timeout_seconds=1, strict=True)
 
         # The intake's Prefect event (`ennu.<type>`) reaches the server through the events websocket.
         user_id, assessment_id, _ = person_with_assessment()
