@@ -4,8 +4,12 @@ password).
 
 Tags are static segments, as at Mailchimp: each has an id, `GET /lists/{id}/segments` lists them (type
 `static`) with the saved segments (type `saved`, a tag condition), and a saved segment's members are the
-members carrying the tag now. A member event needs a member, a name of 2-30 letters, digits, `_` or `-`,
-and string properties; a permanent delete removes the member with its tags and events.
+members carrying the tag now. `POST /lists/{id}/segments/{tag id}` adds the tag to, or takes it off, up to
+500 members a request (`members_to_add`, `members_to_remove`: addresses); it answers `members_added`,
+`members_removed` (the members changed), `errors[{email_addresses, error}]` (addresses not in the audience:
+the stand-in's wording), `total_added`, `total_removed` and `error_count`; an address already in (or not
+in) the segment is left alone, in neither list. A member event needs a member, a name of 2-30 letters,
+digits, `_` or `-`, and string properties; a permanent delete removes the member with its tags and events.
 
 Merge fields are defined per audience, as at Mailchimp: a new audience has FNAME, LNAME, ADDRESS, PHONE and
 BIRTHDAY; a member write naming another tag is refused ("Your merge fields were invalid.") until the tag
@@ -53,6 +57,8 @@ EVENT_PROPERTIES_LIMIT = 1000  # characters of all keys and values together (abo
 TAG_NAME_LIMIT = 100
 SEGMENT_NAME_LIMIT = 100
 SEGMENT_PAGE_LIMIT = 1000
+SEGMENT_MEMBERS_LIMIT = 500  # addresses in members_to_add, and in members_to_remove
+NOT_IN_AUDIENCE = "Email addresses are not members of this audience."
 SEGMENT_MATCHES = frozenset({"any", "all"})
 STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
 PROBLEM_JSON = "application/problem+json; charset=utf-8"
@@ -525,6 +531,47 @@ def build_router(state: SandboxState, config: SandboxConfig) -> APIRouter:
             }
             chosen.store.kind("segments")[str(segment["id"])] = segment
             return JSONResponse(chosen.segment_view(segment))
+
+    @router.post("/lists/{list_id}/segments/{segment_id}")
+    async def batch_segment_members(list_id: str, segment_id: int, request: Request) -> Response:
+        body = await json_body(request, bad_json)
+        chosen = audience(list_id)
+        if not isinstance(body, dict):
+            return invalid("", "The request body must be an object.")
+        lists = {name: body.get(name, []) for name in ("members_to_add", "members_to_remove")}
+        for name, emails in lists.items():
+            if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+                return invalid(name, "This value should be an array of e-mail addresses.")
+            if len(emails) > SEGMENT_MEMBERS_LIMIT:
+                return invalid(name, f"You may submit at most {SEGMENT_MEMBERS_LIMIT} e-mail addresses.")
+        with state.lock:
+            segment = next((s for s in chosen.segments() if s["id"] == segment_id), None)
+            if segment is None:
+                return problem(404, NOT_FOUND)
+            if segment["type"] != "static":
+                return problem(400, "Members can only be added to or removed from a static segment.")
+            changed: dict[str, list[dict[str, Any]]] = {"members_to_add": [], "members_to_remove": []}
+            absent: list[str] = []
+            for name, emails in lists.items():
+                adding = name == "members_to_add"
+                for email in emails:
+                    member = chosen.members.get(subscriber_hash(email))
+                    if member is None:
+                        absent.append(email)
+                    elif (segment["name"] in member["tags"]) != adding:
+                        chosen.tag(member, segment["name"], active=adding)
+                        changed[name].append(chosen.view(member))
+        errors = [{"email_addresses": absent, "error": NOT_IN_AUDIENCE}] if absent else []
+        return JSONResponse(
+            {
+                "members_added": changed["members_to_add"],
+                "members_removed": changed["members_to_remove"],
+                "errors": errors,
+                "total_added": len(changed["members_to_add"]),
+                "total_removed": len(changed["members_to_remove"]),
+                "error_count": len(absent),
+            }
+        )
 
     @router.get("/lists/{list_id}/segments/{segment_id}/members")
     async def segment_members(list_id: str, segment_id: int) -> Response:

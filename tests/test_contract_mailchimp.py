@@ -105,7 +105,6 @@ def pair(
     endpoint.answer("GET", f"{BASE}/lists/{LIST_ID}/merge-fields", 200, {"merge_fields": []})
     endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/merge-fields", 200, {"tag": "SCORE", "merge_id": 6})
     endpoint.answer("POST", f"{BASE}{JOURNEY.path}", 200, {})
-    endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/members/{HASH}/tags", 200, {})
     endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/members/{HASH}/events", 200, {})
     endpoint.answer("GET", f"{BASE}/lists/{LIST_ID}/segments", 200, {"segments": [], "total_items": 0})
     endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/segments", 200, {"id": 5})
@@ -187,22 +186,29 @@ def test_inactive_tags_and_the_member_event_match_the_sdk(
     connector, sdk = pair
     connector.merge_fields.done = True  # this test compares the push's own requests
     connector.facts = CompletedGoal()
+    tag = {"id": 5, "name": "goal:lose-weight", "type": "static"}
+    endpoint.answer("GET", f"{BASE}/lists/{LIST_ID}/segments", 200, {"segments": [tag], "total_items": 1})
+    endpoint.answer("POST", f"{BASE}/lists/{LIST_ID}/segments/5", 200, {
+        "members_added": [], "members_removed": [{"id": HASH, "email_address": EMAIL}], "errors": [],
+        "total_added": 0, "total_removed": 1, "error_count": 0,
+    })  # fmt: skip
     goal = Record(
         "health_goal:7", "evt-7", 42, {"email_address": EMAIL, "properties.goal_kind": "lose_weight"}
     )
     connector.push(GOAL_FOLLOWUPS, "email_address", [goal])
-    batch, tags, event = endpoint.take()
+    batch, look_up, removal, event = endpoint.take()
     assert json_or_none(batch.body)["members"][0]["tags"] == ["goal-completed:lose-weight"]
-    sdk.lists.update_list_member_tags(
-        LIST_ID, HASH, {"tags": [{"name": "goal:lose-weight", "status": "inactive"}]}
-    )
+    # The tag that no longer holds is taken off by its static segment, many members a request.
+    sdk.lists.list_segments(LIST_ID, count=1000, offset=0)
+    sdk.lists.batch_segment_members({"members_to_remove": [EMAIL]}, LIST_ID, 5)
     sdk.lists.create_list_member_event(
         LIST_ID,
         HASH,
         {"name": "goal_completed", "properties": {"goal_kind": "lose_weight", "ennu_event_id": "evt-7"}},
     )
-    sdk_tags, sdk_event = endpoint.take()
-    assert_same_request(tags, sdk_tags)
+    sdk_look_up, sdk_removal, sdk_event = endpoint.take()
+    assert_same_request(look_up, sdk_look_up)
+    assert_same_request(removal, sdk_removal)
     assert_same_request(event, sdk_event)
 
 

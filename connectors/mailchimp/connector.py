@@ -6,12 +6,13 @@ Choices, with the vendor facts behind them:
   (`members[].tags`, which since January 2022 reach existing members too: "Added ability to sync tags to
   existing members", Mailchimp release notes), so tagging costs no request beyond the batch: 2 requests
   per 1,000 records. A tag that no longer holds (a completed goal's `goal:<kind>`, an assessment band
-  superseded by a newer assessment of that type) is set `inactive` with `POST .../members/{hash}/tags`,
-  one request for each person who has one, and only then. We never send `sync_tags: true`, which would
-  reach the floor for removals too but replaces *all* of a member's tags: the clinic's own tags, sign-up
-  form tags and `ennu:registered` would be wiped on every push. `POST /batches` (asynchronous, no
-  per-record outcome in the push, no ordering with the subscribe) and static-segment member writes (one
-  request per tag per batch, a tag id to look up first) are not needed either.
+  superseded by a newer assessment of that type) is taken off by tag (`tag_removal`): a tag is a static
+  segment, and `POST .../segments/{tag id}` with `members_to_remove` takes it off up to 500 members in one
+  request, so a batch costs one request per distinct tag that no longer holds for some of its people (the
+  ids come from the segment listing the segments already make). We never send `sync_tags: true`, which
+  replaces *all* of a member's tags: the clinic's own tags, sign-up form tags and `ennu:registered` would
+  be wiped on every push. `POST /batches` (asynchronous, no per-record outcome in the push, no ordering
+  with the subscribe) is not needed either.
 - The tags are computed from the person's goals and assessments as the host holds them at push time
   (a reader the pipeline hands in, `tasks/host_tags.py`), never from the event alone: a late, older event
   cannot re-activate a tag a newer state removed, and any event type's mapping of members gets them.
@@ -51,9 +52,10 @@ from connectors.mailchimp.merge_fields import (
     MergeFieldEnsurer,
     merge_fields_from_mappings,
 )
-from connectors.mailchimp.per_member import MemberCall, call_each
+from connectors.mailchimp.per_member import call_each
 from connectors.mailchimp.segments import SegmentEnsurer, SegmentSpec, wanted_segments
 from connectors.mailchimp.settings import MailchimpSettings
+from connectors.mailchimp.tag_removal import TagRemover
 from connectors.mailchimp.tag_state import HostFacts, PersonFacts, TagState, tag_state
 from ennu.follow_up import follow_ups_for
 from ennu.models import SyncStatus
@@ -157,6 +159,7 @@ class MailchimpConnector(HttpConnector):
         memory = memory or DatabaseMemory(self.name)
         self.merge_fields = MergeFieldEnsurer(http, list_id, merge_fields, memory)
         self.segments = SegmentEnsurer(http, list_id, segments)
+        self.tags = TagRemover(http, list_id, self.segments)
         self.journey = journey
         self.events = events or EventNames()
         self.facts = facts
@@ -164,8 +167,9 @@ class MailchimpConnector(HttpConnector):
     @classmethod
     def expected_requests(cls, object_name: str, records: int) -> int:
         """The batch subscribes, plus one request per person for a follow-up (event or journey trigger).
-        A tags request for a person whose tags no longer hold is not foreseen: it is rare (a completed
-        goal, a changed band) and takes its rate-limit slot when it is sent."""
+        A request taking a tag that no longer holds off the batch's members (one per such tag and 500
+        members) is not foreseen: there are few (a completed goal, a changed band) and each takes its
+        rate-limit slot when it is sent."""
         batches = max(1, math.ceil(records / BATCH_LIMIT))
         return batches + (records if object_name in (*FOLLOWUPS, JOURNEY_MEMBERS) else 0)
 
@@ -207,17 +211,12 @@ class MailchimpConnector(HttpConnector):
         facts = self.facts.of({r.user_id for r in records if r.user_id is not None}) if self.facts else {}
         states = [tag_state(facts[r.user_id]) if r.user_id in facts else TagState() for r in records]
         outcomes = self.subscribe(upsert_key, records, states)
-        hashes = [subscriber_hash(str(_member(r.fields, upsert_key)["email_address"])) for r in records]
-        removals = [
-            MemberCall(
-                f"/lists/{self.list_id}/members/{member}/tags",
-                {"tags": [{"name": tag, "status": "inactive"} for tag in state.inactive]},
-            )
-            if state.inactive
-            else None
-            for member, state in zip(hashes, states, strict=True)
-        ]
-        outcomes = call_each(self.http, "tags", list(zip(outcomes, removals, strict=True)))
+        emails = [str(_member(r.fields, upsert_key)["email_address"]) for r in records]
+        hashes = [subscriber_hash(email) for email in emails]
+        self.segments.applied({tag for state in states for tag in state.active})
+        outcomes = self.tags.remove(
+            [(o, email, s.inactive) for o, email, s in zip(outcomes, emails, states, strict=True)]
+        )
         if object_name in FOLLOWUPS:
             name = self.events.of(object_name)
             calls = [
@@ -228,7 +227,6 @@ class MailchimpConnector(HttpConnector):
             ]
             outcomes = call_each(self.http, "event", list(zip(outcomes, calls, strict=True)))
         if object_name == JOURNEY_MEMBERS and self.journey is not None:
-            emails = [str(_member(r.fields, upsert_key)["email_address"]) for r in records]
             outcomes = trigger_journey(self.http, self.journey, list(zip(outcomes, emails, strict=True)))
         return outcomes
 

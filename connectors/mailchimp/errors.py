@@ -26,10 +26,12 @@ TABLE = ErrorTable(
         # A journey trigger refused for that person: 400, not subscribed to the journey's audience;
         # 404, no such journey or step (a configuration mistake, reported on every person's outcome).
         "journey": frozenset({400, 404}),
-        # A tag change or a member event refused for that person: 400 (an invalid tag or event name),
-        # 404 (the member is not in the audience, erased meanwhile).
-        "tags": frozenset({400, 404}),
+        # A member event refused for that person: 400 (an invalid event name), 404 (the member is not in
+        # the audience, erased meanwhile).
         "event": frozenset({400, 404}),
+        # A tag taken off many members (`POST .../segments/{tag id}`): 400 a refused body, 404 the tag
+        # deleted since it was looked up.
+        "tag segment": frozenset({400, 404}),
         # A segment or tag refused at creation (most often: created meanwhile by another worker).
         "segment": frozenset({400}),
         # A merge field created meanwhile by another worker ("A Merge Field with the tag ... already exists").

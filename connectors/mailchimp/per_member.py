@@ -1,11 +1,12 @@
-"""Mailchimp calls made one member at a time after the batch subscribe: tag removals, member events and
-journey triggers. The API takes one contact per call for each, so one request per person is its floor.
+"""Mailchimp calls made one member at a time after the batch subscribe: member events and journey
+triggers. The API takes one contact per call for each, so one request per person is its floor (tags that
+no longer hold are taken off by tag, many members a request: `tag_removal`).
 
 Only members written successfully in the same push are called (the others keep their outcome). A refusal
 the call expects (400, 404) fails that person with the status and Mailchimp's fixed title, never the
 contact's data. A retryable answer (429, 5xx) is sent again by the client; one that outlasts its retries
 defers that person and everyone after, without sending more, so the engine re-delivers them (the batch
-subscribe is idempotent, and a tag change is a state, not a delta).
+subscribe is idempotent).
 """
 
 from __future__ import annotations

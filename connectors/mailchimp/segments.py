@@ -10,12 +10,19 @@ both), once per connector instance, and only the missing ones are created: never
 and restarts. The first check of an audience costs one GET and up to two POSTs a segment; every later
 instance one GET. A segment refused (two workers creating the same one at once) is logged by name and
 asked for again by the next instance; it never fails a person's push.
+
+The same listing gives the ids of the tags (`tag_ids`) that removing a tag from many members needs
+(`tag_removal`). A name the last listing lacks is looked for in a new one only when it may exist since: a
+tag this instance applied after that listing (`applied`), or a listing older than RELIST_AFTER seconds
+(another worker may have applied it); otherwise it is taken as never created, carried by nobody.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +42,7 @@ logger = logging.getLogger(__name__)
 PAGE = 1000  # the most segments one GET returns
 SAVED = "saved"
 STATIC = "static"
+RELIST_AFTER = 60.0  # seconds a listing answers for the tags it lacks
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,9 @@ class SegmentEnsurer:
         self.wanted = wanted
         self.done = not wanted
         self._lock = threading.Lock()
+        self._tags: dict[str, int] = {}  # tag name -> its static segment's id, from the last listing
+        self._listed_at: float | None = None
+        self._maybe_new: set[str] = set()  # applied by this instance since, unknown to that listing
 
     @property
     def path(self) -> str:
@@ -90,6 +101,30 @@ class SegmentEnsurer:
             if not page or offset >= int(body.get("total_items", 0)):
                 return found
 
+    def tag_ids(self, names: Collection[str], *, refresh: bool = False) -> dict[str, int]:
+        """The ids of those of `names` that are tags of the audience: from the last listing, listed again
+        when one of them may have been created since (or with `refresh`)."""
+        with self._lock:
+            unknown = {n for n in names if n not in self._tags}
+            if refresh or (unknown and self._may_exist_now(unknown)):
+                self._remember(self.existing())
+            return {n: self._tags[n] for n in names if n in self._tags}
+
+    def applied(self, names: Iterable[str]) -> None:
+        """Tags just applied to members: one the last listing lacks may exist now (created by that)."""
+        with self._lock:
+            self._maybe_new.update(n for n in names if n not in self._tags)
+
+    def _may_exist_now(self, unknown: set[str]) -> bool:
+        if self._listed_at is None or unknown & self._maybe_new:
+            return True
+        return time.monotonic() - self._listed_at > RELIST_AFTER
+
+    def _remember(self, found: dict[tuple[str, str], int]) -> None:
+        self._tags = {name: segment_id for (kind, name), segment_id in found.items() if kind == STATIC}
+        self._listed_at = time.monotonic()
+        self._maybe_new.clear()
+
     def ensure(self) -> list[str]:
         """The names of the segments created now; concurrent pushes wait for the first check."""
         with self._lock:
@@ -101,6 +136,7 @@ class SegmentEnsurer:
 
     def _ensure(self) -> list[str]:
         present = self.existing()
+        self._remember(present)
         created: list[str] = []
         refused: list[str] = []
         for spec in self.wanted:
@@ -112,7 +148,7 @@ class SegmentEnsurer:
                 if tag_id is None:
                     refused.append(spec.name)
                     continue
-                present[(STATIC, spec.tag)] = tag_id
+                present[(STATIC, spec.tag)] = self._tags[spec.tag] = tag_id
             if self._create({"name": spec.name, "options": tag_condition(tag_id)}) is None:
                 refused.append(spec.name)
             else:
