@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from connectors.hubspot import HubSpotConnector
 from connectors.mailchimp import MailchimpConnector
 from connectors.registry import CONNECTORS
 from devtools.routing import routing_copy
+from ennu.db import session_scope
+from ennu.models import HealthGoal
 from ennu.settings import get_settings, reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.health_goal_completed import health_goal_completed
@@ -91,6 +94,11 @@ def salesforce_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture()
 def hubspot_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _only("hubspot", tmp_path, monkeypatch)
+
+
+@pytest.fixture()
+def mailchimp_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _only("mailchimp", tmp_path, monkeypatch)
 
 
 @pytest.fixture()
@@ -230,3 +238,52 @@ def test_thousand_registrations_at_five_clinics_cost_ten_hubspot_requests_of_eac
     assert sandbox.request_count("hubspot", "/crm/v3/objects/companies/batch/upsert") <= 10
     assert sandbox.request_count("hubspot", "/batch/associate/default") <= 10
     assert len(sandbox.requests("hubspot")) - setup <= 30
+
+
+def test_people_with_tag_history_cost_one_mailchimp_request_per_tag_that_no_longer_holds(
+    sqlite_database: str, sandbox: Any, mailchimp_only: None
+) -> None:
+    """300 people whose goals close: `goal:<kind>` and the progress tag they reached no longer hold for any
+    of them. Each such tag is taken off 500 members a request (its static segment's batch write), so the
+    tags cost at most 2 requests per 1,000 people for each tag, never one per person (the per-member
+    tags call cost 300 here). The completion's member event, which starts the journeys, is one request per
+    person by Mailchimp's API: counted apart."""
+    people = [add_person() for _ in range(300)]
+    kinds = ("lose_weight", "improve_sleep")
+    goals = [
+        (user_id, add_goal(user_id, kind=kinds[n % 2], progress=50 if n % 2 == 0 else None))
+        for n, user_id in enumerate(people)
+    ]
+    setup = MailchimpConnector.from_settings(get_settings(), rate_limited=False)
+    setup.merge_fields.ensure()
+    setup.segments.ensure()
+    health_goal_created(event_ids=[add_event("health_goal.created", u, g) for u, g in goals])
+    tagged = {m["email_address"]: m["tags"] for m in sandbox.objects("mailchimp", "members")}
+    assert sum("goal:lose-weight:50pct" in tags for tags in tagged.values()) == 150
+    with session_scope() as session:
+        for _, goal_id in goals:
+            goal = session.get(HealthGoal, goal_id)
+            assert goal is not None
+            goal.status = "completed"
+            goal.completed_at = datetime(2026, 11, 20, tzinfo=UTC)
+    before = len(sandbox.requests("mailchimp"))
+
+    health_goal_completed(event_ids=[add_event("health_goal.completed", u, g) for u, g in goals])
+
+    members = sandbox.objects("mailchimp", "members")
+    assert sorted({tag for m in members for tag in m["tags"]}) == [
+        "goal-completed:improve-sleep",
+        "goal-completed:lose-weight",
+    ]
+    sent = [
+        r["path"].removeprefix("/mailchimp/3.0/lists/sandbox-list") for r in sandbox.requests("mailchimp")
+    ]
+    sent = sent[before:]
+    removals = [p for p in sent if p.startswith("/segments/")]
+    # goal:lose-weight, goal:improve-sleep and goal:lose-weight:50pct: one request each for 300 people.
+    # (The 25 and 75 % tags no longer hold either, but nobody ever had them: no request.)
+    assert len(removals) == 3
+    assert len([p for p in sent if p.endswith("/events")]) == 300
+    assert sent.count("") == 1  # the batch subscribe
+    assert sent.count("/segments") <= 1  # the tags' ids: looked up once by the run's connector
+    assert len(sent) <= 1 + 1 + 3 + 300
