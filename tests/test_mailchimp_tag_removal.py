@@ -98,11 +98,17 @@ def test_a_thousand_people_with_history_cost_two_requests_per_tag_that_no_longer
 
 
 def test_a_first_sync_sends_no_removal_and_a_tag_never_created_costs_nothing(sandbox: Any) -> None:
-    # Nobody in the audience ever had `goal:lose-weight` or the sleep band `high`: no request takes them off.
+    # The new members do not carry `goal:lose-weight` or the sleep band `high` (the batch answer lists
+    # their tags): no request takes them off, and no look-up of ids.
     outcomes = push_all(connector(AFTER), people(3))
     assert [o.status for o in outcomes] == [SyncStatus.CREATED] * 3
     sent = [r["path"].removeprefix(LIST) for r in sandbox.requests("mailchimp")]
-    assert sent == ["", "/segments"]
+    assert sent == [""]
+    # A tag the audience never had is on nobody: skipped without a request (the look-up finds no id).
+    mailchimp = connector()
+    never = [(Outcome("user:1", SyncStatus.UPDATED), email(1), ("goal:build-muscle:75pct",))]
+    assert mailchimp.tags.remove(never) == [never[0][0]]
+    assert [r["path"].removeprefix(LIST) for r in sandbox.requests("mailchimp")] == ["", "/segments"]
 
 
 def test_refused_addresses_fail_that_person_and_vendor_trouble_defers_the_rest(sandbox: Any) -> None:

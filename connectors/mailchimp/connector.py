@@ -8,11 +8,12 @@ Choices, with the vendor facts behind them:
   per 1,000 records. A tag that no longer holds (a completed goal's `goal:<kind>`, an assessment band
   superseded by a newer assessment of that type) is taken off by tag (`tag_removal`): a tag is a static
   segment, and `POST .../segments/{tag id}` with `members_to_remove` takes it off up to 500 members in one
-  request, so a batch costs one request per distinct tag that no longer holds for some of its people (the
-  ids come from the segment listing the segments already make). We never send `sync_tags: true`, which
-  replaces *all* of a member's tags: the clinic's own tags, sign-up form tags and `ennu:registered` would
-  be wiped on every push. `POST /batches` (asynchronous, no per-record outcome in the push, no ordering
-  with the subscribe) is not needed either.
+  request, so a batch costs one request per distinct tag that no longer holds for some of its people and
+  that one of them still carries (the batch subscribe's answer lists each member's tags: a first sync
+  sends none; the ids come from the segment listing the segments already make). We never send
+  `sync_tags: true`, which replaces *all* of a member's tags: the clinic's own tags, sign-up form tags and
+  `ennu:registered` would be wiped on every push. `POST /batches` (asynchronous, no per-record outcome
+  in the push, no ordering with the subscribe) is not needed either.
 - The tags are computed from the person's goals and assessments as the host holds them at push time
   (a reader the pipeline hands in, `tasks/host_tags.py`), never from the event alone: a late, older event
   cannot re-activate a tag a newer state removed, and any event type's mapping of members gets them.
@@ -210,12 +211,15 @@ class MailchimpConnector(HttpConnector):
         self.segments.ensure()
         facts = self.facts.of({r.user_id for r in records if r.user_id is not None}) if self.facts else {}
         states = [tag_state(facts[r.user_id]) if r.user_id in facts else TagState() for r in records]
-        outcomes = self.subscribe(upsert_key, records, states)
+        outcomes, carried = self.subscribe(upsert_key, records, states)
         emails = [str(_member(r.fields, upsert_key)["email_address"]) for r in records]
         hashes = [subscriber_hash(email) for email in emails]
         self.segments.applied({tag for state in states for tag in state.active})
         outcomes = self.tags.remove(
-            [(o, email, s.inactive) for o, email, s in zip(outcomes, emails, states, strict=True)]
+            [
+                (o, email, still_carried(s.inactive, carried.get(member)))
+                for o, email, member, s in zip(outcomes, emails, hashes, states, strict=True)
+            ]
         )
         if object_name in FOLLOWUPS:
             name = self.events.of(object_name)
@@ -245,8 +249,9 @@ class MailchimpConnector(HttpConnector):
 
     def subscribe(
         self, upsert_key: str, records: Sequence[Record], states: Sequence[TagState] | None = None
-    ) -> list[Outcome]:
-        """One batch subscribe with `update_existing`: one outcome per record, in order. Each member's tags
+    ) -> tuple[list[Outcome], dict[str, frozenset[str]]]:
+        """One batch subscribe with `update_existing`: one outcome per record, in order, and the tags each
+        member carries after it (by subscriber hash; where the answer lists them). Each member's tags
         are the mapping's own and the active ones of its `states` entry.
 
         Members refused for one of our merge fields (deleted at Mailchimp since we ensured it) are sent
@@ -256,26 +261,29 @@ class MailchimpConnector(HttpConnector):
             _member(r.fields, upsert_key, state.active)
             for r, state in zip(records, states or [TagState()] * len(records), strict=True)
         ]
-        outcomes, refused = self._batch_subscribe(upsert_key, records, members)
+        outcomes, refused, carried = self._batch_subscribe(upsert_key, records, members)
         if refused and self.merge_fields.ensure(force=True):
             again_at = [i for i, r in enumerate(records) if r.record_key in refused]
-            again, _ = self._batch_subscribe(
+            again, _, carried_again = self._batch_subscribe(
                 upsert_key, [records[i] for i in again_at], [members[i] for i in again_at]
             )
             retried = {o.record_key: o for o in again}
             outcomes = [retried.get(o.record_key, o) for o in outcomes]
-        return outcomes
+            carried.update(carried_again)
+        return outcomes, carried
 
     def _batch_subscribe(
         self, upsert_key: str, records: Sequence[Record], members: list[dict[str, Any]]
-    ) -> tuple[list[Outcome], set[str]]:
-        """Outcomes in order, and the keys of records refused for naming one of our merge fields."""
+    ) -> tuple[list[Outcome], set[str], dict[str, frozenset[str]]]:
+        """Outcomes in order, the keys of records refused for naming one of our merge fields, and the tags
+        of each written member whose answer lists them (`tags: [{id, name}]`, as a member read does)."""
         response = self.http.request(
             "POST", f"/lists/{self.list_id}", json={"members": members, "update_existing": True}
         )
         body: dict[str, Any] = response.json()
         by_hash = {subscriber_hash(str(r.fields[upsert_key])): r for r in records}
         outcomes: dict[str, Outcome] = {}
+        carried: dict[str, frozenset[str]] = {}
         for kind, status in (("new_members", SyncStatus.CREATED), ("updated_members", SyncStatus.UPDATED)):
             for member in body.get(kind, []):
                 record = by_hash.get(
@@ -285,6 +293,12 @@ class MailchimpConnector(HttpConnector):
                     outcomes[record.record_key] = Outcome(
                         record.record_key, status, remote_id=str(member.get("id"))
                     )
+                    tags = member.get("tags")
+                    if isinstance(tags, list):
+                        names = (t.get("name") for t in tags if isinstance(t, dict))
+                        carried[subscriber_hash(str(record.fields[upsert_key]))] = frozenset(
+                            str(n) for n in names
+                        )
         refused: set[str] = set()
         ours = self.merge_fields.tags
         for error in body.get("errors", []):
@@ -302,7 +316,7 @@ class MailchimpConnector(HttpConnector):
             or Outcome(r.record_key, SyncStatus.FAILED, error="no result from mailchimp")
             for r in records
         ]
-        return ordered, refused
+        return ordered, refused, carried
 
     def check_connection(self) -> str:
         self.http.request("GET", "/ping")
@@ -332,6 +346,12 @@ class MailchimpConnector(HttpConnector):
             return Outcome(key, SyncStatus.UNCHANGED, error="not found")
         # The member hash is the e-mail's MD5: it stays at Mailchimp, never in the hub's log.
         return Outcome(key, done, remote_id=f"{method} member{action}".strip())
+
+
+def still_carried(inactive: tuple[str, ...], carried: frozenset[str] | None) -> tuple[str, ...]:
+    """The tags that no longer hold and the member still carries: all of them when its answer did not
+    list its tags (never a removal skipped on a guess)."""
+    return inactive if carried is None else tuple(t for t in inactive if t in carried)
 
 
 def _member(fields: dict[str, Any], upsert_key: str, state_tags: Sequence[str] = ()) -> dict[str, Any]:

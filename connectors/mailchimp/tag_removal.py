@@ -4,7 +4,9 @@ At Mailchimp a tag is a static segment. `POST /lists/{id}/segments/{tag id}` wit
 (at most 500 addresses; the SDK's `lists.batch_segment_members`) takes the tag off many members at once,
 where `POST .../members/{hash}/tags` takes one member a request. So a batch's inactive tags are grouped by
 tag: a batch of 500 people costs one request per distinct tag that no longer holds for some of them,
-whatever their number. A tag the audience never had (no id in the segment listing) is on nobody: skipped.
+whatever their number. The connector hands in only the tags a member still carries (the batch
+subscribe's answer lists them); a tag the audience never had (no id in the segment listing) is on nobody:
+skipped.
 
 The answer names each member taken off (`members_removed`) and each address refused (`errors[]`:
 `email_addresses` and an `error` phrase); an address in neither did not carry the tag, which is the state
