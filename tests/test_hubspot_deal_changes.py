@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from connectors.hubspot import HubSpotConnector
 from ennu.db import session_scope
-from ennu.models import HealthGoal, InboundFieldVersion, SyncLog, WebhookReceipt
+from ennu.models import HealthGoal, InboundFieldVersion, SyncLog
 from ennu.settings import get_settings
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
@@ -26,7 +26,7 @@ from mappings.inbound import inbound_mappings
 from mappings.loader import MappingError
 from tests.engine_support import running_worker, wait_for
 from tests.factories import add_event, add_goal, add_person
-from tests.webhook_signing import hubspot_v3_headers, intake_with
+from tests.webhook_signing import hubspot_receipts, hubspot_v3_headers, intake_with
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 OPEN, WON = "appointmentscheduled", "closedwon"  # the stage ids the host sends (HubSpot's defaults)
@@ -76,15 +76,6 @@ def host_goal(goal_id: int) -> HealthGoal:
         return goal
 
 
-def receipts() -> dict[int, WebhookReceipt]:
-    with session_scope() as session:
-        found = session.execute(select(WebhookReceipt).where(WebhookReceipt.integration == "hubspot"))
-        rows = list(found.scalars())
-        for row in rows:
-            session.expunge(row)
-        return {int(r.vendor_event_id): r for r in rows}
-
-
 def deliver(api: TestClient, batch: list[dict[str, Any]], worker: str) -> dict[int, str]:
     """Post one signed batch and let a worker apply it: each event's outcome by its id."""
     body = json.dumps(batch).encode()
@@ -93,9 +84,10 @@ def deliver(api: TestClient, batch: list[dict[str, Any]], worker: str) -> dict[i
     wanted = {e["eventId"] for e in batch}
     with running_worker(worker):
         wait_for(
-            lambda: all(r.processed_at for n, r in receipts().items() if n in wanted), "the batch applied"
+            lambda: all(r.processed_at for n, r in hubspot_receipts().items() if n in wanted),
+            "the batch applied",
         )
-    return {n: r.status for n, r in receipts().items() if n in wanted}
+    return {n: r.status for n, r in hubspot_receipts().items() if n in wanted}
 
 
 def received(goal_id: int) -> list[str | None]:
@@ -138,7 +130,7 @@ def test_staff_changes_to_a_deal_reach_its_goals_crm_view_newest_first_and_never
     # The host owns the goal: a deal won at the CRM neither completes it nor renames it.
     assert (goal.status, goal.completed_at, goal.kind) == ("active", None, "improve_sleep")
     assert received(goal_id) == [deal_id, deal_id]
-    stored = receipts()
+    stored = hubspot_receipts()
     assert stored[304].payload == {"subscriptionType": "deal.propertyChange"}  # no name, no value
     assert stored[305].payload["propertyValue"] == "closedlost"  # kept: recorded, then found no goal
     with session_scope() as session:

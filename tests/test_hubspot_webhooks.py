@@ -17,7 +17,7 @@ from sqlalchemy import select
 from connectors.hubspot import HubSpotConnector
 from ennu.db import session_scope
 from ennu.erasure import scrub_person
-from ennu.models import InboundFieldVersion, OutboxEvent, SyncLog, User, WebhookReceipt
+from ennu.models import InboundFieldVersion, OutboxEvent, SyncLog, User
 from ennu.receipts import HUBSPOT_APPLIED_PROPERTIES, kept_payload
 from ennu.settings import get_settings
 from flows.inbound_sync import inbound_sync, watermark_variable
@@ -25,7 +25,7 @@ from flows.user_registered import user_registered
 from mappings.inbound import inbound_mappings
 from tests.engine_support import running_worker, wait_for
 from tests.factories import add_event, add_person
-from tests.webhook_signing import hubspot_v3_headers, intake_with
+from tests.webhook_signing import hubspot_receipts, hubspot_v3_headers, intake_with
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -63,15 +63,6 @@ def host_user(user_id: int) -> User:
         return user
 
 
-def receipts() -> dict[int, WebhookReceipt]:
-    with session_scope() as session:
-        found = session.execute(select(WebhookReceipt).where(WebhookReceipt.integration == "hubspot"))
-        rows = list(found.scalars())
-        for row in rows:
-            session.expunge(row)
-        return {int(r.vendor_event_id): r for r in rows}
-
-
 def registered_contact(sandbox: Any, **person: Any) -> tuple[int, str]:
     user_id = add_person(**person)
     user_registered(event_ids=[add_event("user.registered", user_id)])
@@ -104,7 +95,7 @@ def test_a_signed_batch_of_changes_reaches_the_host_once_newest_first_and_minimi
     assert first.json() == {"received": 7, "new": 7, "duplicates": 0}
     assert again.json() == {"received": 7, "new": 0, "duplicates": 7}
 
-    stored = receipts()
+    stored = hubspot_receipts()
     assert stored[101].payload == {
         "eventId": 101,
         "subscriptionType": "contact.propertyChange",
@@ -117,8 +108,8 @@ def test_a_signed_batch_of_changes_reaches_the_host_once_newest_first_and_minimi
     assert stored[105].payload == {"subscriptionType": "deal.propertyChange"}
 
     with running_worker("hubspot-webhooks"):
-        wait_for(lambda: all(r.processed_at for r in receipts().values()), "every receipt applied")
-        outcomes = {n: r.status for n, r in receipts().items()}
+        wait_for(lambda: all(r.processed_at for r in hubspot_receipts().values()), "every receipt applied")
+        outcomes = {n: r.status for n, r in hubspot_receipts().items()}
         wait_for(
             lambda: host_user(user_id).marketing_consent is False and open_consent_event(user_id),
             "the withdrawal raised and carried",
@@ -184,8 +175,8 @@ def test_a_webhook_older_than_what_the_poll_applied_changes_nothing_and_erasure_
     body = late.encode()
     assert api.post("/webhooks/hubspot", content=body, headers=hubspot_v3_headers(body)).json()["new"] == 1
     with running_worker("hubspot-late"):
-        wait_for(lambda: receipts()[201].processed_at is not None, "the late receipt applied")
-    assert receipts()[201].status == "stale-change"
+        wait_for(lambda: hubspot_receipts()[201].processed_at is not None, "the late receipt applied")
+    assert hubspot_receipts()[201].status == "stale-change"
     assert host_user(user_id).lifecycle_stage == "customer"
 
     user = host_user(user_id)

@@ -22,8 +22,11 @@ import stripe
 from fastapi.testclient import TestClient
 from hubspot.utils.signature import Signature
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from ennu.db import session_scope
+from ennu.models import WebhookReceipt
 from ennu.settings import reload_settings
 from intake.app import create_app
 
@@ -96,3 +99,13 @@ def slack_signature(body: bytes, timestamp: str, secret: str = "sl") -> str:
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
     assert signature is not None
     return signature
+
+
+def hubspot_receipts() -> dict[int, WebhookReceipt]:
+    """The stored HubSpot webhook receipts by HubSpot's event id, detached from their session."""
+    with session_scope() as session:
+        found = session.execute(select(WebhookReceipt).where(WebhookReceipt.integration == "hubspot"))
+        rows = list(found.scalars())
+        for row in rows:
+            session.expunge(row)
+        return {int(r.vendor_event_id): r for r in rows}
