@@ -128,7 +128,10 @@ class TakenSlots:
         """Seconds until a take of `requests` should be sent (0: now), by this process's own takes: a
         little after the bucket has room (the server decays in whole slots of a tenth of a request)."""
         counted = time.monotonic() + self._lead()
-        short = self._level(limit, counted) + EDGE_REQUESTS + requests - limit.burst
+        level = self._level(limit, counted)
+        if level <= 0:  # empty, as far as this process knows: room for a whole burst, no edge to wait out
+            return 0.0
+        short = level + EDGE_REQUESTS + requests - limit.burst
         return max(0.0, short / limit.slots_per_second)
 
     def _free(self, limit: RateLimit) -> int:
