@@ -41,6 +41,8 @@ MAX_WAIT_SECONDS = 5.0  # between tries for one slot, whatever the server sugges
 # SLOTS_PER_REQUEST slots, so a take drops less than a tenth of one.
 SLOTS_PER_REQUEST = 10
 EDGE_REQUESTS = 1.5 / SLOTS_PER_REQUEST  # a take is sent this much after the bucket should have room
+# ... but never more than this long after: on a slow limit (40 an hour) that margin was 14 s a request.
+EDGE_MAX_SECONDS = 0.1
 RETRY_REQUESTS = 0.5  # a take refused at the edge is asked for again once this much more has decayed
 # A take the server could not write now (503: SQLite "database is locked" under concurrent writes, 502,
 # 429, a dropped connection) is tried again within milliseconds: the Prefect client's own back-off (2, 4,
@@ -49,6 +51,12 @@ BUSY_TRIES = 8
 BUSY_FIRST_WAIT_SECONDS = 0.02
 BUSY_MAX_WAIT_SECONDS = 0.5
 BUSY = frozenset({httpx.codes.TOO_MANY_REQUESTS, httpx.codes.BAD_GATEWAY, httpx.codes.SERVICE_UNAVAILABLE})
+
+
+def _edge(limit: RateLimit) -> float:
+    """How far past "room by this process's count" a take is sent, in requests (`EDGE_REQUESTS`, at most
+    `EDGE_MAX_SECONDS` of the limit's decay)."""
+    return min(EDGE_REQUESTS, limit.slots_per_second * EDGE_MAX_SECONDS)
 
 
 class TakenSlots:
@@ -131,13 +139,13 @@ class TakenSlots:
         level = self._level(limit, counted)
         if level <= 0:  # empty, as far as this process knows: room for a whole burst, no edge to wait out
             return 0.0
-        short = level + EDGE_REQUESTS + requests - limit.burst
+        short = level + _edge(limit) + requests - limit.burst
         return max(0.0, short / limit.slots_per_second)
 
     def _free(self, limit: RateLimit) -> int:
         """Whole requests' slots free when a take sent now is counted, by this process's own takes."""
         counted = time.monotonic() + self._lead()
-        return math.floor(limit.burst - self._level(limit, counted) - EDGE_REQUESTS)
+        return math.floor(limit.burst - self._level(limit, counted) - _edge(limit))
 
     def _took(self, limit: RateLimit, requests: int, sent: float, back: float, sharing: int = 1) -> None:
         """A take of `requests` came back (with the lock held): its slots, usable up to the hold after
@@ -178,6 +186,9 @@ class TakenSlots:
             with self.lock:
                 chunk = self._chunk(limit.burst, int(limit.hold_seconds * limit.slots_per_second))
                 wait = self._room_in(limit, chunk)
+                alone = self._room_in(limit, 1)
+                if wait > alone + limit.hold_seconds:  # a slow bucket: this request goes when it has room
+                    chunk, wait = 1, alone
             refused = 0
             while True:
                 if wait > 0:
