@@ -31,6 +31,7 @@ from tests.factories import (
     add_goal,
     add_person,
     completed_event,
+    zone_at_local_hour,
 )
 
 
@@ -133,7 +134,8 @@ def batches(connector: str, people: int = 3, event_types: list[str] | None = Non
     for event_type in event_types or routes_of(connector):
         event_ids = []
         for n in range(people):
-            user_id = add_person()
+            # Twilio holds messages in quiet hours (21:00-08:00): its people live where it is midday now.
+            user_id = add_person(timezone=zone_at_local_hour(12)) if connector == "twilio" else add_person()
             event_ids.append(_event(event_type, user_id, RESOURCES[event_type](user_id), n))
         extracted = extract_records(event_type, event_ids)
         routes = [r for r in plan_routes(event_type, extracted.frame) if r.connector == connector]
