@@ -31,9 +31,14 @@ class NoticeConnector(HttpConnector):
     # One message per request; any field may key it (a notice key, never shown) and the rest are open:
     # shown as the message's fields or the card's facts.
     objects: ClassVar[tuple[ObjectSpec, ...]] = (ObjectSpec(MESSAGES, DIGEST_LIMIT),)
-    # A lost answer is posted again: a channel webhook has nothing to read back, so this errs toward a
-    # notice shown twice, which a reader sees through, rather than an alert nobody saw.
-    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
+    # A channel webhook has nothing to read back and no idempotency key. The worker that saw its own
+    # message's answer lost (a reset, a timeout) posts it again: an alert nobody saw is worse than one a
+    # reader sees twice. Each message's deliveries are marked just before it leaves, and a message orphaned
+    # by its worker (killed or stopped with the request in flight) is failed with that reason, visible in
+    # the status and re-playable, instead of being posted again by another worker: the care team's channel
+    # would otherwise show a whole digest twice after every crash mid-post, and the dead letter is what an
+    # operator is alerted to and replays.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend_unless_orphaned"
 
     @classmethod
     def webhook_url(cls, credential_env: str, vendor_base_url: str, sandbox_path: str) -> str:
@@ -66,6 +71,7 @@ class NoticeConnector(HttpConnector):
             title = str(fields.pop("title", "ENNU notice"))
             text = str(fields.pop("text", ""))
             groups.setdefault((title, text), []).append((record.record_key, fields))
+        by_key = {record.record_key: record for record in records}
         outcomes: dict[str, Outcome] = {}
         messages = [
             (title, text, members[start : start + DIGEST_LIMIT])
@@ -73,6 +79,7 @@ class NoticeConnector(HttpConnector):
             for start in range(0, len(members), DIGEST_LIMIT)
         ]
         for title, text, members in messages:
+            self.about_to_send([by_key[key] for key, _ in members])
             try:
                 self.notify_many(title, text, [fields for _, fields in members])
             except AuthError:

@@ -27,8 +27,8 @@ def test_only_vendors_without_idempotency_keys_reconcile_or_resend() -> None:
         "epic_fhir": "idempotent",
         "twilio": "reconcile",
         "zapier": "resend",
-        "slack": "resend",
-        "teams": "resend",
+        "slack": "resend_unless_orphaned",
+        "teams": "resend_unless_orphaned",
         "ga4": "resend_unless_orphaned",
     }
 

@@ -186,10 +186,10 @@ def test_a_lost_twilio_answer_is_reconciled_so_each_person_gets_one_sms(
     assert {user for user, _ in created} == set(people) and {sid for _, sid in created} == sids
 
 
-def ga4_errors() -> Counter[str | None]:
+def delivery_errors(integration: str) -> Counter[str | None]:
     with session_scope() as session:
-        rows = session.execute(select(Delivery.last_error).where(Delivery.integration == "ga4")).scalars()
-        return Counter(rows)
+        rows = session.execute(select(Delivery.last_error).where(Delivery.integration == integration))
+        return Counter(rows.scalars())
 
 
 @pytest.mark.parametrize(
@@ -219,39 +219,47 @@ def test_a_lost_ga4_answer_is_sent_again_by_its_worker_with_the_same_event_id(
     assert len(copies) == 6 and sum(copies.values()) == collected
     assert len(sandbox.stored_but_unanswered("ga4")) == collected - 6
     assert sync_statuses("ga4")["created"] == 6
-    assert pipeline.NOT_SENT_TWICE not in ga4_errors()
+    assert pipeline.NOT_SENT_TWICE not in delivery_errors("ga4")
 
 
-def test_a_ga4_delivery_is_marked_unknown_while_its_request_is_in_flight(
-    sqlite_database: str, sandbox: Any
+# Sends without a look-up that a dead worker's successor must not repeat: GA4 hits, care-team messages.
+MARKED_SENDS = [("ga4", "events"), ("slack", "messages"), ("teams", "messages")]
+
+
+@pytest.mark.parametrize(("integration", "stored"), MARKED_SENDS)
+def test_a_marked_delivery_is_unknown_while_its_request_is_in_flight(
+    sqlite_database: str, sandbox: Any, integration: str, stored: str
 ) -> None:
     person_with_assessment()
-    sandbox.fail("ga4", mode="slow", count=1, delay=3)
+    sandbox.fail(integration, mode="slow", count=1, delay=3)
     with running_worker():
-        wait_for(lambda: delivery_states("ga4") == {"unknown": 1}, "the mark before the request", every=0.05)
-        wait_for(lambda: delivery_states("ga4") == {"delivered": 1}, "the answered send")
-    assert len(sandbox.objects("ga4", "events")) == 1
+        wait_for(
+            lambda: delivery_states(integration) == {"unknown": 1}, "the mark before the request", every=0.05
+        )
+        wait_for(lambda: delivery_states(integration) == {"delivered": 1}, "the answered send")
+    assert len(sandbox.objects(integration, stored)) == 1
 
 
-def test_a_ga4_send_marked_by_a_worker_that_died_is_never_sent_again(
-    sqlite_database: str, sandbox: Any, quick_retries: None
+@pytest.mark.parametrize(("integration", "stored"), MARKED_SENDS)
+def test_a_send_marked_by_a_worker_that_died_is_never_sent_again(
+    sqlite_database: str, sandbox: Any, quick_retries: None, integration: str, stored: str
 ) -> None:
-    """A worker marks each GA4 request's deliveries just before it leaves; one killed with the request in
+    """A worker marks each request's deliveries just before it leaves; one killed with the request in
     flight leaves them `unknown`, and the next worker fails them with the reason instead of resending:
     only the sender that saw its answer lost sends again."""
     _, _, event_id = person_with_assessment()
     tasks_admit.admit([event_id])
-    held = deliveries.take("worker-that-died", [event_id], ["ga4"])
-    assert [h.integration for h in held] == ["ga4"]
-    deliveries.mark_sending("worker-that-died", [(event_id, "ga4")])
+    held = deliveries.take("worker-that-died", [event_id], [integration])
+    assert [h.integration for h in held] == [integration]
+    deliveries.mark_sending("worker-that-died", [(event_id, integration)])
     with session_scope() as session:  # the dead worker's lease and the reconcile delay run out
-        row = session.execute(select(Delivery).where(Delivery.integration == "ga4")).scalar_one()
+        row = session.execute(select(Delivery).where(Delivery.integration == integration)).scalar_one()
         row.lease_expires_at = row.not_before = row.last_attempt_at
     with running_worker():
-        wait_for(lambda: delivery_states("ga4") == {"failed": 1}, "the marked send settled")
+        wait_for(lambda: delivery_states(integration) == {"failed": 1}, "the marked send settled")
         wait_for(lambda: open_deliveries() == 0, "the other destinations delivered")
-    assert sandbox.request_count("ga4") == 0
-    assert ga4_errors() == Counter({pipeline.NOT_SENT_TWICE: 1})
+    assert sandbox.request_count(integration) == 0 and sandbox.objects(integration, stored) == []
+    assert delivery_errors(integration) == Counter({pipeline.NOT_SENT_TWICE: 1})
 
 
 def test_a_webhook_whose_handler_fails_once_is_applied_later_and_an_unknown_one_is_recorded(
