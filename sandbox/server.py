@@ -15,6 +15,8 @@ from sandbox.app import SandboxApp, create_app
 from sandbox.config import SandboxConfig
 from sandbox.smtp import start_smtp
 
+KEEP_ALIVE_SECONDS = 75
+
 
 def uvicorn_config(
     config: SandboxConfig | None, host: str = "127.0.0.1", port: int = 0, *, foreground: bool = False
@@ -22,6 +24,10 @@ def uvicorn_config(
     """No access log: paths carry subscriber hashes and ids, and the sandbox logs nothing about people.
 
     In a background thread uvicorn must not reconfigure the host process's logging (log_config=None).
+    Idle connections are kept open as long as the vendors' front ends keep them (a minute and more), not
+    uvicorn's 5 s: a stand-in closing a pooled connection just as the client reuses it turned a request into
+    a reset after sending, which an upsert retries later and a send without a look-up must treat as
+    ambiguous — a fault nobody set, seen in the demo as a Salesforce retry.
     """
     return uvicorn.Config(
         create_app(config),
@@ -31,6 +37,7 @@ def uvicorn_config(
         log_level="warning",
         log_config=uvicorn.config.LOGGING_CONFIG if foreground else None,
         lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=1,
     )
 
