@@ -14,6 +14,7 @@ from connectors.base import Connector
 from connectors.settings import SettingsError, VendorSettings
 from ennu.settings import Settings, get_settings
 from ennu.startup import core_problems
+from mappings.links import unset_link_problems
 
 
 def _discover() -> dict[str, type[Connector]]:
@@ -46,7 +47,8 @@ def validate_settings() -> dict[str, VendorSettings]:
     """Every connector's settings, read once, and what production requires of the hub: a process calls this
     at start-up and stops on the one `connectors.settings.SettingsError` that names every problem: each
     variable that does not parse, each required secret missing in production (ENNU_INTAKE_TOKEN,
-    ENNU_DATA_KEY, ...), each vendor URL set to a loopback address in production."""
+    ENNU_DATA_KEY, ...), each vendor URL set to a loopback address in production, each base an enabled
+    route's notices link to that is not set (ENNU_HOST_APP_URL, ENNU_EHR_LINK_URL)."""
     problems: list[str] = []
     loaded: dict[str, VendorSettings] = {}
     for name, cls in CONNECTORS.items():
@@ -61,6 +63,7 @@ def validate_settings() -> dict[str, VendorSettings]:
             for variable in own.loopback_urls()
         ]
     problems += core_problems()
+    problems += unset_link_problems(get_settings())
     if problems:
         raise SettingsError("; ".join(problems))
     return loaded

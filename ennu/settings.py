@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     intake_public_url: str = Field(default="http://127.0.0.1:8000", alias="ENNU_INTAKE_PUBLIC_URL")
     # Required in production; in local mode the published DEVELOPMENT_CHART_LINK_KEY stands in.
     chart_link_key: SecretStr | None = Field(default=None, alias="ENNU_CHART_LINK_KEY")
+    # Where the care team's notices link to (the mappings' `link` transform): the host app (a person's page)
+    # and the EHR's view of a result. Required in production where an enabled route's mapping links there;
+    # in local mode a placeholder host app and the sandbox's FHIR stand-in.
+    host_app_url: str | None = Field(default=None, alias="ENNU_HOST_APP_URL")
+    ehr_link_url: str | None = Field(default=None, alias="ENNU_EHR_LINK_URL")
 
     # The intake server's limits on what a client sends (`python -m intake`; intake/server.py,
     # intake/limits.py, intake/auth.py). A request's head (request line and headers) must arrive within
@@ -237,3 +242,20 @@ def is_loopback_url(url: str | None) -> bool:
 def loopback_refused(url: str | None) -> bool:
     """Outside local mode a loopback address is never a vendor's: refused wherever a vendor URL is used."""
     return not get_settings().local and is_loopback_url(url)
+
+
+# The setting behind each base a mapping's `link` transform names, and its stand-in in local mode.
+LINK_BASES = {"host_app": "ENNU_HOST_APP_URL", "ehr": "ENNU_EHR_LINK_URL"}
+LOCAL_HOST_APP_URL = "https://ennu-host.example"  # the demo has no host app to open
+
+
+def link_base(to: str) -> str:
+    """The base URL of a `link` (no trailing slash): its setting, else in local mode the stand-in; a
+    production process without it does not start (`ennu.startup.core_problems`)."""
+    settings = get_settings()
+    configured = {"host_app": settings.host_app_url, "ehr": settings.ehr_link_url}[to]
+    if configured:
+        return configured.rstrip("/")
+    if not settings.local:
+        raise ValueError(f"{LINK_BASES[to]} is not set")
+    return LOCAL_HOST_APP_URL if to == "host_app" else settings.sandbox_url.rstrip("/") + "/fhir/r4"

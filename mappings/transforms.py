@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,19 @@ class BandParams(Params):
 class TemplateParams(Params):
     # One `{}`, where the value goes; `{}` alone is the value as text (an id: 12.0 from a join is "12").
     template: str = Field(min_length=2, pattern=r"^[^{}]*\{\}[^{}]*$")
+
+
+class LinkParams(Params):
+    """A link into a site's own systems: the base URL its setting names (`ennu.settings.link_base`), then
+    `path` with the value at its one `{}`: `{link: {to: host_app, path: "/users/{}"}}`."""
+
+    to: Literal["host_app", "ehr"]
+    path: str = Field(min_length=3, pattern=r"^/[^{}]*\{\}[^{}]*$")
+
+    def template(self) -> TemplateParams:
+        from ennu.settings import link_base
+
+        return TemplateParams(template=link_base(self.to) + self.path)
 
 
 P = TypeVar("P", bound=Params | None)
@@ -399,6 +412,14 @@ def template_1(value: Any, params: TemplateParams) -> Any:
     return None if is_blank(value) else params.template.replace("{}", _as_text(value))
 
 
+def link_v(series: pd.Series, params: LinkParams) -> pd.Series:
+    return template_v(series, params.template())
+
+
+def link_1(value: Any, params: LinkParams) -> Any:
+    return template_1(value, params.template())
+
+
 # --------------------------------------------------------------------------- biomarkers (mappings/loinc.yaml)
 
 
@@ -452,6 +473,7 @@ TRANSFORMS: dict[str, Transform[Any] | MultiSourceTransform[Any]] = {
         Transform("round", round_v, round_1, RoundParams),
         Transform("band", band_v, band_1, BandParams),
         Transform("template", template_v, template_1, TemplateParams),
+        Transform("link", link_v, link_1, LinkParams),
         Transform("biomarker_label", biomarker_label_v, biomarker_label_1),
         MultiSourceTransform("concat", concat_v, concat_1, ConcatParams),
         MultiSourceTransform("interpretation_flag", interpretation_flag_v, interpretation_flag_1),

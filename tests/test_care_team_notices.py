@@ -18,7 +18,7 @@ from connectors.registry import CONNECTORS
 from devtools.routing import routing_copy
 from ennu.db import session_scope
 from ennu.models import SyncLog, User
-from ennu.settings import Settings, reload_settings
+from ennu.settings import LOCAL_HOST_APP_URL, Settings, reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.health_goal_completed import health_goal_completed
 from mappings.lint import routing_problems
@@ -26,7 +26,7 @@ from tests.factories import add_assessment, add_event, add_goal, add_person, com
 
 FLOW = pytest.mark.usefixtures("prefect_server")  # the flow tests; the setting and lint ones are fast
 CHANNELS = ("slack", "teams")
-HOST_LINK = "https://ennu-host.example/wp-admin/user-edit.php?user_id="
+HOST_LINK = f"{LOCAL_HOST_APP_URL}/wp-admin/user-edit.php?user_id="
 
 
 def person(first_name: str) -> tuple[int, list[str]]:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +28,14 @@ from connectors.http import LOOPBACK_REFUSED, RefusedDestination
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.registry import CONNECTORS, build_connector, validate_settings
 from connectors.settings import SettingsError
+from devtools.routing import routing_copy
 from ennu import secrets
 from ennu.db import session_scope
 from ennu.models import Delivery, SyncLog
 from ennu.secrets import SecretUnavailable, forget_cached_secrets, read_secret
 from ennu.settings import PROJECT_ROOT, reload_settings
 from ennu.zapier_subscriptions import ZapierSubscriptions
+from mappings.transforms import TRANSFORMS, LinkParams
 from tests.capture import CapturingEndpoint
 from tests.factories import add_event, add_person, person_with_assessment
 from tests.tiers import e2e_fixture
@@ -130,6 +133,32 @@ def test_a_loopback_vendor_url_in_production_stops_the_start_and_is_never_called
         http.request("GET", "/account-info/v3/details")
     assert refused.value.reason == LOOPBACK_REFUSED
     assert endpoint.connections == 0
+
+
+def test_notices_linking_to_a_site_that_is_not_set_stop_the_start_in_production(
+    production: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Slack and Teams are off in production until a site enables them; then their notices' links need the
+    host app's and the EHR's addresses, or every notice would point at a placeholder."""
+    validate_settings()  # as shipped: no enabled route links anywhere
+    mappings = routing_copy(tmp_path / "mappings", enable=("slack",))
+    monkeypatch.setenv("ENNU_MAPPINGS_DIR", str(mappings))
+    reload_production()
+    with pytest.raises(SettingsError) as caught:
+        validate_settings()
+    assert "ENNU_HOST_APP_URL is not set" in str(caught.value)
+    assert "ENNU_EHR_LINK_URL is not set" in str(caught.value)
+    monkeypatch.setenv("ENNU_HOST_APP_URL", "https://clinic.example.org/")
+    monkeypatch.setenv("ENNU_EHR_LINK_URL", "https://ehr.example.org/view")
+    reload_production()
+    validate_settings()
+    host = LinkParams(to="host_app", path="/wp-admin/user-edit.php?user_id={}")
+    assert (
+        TRANSFORMS["link"].per_value(12.0, host)
+        == "https://clinic.example.org/wp-admin/user-edit.php?user_id=12"
+    )
+    ehr = LinkParams(to="ehr", path="/Observation/{}")
+    assert TRANSFORMS["link"].per_value("b-3", ehr) == "https://ehr.example.org/view/Observation/b-3"
 
 
 def test_the_intake_without_its_secrets_refuses_to_start_naming_each(monkeypatch: pytest.MonkeyPatch) -> None:

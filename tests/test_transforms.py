@@ -18,6 +18,7 @@ from mappings.transforms import (
     ConcatParams,
     DefaultParams,
     E164Params,
+    LinkParams,
     MultiSourceTransform,
     Params,
     RoundParams,
@@ -210,6 +211,13 @@ def test_template(values: list[Any]) -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@given(st.lists(IDS, max_size=25))
+def test_link(values: list[Any]) -> None:
+    check("link", values, LinkParams(to="host_app", path="/wp-admin/user-edit.php?user_id={}"))
+    check("link", values, LinkParams(to="ehr", path="/Observation?identifier=x%7C{}"))
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(NAMES, TEXT), max_size=25))
 def test_biomarker_label(values: list[Any]) -> None:
     check("biomarker_label", values)
@@ -259,6 +267,7 @@ PROPERTY_TESTS = {
     "default": test_default,
     "concat": test_concat,
     "template": test_template,
+    "link": test_link,
     "biomarker_label": test_biomarker_label,
     "interpretation_flag": test_interpretation_flag,
 }
@@ -329,6 +338,7 @@ def test_nulls_never_become_strings() -> None:
             required = {
                 "value_map": {"map": {"x": "y"}},
                 "template": {"template": "x/{}"},
+                "link": {"to": "host_app", "path": "/u/{}"},
                 "band": {"bands": {"low": 0}},
             }
             params = transform.params.model_validate(required[name]) if name in required else None
