@@ -22,6 +22,7 @@ from ennu import receipts
 from ennu.receipts import CALLBACK_ID_PREFIX, CALLBACK_IDS
 from ennu.secrets import read_secret
 from ennu.settings import get_settings
+from intake.auth import refuse_credentials
 from intake.errors import error_responses
 from intake.limits import loads_finite
 from intake.openapi import allowed_values
@@ -45,6 +46,9 @@ SECRET_NAMES = {
     "twilio": "TWILIO_AUTH_TOKENS",
 }
 SIGNATURE_REFUSED = "Missing, wrong or stale signature, or no webhook secret configured."
+# Vendors whose webhooks carry no signature, only a secret in the URL: a wrong one is a guess at a
+# credential, throttled per client like a wrong bearer token (a signed body is not guessable that way).
+URL_SECRET_VENDORS = frozenset({"mailchimp"})
 # The body is the vendor's, read raw (the signature covers its bytes), so it is described here, not parsed.
 WEBHOOK_OPENAPI: dict[str, Any] = {
     "parameters": [
@@ -211,17 +215,15 @@ VERIFIERS = {
     response_class=Response,
     responses={
         200: {"description": "The URL secret is known: Mailchimp may send to this URL."},
-        **error_responses(
-            401, 422, throttled=False, e401="Unknown URL secret, or no webhook secret configured."
-        ),
+        **error_responses(401, 422, e401="Unknown URL secret, or no webhook secret configured."),
     },
 )
-def mailchimp_validation(secret: str | None = None) -> Response:
+def mailchimp_validation(request: Request, secret: str | None = None) -> Response:
     """Mailchimp checks a webhook URL with a GET before it sends anything."""
     try:
         verify_url_secret(secret, secrets_for("mailchimp"))
     except SignatureError:
-        raise HTTPException(401, "unknown webhook secret") from None
+        raise refuse_credentials(request, bool(secret), "unknown webhook secret", {}) from None
     return Response(status_code=200)
 
 
@@ -235,8 +237,9 @@ def mailchimp_validation(secret: str | None = None) -> Response:
             404,
             413,
             422,
-            throttled=False,
             e401=SIGNATURE_REFUSED,
+            e429="Too many wrong URL secrets from this client (Mailchimp's webhooks carry no signature); "
+            "retry after `Retry-After` seconds.",
             e404="No webhook for this integration.",
             e422="The body is not what this vendor sends.",
         ),
@@ -255,6 +258,9 @@ async def receive(
         deliveries = await verifier(request, body)
     except SignatureError as exc:
         logger.warning("%s webhook refused: %s", integration, exc)
+        if integration in URL_SECRET_VENDORS:
+            presented = bool(request.query_params.get("secret"))
+            raise refuse_credentials(request, presented, "signature refused", {}) from None
         raise HTTPException(401, "signature refused") from None
     new = [
         (d, receipt_id)

@@ -96,6 +96,37 @@ def test_mailchimp_url_secret_and_validation_ping(api: TestClient) -> None:
     assert api.post("/webhooks/mailchimp?secret=nope", content=form, headers=headers).status_code == 401
 
 
+def test_wrong_mailchimp_url_secrets_are_throttled_like_tokens_and_signed_vendors_are_not(
+    api: TestClient,
+) -> None:
+    """Mailchimp's audience webhooks carry only a URL secret: guessing it is guessing a credential, so the
+    21st wrong one in a minute is 429 (GET ping and POST alike), while the right one still passes. A signed
+    body (Stripe) is not a guess at a stored secret and is never throttled."""
+    form = urlencode(
+        {"type": "unsubscribe", "fired_at": "2026-11-29 10:00:00", "data[email]": "b@example.com"}
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    guesses = [api.get(f"/webhooks/mailchimp?secret=guess-{n}").status_code for n in range(10)]
+    guesses += [
+        api.post(f"/webhooks/mailchimp?secret=guess-{n}", content=form, headers=headers).status_code
+        for n in range(10)
+    ]
+    throttled = api.post("/webhooks/mailchimp?secret=guess-x", content=form, headers=headers)
+    ping = api.get("/webhooks/mailchimp?secret=guess-y")
+    right = api.post("/webhooks/mailchimp?secret=mc-url-secret", content=form, headers=headers)
+    body = json.dumps({"id": "evt_t", "type": "customer.updated", "data": {"object": {}}}).encode()
+    stripe = [
+        api.post("/webhooks/stripe", content=body, headers=stripe_headers(body, "whsec_x")).status_code
+        for _ in range(3)
+    ]
+
+    assert guesses == [401] * 20
+    assert throttled.status_code == 429 and ping.status_code == 429
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 60 and "guess" not in throttled.text
+    assert right.status_code == 200 and right.json()["new"] == 1
+    assert stripe == [401] * 3
+
+
 def test_mandrill_and_twilio_signatures(api: TestClient) -> None:
     form, headers = mandrill_form([{"_id": "m1", "event": "unsub"}])
     assert api.post("/webhooks/mailchimp-transactional", content=form, headers=headers).json()["new"] == 1
