@@ -89,10 +89,10 @@ class SandboxClient:
         """Misbehave for `seconds`, for the next `count` requests, or until `heal`.
 
         status: answer `status` in the vendor's error shape; timeout: wait `delay` (30 s) or until the
-        client leaves, then drop the connection unanswered; slow: wait `delay` (1 s), then answer normally;
-        reset: drop the connection (TCP RST) without an answer. The commit modes carry the request out and
-        store it first: commit_then_reset then drops the connection (RST) instead of answering;
-        commit_then_late answers after `delay` (30 s), or never if the client leaves first.
+        client leaves, then drop the connection unanswered; slow: wait `delay` (1 s) or until `heal`, then
+        answer normally; reset: drop the connection (TCP RST) without an answer. The commit modes carry the
+        request out and store it first: commit_then_reset then drops the connection (RST) instead of
+        answering; commit_then_late answers after `delay` (30 s), or never if the client leaves first.
         """
         body = {"mode": mode, "status": status, "seconds": seconds, "count": count, "delay": delay}
         self._call("POST", f"/{vendor}/faults", body)

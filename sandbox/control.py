@@ -90,7 +90,7 @@ def build_router(state: SandboxState, vendors: list[str]) -> APIRouter:
     async def heal(vendor: str) -> dict[str, str]:
         target = vendor_state(vendor)
         with state.lock:
-            target.fault = None
+            target.heal()
         return {"status": "healthy"}
 
     @router.post("/{vendor}/rate")

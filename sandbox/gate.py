@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -148,7 +147,7 @@ class VendorGate:
             await self.answer(scope, send, store, vendor.error(fault.status), "status")
             return True
         if fault.mode == "slow":
-            await asyncio.sleep(fault.delay)  # slow, not deaf: handled even if the client gave up meanwhile
+            await store.held(fault.delay)  # slow, not deaf: handled even if the client gave up meanwhile
             return False
         if fault.mode == "timeout":  # hang until the client gives up (or `delay` passes), then hang up
             await client_left_within(receive, fault.delay)

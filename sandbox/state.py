@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import threading
 import time
@@ -29,11 +31,23 @@ class VendorState:
         self.bodies: deque[dict[str, Any]] = deque(maxlen=kept_bodies)
         self.objects: dict[str, dict[str, Any]] = {}
         self.fault: Fault | None = None
+        self.healed = asyncio.Event()  # set at a heal: the requests a slow fault holds go on
         self.rate = rate
         self.max_concurrent: int | None = None
         self.next_id = 1001
         # Lookups a stand-in derives from its stored objects (kept by its own writes; `sandbox.hubspot`).
         self.indexes: dict[Any, Any] = {}
+
+    def heal(self) -> None:
+        """No fault any more, and the requests a slow fault holds are answered now; callers hold the lock."""
+        self.fault = None
+        self.healed.set()
+        self.healed = asyncio.Event()
+
+    async def held(self, seconds: float) -> None:
+        """Hold a request for `seconds` (a slow fault), or until the vendor is healed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.healed.wait(), seconds)
 
     def kind(self, name: str) -> dict[str, Any]:
         """The stored objects of one kind (contacts, members, ...) by key; callers hold the lock."""
@@ -110,6 +124,8 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything received and stored; faults healed; limits back to the configured ones."""
         with self.lock:
+            for vendor in self.vendors.values():
+                vendor.heal()
             self.vendors.clear()
 
     def enter(self, name: str) -> bool:

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export PREFECT_SERVER_ANALYTICS_ENABLED=false GX_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
-exec .venv/bin/python -m pytest -n "${ENNU_TEST_WORKERS:-2}" "$@"
+# loadgroup: a module's e2e tests stay on one worker (they share its server; tests/tiers.py).
+exec .venv/bin/python -m pytest -n "${ENNU_TEST_WORKERS:-2}" --dist loadgroup "$@"

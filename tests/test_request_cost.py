@@ -51,9 +51,9 @@ def crm_and_marketing_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_records_cost_hubspots_and_mailchimps_batch_floor_and_an_event_each(
     sqlite_database: str, sandbox: Any, crm_and_marketing_only: None
 ) -> None:
-    # 300 people (three HubSpot batches of 100, one Mailchimp batch of 500): the floor per record is the
+    # 200 people (two HubSpot batches of 100, one Mailchimp batch of 500): the floor per record is the
     # same at 1,000 (10 and 2), where Mailchimp's 1,000 one-by-one event requests made this test 7 minutes.
-    event_ids = [person_with_assessment()[2] for _ in range(300)]
+    event_ids = [person_with_assessment()[2] for _ in range(200)]
     # Mailchimp's merge fields and segments are a per-deployment cost (created once, remembered or found
     # by name): not counted per record.
     setup = MailchimpConnector.from_settings(get_settings(), rate_limited=False)
@@ -63,17 +63,17 @@ def test_records_cost_hubspots_and_mailchimps_batch_floor_and_an_event_each(
 
     assessment_completed(event_ids=event_ids)
 
-    assert len(sandbox.objects("hubspot", "contacts")) == 300
-    assert len(sandbox.objects("mailchimp", "members")) == 300
-    assert len(sandbox.requests("hubspot")) <= 3
+    assert len(sandbox.objects("hubspot", "contacts")) == 200
+    assert len(sandbox.objects("mailchimp", "members")) == 200
+    assert len(sandbox.requests("hubspot")) <= 2
     sent = sandbox.requests("mailchimp")[mailchimp_setup:]
     # The members and their tags: the batch floor. The follow-up event is one request per member (the API
     # takes one contact a call); a first assessment leaves no tag to set inactive: no tags request.
     assert len([r for r in sent if r["path"] == "/mailchimp/3.0/lists/sandbox-list"]) == 1
-    assert len([r for r in sent if r["path"].endswith("/events")]) == 300
+    assert len([r for r in sent if r["path"].endswith("/events")]) == 200
     # The pipeline's own connector looks the segments up by name once (a per-process cost, never per batch).
     assert len([r for r in sent if r["path"].endswith("/segments")]) == 1
-    assert len(sent) <= 1 + 300 + 1
+    assert len(sent) <= 1 + 200 + 1
     assert (
         sandbox.requests("ga4") == [] and sandbox.requests("zapier") == [] and sandbox.requests("fhir") == []
     )
@@ -106,42 +106,44 @@ def ga4_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _only("ga4", tmp_path, monkeypatch)
 
 
-def test_thousand_contacts_cost_five_salesforce_collection_requests_and_one_token(
+def test_contacts_cost_one_salesforce_collection_request_per_200_and_one_token(
     sqlite_database: str, sandbox: Any, salesforce_only: None
 ) -> None:
     """The floor is 200 records a request (sObject Collections): 5 requests per 1,000 records, their Accounts
-    included (each batch's Accounts and Contacts are one Composite request).
+    included (each batch's Accounts and Contacts are one Composite request). 400 people: two full requests,
+    the floor per record of 1,000 at less than half the test's time.
 
     The OAuth token is a per-connector cost, not a per-record one: it is fetched once and reused by every
     later batch (until Salesforce expires the session), so it is counted apart and must not recur.
     """
     clinics = [add_clinic(f"Clinic {n}", domain=f"clinic{n}.example.com") for n in range(10)]
     # Nine people in ten have a clinic; the tenth gets an Account of their own.
-    people = [add_person(clinic_id=None if n % 10 == 9 else clinics[n // 100]) for n in range(1000)]
+    people = [add_person(clinic_id=None if n % 10 == 9 else clinics[n // 40]) for n in range(400)]
     event_ids = [add_event("user.registered", user_id) for user_id in people]
 
     user_registered(event_ids=event_ids)
 
-    assert len(sandbox.objects("salesforce", "Contact")) == 1000
-    assert len(sandbox.objects("salesforce", "Account")) == 10 + 100
-    assert sum(1 for r in sandbox.requests("salesforce") if r["path"].endswith("/composite")) <= 5
+    assert len(sandbox.objects("salesforce", "Contact")) == 400
+    assert len(sandbox.objects("salesforce", "Account")) == 10 + 40
+    assert sum(1 for r in sandbox.requests("salesforce") if r["path"].endswith("/composite")) <= 2
     assert sandbox.request_count("salesforce", "/services/oauth2/token") == 1
-    assert len(sandbox.requests("salesforce")) <= 5 + 1
+    assert len(sandbox.requests("salesforce")) <= 2 + 1
 
     more = [add_event("user.registered", add_person()) for _ in range(200)]
     user_registered(event_ids=more)  # the next run reuses the session: one more request, no token
 
-    assert len(sandbox.objects("salesforce", "Contact")) == 1200
+    assert len(sandbox.objects("salesforce", "Contact")) == 600
     assert sandbox.request_count("salesforce", "/services/oauth2/token") == 1
-    assert len(sandbox.requests("salesforce")) <= 6 + 1
+    assert len(sandbox.requests("salesforce")) <= 3 + 1
 
 
-def test_thousand_goals_cost_ten_salesforce_requests_created_and_five_completed(
+def test_goals_cost_two_salesforce_requests_per_200_created_and_one_per_200_completed(
     sqlite_database: str, sandbox: Any, salesforce_only: None
 ) -> None:
     """A goal's Opportunity and its contact role: the upsert and the roles' look-up (one Composite request),
-    then the missing roles' create: 2 requests per 200 goals; once linked, a completion costs 1 per 200."""
-    people = [add_person() for _ in range(1000)]
+    then the missing roles' create: 2 requests per 200 goals; once linked, a completion costs 1 per 200.
+    (400 goals: two full batches, the floor per goal of 1,000 at less than half the test's time.)"""
+    people = [add_person() for _ in range(400)]
     user_registered(event_ids=[add_event("user.registered", user_id) for user_id in people])
     goals = [(user_id, add_goal(user_id)) for user_id in people]
     registered = len(sandbox.requests("salesforce"))
@@ -150,10 +152,10 @@ def test_thousand_goals_cost_ten_salesforce_requests_created_and_five_completed(
     created = len(sandbox.requests("salesforce"))
     health_goal_completed(event_ids=[add_event("health_goal.completed", u, g) for u, g in goals])
 
-    assert len(sandbox.objects("salesforce", "Opportunity")) == 1000
-    assert len(sandbox.objects("salesforce", "OpportunityContactRole")) == 1000
-    assert created - registered <= 10
-    assert len(sandbox.requests("salesforce")) - created <= 5
+    assert len(sandbox.objects("salesforce", "Opportunity")) == 400
+    assert len(sandbox.objects("salesforce", "OpportunityContactRole")) == 400
+    assert created - registered <= 4
+    assert len(sandbox.requests("salesforce")) - created <= 2
 
 
 def test_a_lead_sites_later_contact_records_cost_the_collection_floor_without_a_look_up(
@@ -188,16 +190,17 @@ def test_a_lead_sites_later_contact_records_cost_the_collection_floor_without_a_
     ] * 2
 
 
-def test_thousand_events_of_forty_people_cost_forty_ga4_requests(
+def test_events_of_a_person_cost_one_ga4_request_per_25(
     sqlite_database: str, sandbox: Any, ga4_only: None
 ) -> None:
     """The floor is 25 events a request, and a Measurement Protocol request carries one client id.
 
-    So the floor holds when a person's events travel together: 40 people with 25 completed assessments
-    each. (1,000 different people cost 1,000 requests whatever the batching: one client id each.)
+    So the floor holds when a person's events travel together: 16 people with 25 completed assessments
+    each, 400 events in 16 requests (40 per 1,000). (1,000 different people cost 1,000 requests whatever
+    the batching: one client id each.)
     """
     event_ids = []
-    for _ in range(40):
+    for _ in range(16):
         user_id = add_person()
         for n in range(25):
             assessment_id = add_assessment(user_id)
@@ -206,21 +209,22 @@ def test_thousand_events_of_forty_people_cost_forty_ga4_requests(
 
     assessment_completed(event_ids=event_ids)
 
-    assert len(sandbox.objects("ga4", "events")) == 1000
-    assert len(sandbox.requests("ga4")) <= 40
+    assert len(sandbox.objects("ga4", "events")) == 400
+    assert len(sandbox.requests("ga4")) <= 16
     assert {r["path"] for r in sandbox.requests("ga4")} == {"/ga4/mp/collect"}
 
 
-def test_thousand_registrations_at_five_clinics_cost_ten_hubspot_requests_of_each_kind(
+def test_registrations_at_five_clinics_cost_one_hubspot_request_per_100_of_each_kind(
     sqlite_database: str, sandbox: Any, hubspot_only: None
 ) -> None:
     """The floor is 100 inputs a request for each of the three writes a registration with a clinic makes:
     the contacts, their clinics' companies (a batch's distinct clinics in one upsert) and the v4 links.
+    (400 registrations, four full batches: 10 requests of each kind per 1,000.)
 
     ENNU's property definitions are a per-portal cost (created once, remembered): not counted per record.
     """
     clinics = [add_clinic(f"Clinic {n}", domain=f"clinic{n}.example.com") for n in range(5)]
-    event_ids = [add_event("user.registered", add_person(clinic_id=clinics[n % 5])) for n in range(1000)]
+    event_ids = [add_event("user.registered", add_person(clinic_id=clinics[n % 5])) for n in range(400)]
     hubspot = HubSpotConnector.from_settings(get_settings(), rate_limited=False)
     try:
         hubspot.ensure_properties()
@@ -230,14 +234,14 @@ def test_thousand_registrations_at_five_clinics_cost_ten_hubspot_requests_of_eac
 
     user_registered(event_ids=event_ids)
 
-    assert len(sandbox.objects("hubspot", "contacts")) == 1000
+    assert len(sandbox.objects("hubspot", "contacts")) == 400
     assert len(sandbox.objects("hubspot", "companies")) == 5
     links = [a for a in sandbox.objects("hubspot", "associations") if a["fromObjectType"] == "contacts"]
-    assert len(links) == 1000
-    assert sandbox.request_count("hubspot", "/crm/v3/objects/contacts/batch/upsert") <= 10
-    assert sandbox.request_count("hubspot", "/crm/v3/objects/companies/batch/upsert") <= 10
-    assert sandbox.request_count("hubspot", "/batch/associate/default") <= 10
-    assert len(sandbox.requests("hubspot")) - setup <= 30
+    assert len(links) == 400
+    assert sandbox.request_count("hubspot", "/crm/v3/objects/contacts/batch/upsert") <= 4
+    assert sandbox.request_count("hubspot", "/crm/v3/objects/companies/batch/upsert") <= 4
+    assert sandbox.request_count("hubspot", "/batch/associate/default") <= 4
+    assert len(sandbox.requests("hubspot")) - setup <= 12
 
 
 def test_people_with_tag_history_cost_one_mailchimp_request_per_tag_that_no_longer_holds(

@@ -424,6 +424,22 @@ def test_slow_and_timeout_faults_make_the_client_time_out(hubspot: str, control:
     assert stored == {"slow@example.com", "after@example.com"}
 
 
+def test_a_heal_lets_the_request_a_slow_fault_holds_go_on(hubspot: str, control: SandboxClient) -> None:
+    """Tests hold a request (a push under way) for as long as they need and let it go when they have seen
+    what they wait for, instead of guessing a delay."""
+    control.fail("hubspot", "slow", delay=600, count=1)  # far past the client's wait: only the heal ends it
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(upsert, hubspot, [contact("held@example.com")], 120)
+        # Its body is kept just before it meets the fault, with no wait between: it is held now.
+        wait_for(lambda: control.bodies("hubspot"), "the request held", every=0.05)
+        assert not held.done()
+        control.heal("hubspot")
+        assert held.result().status_code == 200
+    assert [r["fault"] for r in control.requests("hubspot")] == ["slow"]
+
+
 TWILIO_AUTH = ("AC00000000000000000000000000000000", "sandbox-twilio-token")
 COMMIT_FAULTS = [
     pytest.param("commit_then_reset", requests.ConnectionError, id="commit_then_reset"),

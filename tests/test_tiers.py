@@ -31,3 +31,20 @@ def test_the_users_of_an_e2e_fixture_are_marked_at_collection(request: pytest.Fi
     using = {item.nodeid for item in request.session.items if set(item.fixturenames) & tiers.E2E_FIXTURES}
     assert using <= e2e
     assert request.node.nodeid not in e2e
+
+
+def test_e2e_tests_come_first_then_flow_tests_and_a_modules_e2e_tests_share_one_worker(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Over the collected session, as above: the slowest tier starts first instead of landing last on one
+    pytest-xdist worker, and a module's e2e tests are one `loadgroup` unit (they share its server)."""
+
+    def tier(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("flow") else 2
+
+    tiers_in_order = [tier(item) for item in request.session.items]
+    assert tiers_in_order == sorted(tiers_in_order)
+    for item in request.session.items:
+        if item.get_closest_marker("e2e"):
+            group = item.get_closest_marker("xdist_group")
+            assert group is not None and group.args == ("e2e " + item.nodeid.split("::", 1)[0].split("@")[0],)

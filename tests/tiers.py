@@ -81,6 +81,23 @@ def mark_e2e_by_fixture(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.flow)
 
 
+def slow_first(items: list[pytest.Item]) -> None:
+    """Order `e2e` tests first, then `flow`, then the fast tier (each keeping its order), and keep a module's
+    `e2e` tests on one pytest-xdist worker (`--dist loadgroup`, scripts/test.sh).
+
+    The slowest tests (a minute and more each on a loaded machine) start while the other worker carries the
+    rest instead of landing last on one worker; a module's e2e tests share its module-scoped server or
+    served deployments, which a split across workers would start twice."""
+
+    def tier(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker(E2E) else 1 if item.get_closest_marker(FLOW) else 2
+
+    items.sort(key=tier)  # stable: the collection's order within a tier
+    for item in items:
+        if item.get_closest_marker(E2E) is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group("e2e " + item.nodeid.split("::", 1)[0]))
+
+
 @contextmanager
 def shared_processes() -> Iterator[None]:
     """Processes started inside are a session-wide part every tier shares (the Prefect test harness)."""
