@@ -24,6 +24,7 @@ import requests
 from bench.people import EVENT_TYPES
 from bench.procs import Proc, free_port
 from devtools.routing import routing_copy
+from ennu.prefect_server import SERVER_SETTINGS
 
 Database = Literal["postgresql", "sqlite"]
 PG_ADMIN_URL = os.environ.get("ENNU_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -132,6 +133,7 @@ class System:
             PREFECT_SERVER_API_HOST="127.0.0.1",
             PREFECT_SERVER_API_PORT=str(self.prefect_port),
             PREFECT_RUNNER_POLL_FREQUENCY="1",
+            **SERVER_SETTINGS,
             DATABASE_URL=self.hub_url,
             ENNU_SANDBOX_URL=self.sandbox_url,
             ENNU_MAPPINGS_DIR=str(self.mappings),

@@ -12,6 +12,7 @@ import requests
 from devtools.demo_zaps import DEVELOPMENT_ZAPIER_TOKEN, over_http, subscribe_demo_zaps
 from devtools.supervisor import Part, ReadinessCheck, Supervisor
 from ennu.prefect_api import prefect_api_headers
+from ennu.prefect_server import SERVER_SETTINGS
 from ennu.settings import PROJECT_ROOT, STATE_DIR
 
 LOOPBACK = "127.0.0.1"
@@ -33,6 +34,7 @@ def local_environment(
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PREFECT_LOGGING_LOG_PRINTS": "false",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+        **SERVER_SETTINGS,
         # Prefect's own vacuum removes old flow runs, logs, artifacts and events; we never delete them.
         "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "true",
         "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600),

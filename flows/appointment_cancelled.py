@@ -8,11 +8,12 @@ from prefect import flow
 from prefect.states import State
 
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from tasks.reminders import cancel_waiting_reminders
 from tasks.run_state import batch_state
 
 
-@flow(name="appointment-cancelled", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="appointment-cancelled", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def appointment_cancelled(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events of type `appointment.cancelled` (ids only, never personal data).
 

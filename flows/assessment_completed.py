@@ -8,10 +8,11 @@ from prefect import flow
 from prefect.states import State
 
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from tasks.run_state import batch_state
 
 
-@flow(name="assessment-completed", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="assessment-completed", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def assessment_completed(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events (ids only: personal data never becomes a flow parameter).
 

@@ -9,6 +9,7 @@ from prefect.states import State
 
 from flows.ops_alert import ops_alert
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from tasks.alert import unnotified_critical_results
 from tasks.run_state import batch_state
 from tasks.status import CLINICAL_INTEGRATION
@@ -16,7 +17,7 @@ from tasks.status import CLINICAL_INTEGRATION
 EVENT_TYPE = "biomarker.updated"
 
 
-@flow(name="biomarker-updated", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="biomarker-updated", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def biomarker_updated(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events of type `biomarker.updated` (ids only, never personal data).
 

@@ -30,6 +30,7 @@ from ennu.models import (
 )
 from ennu.settings import get_settings
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from mappings.loader import load_all_mappings
 from mappings.routing import routing_table
 from tasks.admit import BULK_ORIGIN, BULK_PRIORITY_OFFSET, destinations, kept_records
@@ -127,7 +128,7 @@ def synthetic_events(
         yield ids
 
 
-@flow(name="bulk-sync", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="bulk-sync", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def bulk_sync(
     event_type: str = "assessment.completed",
     integrations: list[str] | None = None,

@@ -23,6 +23,7 @@ from connectors.http import ConnectorError, RetryableError
 from ennu import deliveries
 from ennu.db import session_scope
 from ennu.models import Consent, OutboxEvent, SyncStatus, User
+from flows.results import NO_RESULTS
 from tasks.admit import CONSENT_CHANGE, admit
 from tasks.push import connector_for
 from tasks.record import Ledger, SyncEntry, summarise
@@ -155,7 +156,7 @@ def withdraw_everywhere(ledger: Ledger) -> list[SyncEntry]:
     return entries
 
 
-@flow(name="consent-changed", log_prints=False)
+@flow(name="consent-changed", log_prints=False, **NO_RESULTS)
 def consent_changed(event_ids: list[str]) -> State[Any]:
     """Carry these `user.consent_changed` events: each withdrawn consent stops at every vendor holding it."""
     owner = deliveries.current_owner()

@@ -21,6 +21,7 @@ from ennu.erasure_report import erasure_report
 from ennu.models import ErasedPerson, HealthGoal, OutboxEvent, SyncStatus, User, utcnow
 from ennu.secrets import SecretUnavailable
 from ennu.settings import get_settings
+from flows.results import NO_RESULTS
 from mappings.routing import routing_table
 from tasks.admit import admit
 from tasks.push import connector_for
@@ -199,7 +200,7 @@ def report_rows(user_ids: list[int]) -> list[dict[str, str]]:
     return rows
 
 
-@flow(name="erase-user", log_prints=False)
+@flow(name="erase-user", log_prints=False, **NO_RESULTS)
 def erase_user(event_ids: list[str]) -> list[dict[str, str]]:
     """Erase the people of these `user.deletion_requested` events at every destination that held them."""
     logger = get_run_logger()

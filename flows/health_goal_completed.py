@@ -8,10 +8,11 @@ from prefect import flow
 from prefect.states import State
 
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from tasks.run_state import batch_state
 
 
-@flow(name="health-goal-completed", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="health-goal-completed", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def health_goal_completed(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events of type `health_goal.completed` (ids only, never personal data).
 

@@ -8,10 +8,11 @@ from prefect import flow
 from prefect.states import State
 
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from tasks.run_state import batch_state
 
 
-@flow(name="subscription-changed", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="subscription-changed", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def subscription_changed(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events of type `subscription.changed` (raised by `webhook-received`).
 

@@ -8,10 +8,11 @@ from prefect import flow
 from prefect.states import State
 
 from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.results import NO_RESULTS
 from tasks.run_state import batch_state
 
 
-@flow(name="user-clinic-changed", task_runner=PUSH_RUNNER, log_prints=False)
+@flow(name="user-clinic-changed", task_runner=PUSH_RUNNER, log_prints=False, **NO_RESULTS)
 def user_clinic_changed(event_ids: list[str], force: bool = False) -> State[Any]:
     """Process these outbox events of type `user.clinic_changed` (ids only, never personal data).
 

@@ -23,6 +23,7 @@ from ennu.models import User, WebhookReceipt, utcnow
 from ennu.receipts import Handled
 from flows.hubspot_changes import hubspot_property_change
 from flows.ops_alert import ops_alert
+from flows.results import NO_RESULTS
 from flows.stripe_webhooks import stripe_event
 from tasks.ingest import ingest
 from tasks.twilio_webhooks import twilio_webhook
@@ -75,7 +76,7 @@ def apply_receipt(receipt_id: int) -> Handled | None:
         return handled
 
 
-@flow(name="webhook-received", log_prints=False)
+@flow(name="webhook-received", log_prints=False, **NO_RESULTS)
 def webhook_received(receipt_ids: list[int]) -> dict[str, int]:
     """Apply each receipt once; receipts without a handler are marked as such, never lost.
 

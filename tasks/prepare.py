@@ -1,7 +1,8 @@
-"""Prepare a batch: extract → route → map → validate, one Prefect task (each stage a plain function).
+"""Prepare a batch: extract → route → map → validate, plain function calls in the batch's flow run.
 
-One task rather than four: a task run costs the Prefect server about as much as the stage itself for a
-small batch, and the stages' counts are in this task's log lines either way.
+No task run: a task run costs the Prefect server (its state events) and the worker more than the stages
+themselves for a small batch; the stages' counts are in the flow run's log lines either way. The pushes,
+one task run per destination's batch, are what the run's task list shows.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
 from mappings import apply_mapping
 from tasks.extract import Extracted, extract_records
@@ -31,7 +31,6 @@ class Prepared:
         return f"Prepared({len(self.extracted.frame)} records, {len(self.sending)} destinations)"
 
 
-@task(name="prepare", cache_policy=NONE)
 def prepare(event_type: str, event_ids: list[str], keep: Callable[[Route], Route]) -> Prepared:
     """Read the events and their records, route them (consent, filters), keep what `keep` leaves of each
     route (the rows this batch holds deliveries for), map each to its destination and validate them all

@@ -8,9 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NONE
 from prefect.context import get_run_context
 from sqlalchemy import insert
 
@@ -277,9 +276,9 @@ class Tally:
             return table_of_counts(self.counts)
 
 
-@task(name="record", cache_policy=NONE)
 def record(tally: Tally, artifact_title: str) -> list[dict[str, int | str]]:
-    """Attach the summary and, when a record did not arrive, why (every outcome is already recorded)."""
+    """Attach the summary and, when a record did not arrive, why (every outcome is already recorded), to the
+    flow run: a plain call, not a task (a task run costs the Prefect server more than this does)."""
     table = tally.summary()
     create_table_artifact(
         key="sync-summary",

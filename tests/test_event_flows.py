@@ -157,3 +157,42 @@ def test_bulk_sync_sends_everyone_once_and_then_nothing(sqlite_database: str, sa
     assert len(sandbox.requests("hubspot")) == requests_before  # unchanged: nothing sent
     with session_scope() as session:
         assert session.get(User, people[0]) is not None
+
+
+def test_a_batch_run_shows_one_push_task_per_destination_and_asks_for_no_result_storage(
+    sqlite_database: str, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import SyncPrefectClient, get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tests.engine_support import wait_for
+
+    asked: list[str] = []
+    read_storage = SyncPrefectClient.read_server_default_result_storage
+
+    def counted(client: SyncPrefectClient) -> Any:
+        asked.append("storage")
+        return read_storage(client)
+
+    monkeypatch.setattr(SyncPrefectClient, "read_server_default_result_storage", counted)
+    state = user_registered(event_ids=[add_event("user.registered", add_person())], return_state=True)
+    assert asked == []  # the flows name their result path: no round trip for the server's default
+    run_id = state.state_details.flow_run_id
+    with session_scope() as session:
+        sent = {
+            f"push {r.connector}/{r.object}"
+            for r in session.execute(select(SyncLog).where(SyncLog.flow_run_id == str(run_id))).scalars()
+            if r.status not in ("skipped", "rejected")  # these are never pushed
+        }
+
+    def task_names() -> list[str] | None:
+        """The run's task runs, once the server has recorded those of every destination the run sent to."""
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        names = sorted(t.name for t in runs)
+        return names if sent <= set(names) else None
+
+    # prepare and record are plain calls in the flow run: its tasks are the pushes, one per destination here
+    # (a destination that took nothing, e.g. Zapier without subscriptions, still has its push)
+    names = wait_for(task_names, "the batch's task runs")
+    assert len(sent) > 1 and all(n.startswith("push ") for n in names) and len(set(names)) == len(names)
