@@ -6,7 +6,8 @@ big as the requests of the last moment (at least one, at most the limit's burst)
 one round trip, a stream of them about two a second, and a slot nobody used in time is given up (never
 saved for later: the global limit holds across processes within that moment). A chunk is asked for when
 the bucket will have room for it, by this process's own takes (`TakenSlots`), and a request is ten of the
-bucket's slots (`SLOTS_PER_REQUEST`): Prefect drops the fraction of a slot at every take. A batch bound for
+bucket's slots (`SLOTS_PER_REQUEST`): Prefect drops the fraction of a slot at every take. An open limit
+holds its slots longer (`OPEN_HOLD_SECONDS`, its bucket sized for that). A batch bound for
 several destinations takes their first slots together (`take_ahead`), in one round trip.
 """
 
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 _ensured: set[tuple[str, int, float]] = set()
 _ensure_lock = threading.Lock()
 TAKE_AHEAD_SECONDS = 0.5  # how long a slot taken ahead may wait for its request, at most
+# A limit that allows this many requests a second even when its slots are held OPEN_HOLD_SECONDS is open
+# (no process of ours sends that many): its bucket is sized for that hold, and chunks last that long.
+OPEN_RATE = 1000.0
+OPEN_HOLD_SECONDS = 10.0
 EXPECTED_SECONDS = 5.0  # a push's estimate is forgotten after this long
 MAX_WAIT_SECONDS = 5.0  # between tries for one slot, whatever the server suggests
 # Prefect decays a bucket by whole slots since its last take and drops the fraction at every take: with a
@@ -72,7 +77,7 @@ class TakenSlots:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.refilling = threading.Lock()
-        self.ready: deque[float] = deque()  # each slot's use-by time
+        self.ready: deque[list[float]] = deque()  # [use-by time, slots] of each chunk, oldest first
         self.recent: deque[float] = deque()  # when requests asked for a slot, over the last moment
         self.expected = 0  # requests a push said are coming (`expect`), not yet asked for
         self.expected_until = 0.0
@@ -100,7 +105,7 @@ class TakenSlots:
             self.expected_until = now + EXPECTED_SECONDS
 
     def _fresh(self, now: float) -> None:
-        while self.ready and self.ready[0] <= now:
+        while self.ready and self.ready[0][0] <= now:
             self.ready.popleft()
         while self.recent and self.recent[0] <= now - TAKE_AHEAD_SECONDS:
             self.recent.popleft()
@@ -115,13 +120,20 @@ class TakenSlots:
             asked = max(asked, stream)
         return max(1, min(burst, asked))
 
+    def _use_ready(self) -> bool:
+        """With the lock held: one fresh ready slot used, if there is one."""
+        if not self.ready:
+            return False
+        oldest = self.ready[0]
+        oldest[1] -= 1
+        if oldest[1] <= 0:
+            self.ready.popleft()
+        return True
+
     def _take(self) -> bool:
         with self.lock:
             self._fresh(time.monotonic())
-            if self.ready:
-                self.ready.popleft()
-                return True
-            return False
+            return self._use_ready()
 
     def _lead(self) -> float:
         """Seconds from sending a take to the server reading its clock for it: half a round trip (the
@@ -156,7 +168,7 @@ class TakenSlots:
         self.trips.append(back - sent)
         self.round_trips += 1
         self.round_trip_seconds += (back - sent) / sharing  # a shared round trip's sum is its time
-        self.ready.extend([sent + limit.hold_seconds] * requests)
+        self.ready.append([sent + limit.hold_seconds, requests])
 
     def wanted_ahead(self, burst: int) -> int:
         """Slots to take ahead for the requests expected now (none when enough are ready)."""
@@ -177,8 +189,7 @@ class TakenSlots:
             self._fresh(now)
             self.recent.append(now)
             self.expected = max(0, self.expected - 1)
-            if self.ready:
-                self.ready.popleft()
+            if self._use_ready():
                 return
         with self.refilling:
             if self._take():  # another thread's refill brought enough
@@ -203,7 +214,7 @@ class TakenSlots:
                 with self.lock:
                     if refusal is None:
                         self._took(limit, chunk, sent, back)
-                        self.ready.popleft()  # this request's
+                        self._use_ready()  # this request's
                         return
                     self.trips.append(back - sent)
                     self.round_trips += 1
@@ -311,7 +322,12 @@ class RateLimit:
     @property
     def hold_seconds(self) -> float:
         """How long a slot taken ahead may wait for its request: at most a quarter of the window (a
-        shorter hold would cost a Prefect round trip every few requests; a longer one, rate)."""
+        shorter hold would cost a Prefect round trip every few requests; a longer one, rate). An open limit
+        (`OPEN_RATE` requests a second even with a hold of `OPEN_HOLD_SECONDS`) holds its slots that long:
+        a busy Prefect server's round trip took as long as the short hold (0.2 s at load 7), so every push
+        thread waited on one at every chunk."""
+        if self.rate.bucket(OPEN_HOLD_SECONDS)[1] >= OPEN_RATE:
+            return OPEN_HOLD_SECONDS
         return min(TAKE_AHEAD_SECONDS, self.rate.seconds / 4)
 
     @property

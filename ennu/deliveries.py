@@ -440,10 +440,29 @@ def settle(
             results[(s.event_id, s.integration)] = (values["_status"], values["_error"])
     if not params:
         return results
+    statements = _settling_statements(owner, params)
+    if session is not None:
+        for statement, values in statements:
+            session.execute(statement, values)
+        return results
+    with session_scope() as own:
+        for statement, values in statements:
+            own.execute(statement, values)
+    finish_events({s.event_id for s in settlements})
+    return results
+
+
+def _settling_statements(owner: str, params: Sequence[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    """The updates that write these new states: one statement for every IN_CHUNK deliveries that end up
+    alike (a batch's delivered ones share every value but their id), not one row's parameters each."""
+    alike: dict[tuple[Any, ...], list[int]] = {}
+    for values in params:
+        same = tuple(values[name] for name in _SETTLED_VALUES)
+        alike.setdefault(same, []).append(values["_id"])
     table = DELIVERY_TABLE
     statement = (
         update(table)
-        .where(table.c.id == bindparam("_id"), table.c.lease_owner == owner)
+        .where(table.c.id.in_(bindparam("_ids", expanding=True)), table.c.lease_owner == owner)
         .values(
             status=bindparam("_status"),
             attempts=bindparam("_attempts"),
@@ -454,15 +473,22 @@ def settle(
             last_attempt_at=func.coalesce(bindparam("_last_attempt_at"), table.c.last_attempt_at),
         )
     )
-    if session is not None:
-        for part in chunks(params):
-            session.execute(statement, list(part))
-        return results
-    with session_scope() as own:
-        for part in chunks(params):
-            own.execute(statement, list(part))
-    finish_events({s.event_id for s in settlements})
-    return results
+    return [
+        (statement, {**dict(zip(_SETTLED_VALUES, same, strict=True)), "_ids": list(part)})
+        for same, ids in alike.items()
+        for part in chunks(ids)
+    ]
+
+
+_SETTLED_VALUES = (
+    "_status",
+    "_attempts",
+    "_not_before",
+    "_settled_at",
+    "_error",
+    "_lease_expires_at",
+    "_last_attempt_at",
+)
 
 
 def finish_events(event_ids: Iterable[str], *, session: Session | None = None) -> int:

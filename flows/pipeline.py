@@ -8,7 +8,10 @@ outcomes are recorded the moment they come back, so a crash loses no record of w
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+import math
+import queue
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
@@ -28,14 +31,12 @@ from tasks.admit import admit
 from tasks.batch_phase import pushes_under_way
 from tasks.extract import Extracted
 from tasks.prepare import prepare
-from tasks.push import plan_push, push_batch, reconcile, take_slots_ahead, to_records
+from tasks.push import BatchReport, plan_push, push_batches, reconcile, take_slots_ahead, to_records
 from tasks.record import Ledger, SyncEntry, Tally, record
 from tasks.route import Route
 from tasks.validate import ValidationResult
 
 SummaryTable = list[dict[str, int | str]]
-# (route, the batch, every record of the route, payload hashes, the push)
-PushFuture = tuple[Route, list[Record], list[Record], dict[str, str], PrefectFuture[list[Outcome]]]
 NO_OUTCOME = "no outcome recorded"
 # A "resend_unless_orphaned" destination's send orphaned by its worker (it died or stopped with the request
 # in flight): failed, never sent again by itself.
@@ -46,7 +47,9 @@ RESENDABLE = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, Deliv
 # Batches of several destinations go out concurrently, every destination of a batch at once (a lone event
 # goes to up to 8), so none waits past its rate-limit slots taken ahead; vendors cap concurrent connections
 # (Mailchimp: 10).
-PUSH_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=8)
+PUSH_THREADS = 8
+PUSH_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=PUSH_THREADS)
+BATCHES_PER_PUSH = 10  # vendor batches one push task carries, at most
 T = TypeVar("T")
 
 
@@ -288,7 +291,7 @@ def _deliver(
     extracted = prepared.extracted
     ledger.write(unusable_event_entries(extracted, ledger))
     routed = {r.connector for r in prepared.routes}
-    pushes: list[tuple[Route, list[Record], list[Record], dict[str, str]]] = []
+    pushes: list[Push] = []
     for r in prepared.routes:
         ledger.write(withheld_entries(r))
     for r, checked in prepared.sending:
@@ -320,19 +323,16 @@ def _deliver(
         if destination.ambiguous_sends == "reconcile":
             pairs = [(str(x.event_id), r.connector) for b in plan.batches for x in b]
             deliveries.mark_sending(ledger.owner, pairs)
-        pushes += [(r, batch, records, plan.hashes) for batch in plan.batches]
+        pushes += [Push(r, batches, records, plan.hashes) for batches in per_push(plan.batches)]
     # Each destination's first slots in one Prefect round trip, not one per destination's push.
-    take_slots_ahead(list(dict.fromkeys(r.connector for r, *_ in pushes)))
-    futures: list[PushFuture] = [
-        (
-            r,
-            batch,
-            records,
-            hashes,
-            push_batch.submit(r.connector, r.mapping.object, r.mapping.upsert_key, as_is(batch)),
+    take_slots_ahead(list(dict.fromkeys(p.route.connector for p in pushes)))
+    reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
+    for n, p in enumerate(pushes):
+        r = p.route
+        p.future = push_batches.submit(
+            r.connector, r.mapping.object, r.mapping.upsert_key, as_is(p.batches), as_is(reporter(reports, n))
         )
-        for r, batch, records, hashes in pushes
-    ]
+        thread_future(p.future).add_done_callback(ender(reports, n))
     ledger.write(
         [
             event_entry(h, SyncStatus.SKIPPED, "no longer routed")
@@ -341,7 +341,7 @@ def _deliver(
         ]
     )
     pushes_under_way()  # the worker may start its next batch while this one waits for its answers
-    collect(futures, ledger)
+    collect(pushes, reports, ledger)
     leftover = ledger.unsettled()
     if leftover:  # a bug's safety net: nothing held is left leased without an outcome
         logger.error("%d deliveries had no outcome; offered again", len(leftover))
@@ -355,6 +355,42 @@ def event_entry(held: deliveries.Held, status: SyncStatus, reason: str) -> SyncE
     )
 
 
+@dataclass
+class Push:
+    """One push task: a route's vendor batches, every record of the route, their payload hashes."""
+
+    route: Route
+    batches: list[list[Record]]
+    records: list[Record]
+    hashes: dict[str, str]
+    future: PrefectFuture[int] | None = field(default=None, repr=False)
+
+
+# (push, batch index, its outcomes or error) as a push hands a batch over; (push, None, None) as it ends.
+Report = tuple[int, int | None, list[Outcome] | Exception | None]
+
+
+def per_push(batches: list[list[Record]]) -> list[list[list[Record]]]:
+    """A route's vendor batches cut into push tasks: as many tasks as the runner has threads (the batches
+    still go out side by side), each of at most BATCHES_PER_PUSH batches."""
+    size = min(BATCHES_PER_PUSH, max(1, math.ceil(len(batches) / PUSH_THREADS)))
+    return [batches[start : start + size] for start in range(0, len(batches), size)]
+
+
+def reporter(reports: queue.SimpleQueue[Report], push: int) -> BatchReport:
+    def report(index: int, result: list[Outcome] | Exception) -> None:
+        reports.put((push, index, result))
+
+    return report
+
+
+def ender(reports: queue.SimpleQueue[Report], push: int) -> Callable[[object], None]:
+    def ended(_: object) -> None:
+        reports.put((push, None, None))
+
+    return ended
+
+
 def thread_future(future: PrefectFuture[Any]) -> concurrent.futures.Future[Any]:
     """The thread's own future of a push on PUSH_RUNNER (a thread pool of this process)."""
     if not isinstance(future, PrefectConcurrentFuture):
@@ -362,22 +398,38 @@ def thread_future(future: PrefectFuture[Any]) -> concurrent.futures.Future[Any]:
     return future.wrapped_future
 
 
-def collect(futures: list[PushFuture], ledger: Ledger) -> None:
+def collect(pushes: list[Push], reports: queue.SimpleQueue[Report], ledger: Ledger) -> None:
     """Record pushed batches as soon as they are back, whichever finishes first: every batch that is back
     at that moment in one write (one transaction, not one each).
 
-    A batch's outcomes apply to every record sharing a record key with it (`records` is the route's).
+    A batch's outcomes apply to every record sharing a record key with it (`records` is the route's). A
+    push that ended without handing some batch over (it raised before) fails those batches with its error.
     """
-    waiting = {thread_future(f[4]): f for f in futures}
-    while waiting:
-        done, _ = concurrent.futures.wait(list(waiting), return_when=concurrent.futures.FIRST_COMPLETED)
+    unreported = {n: set(range(len(p.batches))) for n, p in enumerate(pushes)}
+    running = set(unreported)
+    while running:
+        back = [reports.get()]
+        while True:
+            try:
+                back.append(reports.get_nowait())
+            except queue.Empty:
+                break
         entries: list[SyncEntry] = []
-        for finished in done:
-            r, batch, records, hashes, pushed = waiting.pop(finished)
-            result: Any = pushed.result(raise_on_failure=False)
+        for n, index, result in back:
+            p = pushes[n]
+            if index is None:  # the push ended
+                running.discard(n)
+                ended: Any = p.future.result(raise_on_failure=False) if p.future is not None else None
+                if isinstance(ended, BaseException):
+                    for left in sorted(unreported[n]):
+                        outcomes = failed_batch(p.route.connector, p.batches[left], ended)
+                        entries += outcome_entries(p.route, p.records, outcomes, p.hashes)
+                unreported[n].clear()
+                continue
+            unreported[n].discard(index)
             if isinstance(result, BaseException):
-                outcomes = failed_batch(r.connector, batch, result)
+                outcomes = failed_batch(p.route.connector, p.batches[index], result)
             else:
-                outcomes = {o.record_key: o for o in result}
-            entries += outcome_entries(r, records, outcomes, hashes)
+                outcomes = {o.record_key: o for o in result or []}
+            entries += outcome_entries(p.route, p.records, outcomes, p.hashes)
         ledger.write(entries)

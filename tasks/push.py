@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -86,15 +87,19 @@ def _clean(value: Any) -> Any:
 def to_records(mapped: pd.DataFrame) -> list[Record]:
     """One `Record` per mapped row; only the mapping's destination fields go into `fields`."""
     destination = [c for c in mapped.columns if c not in META_COLUMNS]
-    rows = mapped.to_dict("records")  # building wire bodies needs one dict per record
+    # Column by column (a list each, cleaned once), then zipped into rows: a dict per row from
+    # `to_dict("records")` and a clean per cell cost more than the rest of building the records.
+    values = [[_clean(v) for v in mapped[c].tolist()] for c in destination]
+    keys, events, users = (mapped[c].tolist() for c in META_COLUMNS)
+    rows = zip(*values, strict=True) if values else iter([()] * len(keys))
     return [
         Record(
-            record_key=str(row["_record_key"]),
-            event_id=None if _clean(row["_event_id"]) is None else str(row["_event_id"]),
-            user_id=None if _clean(row["_user_id"]) is None else int(row["_user_id"]),
-            fields={name: _clean(row[name]) for name in destination},
+            record_key=str(key),
+            event_id=None if _clean(event) is None else str(event),
+            user_id=None if _clean(user) is None else int(user),
+            fields=dict(zip(destination, row, strict=True)),
         )
-        for row in rows
+        for key, event, user, row in zip(keys, events, users, rows, strict=True)
     ]
 
 
@@ -209,19 +214,55 @@ def send_marker(connector: Connector) -> Callable[[Sequence[Record]], None] | No
     return mark
 
 
+BatchReport = Callable[[int, list[Outcome] | Exception], None]
+
+
 @task(
     name="push",
     task_run_name="push {connector_name}/{object_name}",
     cache_policy=NONE,
 )
-def push_batch(
-    connector_name: str, object_name: str, upsert_key: str, records: list[Record]
+def push_batches(
+    connector_name: str, object_name: str, upsert_key: str, batches: list[list[Record]], report: BatchReport
+) -> int:
+    """Send these vendor batches one after the other, each one's outcomes (or the error it raised) handed
+    to `report(index, ...)` the moment it is back, so they are recorded while the next is at the vendor.
+    Several batches a task: a Prefect task run (its states, events and log lines) cost as much CPU as a
+    batch's own work. Every batch is tried; the task then raises the first batch's error (it shows
+    Failed), or returns the records pushed."""
+    logger = get_run_logger()
+    counts: Counter[str] = Counter()
+    first: Exception | None = None
+    for index, records in enumerate(batches):
+        try:
+            outcomes = push_one(logger, connector_name, object_name, upsert_key, records)
+        except Exception as exc:  # this batch's outcome: the others go on, as separate tasks would
+            report(index, exc)
+            first = first or exc
+            continue
+        report(index, outcomes)
+        counts.update(o.status.value for o in outcomes)
+    pushed = sum(len(b) for b in batches)
+    logger.info(
+        "%s/%s: %d records in %d batches pushed: %s",
+        connector_name,
+        object_name,
+        pushed,
+        len(batches),
+        dict(counts.most_common()),
+    )
+    if first is not None:
+        raise first
+    return pushed
+
+
+def push_one(
+    logger: Any, connector_name: str, object_name: str, upsert_key: str, records: list[Record]
 ) -> list[Outcome]:
     """Send one batch. The client retries each request where that is safe (`connectors.http.VendorHttp`);
     vendor trouble that outlasts those retries raises, and the delivery engine offers the batch again
     later (or looks it up first where a send may have arrived): never a Prefect retry of the whole batch,
     which would repeat the requests that did succeed."""
-    logger = get_run_logger()
     state = circuit.current_state(connector_name)
     if state.open:
         logger.warning("%s: circuit open, %d records deferred to its probe", connector_name, len(records))
@@ -262,10 +303,7 @@ def push_batch(
         # A connector that returns per-record outcomes (Twilio) reports vendor trouble without raising.
         logger.error("%s: circuit opened after repeated failures (%s)", connector_name, trouble.error)
     elapsed = int((time.monotonic() - started) * 1000)
-    outcomes = [replace(o, duration_ms=elapsed) for o in outcomes]
-    counts = pd.Series([o.status.value for o in outcomes]).value_counts().to_dict()
-    logger.info("%s/%s: %d records pushed: %s", connector_name, object_name, len(records), counts)
-    return outcomes
+    return [replace(o, duration_ms=elapsed) for o in outcomes]
 
 
 @task(name="reconcile", cache_policy=NONE)

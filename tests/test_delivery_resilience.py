@@ -108,3 +108,36 @@ def test_open_circuit_defers_without_calling_the_vendor(
 
     assert sandbox.requests("hubspot") == []
     assert statuses("hubspot") == ["deferred"]
+
+
+def test_a_push_of_several_batches_hands_each_back_and_one_that_fails_fails_alone(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    from prefect import flow
+
+    from connectors.base import Outcome, Record
+    from connectors.http import RetryableError
+    from flows.pipeline import PUSH_RUNNER
+    from tasks.push import push_batches
+
+    batches = [
+        [Record(f"user:{b}{n}", None, None, {"email": f"p{b}-{n}@example.com"}) for n in range(2)]
+        for b in range(3)
+    ]
+    reports: dict[int, list[Outcome] | Exception] = {}
+
+    def report(index: int, result: list[Outcome] | Exception) -> None:
+        reports[index] = result
+        if index == 0:  # the next batch meets an outage that outlasts the client's retries
+            sandbox.fail("hubspot", mode="status", status=503, count=3)
+
+    @flow(task_runner=PUSH_RUNNER)
+    def pushing() -> Any:
+        return push_batches("hubspot", "contacts", "email", batches, report, return_state=True)
+
+    state = pushing()
+
+    assert state.is_failed()  # the task shows the failed batch
+    assert isinstance(reports[1], RetryableError)
+    assert [[o.status.value for o in reports[i]] for i in (0, 2)] == [["created"] * 2] * 2  # type: ignore[union-attr]
+    assert len(sandbox.objects("hubspot", "contacts")) == 4
