@@ -132,12 +132,11 @@ def test_a_push_of_several_batches_hands_each_back_and_one_that_fails_fails_alon
             sandbox.fail("hubspot", mode="status", status=503, count=3)
 
     @flow(task_runner=PUSH_RUNNER)
-    def pushing() -> Any:
-        return push_batches("hubspot", "contacts", "email", batches, report, return_state=True)
+    def pushing() -> bool:
+        state = push_batches("hubspot", "contacts", "email", batches, report, return_state=True)
+        return state.is_failed()
 
-    state = pushing()
-
-    assert state.is_failed()  # the task shows the failed batch
+    assert pushing()  # the task shows the failed batch
     assert isinstance(reports[1], RetryableError)
     assert [[o.status.value for o in reports[i]] for i in (0, 2)] == [["created"] * 2] * 2  # type: ignore[union-attr]
     assert len(sandbox.objects("hubspot", "contacts")) == 4
