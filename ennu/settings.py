@@ -245,17 +245,28 @@ def loopback_refused(url: str | None) -> bool:
 
 
 # The setting behind each base a mapping's `link` transform names, and its stand-in in local mode.
-LINK_BASES = {"host_app": "ENNU_HOST_APP_URL", "ehr": "ENNU_EHR_LINK_URL"}
+LINK_FIELDS = {"host_app": "host_app_url", "ehr": "ehr_link_url"}
 LOCAL_HOST_APP_URL = "https://ennu-host.example"  # the demo has no host app to open
+
+
+def link_variable(to: str) -> str:
+    """The environment variable of a `link` base (`ENNU_HOST_APP_URL`)."""
+    return str(Settings.model_fields[LINK_FIELDS[to]].alias)
+
+
+def configured_link_base(settings: Settings, to: str) -> str | None:
+    """A `link` base as configured, or None where it is not set."""
+    value: str | None = getattr(settings, LINK_FIELDS[to])
+    return value or None
 
 
 def link_base(to: str) -> str:
     """The base URL of a `link` (no trailing slash): its setting, else in local mode the stand-in; a
-    production process without it does not start (`ennu.startup.core_problems`)."""
+    production process without it does not start (`mappings.links.unset_link_problems`)."""
     settings = get_settings()
-    configured = {"host_app": settings.host_app_url, "ehr": settings.ehr_link_url}[to]
+    configured = configured_link_base(settings, to)
     if configured:
         return configured.rstrip("/")
     if not settings.local:
-        raise ValueError(f"{LINK_BASES[to]} is not set")
+        raise ValueError(f"{link_variable(to)} is not set")
     return LOCAL_HOST_APP_URL if to == "host_app" else settings.sandbox_url.rstrip("/") + "/fhir/r4"

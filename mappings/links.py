@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ennu.settings import LINK_BASES, Settings
+from ennu.settings import Settings, configured_link_base, link_variable
 from mappings.loader import load_all_mappings
 from mappings.routing import routing_table
 from mappings.transforms import LinkParams
@@ -31,9 +31,8 @@ def unset_link_problems(settings: Settings) -> list[str]:
     """A sentence per base an enabled route links to whose setting is missing (none in local mode)."""
     if settings.local:
         return []
-    configured = {"host_app": settings.host_app_url, "ehr": settings.ehr_link_url}
     return [
-        f"{LINK_BASES[base]} is not set (an enabled route's notices link there)"
+        f"{link_variable(base)} is not set (an enabled route's notices link there)"
         for base in sorted(bases_linked(settings))
-        if not configured[base]
+        if configured_link_base(settings, base) is None
     ]
