@@ -137,18 +137,29 @@ def record_success(integration: str) -> None:
 
 
 def record_failure(integration: str, reason: str) -> bool:
-    """Count one failed call; returns True when this failure opened (or re-opened) the circuit."""
+    """Count one failed call; returns True when this failure opened (or re-opened) the circuit.
+
+    A failure while the circuit is open is a call that was already under way when it opened (another push
+    thread's, another worker's): it is noted as the last error but neither counts nor lengthens the open
+    period, which doubles only for a failed probe. Otherwise a burst of concurrent pushes failing together
+    at the start of an outage would double the first probe's wait once per push (5 s became 80 s and more)
+    and keep the deliveries waiting long after the vendor healed."""
     settings = get_settings()
     ensure_state_row(integration)
     with session_scope() as session:
         row = _locked_row(session, integration)
-        row.consecutive_failures = (row.consecutive_failures or 0) + 1
-        row.last_error_at = utcnow()
+        now = utcnow()
+        row.last_error_at = now
         row.last_error = reason[:500]
-        beyond = row.consecutive_failures - settings.circuit_failure_threshold
-        opened = beyond >= 0
-        if opened:
-            row.opened_until = utcnow() + timedelta(seconds=open_seconds(beyond))
+        opened_until = as_utc(row.opened_until)
+        if opened_until is not None and opened_until > now:
+            opened = False
+        else:
+            row.consecutive_failures = (row.consecutive_failures or 0) + 1
+            beyond = row.consecutive_failures - settings.circuit_failure_threshold
+            opened = beyond >= 0
+            if opened:
+                row.opened_until = now + timedelta(seconds=open_seconds(beyond))
     _forget(integration)  # after the commit: this process's next read sees the failure
     return opened
 

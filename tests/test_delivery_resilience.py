@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ennu import circuit
 from ennu.db import session_scope
-from ennu.models import Delivery, OutboxEvent, SyncLog
+from ennu.models import Delivery, IntegrationState, OutboxEvent, SyncLog
 from flows.assessment_completed import assessment_completed
 from flows.drain import drain
 from tests.factories import person_with_assessment
@@ -108,6 +108,37 @@ def test_open_circuit_defers_without_calling_the_vendor(
 
     assert sandbox.requests("hubspot") == []
     assert statuses("hubspot") == ["deferred"]
+
+
+def test_failures_of_calls_under_way_when_the_circuit_opened_do_not_lengthen_it(
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight pushes failing together open the circuit once, for the first probe period; only a failed probe
+    (a call after the period) doubles it."""
+    monkeypatch.setenv("ENNU_CIRCUIT_FAILURE_THRESHOLD", "1")
+    monkeypatch.setenv("ENNU_CIRCUIT_PROBE_SECONDS", "5")
+    from ennu.settings import reload_settings
+
+    reload_settings()
+    opened = [circuit.record_failure("hubspot", "http 503") for _ in range(8)]
+    first = circuit.circuit_state("hubspot")
+    assert opened == [True] + [False] * 7
+    assert first.consecutive_failures == 1 and first.open
+    assert first.opened_until is not None and first.last_error_at is not None
+    assert first.opened_until - first.last_error_at <= timedelta(seconds=5)
+
+    with session_scope() as session:  # the probe period has passed: the next failure is the probe's
+        session.execute(
+            update(IntegrationState)
+            .where(IntegrationState.integration == "hubspot")
+            .values(opened_until=first.last_error_at)
+        )
+    circuit.forget_cached_states()
+    assert circuit.record_failure("hubspot", "http 503")
+    again = circuit.circuit_state("hubspot")
+    assert again.consecutive_failures == 2 and again.open
+    assert again.opened_until is not None and again.last_error_at is not None
+    assert timedelta(seconds=9) < again.opened_until - again.last_error_at <= timedelta(seconds=10)
 
 
 def test_a_push_of_several_batches_hands_each_back_and_one_that_fails_fails_alone(
