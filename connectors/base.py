@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 import requests
 
 from connectors.errors import DEFAULT_TABLE, ErrorTable
-from connectors.http import VendorHttp
+from connectors.http import VendorHttp, before_next_send
 from connectors.request_rate import RequestRate
 from ennu.models import SyncStatus
 
@@ -118,7 +118,7 @@ _send_marker: ContextVar[Callable[[Sequence[Record]], None] | None] = ContextVar
 
 @contextmanager
 def sends_marked_by(marker: Callable[[Sequence[Record]], None] | None) -> Iterator[None]:
-    """Within this block, `Connector.about_to_send` calls `marker` with the records a request carries."""
+    """Within this block, `Connector.sending` has `marker` called with the records a request carries."""
     token = _send_marker.set(marker)
     try:
         yield
@@ -147,7 +147,7 @@ class Connector(ABC):
     # "resend": send again, at least once; a stable delivery id in the payload lets a receiver de-duplicate;
     # "resend_unless_orphaned": the worker that saw its own send lose its answer (a timeout, a reset) sends
     # it again (at least once; a stable id in the payload lets reports de-duplicate); but each request's
-    # records are marked as possibly sent just before it leaves (`about_to_send`), and a send orphaned by
+    # records are marked as possibly sent just before it leaves (`sending`), and a send orphaned by
     # its worker (killed, stopped, or an unexpected error with the request in flight: the mark outlives
     # it) is failed with that reason instead of being sent again; an operator's replay sends it anyway.
     ambiguous_sends: ClassVar[AmbiguousSends]
@@ -205,11 +205,17 @@ class Connector(ABC):
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """`push` for a declared object: the vendor's requests for one batch."""
 
-    def about_to_send(self, records: Sequence[Record]) -> None:
-        """A "resend_unless_orphaned" connector calls this just before each request, with its records."""
+    @contextmanager
+    def sending(self, records: Sequence[Record]) -> Iterator[None]:
+        """Around one request of a "resend_unless_orphaned" connector: its records are marked just before
+        its bytes leave (after its rate-limit slot, `connectors.http.before_next_send`), so a worker killed
+        while it waited for the slot, or before, leaves them offered again, not orphaned."""
         marker = _send_marker.get()
-        if marker is not None:
-            marker(records)
+        if marker is None:
+            yield
+            return
+        with before_next_send(lambda: marker(records)):
+            yield
 
     @classmethod
     def has_credentials(cls) -> bool:

@@ -7,7 +7,9 @@ import email.utils
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -175,6 +177,22 @@ class CallCounter:
             self.calls += 1
 
 
+# Called once just before the next request's bytes leave (after its rate-limit slot), then cleared: a
+# connector marks what a request carries as possibly sent (`Connector.sending`), so that a worker killed
+# while it waited for the slot has marked nothing.
+_before_send: ContextVar[Callable[[], None] | None] = ContextVar("before_send", default=None)
+
+
+@contextmanager
+def before_next_send(callback: Callable[[], None]) -> Iterator[None]:
+    """Within this block, `callback` runs once, just before the first request's bytes leave."""
+    token = _before_send.set(callback)
+    try:
+        yield
+    finally:
+        _before_send.reset(token)
+
+
 class VendorHttp:
     """A pooled, rate-limited client for one integration's API, classifying answers by its error table.
 
@@ -279,6 +297,10 @@ class VendorHttp:
             raise RefusedDestination(self.integration)
         if self.rate_limit is not None:
             self.rate_limit.acquire()
+        callback = _before_send.get()
+        if callback is not None:
+            _before_send.set(None)  # once: a retry of the request is covered by the first call
+            callback()
         self.counter.add()
         started = time.monotonic()
         try:

@@ -79,9 +79,9 @@ class NoticeConnector(HttpConnector):
             for start in range(0, len(members), DIGEST_LIMIT)
         ]
         for title, text, members in messages:
-            self.about_to_send([by_key[key] for key, _ in members])
             try:
-                self.notify_many(title, text, [fields for _, fields in members])
+                with self.sending([by_key[key] for key, _ in members]):
+                    self.notify_many(title, text, [fields for _, fields in members])
             except AuthError:
                 raise
             except PermanentError as exc:

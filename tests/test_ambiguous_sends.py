@@ -7,7 +7,7 @@ from typing import Any, get_args
 
 import pytest
 
-from connectors.base import AmbiguousSends, Connector, Record
+from connectors.base import AmbiguousSends, Connector, Record, sends_marked_by
 from connectors.registry import CONNECTORS, build_connector
 
 
@@ -39,3 +39,36 @@ def test_a_connector_that_does_not_reconcile_finds_nothing_and_asks_nobody(sandb
     assert hubspot.reconcile("contacts", [record], datetime.now(UTC)) == {}
     assert sandbox.requests("hubspot") == []
     hubspot.close()
+
+
+class CountedSlots:
+    """A rate limit that grants every slot at once and notes when it was asked (the order is the point)."""
+
+    def __init__(self, seen: list[Any]) -> None:
+        self.seen = seen
+
+    def acquire(self) -> None:
+        self.seen.append("slot")
+
+
+@pytest.mark.parametrize("name", ["slack", "ga4"])
+def test_a_send_is_marked_after_its_rate_limit_slot_and_once_across_retries(name: str, sandbox: Any) -> None:
+    """A worker killed while its request waits for a slot has marked nothing (it is offered again, not
+    orphaned); a retried request is marked once."""
+    connector = build_connector(name, rate_limited=False)
+    seen: list[Any] = []
+    connector.http.rate_limit = CountedSlots(seen)  # type: ignore[attr-defined]
+    fields = (
+        {"title": "Notice", "text": "assessment", "band": "low"}
+        if name == "slack"
+        else {"client_id": "c-1", "name": "assessment_completed", "params.event_id": "evt-1"}
+    )
+    record = Record("notice:1", "evt-1", 1, fields)
+    upsert_key = connector.objects[0].upsert_keys[0] if connector.objects[0].upsert_keys else "title"
+    sandbox.fail(name, mode="status", status=503, count=1)
+    with sends_marked_by(lambda records: seen.append(("mark", [r.record_key for r in records]))):
+        outcomes = connector.push(connector.objects[0].name, upsert_key, [record])
+    connector.close()
+    assert [o.status.value for o in outcomes] == ["created"]
+    assert seen == ["slot", ("mark", ["notice:1"]), "slot"]
+    assert sandbox.request_count(name) == 2

@@ -269,7 +269,7 @@ class Ga4Connector(HttpConnector):
     def send(self, object_name: str, upsert_key: str, records: Sequence[Record]) -> list[Outcome]:
         """Send the events; each request carries the events of one `client_id` (whatever `upsert_key` is).
 
-        Each request's records are marked just before it leaves (`about_to_send`: a worker that dies from
+        Each request's records are marked just before it leaves (`sending`: a worker that dies from
         here on leaves them `unknown`, never sent again). Trouble, a lost answer included (sent again: at
         least once, the same `event_id`), defers the rest of the batch once something was answered; before
         anything was answered it raises, and the delivery engine offers the whole batch again later.
@@ -290,9 +290,9 @@ class Ga4Connector(HttpConnector):
             if trouble is not None:  # the rest of the batch waits for a later offer
                 outcomes.update({k: Outcome(k, SyncStatus.DEFERRED, error=trouble) for k in keys})
                 continue
-            self.about_to_send([by_key[k] for k in keys])
             try:
-                self.http.request("POST", "/mp/collect", params=self._query, json=body)
+                with self.sending([by_key[k] for k in keys]):
+                    self.http.request("POST", "/mp/collect", params=self._query, json=body)
             except ConnectorError as failure:  # a lost answer too: this worker sends it again
                 if not sent_any:  # nothing of the batch went: the engine offers it all again
                     raise
