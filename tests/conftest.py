@@ -40,10 +40,11 @@ from tests.capture import CapturingEndpoint, capturing_endpoint  # noqa: E402
 PG_ADMIN_URL = os.environ.get("ENNU_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-# The tiers (tests/tiers.py): users of an `@e2e_fixture` are `e2e`; an unmarked test starting a process fails;
-# e2e tests run first.
+# The tiers (tests/tiers.py): every test has its own id; users of an `@e2e_fixture` are `e2e`; an unmarked
+# test starting a process fails; e2e tests run first.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.refuse_duplicate_ids(items)
     tiers.mark_e2e_by_fixture(items)
     tiers.slow_first(items)
 

@@ -44,7 +44,19 @@ def test_e2e_tests_come_first_then_flow_tests_and_a_modules_e2e_tests_share_one_
 
     tiers_in_order = [tier(item) for item in request.session.items]
     assert tiers_in_order == sorted(tiers_in_order)
+    grouping = request.config.getoption("dist", "no") == "loadgroup"
     for item in request.session.items:
         if item.get_closest_marker("e2e"):
+            module = item.nodeid.split("::", 1)[0]
             group = item.get_closest_marker("xdist_group")
-            assert group is not None and group.args == ("e2e " + item.nodeid.split("::", 1)[0].split("@")[0],)
+            assert group is not None and group.args == ("e2e " + module.split("@")[0],)
+            if grouping:  # the scheduler sees the group only as the id's suffix (pytest-xdist sets it)
+                assert item.nodeid.endswith("@e2e " + module), item.nodeid
+
+
+def test_tests_sharing_an_id_stop_the_session_naming_it(request: pytest.FixtureRequest) -> None:
+    items = [item for item in request.session.items if item.nodeid == request.node.nodeid]
+    tiers.refuse_duplicate_ids(items)
+    with pytest.raises(pytest.UsageError, match=r"share an id.*\(2 tests\)") as refused:
+        tiers.refuse_duplicate_ids(items * 2)
+    assert request.node.nodeid in str(refused.value)
