@@ -141,6 +141,37 @@ def test_a_hundred_deals_cost_three_requests(sandbox: Any) -> None:
     assert len(sandbox.objects("hubspot", "associations")) == 200  # both directions
 
 
+def test_deals_read_their_contacts_once_and_again_when_hubspot_refuses_a_link(sandbox: Any) -> None:
+    """The contacts' ids are remembered by the connector; a contact deleted and created again in HubSpot
+    (a new id) makes the next link fail once, and the connector reads that contact again and links."""
+    hubspot = connector()
+    [person] = hubspot.push("contacts", "email", [contact(1)])
+    hubspot.push("deals", "ennu_goal_id", [deal(1, "open", "person1@example.com")])
+    start = len(sandbox.requests("hubspot"))
+    hubspot.push("deals", "ennu_goal_id", [deal(2, "open", "person1@example.com")])
+    link = "POST /crm/v4/associations/deals/contacts/batch/associate/default"
+    assert paths(sandbox)[start:] == ["POST /crm/v3/objects/deals/batch/upsert", link]
+
+    requests.post(
+        f"{hubspot.http.base_url}/crm/v3/objects/contacts/batch/archive",
+        json={"inputs": [{"id": person.remote_id}]},
+        headers={"Authorization": "Bearer sandbox-hubspot-token"},
+        timeout=5,
+    ).raise_for_status()
+    [again] = connector().push("contacts", "email", [contact(1)])  # another process creates it again
+    start = len(sandbox.requests("hubspot"))
+    [outcome] = hubspot.push("deals", "ennu_goal_id", [deal(3, "open", "person1@example.com")])
+    assert outcome.error is None
+    read = "POST /crm/v3/objects/contacts/batch/read"
+    assert paths(sandbox)[start:] == ["POST /crm/v3/objects/deals/batch/upsert", link, read, link]
+    linked = {
+        (a["fromObjectId"], a["toObjectId"])
+        for a in sandbox.objects("hubspot", "associations")
+        if a["fromObjectType"] == "deals"
+    }
+    assert linked == {(outcome.remote_id, again.remote_id)}
+
+
 def test_a_deal_without_its_contact_is_upserted_and_says_it_is_not_associated(sandbox: Any) -> None:
     hubspot = connector()
     hubspot.push("contacts", "email", [contact(1)])

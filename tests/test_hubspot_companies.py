@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from connectors.base import Person, Record
 from connectors.hubspot import HubSpotConnector
+from connectors.hubspot.targets import KnownTargets, fingerprint
 from ennu.db import session_scope
 from ennu.models import User
 from ennu.settings import get_settings
@@ -149,3 +150,67 @@ def test_erasure_removes_the_contacts_company_links_and_keeps_the_company(
         hubspot.close()
     assert sandbox.objects("hubspot", "associations") == []
     assert [c["id"] for c in sandbox.objects("hubspot", "companies")] == [company["id"]]
+
+
+def test_a_clinic_company_is_upserted_once_until_it_changes_or_is_deleted_in_hubspot(
+    sqlite_database: str, sandbox: Any
+) -> None:
+    """Later batches of a clinic's people link to the company this connector upserted, with no company
+    request; a renamed clinic is upserted again; a company deleted in HubSpot is created again and linked."""
+    hubspot = HubSpotConnector.from_settings(get_settings(), rate_limited=False)
+
+    def register(n: int, clinic: str = "Eastside Clinic") -> Any:
+        fields = {
+            "email": f"p{n}@example.com",
+            "associations.companies.ennu_company_id": 41,
+            "companies.name": clinic,
+        }
+        [outcome] = hubspot.push("contacts", "email", [Record(f"user:{n}", f"evt-{n}", n, fields)])
+        assert outcome.status.value == "created" and outcome.error is None, outcome
+        return outcome.remote_id
+
+    upsert = "POST /crm/v3/objects/companies/batch/upsert"
+    link = "POST /crm/v4/associations/contacts/companies/batch/associate/default"
+    try:
+        first = register(1)
+        [company] = sandbox.objects("hubspot", "companies")
+        before = len(sandbox.requests("hubspot"))
+        second = register(2)
+        assert paths(sandbox, before) == ["POST /crm/v3/objects/contacts/batch/upsert", link]
+
+        before = len(sandbox.requests("hubspot"))
+        third = register(3, clinic="Eastside Clinic & Lab")
+        assert paths(sandbox, before).count(upsert) == 1
+        [renamed] = sandbox.objects("hubspot", "companies")
+        assert renamed["id"] == company["id"] and renamed["properties"]["name"] == "Eastside Clinic & Lab"
+        assert contact_links(sandbox) == {(contact, company["id"]) for contact in (first, second, third)}
+
+        requests.post(
+            f"{hubspot.http.base_url}/crm/v3/objects/companies/batch/archive",
+            json={"inputs": [{"id": company["id"]}]},
+            headers=AUTH,
+            timeout=5,
+        ).raise_for_status()
+        before = len(sandbox.requests("hubspot"))
+        fourth = register(4, clinic="Eastside Clinic & Lab")
+        assert paths(sandbox, before) == ["POST /crm/v3/objects/contacts/batch/upsert", link, upsert, link]
+    finally:
+        hubspot.close()
+    [again] = sandbox.objects("hubspot", "companies")
+    assert again["id"] != company["id"] and again["properties"]["ennu_company_id"] == "41"
+    assert contact_links(sandbox) == {(fourth, again["id"])}  # the others' links went with the company
+
+
+def test_known_targets_keep_no_key_nor_value_and_forget_the_least_recently_used() -> None:
+    known = KnownTargets(limit=2)
+    sent = fingerprint({"ennu_company_id": "41", "name": "Eastside Clinic"})
+    known.remember(("contacts", "email", "ada@example.com"), "101", fingerprint(None))
+    known.remember(("companies", "ennu_company_id", "41"), "201", sent)
+    assert known.get(("contacts", "email", "ada@example.com"), fingerprint(None)) == "101"
+    assert known.get(("companies", "ennu_company_id", "41"), fingerprint({"name": "Westside"})) is None
+    assert "ada@example.com" not in repr(known._known) and "Eastside" not in repr(known._known)
+
+    known.remember(("companies", "ennu_company_id", "42"), "202", sent)  # the company was used least lately
+    assert len(known) == 2 and known.get(("companies", "ennu_company_id", "41"), sent) is None
+    known.forget([("contacts", "email", "ada@example.com")])
+    assert known.get(("contacts", "email", "ada@example.com"), fingerprint(None)) is None

@@ -5,8 +5,10 @@ Deals carry the configured pipeline and stage ids: a mapping names a logical sta
 mapping field `associations.<object>.<id property>` is no property of the record: it names the record
 to associate with (v4 default association), found by one batch read per batch. Fields `<object>.<property>`
 (`companies.name`) describe that record: it is then upserted by the association key instead of read (a
-contact's clinic company, created with its contact). An association keyed by one of our own ids
-(`ennu_company_id`) is exclusive: an updated record loses its links to other records of ours of that type.
+contact's clinic company, created with its contact). A target this process already upserted with the same
+properties, or read, is neither upserted nor read again (`connectors.hubspot.targets`). An association
+keyed by one of our own ids (`ennu_company_id`) is exclusive: an updated record loses its links to other
+records of ours of that type.
 ENNU's own properties (`connectors.hubspot.properties`) are created by `ensure_properties()`: once per
 instance, remembered across processes by a fingerprint in the hub's database. A push never pays for that
 check: when HubSpot answers a batch with 400 PROPERTY_DOESNT_EXIST (a new portal, a deleted property), the
@@ -54,6 +56,7 @@ from connectors.hubspot.search import (
     search_modified,
 )
 from connectors.hubspot.settings import HubSpotSettings
+from connectors.hubspot.targets import KnownTargets, fingerprint
 from ennu import vendor_schema
 from ennu.models import SyncStatus
 from ennu.settings import Settings
@@ -113,6 +116,7 @@ class HubSpotConnector(HttpConnector):
         self.search_result_cap = search_result_cap
         self._properties_ensured = False
         self._properties_lock = threading.Lock()
+        self._known_targets = KnownTargets()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, rate_limited: bool = True) -> Self:
@@ -272,8 +276,20 @@ class HubSpotConnector(HttpConnector):
             linked: set[str] = set()
             try:
                 if pairs:
-                    target_ids = self._targets(to_object, id_property, field, delivered)
+                    target_ids, remembered = self._targets(to_object, id_property, field, delivered)
                     linked = self._link(object_name, to_object, pairs, target_ids)
+                    stale = {k for o, k in pairs if o.remote_id not in linked and k in remembered}
+                    if stale:  # refused for a target known here: deleted or merged in HubSpot since
+                        self._known_targets.forget((to_object, id_property, k) for k in stale)
+                        again = [
+                            r
+                            for r in delivered
+                            if r.fields.get(field) is not None
+                            and _id_value(id_property, r.fields[field]) in stale
+                        ]
+                        target_ids.update(self._targets(to_object, id_property, field, again)[0])
+                        retry = [(o, k) for o, k in pairs if k in stale and o.remote_id not in linked]
+                        linked |= self._link(object_name, to_object, retry, target_ids)
                 if moved:
                     wanted = {
                         str(outcomes[r.record_key].remote_id): target_ids.get(
@@ -301,21 +317,41 @@ class HubSpotConnector(HttpConnector):
 
     def _targets(
         self, to_object: str, id_property: str, field: str, records: Sequence[Record]
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], set[str]]:
         """HubSpot id by association key of the records' targets: upserted where the records describe
-        them (`<to_object>.<property>` fields), read otherwise (they must exist)."""
+        them (`<to_object>.<property>` fields), read otherwise (they must exist); and the keys answered
+        from what this connector already sent or read (`KnownTargets`), with no request."""
         described = associated_properties({n for r in records for n in r.fields}, to_object)
-        keys = sorted(
-            {_id_value(id_property, r.fields[field]) for r in records if r.fields.get(field) is not None}
-        )
-        if not described:
-            return self._read_ids(to_object, id_property, keys)
-        properties: dict[str, dict[str, Any]] = {}
+        properties: dict[str, dict[str, Any] | None] = {}
         for r in records:  # the first record naming a target describes it
             if r.fields.get(field) is not None:
                 key = _id_value(id_property, r.fields[field])
-                values = {p: r.fields[n] for n, p in described.items() if r.fields.get(n) is not None}
-                properties.setdefault(key, {**values, id_property: key})
+                if key not in properties:
+                    values = {p: r.fields[n] for n, p in described.items() if r.fields.get(n) is not None}
+                    properties[key] = {**values, id_property: key} if described else None
+        digests = {key: fingerprint(values) for key, values in properties.items()}
+        found: dict[str, str] = {}
+        for key, digest in digests.items():
+            known = self._known_targets.get((to_object, id_property, key), digest)
+            if known is not None:
+                found[key] = known
+        remembered = set(found)
+        missing = sorted(key for key in properties if key not in found)
+        if not missing:
+            return found, remembered
+        if described:
+            fetched = self._upsert_targets(to_object, id_property, missing, properties)
+        else:
+            fetched = self._read_ids(to_object, id_property, missing)
+        for key, hubspot_id in fetched.items():
+            if key in digests:
+                self._known_targets.remember((to_object, id_property, key), hubspot_id, digests[key])
+        return found | fetched, remembered
+
+    def _upsert_targets(
+        self, to_object: str, id_property: str, keys: list[str], properties: dict[str, dict[str, Any] | None]
+    ) -> dict[str, str]:
+        """HubSpot id by key of the described targets, upserted (100 a request)."""
         found: dict[str, str] = {}
         for start in range(0, len(keys), BATCH_LIMIT):
             inputs = [
@@ -490,6 +526,10 @@ class HubSpotConnector(HttpConnector):
             )
         if not person.email:
             return Outcome(key, SyncStatus.SKIPPED, error="no e-mail to identify the contact")
+        self._known_targets.forget(
+            ("contacts", id_property, _id_value(id_property, value))
+            for id_property, value in (("email", person.email), ("ennu_user_id", person.user_id))
+        )
         response = self.http.request(
             "POST",
             "/crm/v3/objects/contacts/gdpr-delete",
