@@ -29,13 +29,22 @@ KEY_SEED = "ennu-sandbox-fhir-rs384-v1"
 
 
 _SMALL_PRIMES = [p for p in range(3, 5000, 2) if all(p % q for q in range(3, math.isqrt(p) + 1, 2))]
-_SMALL_PRODUCT = math.prod(_SMALL_PRIMES)
+_WINDOW = 4096  # odd candidates sieved at once (about 11 primes among them at 1024 bits)
+
+
+@lru_cache(maxsize=1)
+def _sieve_primes(below: int = 1 << 16) -> list[int]:
+    """The odd primes below `below` (Eratosthenes), to sieve a window of candidates before Miller-Rabin."""
+    marks = bytearray([1]) * below
+    marks[0:2] = b"\x00\x00"
+    for n in range(2, math.isqrt(below) + 1):
+        if marks[n]:
+            marks[n * n :: n] = bytes(len(range(n * n, below, n)))
+    return [n for n in range(3, below, 2) if marks[n]]
 
 
 def _probable_prime(n: int) -> bool:
     """Miller-Rabin with fixed bases: deterministic, so only `getrandbits` decides which key comes out."""
-    if math.gcd(n, _SMALL_PRODUCT) != 1:
-        return False
     d, s = n - 1, 0
     while d % 2 == 0:
         d, s = d // 2, s + 1
@@ -53,10 +62,20 @@ def _probable_prime(n: int) -> bool:
 
 
 def _prime(bits: int, rng: random.Random, e: int) -> int:
+    """The first prime p of `bits` bits with p - 1 prime to e, in a sieved window from a random start:
+    about 30 Miller-Rabin tests a prime instead of about 90 for candidates tried one by one."""
     while True:
-        candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
-        if (candidate - 1) % e and _probable_prime(candidate):
-            return candidate
+        start = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
+        composite = bytearray(_WINDOW)  # composite[k]: start + 2k has a factor below 2^16
+        for p in _sieve_primes():
+            first = (-(start % p) * ((p + 1) // 2)) % p  # the k with start + 2k = 0 (mod p)
+            composite[first::p] = b"\x01" * len(range(first, _WINDOW, p))
+        for k in range(_WINDOW):
+            candidate = start + 2 * k
+            if composite[k] or candidate.bit_length() != bits:
+                continue
+            if (candidate - 1) % e and _probable_prime(candidate):
+                return candidate
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +83,8 @@ def _local_key() -> RSAPrivateKey:
     """A 2048-bit RSA key derived from a fixed seed, so every process (sandbox, flows, tests) agrees on it.
 
     It is a published test key like those of vendors' public sandboxes: no secret, never for a real
-    vendor (the connector uses it only towards a loopback sandbox). Deriving it costs about a second, once.
+    vendor (the connector uses it only towards a loopback sandbox). Deriving it costs about 0.4 CPU-s, once
+    a process.
     """
     from cryptography.hazmat.primitives.asymmetric import rsa
 

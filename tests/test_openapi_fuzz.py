@@ -138,7 +138,7 @@ REACHED = {  # answers of the handlers themselves the fuzzing must have seen
 
 @schema.parametrize()
 @settings(
-    max_examples=10,
+    max_examples=6,
     derandomize=True,
     deadline=None,
     database=None,
