@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -78,8 +79,16 @@ def _prime(bits: int, rng: random.Random, e: int) -> int:
                 return candidate
 
 
-@lru_cache(maxsize=1)
+_KEY_LOCK = threading.Lock()  # push threads building their connectors at once derive it once, not each
+
+
 def _local_key() -> RSAPrivateKey:
+    with _KEY_LOCK:
+        return _derived_key()
+
+
+@lru_cache(maxsize=1)
+def _derived_key() -> RSAPrivateKey:
     """A 2048-bit RSA key derived from a fixed seed, so every process (sandbox, flows, tests) agrees on it.
 
     It is a published test key like those of vendors' public sandboxes: no secret, never for a real

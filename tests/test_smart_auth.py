@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jwt
@@ -62,6 +63,18 @@ def test_the_sandbox_key_is_the_same_in_every_process() -> None:
     public = serialization.load_pem_public_key(sandbox_public_key_pem().encode())
     assert isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048
     assert public.public_numbers().n % 1_000_003 == 42572  # fingerprint of the seeded key (sieved search)
+
+
+def test_threads_asking_for_the_key_at_once_derive_it_once() -> None:
+    """Push threads build their connectors together in a new process: each used to derive the key
+    (1.3 CPU-s each, holding the GIL), which held a worker's first batch for 8 s and more."""
+    from ennu import local_mode
+
+    local_mode._derived_key.cache_clear()
+    with ThreadPoolExecutor(6) as pool:
+        keys = list(pool.map(lambda _: local_mode.local_private_key_pem(), range(6)))
+    assert len(set(keys)) == 1
+    assert local_mode._derived_key.cache_info().misses == 1
 
 
 def token_request(sandbox_url: str, assertion: str, scope: str = DEFAULT_SCOPE) -> requests.Response:

@@ -87,8 +87,9 @@ class HubSpotConnector(HttpConnector):
     # Upsert keys are unique-value properties (ours are created by `ensure_properties`); the properties a
     # record carries are open: custom properties are HubSpot's way.
     objects: ClassVar[tuple[ObjectSpec, ...]] = (
-        # A contact batch that carries its clinic company costs 3 (contacts, companies, the v4 link), 4 to 6
-        # when updated contacts may be linked to an earlier clinic: the estimate is the common case (1).
+        # A contact batch that carries its clinic company costs 2 (contacts, the v4 link), 3 while one of its
+        # companies is new to this process (the company upsert), 4 to 6 when updated contacts may be linked
+        # to an earlier clinic: the estimate is the common case (1).
         ObjectSpec("contacts", BATCH_LIMIT, upsert_keys=("email", "ennu_user_id"), changes=True),
         ObjectSpec("companies", BATCH_LIMIT, upsert_keys=("ennu_company_id",)),
         # A deal batch is upserted, then associated with its contacts: one batch read, one v4 link.
