@@ -23,9 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select
 
 from ennu import heartbeats
-from ennu.charts import PNG_SIGNATURE
+from ennu.charts import PNG_SIGNATURE, chart_png
 from ennu.db import session_scope
 from ennu.models import SyncLog, utcnow
+from ennu.performance import figures
 from ennu.settings import reload_settings
 from flows.assessment_completed import assessment_completed
 from flows.dashboard import ARTIFACT_KEY, integrations_dashboard
@@ -195,3 +196,19 @@ def test_ready_is_503_naming_the_check_without_prefect_or_a_live_worker_and_200_
         unready = api.get("/health/ready")
     assert unready.status_code == 503 and unready.json()["failing"] == ["prefect-api"]
     assert "127.0.0.1" not in unready.text and "http" not in unready.text  # no address, no secret
+
+
+def test_a_chart_is_drawn_again_only_when_what_it_shows_changed(sqlite_database: str) -> None:
+    seen = figures(["slack"])["slack"]
+    first = chart_png(seen)
+    assert first.startswith(PNG_SIGNATURE)
+    assert chart_png(figures(["slack"])["slack"]) is first  # the same days: the picture already drawn
+    with session_scope() as session:
+        session.execute(
+            insert(SyncLog),
+            [{"connector": "slack", "object": "message", "record_key": "user:1", "status": "created"}],
+        )
+    changed = figures(["slack"])["slack"]
+    assert changed.days[-1].records == seen.days[-1].records + 1
+    redrawn = chart_png(changed)
+    assert redrawn is not first and redrawn != first
