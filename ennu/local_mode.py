@@ -29,7 +29,6 @@ GA4_PROPERTY_ID = "123456789"
 KEY_SEED = "ennu-sandbox-fhir-rs384-v1"
 
 
-_SMALL_PRIMES = [p for p in range(3, 5000, 2) if all(p % q for q in range(3, math.isqrt(p) + 1, 2))]
 _WINDOW = 4096  # odd candidates sieved at once (about 11 primes among them at 1024 bits)
 
 
@@ -49,7 +48,7 @@ def _probable_prime(n: int) -> bool:
     d, s = n - 1, 0
     while d % 2 == 0:
         d, s = d // 2, s + 1
-    for base in (2, *_SMALL_PRIMES[:23]):
+    for base in (2, *_sieve_primes()[:23]):
         x = pow(base, d, n)
         if x in (1, n - 1):
             continue
