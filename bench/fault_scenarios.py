@@ -22,6 +22,7 @@ from bench.tally import (
     request_counts,
     rows_for,
     vendor_requests,
+    visibly_failed,
 )
 
 POLL_SECONDS = 0.5
@@ -128,9 +129,10 @@ class Run:
             recovered,
             logged(self.index.users),
             self.index.events_per_person(),
+            visibly_failed(hub.failed(self.event_ids), self.index),
         )
         rows += self.extra
-        if any(not r.ok for r in rows) and self.event_ids:
+        if any(not r.ok or r.failed for r in rows) and self.event_ids:
             unsettled = {k: n for k, n in hub.states(self.event_ids).items() if k[1] != "delivered"}
             shown = ", ".join(f"{i} {s} [{e}] x{n}" for (i, s, e), n in sorted(unsettled.items()))
             self.notes.append(f"delivery states not delivered: {shown or 'none'}")

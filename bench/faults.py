@@ -8,7 +8,10 @@ destination:
   delivered   of them, how many it holds
   duplicated  extra copies: a record created more than once for one person, a message or event
               sent more than once for one event
-  lost        expected but absent when the scenario's ceiling passed
+  lost        expected but absent when the scenario's ceiling passed, and not visibly failed
+  failed      expected but absent, its delivery a visible dead letter with its reason (in the status,
+              re-playable): a destination without a look-up errs this way for a send its worker was
+              killed with in flight (it is never sent twice); not lost, but shown
   stray       objects nobody asked for (or requests to a stand-in nothing was asked of)
   recovery_s  from the scenario's reference moment (the kill, the heal, Prefect's return; the first
               post when there is no trouble) to the last expected record at the stand-in; negative:
@@ -30,9 +33,10 @@ import sys
 import time
 from dataclasses import asdict
 
+from bench import hub
 from bench.fault_scenarios import QUICK, SCENARIOS, Run, Scenario, Sizes, run_scenario
 from bench.system import Options, load, running_system
-from bench.tally import Row, observe, rows_for
+from bench.tally import Row, observe, rows_for, visibly_failed
 
 COLUMNS = (
     "scenario",
@@ -41,12 +45,13 @@ COLUMNS = (
     "delivered",
     "duplicated",
     "lost",
+    "failed",
     "stray",
     "recovery_s",
     "log≠",
     "load",
 )
-WIDTHS = (15, 22, 8, 9, 10, 5, 5, 10, 4, 12)
+WIDTHS = (15, 22, 8, 9, 10, 5, 6, 5, 10, 4, 12)
 
 
 def chosen(text: str | None) -> list[Scenario]:
@@ -71,6 +76,7 @@ def cells(row: Row, run: Run) -> list[str]:
         str(row.delivered),
         str(row.duplicated),
         str(row.lost),
+        str(row.failed),
         str(row.stray),
         recovery,
         mismatch,
@@ -111,6 +117,7 @@ def recount(judged: list[tuple[Run, list[Row]]]) -> list[str]:
                 {},
                 {},
                 run.index.events_per_person(),
+                visibly_failed(hub.failed(run.event_ids), run.index),
             )
         }
         for row in rows:

@@ -92,6 +92,21 @@ def states(event_ids: Sequence[str]) -> Counter[tuple[str, str, str]]:
     return found
 
 
+def failed(event_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(event, integration) of these events' deliveries that are visibly `failed` (a dead letter with its
+    reason, in the status and re-playable)."""
+    found: list[tuple[str, str]] = []
+    with session_scope() as session:
+        for part in _parts(list(event_ids)):
+            rows = session.execute(
+                select(Delivery.event_id, Delivery.integration).where(
+                    Delivery.event_id.in_(part), Delivery.status == "failed"
+                )
+            ).all()
+            found += [(str(e), str(i)) for e, i in rows]
+    return found
+
+
 def attempts_over_one(event_ids: Sequence[str]) -> int:
     with session_scope() as session:
         return int(

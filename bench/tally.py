@@ -225,6 +225,16 @@ def vendor_requests(sandbox: SandboxClient, since: dict[str, int] | None = None)
     return {v: n - (since or {}).get(v, 0) for v, n in now.items() if n - (since or {}).get(v, 0) > 0}
 
 
+def visibly_failed(dead_letters: Iterable[tuple[str, str]], ix: Index) -> dict[str, set[int]]:
+    """Integration -> the people (by their events' ids) of these failed (event, integration) deliveries."""
+    out: dict[str, set[int]] = {}
+    for event_id, integration in dead_letters:
+        user = ix.by_event.get(event_id)
+        if user is not None:
+            out.setdefault(integration, set()).add(user)
+    return out
+
+
 def logged(users: Iterable[int]) -> dict[tuple[str, str], Counter[int]]:
     """(integration, object) -> per person, how many sync-log rows say it was sent (created/updated/...)."""
     ids = sorted(set(users))
@@ -254,12 +264,16 @@ class Row:
     delivered: int
     duplicated: int  # extra copies: a record created more than once for one person, a message or
     # event sent more than once for one event
-    lost: int  # expected but absent after the scenario's ceiling
+    lost: int  # expected but absent after the scenario's ceiling, and not visibly failed
     stray: int  # this scenario's people's objects where none was asked for (or, at a stand-in nothing was
     # asked of, any requests during the scenario)
     recovery_s: float | None  # from the scenario's reference moment to the last expected object
     log_mismatch: int | None  # people whose sync log disagrees with the stand-in (None: not logged)
     note: str = ""
+    # Expected but absent, their delivery a visible dead letter with its reason (`failed` in the status,
+    # re-playable): a destination without a look-up that never sends twice (a send its worker was killed
+    # with in flight) errs this way by design; never counted as lost, always shown.
+    failed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -279,8 +293,11 @@ def rows_for(
     recovered: dict[str, float],
     log: dict[tuple[str, str], Counter[int]],
     events: Counter[int] | None = None,
+    failed: dict[str, set[int]] | None = None,
 ) -> list[Row]:
     """One row per destination that should hold something or holds anything, then stray stand-ins.
+
+    `failed`: integration -> the people whose delivery there is visibly failed (`visibly_failed`).
 
     `events`: each person's events in the scenario (`Index.events_per_person`); a destination where every
     send stores a new object may hold one per event (20 events of one person: 20 GA4 hits, 20 Zaps), and
@@ -295,6 +312,7 @@ def rows_for(
         want = expected.get(name, set())
         have = seen.get(name, Counter())
         ours = {u: n for u, n in have.items() if u in want}
+        dead = (failed or {}).get(d.integration, set()) & (want - set(ours))
         mismatch: int | None = None
         if d.logged:
             says: Counter[int] = Counter()
@@ -312,10 +330,11 @@ def rows_for(
                 len(want),
                 len(ours),
                 sum(max(0, n - (max(1, per_person[u]) if d.per_send else 1)) for u, n in ours.items()),
-                len(want - set(ours)),
+                len(want - set(ours) - dead),
                 sum(n for u, n in have.items() if u is not None and u not in want),
                 recovered.get(name),
                 mismatch,
+                failed=len(dead),
             )
         )
     asked = {by_name[n].vendor for n in expected}

@@ -26,7 +26,7 @@ def test_only_vendors_without_idempotency_keys_reconcile_or_resend() -> None:
         "stripe": "idempotent",
         "epic_fhir": "idempotent",
         "twilio": "reconcile",
-        "zapier": "resend",
+        "zapier": "resend_unless_orphaned",
         "slack": "resend_unless_orphaned",
         "teams": "resend_unless_orphaned",
         "ga4": "resend_unless_orphaned",
@@ -72,3 +72,34 @@ def test_a_send_is_marked_after_its_rate_limit_slot_and_once_across_retries(name
     assert [o.status.value for o in outcomes] == ["created"]
     assert seen == ["slot", ("mark", ["notice:1"]), "slot"]
     assert sandbox.request_count(name) == 2
+
+
+def test_a_zapier_record_is_marked_once_after_its_first_slot_whatever_its_hooks(
+    sqlite_database: str, sandbox: Any, sandbox_url: str
+) -> None:
+    """Each record's delivery is marked just before its first post leaves (a worker killed before that
+    has marked nothing); its other hooks' posts mark nothing more, and each record is marked for itself."""
+    from ennu.zapier_subscriptions import ZapierSubscriptions
+
+    for hook in ("zap-a", "zap-b"):
+        ZapierSubscriptions().add("assessment.completed", f"{sandbox_url}/zapier/hooks/{hook}")
+    connector = build_connector("zapier", rate_limited=False)
+    seen: list[Any] = []
+    connector.http.rate_limit = CountedSlots(seen)  # type: ignore[attr-defined]
+    records = [
+        Record(f"assessment:{n}", f"evt-{n}", n, {"id": f"evt-{n}", "event": "assessment.completed"})
+        for n in (1, 2)
+    ]
+    with sends_marked_by(lambda marked: seen.append(("mark", [r.record_key for r in marked]))):
+        outcomes = connector.push("hooks", "id", records)
+    connector.close()
+    assert [(o.status.value, o.remote_id) for o in outcomes] == [("created", "2 hooks")] * 2
+    assert seen == [
+        "slot",
+        ("mark", ["assessment:1"]),
+        "slot",
+        "slot",
+        ("mark", ["assessment:2"]),
+        "slot",
+    ]
+    assert sandbox.request_count("zapier") == 4

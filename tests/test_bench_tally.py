@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.people import EVENT_TYPES, Person
-from bench.tally import expected_for, routed_types, rows_for
+from bench.tally import Index, expected_for, routed_types, rows_for, visibly_failed
 from devtools.routing import routing_copy
 from ennu.settings import reload_settings
 
@@ -94,3 +94,20 @@ def test_a_send_per_event_is_no_duplicate_one_more_is(mappings: Path) -> None:
     assert duplicated(20, "ga4/events") == 0  # 20 events of one person: 20 hits
     assert duplicated(21, "ga4/events") == 1
     assert duplicated(20, "stripe/customers") == 19  # one customer a person, however many events
+
+
+def test_a_visibly_failed_delivery_is_shown_as_failed_and_never_as_lost(mappings: Path) -> None:
+    """A send never sent twice after its worker died is a dead letter with its reason, re-playable: the row
+    counts it apart from the lost, and only for people the stand-in does not hold."""
+    people = [person(n, "user.registered") for n in (1, 2, 3)]
+    expected = expected_for(people, mappings)
+    index = Index()
+    for n, p in enumerate(people, start=1):
+        index.add(p, f"evt-{n}")
+    seen = {"zapier/payloads": Counter({1: 1})}
+    dead = visibly_failed([("evt-1", "zapier"), ("evt-2", "zapier"), ("evt-9", "zapier")], index)
+    [row] = [
+        r for r in rows_for("b", expected, seen, {}, {}, {}, None, dead) if r.destination == "zapier/payloads"
+    ]
+    assert (row.expected, row.delivered, row.failed, row.lost) == (3, 1, 1, 1)
+    assert not row.ok  # the third person is neither there nor visibly failed: lost

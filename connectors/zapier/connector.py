@@ -71,7 +71,8 @@ class _Hooks:
 
 
 class ZapierConnector(HttpConnector):
-    """Instant triggers for Zaps: at-least-once delivery, with each payload's `id` for de-duplication."""
+    """Instant triggers for Zaps: each payload's `id` for de-duplication; a post whose answer its worker saw
+    lost is posted again, one orphaned by its worker is failed (`ambiguous_sends`)."""
 
     name: ClassVar[str] = "zapier"
     # One POST per hook and record. The payload's `id` (the host event id) is what a Zap de-duplicates
@@ -80,9 +81,14 @@ class ZapierConnector(HttpConnector):
     settings_class = ZapierSettings
     table = TABLE
     requests_per_record: ClassVar[int] = 1  # each record to each hook
-    # A lost answer is posted again: a hook cannot be asked what it received, so this errs toward a Zap
-    # triggered twice (each payload's `id`, the host event id, lets the Zap de-duplicate) rather than never.
-    ambiguous_sends: ClassVar[AmbiguousSends] = "resend"
+    # A hook cannot be asked what it received. The worker that saw its own post's answer lost (a reset, a
+    # timeout) posts it again to that hook: a Zap triggered twice (each payload's `id`, the host event id,
+    # lets the Zap de-duplicate) is better than a trigger that never fired. But each record's delivery is
+    # marked just before its first post leaves, and a record orphaned by its worker (killed or stopped with
+    # a post in flight) is failed with that reason, visible in the status and re-playable, instead of being
+    # posted to every hook again by another worker: a crash mid-batch would otherwise run every Zap of the
+    # record a second time (e-mails, rows, tasks), the hooks that had it included.
+    ambiguous_sends: ClassVar[AmbiguousSends] = "resend_unless_orphaned"
 
     def __init__(self, http: VendorHttp, subscriptions: ZapierSubscriptions) -> None:
         super().__init__(http)
@@ -138,14 +144,15 @@ class ZapierConnector(HttpConnector):
         payload = hook_payload(record.fields)
         done = _Hooks()
         had = [h.id for h in hooks if h.id in kept and kept[h.id].delivered]
-        for hook in list(hooks):
-            if hook.id in had:
-                continue  # taken at an earlier offer: never posted twice
-            if hook.id in batch.down:
-                done.troubled[hook.id] = batch.down[hook.id]
-                continue
-            if self._post(hook, payload, batch, done) == "gone":
-                hooks.remove(hook)  # the push's later records skip it too
+        with self.sending([record]):  # marked once, just before the record's first post leaves
+            for hook in list(hooks):
+                if hook.id in had:
+                    continue  # taken at an earlier offer: never posted twice
+                if hook.id in batch.down:
+                    done.troubled[hook.id] = batch.down[hook.id]
+                    continue
+                if self._post(hook, payload, batch, done) == "gone":
+                    hooks.remove(hook)  # the push's later records skip it too
         owed = {
             hook_id: exc
             for hook_id, exc in done.troubled.items()
