@@ -228,6 +228,30 @@ def test_every_destination_of_a_batch_is_checked_in_one_run_and_failures_in_one_
     ]
 
 
+def test_an_expectation_on_a_field_without_values_in_the_batch_is_not_handed_to_gx() -> None:
+    """GX skips nulls, so an optional field nobody filled passes its expectations: they cost a GX run's
+    per-expectation share for nothing; "not null" still runs, and still rejects."""
+    from tasks.validate import _validator, validate_parts
+
+    def checked(frame: pd.DataFrame) -> tuple[int, ValidationResult]:
+        before = _validator.checked
+        [result] = validate_parts([(mapping(), frame)])
+        return _validator.checked - before, result
+
+    with_phones = mapped(["a@example.com", "b@example.com"], [1.0, 2.0], phones=["+15550100", None])
+    without = mapped(["a@example.com", "b@example.com"], [1.0, 2.0])
+    assert without["phone"].isna().all() and with_phones["phone"].notna().any()
+    all_of_them, _ = checked(with_phones)
+    fewer, result = checked(without)
+    assert 0 < fewer < all_of_them
+    assert result.rejected == [] and len(result.valid) == 2
+    no_email = mapped([None, "b@example.com"], [1.0, 2.0])
+    _, refused = checked(no_email)  # a required field without a value is still refused
+    assert [(r.record_key, r.failed) for r in refused.rejected] == [
+        ("user:1", ("email: expect_column_values_to_not_be_null",))
+    ]
+
+
 def test_an_expectation_that_cannot_run_in_one_destination_leaves_the_others_checked() -> None:
     from tasks.validate import validate_parts
 
