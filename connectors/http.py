@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -228,6 +229,14 @@ class VendorHttp:
         self.counter = CallCounter()
         self.session = requests.Session()
         self.session.auth = auth
+        # requests reads the environment again for every request (proxies, a CA bundle, ~/.netrc: a twentieth
+        # of a bulk run's CPU); the client reads it once, for its vendor's base URL. ~/.netrc is never read:
+        # a vendor's credentials come from the secret store, never from a file that would replace them.
+        self.session.trust_env = False
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self.session.verify = bundle
         self.session.headers.update({"User-Agent": "ennu-integrations/0.1", "Accept": "application/json"})
         if headers:
             self.session.headers.update(headers)

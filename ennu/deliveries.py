@@ -217,6 +217,7 @@ def _lease(session: Session, ids_query: Any, owner: str, now: datetime) -> list[
             Delivery.attempts,
             Delivery.last_attempt_at,
         )
+        .execution_options(synchronize_session=False)  # no session object to bring up to date: rows only
     ).all()
     return [Held(r[0], r[1], r[2], r[3], r[4], as_utc(r[5])) for r in sorted(rows, key=lambda r: r[0])]
 
@@ -309,6 +310,7 @@ def renew(owner: str) -> int:
             update(Delivery)
             .where(Delivery.lease_owner == owner, Delivery.lease_expires_at > now, Delivery.status.in_(OPEN))
             .values(lease_expires_at=now + timedelta(seconds=get_settings().lease_seconds))
+            .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -319,7 +321,9 @@ def release(owner: str, event_ids: Sequence[str] | None = None) -> int:
         query = update(Delivery).where(Delivery.lease_owner == owner, Delivery.status.in_(OPEN))
         if event_ids is not None:
             query = query.where(Delivery.event_id.in_(list(event_ids)))
-        result = session.execute(query.values(lease_expires_at=None))
+        result = session.execute(
+            query.values(lease_expires_at=None).execution_options(synchronize_session=False)
+        )
         return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -29,7 +29,7 @@ from ennu.models import (
     table_of,
 )
 from ennu.settings import get_settings
-from flows.pipeline import PUSH_RUNNER, run_event_pipeline
+from flows.pipeline import PUSH_RUNNER, PUSH_THREADS, run_event_pipeline
 from flows.results import NO_RESULTS
 from mappings.loader import load_all_mappings
 from mappings.routing import routing_table
@@ -163,7 +163,8 @@ def bulk_sync(
         user_ids=None if user_ids is None else f"{len(user_ids)} ids",
     )
     # Two chunks in flight: one is prepared (database and CPU) while the other's batches are at the vendor,
-    # and the next chunk's events are written meanwhile. Each chunk holds only its own deliveries.
+    # and the next chunk's events are written meanwhile, before waiting for a place. Each chunk holds only
+    # its own deliveries.
     in_flight: deque[Future[object]] = deque()
     with (
         audited_run("sync", target),
@@ -171,11 +172,20 @@ def bulk_sync(
     ):
         # A failed chunk raises here; leaving the block waits for the other one to be recorded.
         for ids in synthetic_events(event_type, user_ids, run_id, integrations):
-            context = contextvars.copy_context()  # the flow run's: its task runner, logger, owner
-            in_flight.append(chunks.submit(context.run, run_event_pipeline, event_type, ids, tally=tally))
-            sent += len(ids)
             if len(in_flight) >= CHUNKS_IN_FLIGHT:
                 in_flight.popleft().result()
+            context = contextvars.copy_context()  # the flow run's: its task runner, logger, owner
+            in_flight.append(
+                chunks.submit(
+                    context.run,
+                    run_event_pipeline,
+                    event_type,
+                    ids,
+                    tally=tally,
+                    push_threads=PUSH_THREADS // CHUNKS_IN_FLIGHT,  # the chunks in flight share the runner
+                )
+            )
+            sent += len(ids)
         for chunk in in_flight:
             chunk.result()
     get_run_logger().info("bulk-sync of %s: %d records", event_type, sent)

@@ -230,6 +230,7 @@ def run_event_pipeline(
     force: bool = False,
     only: list[str] | None = None,
     tally: Tally | None = None,
+    push_threads: int = PUSH_THREADS,
 ) -> SummaryTable:
     """Carry the held deliveries of these events to their destinations and record each outcome.
 
@@ -238,6 +239,8 @@ def run_event_pipeline(
         only: take only the deliveries to these integrations (the others stay for the workers).
         tally: count the outcomes into this run-wide tally (a bulk sync's chunks) instead of attaching
             this batch's own summary artifacts.
+        push_threads: the push runner's threads this batch has to itself (a bulk sync's chunks in flight
+            share them): its batches are cut into that many push tasks.
     """
     owner = deliveries.current_owner()
     admit(event_ids)
@@ -246,7 +249,7 @@ def run_event_pipeline(
     with deliveries.keep_leased(owner):
         ledger = Ledger(owner, deliveries.take(owner, event_ids, only))
         try:
-            _deliver(event_type, ledger, force)
+            _deliver(event_type, ledger, force, push_threads)
         except BaseException as exc:
             # Whatever was not recorded is offered again (an attempt spent), and fails at the cap.
             # Where a send may have reached a vendor without idempotency keys, it is looked up first.
@@ -278,11 +281,7 @@ def run_event_pipeline(
     return record(own, event_type)
 
 
-def _deliver(
-    event_type: str,
-    ledger: Ledger,
-    force: bool,
-) -> None:
+def _deliver(event_type: str, ledger: Ledger, force: bool, push_threads: int) -> None:
     logger = get_run_logger()
     if not ledger.held:
         logger.info("nothing to deliver: these events' deliveries are settled or held by another worker")
@@ -323,7 +322,7 @@ def _deliver(
         if destination.ambiguous_sends == "reconcile":
             pairs = [(str(x.event_id), r.connector) for b in plan.batches for x in b]
             deliveries.mark_sending(ledger.owner, pairs)
-        pushes += [Push(r, batches, records, plan.hashes) for batches in per_push(plan.batches)]
+        pushes += [Push(r, b, records, plan.hashes) for b in per_push(plan.batches, push_threads)]
     # Each destination's first slots in one Prefect round trip, not one per destination's push.
     take_slots_ahead(list(dict.fromkeys(p.route.connector for p in pushes)))
     reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
@@ -370,10 +369,11 @@ class Push:
 Report = tuple[int, int | None, list[Outcome] | Exception | None]
 
 
-def per_push(batches: list[list[Record]]) -> list[list[list[Record]]]:
-    """A route's vendor batches cut into push tasks: as many tasks as the runner has threads (the batches
-    still go out side by side), each of at most BATCHES_PER_PUSH batches."""
-    size = min(BATCHES_PER_PUSH, max(1, math.ceil(len(batches) / PUSH_THREADS)))
+def per_push(batches: list[list[Record]], threads: int = PUSH_THREADS) -> list[list[list[Record]]]:
+    """A route's vendor batches cut into push tasks: as many tasks as the batch has threads of the runner
+    (the batches still go out side by side; a task more would only wait for a thread, and costs a task
+    run), each of at most BATCHES_PER_PUSH batches."""
+    size = min(BATCHES_PER_PUSH, max(1, math.ceil(len(batches) / max(1, threads))))
     return [batches[start : start + size] for start in range(0, len(batches), size)]
 
 

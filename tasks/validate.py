@@ -56,6 +56,15 @@ def _quiet_gx() -> None:
     warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
 
 
+def _no_fingerprints() -> None:
+    """GX fingerprints every in-memory batch it is handed (a hash of every cell, twice a validation: a
+    third of a 2,000-row batch's validation) only to mark the batch in its results, which are never kept
+    here. Health data is not hashed for nothing: frames of every size count as above GX's threshold."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    pandas_execution_engine.HASH_THRESHOLD = 0
+
+
 def expectations_for(mapping: Mapping) -> list[tuple[str, str, dict[str, Any]]]:
     """(column, expectation class name, arguments) for every declared constraint of every field.
 
@@ -160,6 +169,7 @@ class _ThreadValidator:
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             _quiet_gx()
+            _no_fingerprints()
             context = gx.get_context(mode="ephemeral")
             _quiet_gx()  # GX creates some of its loggers on first use
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

@@ -10,11 +10,12 @@ from sqlalchemy import select
 from ennu import deliveries
 from ennu.db import session_scope
 from ennu.models import Delivery, OutboxEvent, SyncLog, User
-from flows.bulk_sync import bulk_sync
+from flows.bulk_sync import CHUNKS_IN_FLIGHT, bulk_sync
 from flows.drain import drain
 from flows.erase_user import erase_user
 from flows.health_goal_completed import health_goal_completed
 from flows.health_goal_created import health_goal_created
+from flows.pipeline import BATCHES_PER_PUSH, PUSH_THREADS, per_push
 from flows.user_login import user_login
 from flows.user_registered import user_registered
 from tasks.admit import admit
@@ -157,6 +158,17 @@ def test_bulk_sync_sends_everyone_once_and_then_nothing(sqlite_database: str, sa
     assert len(sandbox.requests("hubspot")) == requests_before  # unchanged: nothing sent
     with session_scope() as session:
         assert session.get(User, people[0]) is not None
+
+
+def test_a_routes_batches_are_cut_into_one_push_task_per_thread_the_batch_has() -> None:
+    batches: list[Any] = [[f"batch {n}"] for n in range(20)]
+    tasks = per_push(batches, PUSH_THREADS)  # a live batch has the runner's threads to itself
+    assert [len(t) for t in tasks] == [3, 3, 3, 3, 3, 3, 2] and sum(tasks, []) == batches
+    # A bulk sync's chunks in flight share the threads: fewer, longer tasks, the same requests side by side
+    shared = per_push(batches, PUSH_THREADS // CHUNKS_IN_FLIGHT)
+    assert [len(t) for t in shared] == [5, 5, 5, 5] and sum(shared, []) == batches
+    assert [len(t) for t in per_push(batches[:3], PUSH_THREADS)] == [1, 1, 1]
+    assert {len(t) for t in per_push(batches * 10, PUSH_THREADS)} == {BATCHES_PER_PUSH}
 
 
 def test_a_batch_run_shows_one_push_task_per_destination_and_asks_for_no_result_storage(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import http.server
 import socket
+import threading
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+import requests
 
 from connectors.http import (
     AmbiguousError,
@@ -129,6 +133,57 @@ def test_multi_status_is_handed_to_the_connector(sandbox: Any, sandbox_url: str)
     }
     response = hubspot(sandbox_url).request("POST", "/crm/v3/objects/contacts/batch/upsert", json=body)
     assert response.status_code == 207
+
+
+def test_a_netrc_file_never_replaces_the_vendors_credentials(
+    sandbox: Any, sandbox_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests by default sends ~/.netrc's login for the host as Basic auth over the vendor's own token.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert requests.get(f"{sandbox_url}/hubspot/account-info/v3/details", timeout=5).status_code == 401
+    assert hubspot(sandbox_url).request("GET", "/account-info/v3/details").status_code == 200
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself and keeps each request line."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.requestline)
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_the_environments_proxy_is_read_once_when_the_client_is_built(
+    sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _RecordingProxy.seen.clear()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+            proxied = hubspot(sandbox_url)
+            monkeypatch.setenv("no_proxy", "127.0.0.1")
+            direct = hubspot(sandbox_url)
+            monkeypatch.delenv("http_proxy")
+            assert proxied.request("GET", "/account-info/v3/details").json() == {}  # the proxy's answer
+            assert direct.request("GET", "/account-info/v3/details").json() != {}  # the stand-in's
+        finally:
+            proxy.shutdown()
+    assert _RecordingProxy.seen == [f"GET {sandbox_url}/hubspot/account-info/v3/details HTTP/1.1"]
 
 
 def test_request_count_is_kept_per_client(sandbox: Any, sandbox_url: str) -> None:

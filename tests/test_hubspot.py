@@ -3,6 +3,7 @@ definitions (created once, remembered), recently modified contacts through searc
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,6 +270,22 @@ def test_a_missing_property_is_created_and_the_batch_retried_once(
     assert sandbox.requests("hubspot")[0]["status"] == 400
     assert "POST /crm/v3/properties/contacts/batch/create" in sent
     assert len(sent) == 2 + 9
+
+
+def test_pushes_that_meet_the_missing_properties_at_once_create_them_once(
+    sqlite_database: str, sandbox: Any, strict_portal: None
+) -> None:
+    hubspot = connector()
+    # Each upsert is answered late, so all four are at the portal before the first 400 comes back.
+    sandbox.fail("hubspot", mode="slow", delay=1.5, count=4)
+    with concurrent.futures.ThreadPoolExecutor(4) as pushes:
+        batches = [[contact(n, ennu_overall_score=7.5)] for n in range(4)]
+        done = list(pushes.map(lambda batch: hubspot.push("contacts", "email", batch), batches))
+
+    assert [o.status for outcomes in done for o in outcomes] == [SyncStatus.CREATED] * 4
+    upserts = [r for r in sandbox.requests("hubspot") if r["path"].endswith("/batch/upsert")]
+    assert [r["status"] for r in upserts].count(400) == 4 and len(upserts) == 8  # each retried once
+    assert paths(sandbox).count("GET /crm/v3/properties/contacts") == 1  # the portal read once, not 4 times
 
 
 def test_a_strict_portal_refuses_an_undefined_property_in_hubspots_shape(

@@ -252,6 +252,24 @@ def test_an_expectation_on_a_field_without_values_in_the_batch_is_not_handed_to_
     ]
 
 
+def test_no_batch_of_health_data_is_hashed_by_gx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GX would fingerprint each frame it validates (every cell hashed, only to mark its results)."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    from tasks.validate import _validator, validate_parts
+
+    hashed: list[int] = []
+    real = pandas_execution_engine.hash_pandas_dataframe
+    monkeypatch.setattr(
+        pandas_execution_engine, "hash_pandas_dataframe", lambda df: hashed.append(len(df)) or real(df)
+    )
+    frame = mapped(["a@example.com", "broken", "c@example.com"], [1.0, 2.0, 3.0])
+    before = _validator.runs
+    [result] = validate_parts([(mapping(), frame)])
+    assert _validator.runs - before == 2 and hashed == []  # both GX runs, neither hashing the rows
+    assert [r.record_key for r in result.rejected] == ["user:2"] and len(result.valid) == 2
+
+
 def test_an_expectation_that_cannot_run_in_one_destination_leaves_the_others_checked() -> None:
     from tasks.validate import validate_parts
 

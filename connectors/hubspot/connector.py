@@ -117,6 +117,7 @@ class HubSpotConnector(HttpConnector):
         self.search_result_cap = search_result_cap
         self._properties_ensured = False
         self._properties_lock = threading.Lock()
+        self._properties_created = 0  # how many times this instance has ensured the definitions at the portal
         self._known_targets = KnownTargets()
 
     @classmethod
@@ -145,14 +146,20 @@ class HubSpotConnector(HttpConnector):
 
     # ------------------------------------------------------------------------------- properties
 
-    def ensure_properties(self, *, force: bool = False) -> dict[str, list[str]]:
+    def ensure_properties(
+        self, *, force: bool = False, missed_after: int | None = None
+    ) -> dict[str, list[str]]:
         """Create ENNU's missing properties; the names created by object type.
 
         Once per instance, and across processes through the fingerprint remembered in the hub's database:
         the portal is read again only when the definitions (or the portal's base URL) change, or when
-        `force` is set because HubSpot answered that a property is missing.
+        `force` is set because HubSpot answered that a property is missing. `missed_after`: the count of
+        ensures (`_properties_created`) read before the request that met the missing property; when another
+        push has ensured them since, they are there now, and the portal is not read again.
         """
         with self._properties_lock:  # concurrent pushes wait for the first check
+            if force and missed_after is not None and self._properties_created != missed_after:
+                return {}
             return self._ensure_properties(force=force)
 
     def _ensure_properties(self, *, force: bool) -> dict[str, list[str]]:
@@ -168,6 +175,7 @@ class HubSpotConnector(HttpConnector):
         created = ensure_definitions(self.http, definitions)
         vendor_schema.remember_ensured(self.name, wanted)
         self._properties_ensured = True
+        self._properties_created += 1
         return created
 
     # ------------------------------------------------------------------------------------- push
@@ -233,14 +241,16 @@ class HubSpotConnector(HttpConnector):
     def _post_upsert(self, object_name: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """One batch upsert's answer; a portal without our properties gets them and the batch once more."""
         path = f"/crm/v3/objects/{object_name}/batch/upsert"
+        ensured = self._properties_created
         response = self.http.request(
             "POST", path, json={"inputs": inputs}, allow_statuses=TABLE.expect("upsert")
         )
         if response.status_code == 400:
             if not missing_property_names(_json(response)):
                 self.http.classify(response)  # raises the shared client's PermanentError
-            # This portal never had our properties, or someone deleted one: create them, retry once.
-            self.ensure_properties(force=True)
+            # This portal never had our properties, or someone deleted one: create them (once for the pushes
+            # that met it at the same time), retry once.
+            self.ensure_properties(force=True, missed_after=ensured)
             response = self.http.request("POST", path, json={"inputs": inputs})
         return _json(response)
 
