@@ -235,7 +235,7 @@ class VendorHttp:
         self.session.trust_env = False
         self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
+        if bundle and self.base_url.startswith("https://"):  # requests stats a bundle path every request
             self.session.verify = bundle
         self.session.headers.update({"User-Agent": "ennu-integrations/0.1", "Accept": "application/json"})
         if headers:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import http.server
+import ipaddress
 import socket
+import ssl
 import threading
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -147,8 +149,8 @@ def test_a_netrc_file_never_replaces_the_vendors_credentials(
     assert hubspot(sandbox_url).request("GET", "/account-info/v3/details").status_code == 200
 
 
-class _RecordingProxy(http.server.BaseHTTPRequestHandler):
-    """A forward proxy that answers every request itself and keeps each request line."""
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request itself (`{}`) and keeps each request line: a forward proxy, a TLS vendor."""
 
     seen: ClassVar[list[str]] = []
 
@@ -168,8 +170,8 @@ class _RecordingProxy(http.server.BaseHTTPRequestHandler):
 def test_the_environments_proxy_is_read_once_when_the_client_is_built(
     sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _RecordingProxy.seen.clear()
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy) as proxy:
+    _Recorder.seen.clear()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder) as proxy:
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         try:
             for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
@@ -183,7 +185,66 @@ def test_the_environments_proxy_is_read_once_when_the_client_is_built(
             assert direct.request("GET", "/account-info/v3/details").json() != {}  # the stand-in's
         finally:
             proxy.shutdown()
-    assert _RecordingProxy.seen == [f"GET {sandbox_url}/hubspot/account-info/v3/details HTTP/1.1"]
+    assert _Recorder.seen == [f"GET {sandbox_url}/hubspot/account-info/v3/details HTTP/1.1"]
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself (its own CA bundle), and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_the_environments_ca_bundle_is_read_once_when_the_client_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    _Recorder.seen.clear()
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder) as server:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        try:
+            for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+            trusting = VendorHttp("hubspot", url, timeout=5, retries=0)
+            monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+            with pytest.raises(RetryableError):  # the server's certificate is nobody's the defaults trust
+                VendorHttp("hubspot", url, timeout=5, retries=0).request("GET", "/details")
+            assert trusting.request("GET", "/details").json() == {}
+        finally:
+            server.shutdown()
+    assert _Recorder.seen == ["GET /details HTTP/1.1"]
 
 
 def test_request_count_is_kept_per_client(sandbox: Any, sandbox_url: str) -> None:
