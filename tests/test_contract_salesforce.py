@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import threading
@@ -16,10 +14,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 from simple_salesforce import Salesforce
 
@@ -28,6 +22,7 @@ from connectors.http import VendorHttp
 from connectors.salesforce.connector import ClientCredentialsGrant, SalesforceConnector
 from connectors.salesforce.errors import TABLE, TOKEN_TABLE
 from ennu.models import SyncStatus
+from tests.tls_support import self_signed_certificate
 
 API_VERSION = "62.0"
 ACCESS_TOKEN = "00D5g00000CONTRACT!AQ0AQcontract.token"
@@ -99,34 +94,6 @@ def canned(method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
             {"id": "0035g00000CONTR2AAA", "success": True, "errors": [], "created": False},
         ]
     return 201, {"id": "0035g00000CONTR3AAA", "success": True, "errors": [], "created": True}
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture()
