@@ -4,6 +4,7 @@ vendor responses, so the official SDK's request and ours can be compared byte fo
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +45,8 @@ class CapturingEndpoint:
 
 
 @contextmanager
-def capturing_endpoint() -> Iterator[CapturingEndpoint]:
+def capturing_endpoint(tls: ssl.SSLContext | None = None) -> Iterator[CapturingEndpoint]:
+    """The endpoint, served over TLS with `tls` (a server context holding its certificate)."""
     capture = CapturingEndpoint()
 
     class Handler(BaseHTTPRequestHandler):
@@ -79,9 +81,11 @@ def capturing_endpoint() -> Iterator[CapturingEndpoint]:
             return True
 
     server = CountingServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    capture.url = f"http://127.0.0.1:{server.server_address[1]}"
+    capture.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     try:
         yield capture
     finally:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import email.utils
-import http.server
 import socket
 import ssl
-import threading
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import requests
@@ -25,6 +23,7 @@ from connectors.http import (
 from connectors.hubspot.connector import SANDBOX_TOKEN
 from connectors.hubspot.errors import TABLE
 from sandbox.faults import FaultMode
+from tests.capture import capturing_endpoint
 from tests.tls_support import self_signed_certificate
 
 
@@ -149,43 +148,23 @@ def test_a_netrc_file_never_replaces_the_vendors_credentials(
     assert hubspot(sandbox_url).request("GET", "/account-info/v3/details").status_code == 200
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every request itself (`{}`) and keeps each request line: a forward proxy, a TLS vendor."""
-
-    seen: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        self.seen.append(self.requestline)
-        body = b"{}"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 def test_the_environments_proxy_is_read_once_when_the_client_is_built(
     sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _Recorder.seen.clear()
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder) as proxy:
-        threading.Thread(target=proxy.serve_forever, daemon=True).start()
-        try:
-            for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-                monkeypatch.delenv(name, raising=False)
-            monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
-            proxied = hubspot(sandbox_url)
-            monkeypatch.setenv("no_proxy", "127.0.0.1")
-            direct = hubspot(sandbox_url)
-            monkeypatch.delenv("http_proxy")
-            assert proxied.request("GET", "/account-info/v3/details").json() == {}  # the proxy's answer
-            assert direct.request("GET", "/account-info/v3/details").json() != {}  # the stand-in's
-        finally:
-            proxy.shutdown()
-    assert _Recorder.seen == [f"GET {sandbox_url}/hubspot/account-info/v3/details HTTP/1.1"]
+    with capturing_endpoint() as proxy:  # a forward proxy that answers every request itself
+        proxy.answer("GET", "/hubspot/account-info/v3/details", 200, {})
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        proxied = hubspot(sandbox_url)
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        direct = hubspot(sandbox_url)
+        monkeypatch.delenv("http_proxy")
+        assert proxied.request("GET", "/account-info/v3/details").json() == {}  # the proxy's answer
+        assert direct.request("GET", "/account-info/v3/details").json() != {}  # the stand-in's
+        [sent] = proxy.take()
+    assert sent.path == "/hubspot/account-info/v3/details"
+    assert sent.headers["host"] == sandbox_url.removeprefix("http://")  # addressed to the stand-in
 
 
 def test_the_environments_ca_bundle_is_read_once_when_the_client_is_built(
@@ -194,23 +173,17 @@ def test_the_environments_ca_bundle_is_read_once_when_the_client_is_built(
     cert, key = self_signed_certificate(tmp_path)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    _Recorder.seen.clear()
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder) as server:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"https://127.0.0.1:{server.server_address[1]}"
-        try:
-            for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-                monkeypatch.delenv(name, raising=False)
-            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
-            trusting = VendorHttp("hubspot", url, timeout=5, retries=0)
-            monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-            with pytest.raises(RetryableError):  # the server's certificate is nobody's the defaults trust
-                VendorHttp("hubspot", url, timeout=5, retries=0).request("GET", "/details")
-            assert trusting.request("GET", "/details").json() == {}
-        finally:
-            server.shutdown()
-    assert _Recorder.seen == ["GET /details HTTP/1.1"]
+    with capturing_endpoint(tls) as vendor:
+        vendor.answer("GET", "/details", 200, {})
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        trusting = VendorHttp("hubspot", vendor.url, timeout=5, retries=0)
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        with pytest.raises(RetryableError):  # the server's certificate is nobody's the defaults trust
+            VendorHttp("hubspot", vendor.url, timeout=5, retries=0).request("GET", "/details")
+        assert trusting.request("GET", "/details").json() == {}
+        assert [(r.method, r.path) for r in vendor.take()] == [("GET", "/details")]
 
 
 def test_request_count_is_kept_per_client(sandbox: Any, sandbox_url: str) -> None:
