@@ -369,7 +369,7 @@ class Push:
 Report = tuple[int, int | None, list[Outcome] | Exception | None]
 
 
-def per_push(batches: list[list[Record]], threads: int = PUSH_THREADS) -> list[list[list[Record]]]:
+def per_push(batches: list[list[Record]], threads: int) -> list[list[list[Record]]]:
     """A route's vendor batches cut into push tasks: as many tasks as the batch has threads of the runner
     (the batches still go out side by side; a task more would only wait for a thread, and costs a task
     run), each of at most BATCHES_PER_PUSH batches."""
