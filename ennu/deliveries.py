@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ennu.db import session_scope
@@ -164,6 +164,24 @@ def create(session: Session, rows: Iterable[tuple[str, str, int | None, str, int
     for part in chunks(values):
         session.execute(insert(DELIVERY_TABLE), list(part))
     return len(values)
+
+
+def create_for(session: Session, event_ids: Sequence[str], integration: str, priority: int) -> None:
+    """Insert a pending delivery to `integration` for each of the events `event_ids` (already written), by
+    the database from the events' own rows (`INSERT … SELECT`): a bulk run's thousands at once."""
+    columns = {
+        "event_id": OutboxEvent.id,
+        "event_type": OutboxEvent.type,
+        "user_id": OutboxEvent.subject,
+        "integration": literal(integration),
+        "priority": literal(priority),
+        "status": literal(DeliveryStatus.PENDING.value),
+        "attempts": literal(0),
+        "created_at": literal(utcnow(), Delivery.created_at.type),
+    }
+    for part in chunks(event_ids):
+        rows = select(*columns.values()).where(OutboxEvent.id.in_(part))
+        session.execute(insert(DELIVERY_TABLE).from_select(list(columns), rows))
 
 
 # --------------------------------------------------------------------------- claiming
