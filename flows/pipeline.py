@@ -181,20 +181,23 @@ def undeclared(r: Route) -> str | None:
     return None
 
 
-def _held_mask(frame: pd.DataFrame, events: set[str]) -> Any:
-    return frame["event.id"].astype(str).isin(events).to_numpy()
+def _held_rows(frame: pd.DataFrame, events: set[str]) -> pd.DataFrame:
+    """The frame's rows whose event is among `events`: the frame itself when that is every row (a bulk
+    chunk's usual case; a boolean `loc` copies every column of a wide frame, 7 % of a bulk run's CPU)."""
+    if not len(frame):
+        return frame
+    mask = frame["event.id"].astype(str).isin(events).to_numpy()
+    return frame if mask.all() else frame.loc[mask]
 
 
 def _only_held(r: Route, ledger: Ledger) -> Route:
     """The route's rows (to send, refused, filtered out) whose event this batch holds a delivery to the
     route's destination for."""
     events = ledger.events_held_for(r.connector)
-    keep = r.frame.loc[_held_mask(r.frame, events)] if len(r.frame) else r.frame
-    refused = r.refused.loc[_held_mask(r.refused, events)]
-    filtered = r.filtered
-    if filtered is not None and len(filtered):
-        filtered = filtered.loc[_held_mask(filtered, events)]
-    return Route(r.connector, r.mapping, keep, refused, filtered, r.where)
+    filtered = None if r.filtered is None else _held_rows(r.filtered, events)
+    return Route(
+        r.connector, r.mapping, _held_rows(r.frame, events), _held_rows(r.refused, events), filtered, r.where
+    )
 
 
 def looked_up(r: Route, records: list[Record], ledger: Ledger) -> tuple[list[Record], list[SyncEntry]]:
