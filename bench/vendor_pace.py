@@ -36,13 +36,8 @@ from typing import Any
 
 import requests
 
-from bench.peers import (
-    PY,
-    WARM_RECORDS,
-    _free_port,
-    _wait,
-    prefect_server,
-)  # also sets the bench's environment
+# bench.peers also sets the bench's environment on import
+from bench.peers import PY, WARM_RECORDS, _free_port, _wait, prefect_server
 
 THREADS = 4
 
