@@ -299,6 +299,14 @@ def claim(
     return Claim(chosen, held) if held else None
 
 
+def _not_by_index(column: Any) -> Any:
+    """The column as an expression no index can look up (`status || ''`), so the planner finds the rows
+    by the other condition's index (the events'): SQLite, without statistics, chose the status index for
+    a batch's `event_id IN (…) AND status IN (…)` and walked every open delivery of the backlog (30,000
+    of them: 10 ms a statement where the events' index takes 1)."""
+    return column.concat("")
+
+
 def take(owner: str, event_ids: Sequence[str], integrations: Sequence[str] | None = None) -> list[Held]:
     """The deliveries of these events this owner holds, leasing the ready ones (a flow run's own batch);
     within `owned_by(owner, claimed=True)` only those the owner's claim holds."""
@@ -311,7 +319,7 @@ def take(owner: str, event_ids: Sequence[str], integrations: Sequence[str] | Non
         for part in chunks(list(dict.fromkeys(event_ids))):
             mine = and_(
                 Delivery.event_id.in_(part),
-                Delivery.status.in_(OPEN),
+                _not_by_index(Delivery.status).in_(OPEN),
                 owned if _claimed.get() else or_(and_(_ready(now), _person_free(now)), owned),
             )
             if integrations is not None:
